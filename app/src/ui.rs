@@ -1,0 +1,434 @@
+//! The home screen: balance, packages, the purchase and the history.
+
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use wasm_bindgen::prelude::*;
+
+use crate::api::{self, BalanceEvent, OrderState, Package, Purchase, WalletView};
+use crate::format;
+use crate::i18n::{self, Lang, Problem};
+use crate::live;
+use crate::telegram;
+
+/// How long "Confirming payment…" may last before the buyer is told it is taking long.
+const CONFIRMATION_PATIENCE_MS: f64 = 60_000.0;
+const POLL_EVERY_MS: u64 = 1_500;
+/// With the live stream open, a poll only every this many ticks, as a safety net.
+const POLL_TICKS_WHEN_LIVE: u32 = 4;
+
+#[derive(Debug, Clone, PartialEq)]
+enum Screen {
+    Loading,
+    OutsideTelegram,
+    Failed(Problem),
+    Ready(WalletView),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Checkout {
+    Idle,
+    /// `create_invoice` is running for this package.
+    Creating(String),
+    /// Telegram's payment sheet is on screen.
+    Open { order_id: String, ndn: i64 },
+    /// The sheet closed as paid or pending; waiting for the server to confirm.
+    Confirming { order_id: String, ndn: i64 },
+    Credited { ndn: i64 },
+    Failed(Problem),
+}
+
+impl Checkout {
+    fn busy(&self) -> bool {
+        matches!(self, Self::Creating(_) | Self::Open { .. } | Self::Confirming { .. })
+    }
+
+    fn order_id(&self) -> Option<&str> {
+        match self {
+            Self::Open { order_id, .. } | Self::Confirming { order_id, .. } => Some(order_id),
+            _ => None,
+        }
+    }
+}
+
+/// The signals of the home screen; all `Copy`, so handlers can capture them freely.
+#[derive(Clone, Copy)]
+struct Shop {
+    lang: RwSignal<Lang>,
+    screen: RwSignal<Screen>,
+    checkout: RwSignal<Checkout>,
+    stream_open: RwSignal<bool>,
+    subscription: StoredValue<Option<live::Subscription>, LocalStorage>,
+    watch: StoredValue<Option<IntervalHandle>>,
+}
+
+impl Shop {
+    fn new() -> Self {
+        Self {
+            lang: RwSignal::new(Lang::En),
+            screen: RwSignal::new(Screen::Loading),
+            checkout: RwSignal::new(Checkout::Idle),
+            stream_open: RwSignal::new(false),
+            subscription: StoredValue::new_local(None),
+            watch: StoredValue::new(None),
+        }
+    }
+
+    fn start(self) {
+        if let Some(app) = telegram::web_app() {
+            app.ready();
+            app.expand();
+        }
+        if let Some(code) = telegram::language_code() {
+            self.lang.set(Lang::from_code(&code));
+        }
+        if telegram::init_data().is_none() {
+            self.screen.set(Screen::OutsideTelegram);
+            return;
+        }
+        telegram::show_settings_button(|| {
+            if let Some(window) = web_sys::window() {
+                let _ = window.location().set_href("/privacy");
+            }
+        });
+        self.load();
+    }
+
+    fn load(self) {
+        spawn_local(async move {
+            match api::wallet().await {
+                Ok(view) => {
+                    self.lang.set(Lang::from_code(&view.user.language));
+                    if self.subscription.with_value(Option::is_none) {
+                        let subscription = live::subscribe(
+                            &view.events_token,
+                            move |event| self.on_balance_event(event),
+                            move |open| self.stream_open.set(open),
+                        );
+                        self.subscription.set_value(subscription);
+                    }
+                    self.screen.set(Screen::Ready(view));
+                }
+                Err(error) => self.screen.set(Screen::Failed(Problem::from_api(&error, false))),
+            }
+        });
+    }
+
+    fn set_balance(self, balance: i64) {
+        self.screen.update(|screen| {
+            if let Screen::Ready(view) = screen {
+                view.balance = balance;
+            }
+        });
+    }
+
+    fn on_balance_event(self, event: BalanceEvent) {
+        self.set_balance(event.balance);
+        if let (Some(order_id), Some(OrderState::Paid)) = (&event.order_id, event.status) {
+            self.confirmed(order_id);
+        }
+        // A credit or refund changes the history too.
+        self.load();
+    }
+
+    /// The server says `order_id` is paid.
+    fn confirmed(self, order_id: &str) {
+        let current = self.checkout.get_untracked();
+        if let (Some(current_id), Checkout::Open { ndn, .. } | Checkout::Confirming { ndn, .. }) =
+            (current.order_id(), &current)
+            && current_id == order_id
+        {
+            self.checkout.set(Checkout::Credited { ndn: *ndn });
+            self.stop_watching();
+            telegram::haptic("success");
+        }
+    }
+
+    fn buy(self, package: Package) {
+        if self.checkout.get_untracked().busy() {
+            return;
+        }
+        self.checkout.set(Checkout::Creating(package.id.clone()));
+        spawn_local(async move {
+            let invoice = match api::create_invoice(package.id.clone()).await {
+                Ok(invoice) => invoice,
+                Err(error) => {
+                    self.checkout.set(Checkout::Failed(Problem::from_api(&error, true)));
+                    telegram::haptic("error");
+                    return;
+                }
+            };
+            let Some(app) = telegram::web_app().filter(|app| app.is_version_at_least("6.1"))
+            else {
+                self.checkout.set(Checkout::Failed(Problem::OldClient));
+                return;
+            };
+            let order_id = invoice.order_id.clone();
+            self.checkout.set(Checkout::Open { order_id: order_id.clone(), ndn: package.ndn });
+            let on_closed = Closure::once_into_js(move |status: String| {
+                self.invoice_closed(&status, order_id, package.ndn);
+            });
+            app.open_invoice(&invoice.invoice_url, &on_closed);
+        });
+    }
+
+    /// The sheet's status only chooses what to show while the server decides.
+    fn invoice_closed(self, status: &str, order_id: String, ndn: i64) {
+        let still_open = self.checkout.get_untracked().order_id() == Some(order_id.as_str());
+        if !still_open {
+            return;
+        }
+        match status {
+            "paid" | "pending" => {
+                self.checkout.set(Checkout::Confirming { order_id: order_id.clone(), ndn });
+                self.watch(order_id);
+            }
+            "failed" => {
+                self.checkout.set(Checkout::Failed(Problem::PaymentFailed));
+                telegram::haptic("error");
+            }
+            _ => self.checkout.set(Checkout::Idle),
+        }
+    }
+
+    /// Polls `order_status` while the live stream is down (and rarely while it is up), and
+    /// gives up waiting visibly after a minute.
+    fn watch(self, order_id: String) {
+        self.stop_watching();
+        let started = js_sys::Date::now();
+        let ticks = StoredValue::new(0u32);
+        let handle = set_interval_with_handle(
+            move || {
+                if self.checkout.get_untracked().order_id() != Some(order_id.as_str()) {
+                    self.stop_watching();
+                    return;
+                }
+                if js_sys::Date::now() - started > CONFIRMATION_PATIENCE_MS {
+                    self.checkout.set(Checkout::Failed(Problem::NoConfirmation));
+                    self.stop_watching();
+                    return;
+                }
+                let tick = ticks.get_value() + 1;
+                ticks.set_value(tick);
+                if self.stream_open.get_untracked() && tick % POLL_TICKS_WHEN_LIVE != 0 {
+                    return;
+                }
+                let order_id = order_id.clone();
+                spawn_local(async move {
+                    if let Ok(status) = api::order_status(order_id.clone()).await {
+                        self.set_balance(status.balance);
+                        if status.status == OrderState::Paid {
+                            self.confirmed(&order_id);
+                            self.load();
+                        }
+                    }
+                });
+            },
+            std::time::Duration::from_millis(POLL_EVERY_MS),
+        );
+        self.watch.set_value(handle.ok());
+    }
+
+    fn stop_watching(self) {
+        if let Some(handle) = self.watch.get_value() {
+            handle.clear();
+            self.watch.set_value(None);
+        }
+    }
+}
+
+#[component]
+pub fn Home() -> impl IntoView {
+    let shop = Shop::new();
+    // Effects run only in the browser, after hydration: the server and the first client
+    // render both show the skeleton.
+    Effect::new(move |_| shop.start());
+    let lang = shop.lang;
+
+    view! {
+        <main class="app">
+            {move || match shop.screen.get() {
+                Screen::Loading => view! { <Skeleton lang=lang.get() /> }.into_any(),
+                Screen::OutsideTelegram => {
+                    let texts = i18n::texts(lang.get());
+                    view! {
+                        <section class="notice" data-testid="outside-telegram">
+                            <h1>{texts.open_in_telegram}</h1>
+                            <p>{texts.open_in_telegram_hint}</p>
+                        </section>
+                    }
+                        .into_any()
+                }
+                Screen::Failed(problem) => {
+                    view! {
+                        <section class="notice error" role="alert" data-testid="load-error">
+                            <p>{i18n::problem(lang.get(), problem)}</p>
+                            <button class="button" on:click=move |_| {
+                                shop.screen.set(Screen::Loading);
+                                shop.load();
+                            }>{i18n::texts(lang.get()).retry}</button>
+                        </section>
+                    }
+                        .into_any()
+                }
+                Screen::Ready(view) => view! { <Wallet shop view /> }.into_any(),
+            }}
+            <CheckoutBanner shop />
+        </main>
+    }
+}
+
+#[component]
+fn Skeleton(lang: Lang) -> impl IntoView {
+    let texts = i18n::texts(lang);
+    view! {
+        <section class="balance-card" aria-busy="true" data-testid="skeleton">
+            <p class="label">{texts.balance}</p>
+            <p class="balance skeleton-line">{texts.loading}</p>
+        </section>
+        <section class="packages" aria-hidden="true">
+            <h2>{texts.packages}</h2>
+            <div class="package skeleton"></div>
+            <div class="package skeleton"></div>
+            <div class="package skeleton"></div>
+        </section>
+    }
+}
+
+#[component]
+fn Wallet(shop: Shop, view: WalletView) -> impl IntoView {
+    let lang = shop.lang.get_untracked();
+    let texts = i18n::texts(lang);
+    let best = best_value(&view.packages);
+    let packages = view
+        .packages
+        .into_iter()
+        .map(|package| {
+            let is_best = best.as_deref() == Some(package.id.as_str());
+            view! { <PackageCard shop package is_best /> }
+        })
+        .collect_view();
+    view! {
+        <section class="balance-card">
+            <p class="label">{texts.balance}</p>
+            <p class="balance" data-testid="balance">
+                {format::grouped(view.balance)}
+                " NDN"
+            </p>
+        </section>
+        <section class="packages">
+            <h2>{texts.packages}</h2>
+            {packages}
+        </section>
+        <History lang purchases=view.history />
+        <footer class="links">
+            <a href="/privacy">{texts.privacy}</a>
+            <a href="/support">{texts.support}</a>
+        </footer>
+    }
+}
+
+/// The package with the most NDN per Star.
+fn best_value(packages: &[Package]) -> Option<String> {
+    packages
+        .iter()
+        .filter(|package| package.stars > 0)
+        .max_by(|a, b| (a.ndn * b.stars).cmp(&(b.ndn * a.stars)))
+        .filter(|_| packages.len() > 1)
+        .map(|package| package.id.clone())
+}
+
+#[component]
+fn PackageCard(shop: Shop, package: Package, is_best: bool) -> impl IntoView {
+    let texts = i18n::texts(shop.lang.get_untracked());
+    let id = package.id.clone();
+    let creating = move || shop.checkout.get() == Checkout::Creating(id.clone());
+    let label = format!("{} {} NDN, {} ⭐", texts.buy, package.ndn, package.stars);
+    let buy = package.clone();
+    view! {
+        <article class="package" data-package=package.id.clone()>
+            <div class="package-amount">
+                <span class="ndn">{format::grouped(package.ndn)} " NDN"</span>
+                {is_best.then(|| view! { <span class="badge">{texts.best_value}</span> })}
+            </div>
+            <button
+                class="button buy"
+                aria-label=label
+                disabled=move || shop.checkout.get().busy()
+                aria-busy=move || creating().to_string()
+                on:click=move |_| shop.buy(buy.clone())
+            >
+                {format::grouped(package.stars)}
+                " ⭐"
+            </button>
+        </article>
+    }
+}
+
+#[component]
+fn History(lang: Lang, purchases: Vec<Purchase>) -> impl IntoView {
+    let texts = i18n::texts(lang);
+    let body = if purchases.is_empty() {
+        view! { <p class="hint">{texts.history_empty}</p> }.into_any()
+    } else {
+        view! {
+            <ul>
+                {purchases
+                    .into_iter()
+                    .map(|purchase| {
+                        view! {
+                            <li class=format!("purchase {}", purchase.status.as_str())>
+                                <span class="date">{format::date(purchase.created_at)}</span>
+                                <span class="ndn">"+" {format::grouped(purchase.ndn)} " NDN"</span>
+                                <span class="stars">{format::grouped(purchase.stars)} " ⭐"</span>
+                                <span class="status">{i18n::status(lang, purchase.status)}</span>
+                            </li>
+                        }
+                    })
+                    .collect_view()}
+            </ul>
+        }
+            .into_any()
+    };
+    view! {
+        <section class="history" data-testid="history">
+            <h2>{texts.history}</h2>
+            {body}
+        </section>
+    }
+}
+
+#[component]
+fn CheckoutBanner(shop: Shop) -> impl IntoView {
+    move || {
+        let lang = shop.lang.get();
+        let texts = i18n::texts(lang);
+        match shop.checkout.get() {
+            Checkout::Idle | Checkout::Creating(_) | Checkout::Open { .. } => ().into_any(),
+            Checkout::Confirming { .. } => view! {
+                <div class="banner progress" role="status" data-testid="confirming">
+                    <span class="spinner" aria-hidden="true"></span>
+                    {texts.confirming}
+                </div>
+            }
+            .into_any(),
+            Checkout::Credited { ndn } => view! {
+                <div class="banner success" role="status" data-testid="credited">
+                    "+" {format::grouped(ndn)} " " {texts.credited}
+                    <button class="link" on:click=move |_| shop.checkout.set(Checkout::Idle)>
+                        {texts.dismiss}
+                    </button>
+                </div>
+            }
+            .into_any(),
+            Checkout::Failed(problem) => view! {
+                <div class="banner error" role="alert" data-testid="checkout-error">
+                    {i18n::problem(lang, problem)}
+                    <button class="link" on:click=move |_| shop.checkout.set(Checkout::Idle)>
+                        {texts.dismiss}
+                    </button>
+                </div>
+            }
+            .into_any(),
+        }
+    }
+}

@@ -1,0 +1,349 @@
+//! Configuration: read once from the environment (and `.env`), validated, then passed down.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use app::api::Package;
+
+/// The bot token the sandbox signs initData with. It is not a secret: the sandbox only runs
+/// when no real token is configured.
+pub const SANDBOX_BOT_TOKEN: &str = "1000000001:SANDBOX-local-ndn-token-is-not-a-secret";
+const SANDBOX_WEBHOOK_SECRET: &str = "sandbox-webhook-secret";
+const DEFAULT_API_URL: &str = "https://api.telegram.org";
+const DEFAULT_PACKAGES: &str = "100:50,500:225,1000:400";
+
+/// A configuration value that cannot be used; printed as one line naming the variable.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("configuration error: {variable}: {problem}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub problem: String,
+}
+
+fn invalid(variable: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError { variable, problem: problem.into() }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// A real bot token is configured.
+    Production,
+    /// No token: the server plays Telegram for itself.
+    Sandbox,
+}
+
+#[derive(Clone)]
+pub struct Config {
+    pub mode: Mode,
+    pub bot_token: String,
+    pub webhook_secret: String,
+    /// Base URL of the Bot API; `None` in sandbox mode means the server's own fake.
+    pub api_url: Option<String>,
+    pub test_env: bool,
+    pub public_url: Option<String>,
+    pub database_url: String,
+    pub site_addr: SocketAddr,
+    pub packages: Vec<Package>,
+    pub init_data_max_age: Duration,
+    pub order_ttl: Duration,
+    pub db_max_connections: u32,
+}
+
+impl std::fmt::Debug for Config {
+    // Hand-written so that the token and the secret can never reach a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("mode", &self.mode)
+            .field("api_url", &self.api_url)
+            .field("test_env", &self.test_env)
+            .field("public_url", &self.public_url)
+            .field("database_url", &redact_password(&self.database_url))
+            .field("site_addr", &self.site_addr)
+            .field("packages", &self.packages)
+            .finish_non_exhaustive()
+    }
+}
+
+fn redact_password(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme_end + 3],
+                    &credentials[..colon],
+                    &url[at..]
+                ),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl Config {
+    /// Reads the process environment (after `.env`, which never overrides real variables).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let _ = dotenvy::dotenv();
+        let vars: HashMap<String, String> = std::env::vars().collect();
+        Self::from_vars(&vars)
+    }
+
+    pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| vars.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
+
+        let site_addr: SocketAddr = get("LEPTOS_SITE_ADDR")
+            .unwrap_or("127.0.0.1:3000")
+            .parse()
+            .map_err(|_| invalid("LEPTOS_SITE_ADDR", "expected host:port, e.g. 127.0.0.1:3000"))?;
+
+        let (mode, bot_token) = match get("TELEGRAM_BOT_TOKEN") {
+            Some(token) => {
+                validate_token(token)?;
+                (Mode::Production, token.to_owned())
+            }
+            None => (Mode::Sandbox, SANDBOX_BOT_TOKEN.to_owned()),
+        };
+
+        let webhook_secret = match (get("TELEGRAM_WEBHOOK_SECRET"), mode) {
+            (Some(secret), _) => {
+                validate_secret(secret)?;
+                secret.to_owned()
+            }
+            (None, Mode::Sandbox) => SANDBOX_WEBHOOK_SECRET.to_owned(),
+            (None, Mode::Production) => {
+                return Err(invalid(
+                    "TELEGRAM_WEBHOOK_SECRET",
+                    "required with a bot token (1-256 characters of A-Z a-z 0-9 _ -)",
+                ));
+            }
+        };
+
+        let api_url = match (get("TELEGRAM_API_URL"), mode) {
+            (Some(url), _) => Some(validate_http_url("TELEGRAM_API_URL", url)?),
+            (None, Mode::Production) => Some(DEFAULT_API_URL.to_owned()),
+            (None, Mode::Sandbox) => None,
+        };
+
+        let public_url = get("PUBLIC_URL")
+            .map(|url| validate_http_url("PUBLIC_URL", url))
+            .transpose()?;
+
+        let database_url = get("DATABASE_URL").unwrap_or("sqlite://data/ndn.db").to_owned();
+        if !(database_url.starts_with("sqlite:")
+            || database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://"))
+        {
+            return Err(invalid(
+                "DATABASE_URL",
+                "expected sqlite://path or postgres://user@host/db",
+            ));
+        }
+
+        Ok(Self {
+            mode,
+            bot_token,
+            webhook_secret,
+            api_url,
+            test_env: parse_bool(get("TELEGRAM_TEST_ENV"), "TELEGRAM_TEST_ENV")?,
+            public_url,
+            database_url,
+            site_addr,
+            packages: parse_packages(get("NDN_PACKAGES").unwrap_or(DEFAULT_PACKAGES))?,
+            init_data_max_age: parse_seconds(get("INIT_DATA_MAX_AGE"), "INIT_DATA_MAX_AGE", 86_400)?,
+            order_ttl: parse_seconds(get("ORDER_TTL"), "ORDER_TTL", 3_600)?,
+            db_max_connections: match get("DATABASE_MAX_CONNECTIONS") {
+                None => 8,
+                Some(text) => text
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=1000).contains(n))
+                    .ok_or_else(|| invalid("DATABASE_MAX_CONNECTIONS", "expected 1-1000"))?,
+            },
+        })
+    }
+
+    pub fn package(&self, id: &str) -> Option<&Package> {
+        self.packages.iter().find(|package| package.id == id)
+    }
+
+    /// The Mini App's own URL, for the bot's "open" button.
+    pub fn mini_app_url(&self) -> String {
+        match &self.public_url {
+            Some(url) => format!("{}/", url.trim_end_matches('/')),
+            None => format!("http://{}/", loopback(self.site_addr)),
+        }
+    }
+}
+
+/// An address a local client can reach (a wildcard bind address is not one).
+pub fn loopback(addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    } else {
+        addr
+    }
+}
+
+fn validate_token(token: &str) -> Result<(), ConfigError> {
+    let well_formed = token.split_once(':').is_some_and(|(id, secret)| {
+        !id.is_empty()
+            && id.bytes().all(|b| b.is_ascii_digit())
+            && !secret.is_empty()
+            && secret.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    });
+    if well_formed {
+        Ok(())
+    } else {
+        Err(invalid("TELEGRAM_BOT_TOKEN", "expected <bot id>:<secret> as given by @BotFather"))
+    }
+}
+
+fn validate_secret(secret: &str) -> Result<(), ConfigError> {
+    let ok = (1..=256).contains(&secret.len())
+        && secret.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            "TELEGRAM_WEBHOOK_SECRET",
+            "must be 1-256 characters of A-Z a-z 0-9 _ - (Telegram's rule)",
+        ))
+    }
+}
+
+fn validate_http_url(variable: &'static str, url: &str) -> Result<String, ConfigError> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| invalid(variable, "expected an http:// or https:// URL"))?;
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err(invalid(variable, "the URL has no host"));
+    }
+    Ok(url.trim_end_matches('/').to_owned())
+}
+
+fn parse_bool(value: Option<&str>, variable: &'static str) -> Result<bool, ConfigError> {
+    match value.map(str::to_ascii_lowercase).as_deref() {
+        None | Some("false" | "0" | "no") => Ok(false),
+        Some("true" | "1" | "yes") => Ok(true),
+        Some(_) => Err(invalid(variable, "expected true or false")),
+    }
+}
+
+fn parse_seconds(
+    value: Option<&str>,
+    variable: &'static str,
+    default: u64,
+) -> Result<Duration, ConfigError> {
+    match value {
+        None => Ok(Duration::from_secs(default)),
+        Some(text) => text
+            .parse::<u64>()
+            .ok()
+            .filter(|seconds| *seconds > 0)
+            .map(Duration::from_secs)
+            .ok_or_else(|| invalid(variable, "expected a positive number of seconds")),
+    }
+}
+
+/// `NDN_PACKAGES`: comma-separated `ndn:stars` pairs, e.g. `100:50,500:225`.
+fn parse_packages(text: &str) -> Result<Vec<Package>, ConfigError> {
+    const VAR: &str = "NDN_PACKAGES";
+    let mut packages: Vec<Package> = Vec::new();
+    for item in text.split(',').map(str::trim) {
+        let (ndn, stars) = item
+            .split_once(':')
+            .ok_or_else(|| invalid(VAR, format!("`{item}` is not ndn:stars")))?;
+        let ndn: i64 = ndn
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n| (1..=1_000_000_000).contains(n))
+            .ok_or_else(|| invalid(VAR, format!("`{item}`: NDN must be 1-1000000000")))?;
+        let stars: i64 = stars
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n| (1..=100_000).contains(n))
+            .ok_or_else(|| invalid(VAR, format!("`{item}`: Stars must be 1-100000")))?;
+        let id = format!("ndn-{ndn}");
+        if packages.iter().any(|package| package.id == id) {
+            return Err(invalid(VAR, format!("two packages of {ndn} NDN")));
+        }
+        packages.push(Package { id, ndn, stars, title: format!("{ndn} NDN") });
+    }
+    Ok(packages)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_vars(&vars)
+    }
+
+    #[test]
+    fn no_token_means_sandbox_with_defaults() {
+        let config = config(&[]).unwrap();
+        assert_eq!(config.mode, Mode::Sandbox);
+        assert_eq!(config.api_url, None);
+        assert_eq!(config.database_url, "sqlite://data/ndn.db");
+        let summary: Vec<_> = config.packages.iter().map(|p| (p.ndn, p.stars)).collect();
+        assert_eq!(summary, [(100, 50), (500, 225), (1000, 400)]);
+    }
+
+    #[test]
+    fn token_requires_a_valid_webhook_secret() {
+        let err = config(&[("TELEGRAM_BOT_TOKEN", "123:abc")]).unwrap_err();
+        assert_eq!(err.variable, "TELEGRAM_WEBHOOK_SECRET");
+        let err = config(&[
+            ("TELEGRAM_BOT_TOKEN", "123:abc"),
+            ("TELEGRAM_WEBHOOK_SECRET", "123:abc"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.variable, "TELEGRAM_WEBHOOK_SECRET");
+        let ok = config(&[("TELEGRAM_BOT_TOKEN", "123:abc"), ("TELEGRAM_WEBHOOK_SECRET", "s3cr_t")])
+            .unwrap();
+        assert_eq!(ok.mode, Mode::Production);
+        assert_eq!(ok.api_url.as_deref(), Some("https://api.telegram.org"));
+    }
+
+    #[test]
+    fn malformed_values_name_their_variable() {
+        for (var, value) in [
+            ("TELEGRAM_BOT_TOKEN", "not a token"),
+            ("LEPTOS_SITE_ADDR", "localhost"),
+            ("DATABASE_URL", "mysql://x"),
+            ("NDN_PACKAGES", "100"),
+            ("NDN_PACKAGES", "100:0"),
+            ("NDN_PACKAGES", "100:50,100:60"),
+            ("TELEGRAM_TEST_ENV", "maybe"),
+            ("INIT_DATA_MAX_AGE", "-5"),
+            ("PUBLIC_URL", "ftp://example.org"),
+        ] {
+            let err = config(&[(var, value)]).unwrap_err();
+            assert_eq!(err.variable, var, "{value}");
+            assert!(err.to_string().starts_with(&format!("configuration error: {var}: ")));
+        }
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let config = config(&[
+            ("TELEGRAM_BOT_TOKEN", "123:very-secret-token"),
+            ("TELEGRAM_WEBHOOK_SECRET", "hook-secret"),
+            ("DATABASE_URL", "postgres://app:hunter2@db/ndn"),
+        ])
+        .unwrap();
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("very-secret-token"));
+        assert!(!shown.contains("hook-secret"));
+        assert!(!shown.contains("hunter2"));
+        assert!(shown.contains("postgres://app:***@db/ndn"));
+    }
+}

@@ -1,0 +1,133 @@
+//! Live balance events: published after a credit or debit commits, streamed to the Mini App
+//! over Server-Sent Events.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use app::api::BalanceEvent;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use hmac::{Hmac, Mac};
+use serde::Deserialize;
+use sha2::Sha256;
+use tokio::sync::broadcast;
+use tokio_stream::wrappers::BroadcastStream;
+
+use crate::state::AppState;
+
+/// Fans balance changes out to every subscribed stream of this process.
+#[derive(Clone)]
+pub struct LiveEvents {
+    sender: broadcast::Sender<(i64, BalanceEvent)>,
+}
+
+impl Default for LiveEvents {
+    fn default() -> Self {
+        Self { sender: broadcast::channel(1024).0 }
+    }
+}
+
+impl LiveEvents {
+    pub fn publish(&self, user_id: i64, event: BalanceEvent) {
+        // No subscriber is not an error: nobody has the app open.
+        let _ = self.sender.send((user_id, event));
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<(i64, BalanceEvent)> {
+        self.sender.subscribe()
+    }
+}
+
+/// Signed, expiring tokens for the stream (an `EventSource` cannot send headers).
+#[derive(Clone)]
+pub struct StreamTokens {
+    key: Vec<u8>,
+    lifetime_secs: i64,
+}
+
+impl StreamTokens {
+    pub fn new(bot_token: &str, lifetime: Duration) -> Self {
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"NDN live event stream").expect("any key");
+        mac.update(bot_token.as_bytes());
+        Self {
+            key: mac.finalize().into_bytes().to_vec(),
+            lifetime_secs: i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX),
+        }
+    }
+
+    pub fn issue(&self, user_id: i64, now: i64) -> String {
+        let expires = now.saturating_add(self.lifetime_secs);
+        format!("{user_id}.{expires}.{}", self.signature(user_id, expires))
+    }
+
+    /// The user the token was issued to, if it is genuine and unexpired.
+    pub fn verify(&self, token: &str, now: i64) -> Option<i64> {
+        let mut parts = token.split('.');
+        let user_id: i64 = parts.next()?.parse().ok()?;
+        let expires: i64 = parts.next()?.parse().ok()?;
+        let signature = hex::decode(parts.next()?).ok()?;
+        if parts.next().is_some() || expires < now {
+            return None;
+        }
+        let mut mac = self.mac();
+        mac.update(format!("{user_id}.{expires}").as_bytes());
+        mac.verify_slice(&signature).ok()?;
+        Some(user_id)
+    }
+
+    fn signature(&self, user_id: i64, expires: i64) -> String {
+        let mut mac = self.mac();
+        mac.update(format!("{user_id}.{expires}").as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    fn mac(&self) -> Hmac<Sha256> {
+        Hmac::<Sha256>::new_from_slice(&self.key).expect("any key")
+    }
+}
+
+#[derive(Deserialize)]
+pub struct StreamQuery {
+    token: String,
+}
+
+/// `GET /api/events?token=…`: one JSON `BalanceEvent` per message for the token's user.
+pub async fn stream(State(state): State<AppState>, Query(query): Query<StreamQuery>) -> Response {
+    let now = crate::store::now_ms() / 1000;
+    let Some(user_id) = state.tokens.verify(&query.token, now) else {
+        return (StatusCode::UNAUTHORIZED, "invalid or expired stream token").into_response();
+    };
+    let events = BroadcastStream::new(state.events.subscribe()).filter_map(move |item| async move {
+        match item {
+            Ok((owner, event)) if owner == user_id => {
+                let json = serde_json::to_string(&event).ok()?;
+                Some(Ok::<_, Infallible>(Event::default().data(json)))
+            }
+            // A lagging subscriber lost events; the app's safety-net poll catches up.
+            Ok(_) | Err(_) => None,
+        }
+    });
+    Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_verify_only_for_their_user_and_lifetime() {
+        let tokens = StreamTokens::new("1:t", Duration::from_secs(60));
+        let token = tokens.issue(42, 1_000);
+        assert_eq!(tokens.verify(&token, 1_000), Some(42));
+        assert_eq!(tokens.verify(&token, 1_061), None);
+        assert_eq!(tokens.verify(&token.replacen("42", "43", 1), 1_000), None);
+        let other = StreamTokens::new("2:t", Duration::from_secs(60));
+        assert_eq!(other.verify(&token, 1_000), None);
+        assert_eq!(tokens.verify("garbage", 1_000), None);
+    }
+}

@@ -1,0 +1,201 @@
+//! The NDN server: the Mini App (Leptos SSR + hydration), its server functions and Telegram's
+//! webhook on one axum server.
+
+pub mod bot_api;
+pub mod bot_text;
+mod commands;
+pub mod config;
+pub mod events;
+pub mod fake_telegram;
+mod health;
+pub mod init_data;
+pub mod notifier;
+mod pages;
+pub mod shop;
+pub mod state;
+pub mod store;
+pub mod updates;
+pub mod wallet;
+pub mod webhook;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use app::backend::Backend;
+use app::{App, ShellConfig, shell};
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{Request, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use leptos::prelude::provide_context;
+use leptos_axum::{LeptosRoutes, generate_route_list};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tower_http::trace::TraceLayer;
+
+use crate::bot_api::BotApi;
+use crate::config::{Config, Mode};
+use crate::events::{LiveEvents, StreamTokens};
+use crate::fake_telegram::FakeTelegram;
+use crate::init_data::InitDataValidator;
+use crate::state::{AppState, Shared};
+use crate::store::Store;
+
+const TELEGRAM_SCRIPT: &str = "https://telegram.org/js/telegram-web-app.js";
+const SANDBOX_SCRIPT_ROUTE: &str = "/sandbox/telegram-web-app.js";
+/// Where the setup installs the official script (npm package `@twa-dev/sdk`).
+const SANDBOX_SCRIPT_FILE: &str = "end2end/node_modules/@twa-dev/sdk/dist/telegram-web-apps.js";
+
+/// A server started by [`start`].
+pub struct Running {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    /// The fake Telegram Bot API, in sandbox mode.
+    pub sandbox: Option<FakeTelegram>,
+    shutdown: CancellationToken,
+    server: JoinHandle<std::io::Result<()>>,
+    worker: JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops accepting, lets in-flight requests finish, stops the worker, closes the pool.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.server.await;
+        let _ = self.worker.await;
+        self.state.store.close().await;
+    }
+
+    /// Resolves when the server stops by itself (it should not) or `stop` was requested.
+    pub async fn wait(&mut self) {
+        let _ = (&mut self.server).await;
+    }
+
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+}
+
+/// Opens the database, applies migrations and serves on `listener` until stopped.
+pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Running> {
+    let addr = listener.local_addr()?;
+    let store = Store::connect(&config.database_url, config.db_max_connections).await?;
+    store.migrate().await?;
+
+    let sandbox = (config.mode == Mode::Sandbox).then(|| FakeTelegram::new(&config.bot_token));
+    let api_url = match &config.api_url {
+        Some(url) => url.clone(),
+        None => format!("http://{}/sandbox/bot-api", config::loopback(addr)),
+    };
+    let bot = BotApi::new(&api_url, &config.bot_token, config.test_env);
+
+    let mut leptos = leptos::config::get_configuration(None)
+        .map(|conf| conf.leptos_options)
+        .unwrap_or_else(|_| leptos::config::LeptosOptions::builder().output_name("ndn").build());
+    if leptos.output_name.is_empty() {
+        leptos.output_name = "ndn".into();
+    }
+    leptos.site_addr = addr;
+
+    let state = AppState::new(Shared {
+        validator: InitDataValidator::new(&config.bot_token, config.init_data_max_age),
+        tokens: StreamTokens::new(&config.bot_token, config.init_data_max_age),
+        events: LiveEvents::default(),
+        outbox: Arc::new(Notify::new()),
+        bot,
+        store,
+        leptos,
+        config,
+    });
+
+    let router = router(state.clone(), sandbox.as_ref());
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await
+        }
+    });
+    let worker = tokio::spawn(notifier::run(state.clone(), shutdown.clone()));
+    Ok(Running { addr, state, sandbox, shutdown, server, worker })
+}
+
+fn router(state: AppState, sandbox: Option<&FakeTelegram>) -> Router {
+    let shell_config = ShellConfig {
+        telegram_script: match sandbox {
+            Some(_) => SANDBOX_SCRIPT_ROUTE.to_owned(),
+            None => TELEGRAM_SCRIPT.to_owned(),
+        },
+    };
+    let backend = Backend(Arc::new(shop::Shop(state.clone())));
+    let app_shell = {
+        let leptos = state.leptos.clone();
+        let shell_config = shell_config.clone();
+        move || shell(leptos.clone(), shell_config.clone())
+    };
+    let fallback_shell = move |options| shell(options, shell_config.clone());
+
+    let mut router = Router::new()
+        .route(
+            "/webhook/telegram",
+            post(webhook::receive).layer(DefaultBodyLimit::max(webhook::BODY_LIMIT)),
+        )
+        .route("/api/events", get(events::stream))
+        .route("/healthz", get(health::live))
+        .route("/readyz", get(health::ready))
+        .route("/privacy", get(pages::privacy))
+        .route("/support", get(pages::support))
+        .leptos_routes_with_context(
+            &state,
+            generate_route_list(App),
+            move || provide_context(backend.clone()),
+            app_shell,
+        )
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(fallback_shell));
+    if let Some(fake) = sandbox {
+        router = router
+            .route(SANDBOX_SCRIPT_ROUTE, get(sandbox_script))
+            .nest("/sandbox/bot-api", fake.router());
+    }
+    router
+        .layer(DefaultBodyLimit::max(64 * 1024))
+        .layer(
+            // Paths only: query strings carry stream tokens, and no token belongs in a log.
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request<_>| {
+                    tracing::info_span!("http", method = %request.method(), path = %loggable_path(request.uri().path()))
+                })
+                .on_response(
+                    |response: &Response, latency: std::time::Duration, _span: &tracing::Span| {
+                        tracing::info!(status = response.status().as_u16(), latency_ms = latency.as_secs_f64() * 1000.0, "served");
+                    },
+                ),
+        )
+        .with_state(state)
+}
+
+/// The fake Bot API's paths contain the (sandbox) token; log them without it.
+fn loggable_path(path: &str) -> &str {
+    if path.starts_with("/sandbox/bot-api/") { "/sandbox/bot-api/…" } else { path }
+}
+
+/// The official `telegram-web-app.js` from the npm package the setup installs.
+async fn sandbox_script() -> Response {
+    let candidates = [PathBuf::from(SANDBOX_SCRIPT_FILE), PathBuf::from("..").join(SANDBOX_SCRIPT_FILE)];
+    for path in candidates {
+        if let Ok(script) = tokio::fs::read(&path).await {
+            return ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], script).into_response();
+        }
+    }
+    (
+        StatusCode::NOT_FOUND,
+        "telegram-web-app.js is not installed: run ./setup (it installs @twa-dev/sdk in end2end/)",
+    )
+        .into_response()
+}

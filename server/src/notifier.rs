@@ -1,0 +1,83 @@
+//! Sends queued bot messages: retries with backoff, honours `retry_after`, survives restarts
+//! (the queue is in the database) and marks each message sent once delivered.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::state::AppState;
+use crate::store::ClaimedMessage;
+
+const BATCH: i64 = 16;
+/// How long a claimed message is ours; an instance that dies releases it by expiry.
+const LEASE: Duration = Duration::from_secs(60);
+/// Due retries are picked up at least this often even without a wake-up.
+const IDLE_POLL: Duration = Duration::from_millis(500);
+const MAX_BACKOFF_SECS: u64 = 300;
+/// After this many attempts (about a day with the backoff cap) a message is given up.
+const MAX_ATTEMPTS: i64 = 300;
+
+pub async fn run(state: AppState, shutdown: CancellationToken) {
+    while !shutdown.is_cancelled() {
+        let batch = match state.store.claim_messages(BATCH, LEASE).await {
+            Ok(batch) => batch,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the outbox; retrying");
+                Vec::new()
+            }
+        };
+        if batch.is_empty() {
+            tokio::select! {
+                () = state.outbox.notified() => {}
+                () = tokio::time::sleep(IDLE_POLL) => {}
+                () = shutdown.cancelled() => return,
+            }
+            continue;
+        }
+        for message in batch {
+            deliver(&state, message).await;
+        }
+    }
+}
+
+async fn deliver(state: &AppState, message: ClaimedMessage) {
+    let markup = message.reply_markup.as_deref().and_then(|text| serde_json::from_str(text).ok());
+    let result = state.bot.send_message(message.chat_id, &message.text, markup.as_ref()).await;
+    let recorded = match result {
+        Ok(_) => state.store.message_sent(message.id).await,
+        Err(error) if error.is_transient() && message.attempts < MAX_ATTEMPTS => {
+            let wait = error.retry_after().unwrap_or_else(|| backoff_secs(message.attempts));
+            tracing::warn!(message_id = message.id, %error, wait, "sendMessage failed; will retry");
+            state
+                .store
+                .message_retry(message.id, Duration::from_secs(wait), error.description())
+                .await
+        }
+        Err(error) => {
+            tracing::error!(message_id = message.id, %error, "sendMessage failed for good");
+            state.store.message_failed(message.id, error.description()).await
+        }
+    };
+    if let Err(error) = recorded {
+        // The lease expires and the message is tried again: at least once, never lost.
+        tracing::error!(message_id = message.id, %error, "cannot record the delivery");
+    }
+}
+
+fn backoff_secs(attempts: i64) -> u64 {
+    let exponent = u32::try_from(attempts.clamp(1, 9) - 1).unwrap_or(0);
+    2u64.pow(exponent).min(MAX_BACKOFF_SECS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::backoff_secs;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        assert_eq!(backoff_secs(1), 1);
+        assert_eq!(backoff_secs(2), 2);
+        assert_eq!(backoff_secs(5), 16);
+        assert_eq!(backoff_secs(100), 256);
+    }
+}

@@ -1,0 +1,676 @@
+//! Storage: one sqlx pool (SQLite or PostgreSQL, chosen by `DATABASE_URL`) and the
+//! transactions that carry out the wallet's rules.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use app::api::{OrderState, Package, Purchase};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{Any, AnyPool, Row, Transaction};
+
+use crate::wallet::{
+    Order, PaymentPlan, PaymentRecord, PaymentStatus, RefundPlan, plan_payment, plan_refund,
+};
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("database holds an unexpected value: {0}")]
+    Corrupt(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+/// A buyer as Telegram describes them.
+#[derive(Debug, Clone)]
+pub struct Buyer<'a> {
+    pub id: i64,
+    pub first_name: &'a str,
+    pub username: Option<&'a str>,
+    pub language_code: Option<&'a str>,
+}
+
+/// A message to a chat, sent later by the notification worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingMessage {
+    pub dedupe_key: String,
+    pub chat_id: i64,
+    pub text: String,
+    pub reply_markup: Option<String>,
+}
+
+/// The facts of a `successful_payment` the store needs.
+#[derive(Debug, Clone)]
+pub struct IncomingPayment<'a> {
+    pub charge_id: &'a str,
+    pub provider_charge_id: Option<&'a str>,
+    pub payload: &'a str,
+    pub currency: &'a str,
+    pub stars: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PaymentOutcome {
+    Credited { user_id: i64, order_id: String, ndn: i64, balance: i64 },
+    Held { user_id: i64, reason: &'static str },
+    /// This charge was recorded before: nothing changed.
+    Duplicate,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefundOutcome {
+    Debited { user_id: i64, order_id: Option<String>, ndn: i64, balance: i64 },
+    ClosedHeld,
+    RecordedUnknown,
+    AlreadyRefunded,
+}
+
+/// Writes the text of a notification once the outcome (and the new balance) is known.
+pub trait Notice {
+    fn payment(&self, language: &str, outcome: &PaymentOutcome, stars: i64) -> Option<String>;
+    fn refund(&self, language: &str, outcome: &RefundOutcome, stars: i64) -> Option<String>;
+}
+
+#[derive(Debug, Clone)]
+pub struct ClaimedMessage {
+    pub id: i64,
+    pub chat_id: i64,
+    pub text: String,
+    pub reply_markup: Option<String>,
+    pub attempts: i64,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    engine: Engine,
+}
+
+pub fn now_ms() -> i64 {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl Store {
+    /// Opens the pool (creating a SQLite file and its folder when needed); no migrations.
+    pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Self> {
+        sqlx::any::install_default_drivers();
+        let engine = if url.starts_with("sqlite:") { Engine::Sqlite } else { Engine::Postgres };
+        let mut url = url.to_owned();
+        if engine == Engine::Sqlite {
+            let options = sqlx::sqlite::SqliteConnectOptions::from_str(&url)?;
+            if let Some(folder) = options.get_filename().parent()
+                && !folder.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(folder).map_err(|e| StoreError::Database(e.into()))?;
+            }
+            if !url.contains("mode=") {
+                url.push(if url.contains('?') { '&' } else { '?' });
+                url.push_str("mode=rwc");
+            }
+        }
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if engine == Engine::Sqlite {
+                        // WAL for concurrent readers; FULL so that an acknowledged payment
+                        // survives a power cut; a busy timeout instead of instant SQLITE_BUSY.
+                        for pragma in [
+                            "PRAGMA journal_mode = WAL",
+                            "PRAGMA synchronous = FULL",
+                            "PRAGMA busy_timeout = 5000",
+                            "PRAGMA foreign_keys = ON",
+                        ] {
+                            sqlx::query(pragma).execute(&mut *conn).await?;
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await?;
+        Ok(Self { pool, engine })
+    }
+
+    pub async fn migrate(&self) -> StoreResult<()> {
+        match self.engine {
+            Engine::Sqlite => SQLITE_MIGRATIONS.run(&self.pool).await?,
+            Engine::Postgres => POSTGRES_MIGRATIONS.run(&self.pool).await?,
+        }
+        Ok(())
+    }
+
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Closes every connection; later calls fail (used at shutdown).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    pub async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// A write transaction. SQLite takes its write lock up front, so two writers queue on the
+    /// busy timeout instead of failing on a lock upgrade.
+    async fn write(&self) -> StoreResult<Transaction<'static, Any>> {
+        Ok(match self.engine {
+            Engine::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Engine::Postgres => self.pool.begin().await?,
+        })
+    }
+
+    pub async fn upsert_buyer(&self, buyer: &Buyer<'_>) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        upsert_buyer(&mut tx, buyer, now_ms()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn balance(&self, user_id: i64) -> StoreResult<i64> {
+        let row = sqlx::query("SELECT balance FROM users WHERE id = $1")
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get::<i64, _>(0)).transpose()?.unwrap_or(0))
+    }
+
+    pub async fn language(&self, user_id: i64) -> StoreResult<Option<String>> {
+        let row = sqlx::query("SELECT language_code FROM users WHERE id = $1")
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get::<String, _>(0)).transpose()?)
+    }
+
+    pub async fn create_order(
+        &self,
+        id: &str,
+        user_id: i64,
+        package: &Package,
+        ttl: Duration,
+    ) -> StoreResult<()> {
+        let now = now_ms();
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        sqlx::query(
+            "INSERT INTO orders (id, user_id, package_id, ndn, stars, status, created_at, expires_at)
+             VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7)",
+        )
+        .bind(id)
+        .bind(user_id)
+        .bind(&package.id)
+        .bind(package.ndn)
+        .bind(package.stars)
+        .bind(now)
+        .bind(now.saturating_add(ttl_ms))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn set_invoice_url(&self, order_id: &str, url: &str) -> StoreResult<()> {
+        sqlx::query("UPDATE orders SET invoice_url = $2 WHERE id = $1")
+            .bind(order_id)
+            .bind(url)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// An order whose invoice could not be created can never be paid.
+    pub async fn fail_order(&self, order_id: &str) -> StoreResult<()> {
+        sqlx::query("UPDATE orders SET status = 'failed' WHERE id = $1 AND status = 'pending'")
+            .bind(order_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn order(&self, id: &str) -> StoreResult<Option<Order>> {
+        let row = sqlx::query(ORDER_SELECT).bind(id).fetch_optional(&self.pool).await?;
+        row.map(|row| order_from_row(&row)).transpose()
+    }
+
+    /// The buyer's most recent orders, newest first; unpaid ones that were never opened are left
+    /// out so the history is what the buyer did, not what they tapped.
+    pub async fn history(&self, user_id: i64, limit: i64) -> StoreResult<Vec<Purchase>> {
+        let now = now_ms();
+        let rows = sqlx::query(
+            "SELECT id, ndn, stars, status, created_at, expires_at FROM orders
+             WHERE user_id = $1 AND status IN ('paid', 'refunded')
+             ORDER BY created_at DESC LIMIT $2",
+        )
+        .bind(user_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let status = parse_state(row.try_get("status")?)?;
+                let expires_at: i64 = row.try_get("expires_at")?;
+                let status = if status == OrderState::Pending && now >= expires_at {
+                    OrderState::Expired
+                } else {
+                    status
+                };
+                Ok(Purchase {
+                    order_id: row.try_get("id")?,
+                    ndn: row.try_get("ndn")?,
+                    stars: row.try_get("stars")?,
+                    status,
+                    created_at: row.try_get::<i64, _>("created_at")? / 1000,
+                })
+            })
+            .collect()
+    }
+
+    /// Records a `successful_payment` and carries out its plan in one transaction: payment row
+    /// (unique per charge), order, ledger, balance and the buyer's notification.
+    pub async fn apply_payment(
+        &self,
+        payer: &Buyer<'_>,
+        payment: &IncomingPayment<'_>,
+        notice: &(dyn Notice + Sync),
+    ) -> StoreResult<PaymentOutcome> {
+        let now = now_ms();
+        let mut tx = self.write().await?;
+        upsert_buyer(&mut tx, payer, now).await?;
+        let order = match sqlx::query(ORDER_SELECT)
+            .bind(payment.payload)
+            .fetch_optional(&mut *tx)
+            .await?
+        {
+            Some(row) => Some(order_from_row(&row)?),
+            None => None,
+        };
+        let update = crate::updates::SuccessfulPayment {
+            currency: payment.currency.to_owned(),
+            total_amount: payment.stars,
+            invoice_payload: payment.payload.to_owned(),
+            telegram_payment_charge_id: payment.charge_id.to_owned(),
+            provider_payment_charge_id: None,
+        };
+        let plan = plan_payment(order.as_ref(), &update);
+        let (status, order_id, ndn, hold_reason) = match &plan {
+            PaymentPlan::Credit { order_id, ndn, .. } => {
+                (PaymentStatus::Credited, Some(order_id.clone()), *ndn, None)
+            }
+            PaymentPlan::Hold { order_id, reason } => {
+                (PaymentStatus::Held, order_id.clone(), 0, Some(*reason))
+            }
+        };
+        let inserted = sqlx::query(
+            "INSERT INTO payments (charge_id, provider_charge_id, user_id, order_id, payload,
+                 currency, stars, ndn, status, hold_reason, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+             ON CONFLICT (charge_id) DO NOTHING",
+        )
+        .bind(payment.charge_id)
+        .bind(payment.provider_charge_id)
+        .bind(payer.id)
+        .bind(order_id.as_deref())
+        .bind(payment.payload)
+        .bind(payment.currency)
+        .bind(payment.stars)
+        .bind(ndn)
+        .bind(status.as_str())
+        .bind(hold_reason)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            tx.rollback().await?;
+            return Ok(PaymentOutcome::Duplicate);
+        }
+        let outcome = match plan {
+            PaymentPlan::Credit { order_id, ndn, opens_order } => {
+                if opens_order {
+                    sqlx::query(
+                        "UPDATE orders SET status = 'paid', paid_at = $2
+                         WHERE id = $1 AND status IN ('pending', 'expired', 'failed')",
+                    )
+                    .bind(&order_id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                let balance = post_ledger(&mut tx, payer.id, ndn, "payment", payment.charge_id, now).await?;
+                PaymentOutcome::Credited { user_id: payer.id, order_id, ndn, balance }
+            }
+            PaymentPlan::Hold { reason, .. } => PaymentOutcome::Held { user_id: payer.id, reason },
+        };
+        let language = payer.language_code.unwrap_or("en");
+        if let Some(text) = notice.payment(language, &outcome, payment.stars) {
+            let message = OutgoingMessage {
+                dedupe_key: format!("payment:{}", payment.charge_id),
+                chat_id: payer.id,
+                text,
+                reply_markup: None,
+            };
+            enqueue(&mut tx, &message, now).await?;
+        }
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    /// Applies a refund of `charge_id` once: debit, payment and order marked refunded, notice.
+    pub async fn apply_refund(
+        &self,
+        user_id: i64,
+        charge_id: &str,
+        stars: i64,
+        notice: &(dyn Notice + Sync),
+    ) -> StoreResult<RefundOutcome> {
+        let now = now_ms();
+        let mut tx = self.write().await?;
+        let record = match sqlx::query(
+            "SELECT charge_id, user_id, order_id, ndn, status FROM payments WHERE charge_id = $1",
+        )
+        .bind(charge_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        {
+            Some(row) => Some(payment_from_row(&row)?),
+            None => None,
+        };
+        let outcome = match plan_refund(record.as_ref()) {
+            RefundPlan::AlreadyRefunded => RefundOutcome::AlreadyRefunded,
+            RefundPlan::CloseHeld => {
+                mark_payment_refunded(&mut tx, charge_id, now).await?;
+                RefundOutcome::ClosedHeld
+            }
+            RefundPlan::RecordUnknown => {
+                sqlx::query(
+                    "INSERT INTO payments (charge_id, user_id, payload, currency, stars, ndn, status,
+                         hold_reason, created_at, refunded_at)
+                     VALUES ($1, $2, '', 'XTR', $3, 0, 'refunded', 'refund of an unknown charge', $4, $4)
+                     ON CONFLICT (charge_id) DO NOTHING",
+                )
+                .bind(charge_id)
+                .bind(user_id)
+                .bind(stars)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                RefundOutcome::RecordedUnknown
+            }
+            RefundPlan::Debit { user_id, ndn, order_id } => {
+                mark_payment_refunded(&mut tx, charge_id, now).await?;
+                if let Some(order_id) = &order_id {
+                    sqlx::query("UPDATE orders SET status = 'refunded' WHERE id = $1 AND status = 'paid'")
+                        .bind(order_id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                let balance = post_ledger(&mut tx, user_id, -ndn, "refund", charge_id, now).await?;
+                RefundOutcome::Debited { user_id, order_id, ndn, balance }
+            }
+        };
+        if let RefundOutcome::Debited { user_id, .. } = &outcome {
+            let language = language_in(&mut tx, *user_id).await?;
+            if let Some(text) = notice.refund(&language, &outcome, stars) {
+                let message = OutgoingMessage {
+                    dedupe_key: format!("refund:{charge_id}"),
+                    chat_id: *user_id,
+                    text,
+                    reply_markup: None,
+                };
+                enqueue(&mut tx, &message, now).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    /// The payment behind a charge id (for the operator's refund command).
+    pub async fn payment(&self, charge_id: &str) -> StoreResult<Option<PaymentRecord>> {
+        let row = sqlx::query(
+            "SELECT charge_id, user_id, order_id, ndn, status FROM payments WHERE charge_id = $1",
+        )
+        .bind(charge_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| payment_from_row(&row)).transpose()
+    }
+
+    /// The buyer's most recent charge ids, for `/paysupport`.
+    pub async fn recent_charges(&self, user_id: i64, limit: i64) -> StoreResult<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT charge_id FROM payments WHERE user_id = $1 ORDER BY created_at DESC LIMIT $2",
+        )
+        .bind(user_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|row| Ok(row.try_get(0)?)).collect()
+    }
+
+    /// Queues a message unless one with the same key was queued before (at-least-once updates
+    /// become exactly-once replies). Returns whether it was new.
+    pub async fn enqueue(&self, message: &OutgoingMessage) -> StoreResult<bool> {
+        let mut tx = self.write().await?;
+        let new = enqueue(&mut tx, message, now_ms()).await?;
+        tx.commit().await?;
+        Ok(new)
+    }
+
+    /// Leases up to `limit` due messages for `lease`; an instance that dies loses its lease and
+    /// another sends them.
+    pub async fn claim_messages(&self, limit: i64, lease: Duration) -> StoreResult<Vec<ClaimedMessage>> {
+        let now = now_ms();
+        let lock = match self.engine {
+            Engine::Postgres => "FOR UPDATE SKIP LOCKED",
+            Engine::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE outbox SET locked_until = $1, attempts = attempts + 1
+             WHERE id IN (SELECT id FROM outbox
+                          WHERE status = 'pending' AND next_attempt_at <= $2 AND locked_until <= $2
+                          ORDER BY id LIMIT $3 {lock})
+             RETURNING id, chat_id, text, reply_markup, attempts"
+        );
+        let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+        let mut tx = self.write().await?;
+        let rows = sqlx::query(&sql)
+            .bind(now.saturating_add(lease_ms))
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let mut claimed = rows
+            .iter()
+            .map(|row| {
+                Ok(ClaimedMessage {
+                    id: row.try_get("id")?,
+                    chat_id: row.try_get("chat_id")?,
+                    text: row.try_get("text")?,
+                    reply_markup: row.try_get("reply_markup")?,
+                    attempts: row.try_get("attempts")?,
+                })
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        claimed.sort_by_key(|message| message.id);
+        Ok(claimed)
+    }
+
+    pub async fn message_sent(&self, id: i64) -> StoreResult<()> {
+        sqlx::query("UPDATE outbox SET status = 'sent', sent_at = $2, locked_until = 0 WHERE id = $1")
+            .bind(id)
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn message_retry(&self, id: i64, after: Duration, error: &str) -> StoreResult<()> {
+        let at = now_ms().saturating_add(i64::try_from(after.as_millis()).unwrap_or(i64::MAX));
+        sqlx::query(
+            "UPDATE outbox SET next_attempt_at = $2, locked_until = 0, last_error = $3 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(at)
+        .bind(error)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn message_failed(&self, id: i64, error: &str) -> StoreResult<()> {
+        sqlx::query("UPDATE outbox SET status = 'failed', locked_until = 0, last_error = $2 WHERE id = $1")
+            .bind(id)
+            .bind(error)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Messages waiting to be sent (for metrics and tests).
+    pub async fn pending_messages(&self) -> StoreResult<i64> {
+        let row = sqlx::query("SELECT COUNT(*) FROM outbox WHERE status = 'pending'")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+}
+
+const ORDER_SELECT: &str = "SELECT id, user_id, package_id, ndn, stars, status, created_at, expires_at
+                            FROM orders WHERE id = $1";
+
+fn parse_state(text: String) -> StoreResult<OrderState> {
+    OrderState::parse(&text).ok_or(StoreError::Corrupt(format!("order status `{text}`")))
+}
+
+fn order_from_row(row: &AnyRow) -> StoreResult<Order> {
+    Ok(Order {
+        id: row.try_get("id")?,
+        user_id: row.try_get("user_id")?,
+        package_id: row.try_get("package_id")?,
+        ndn: row.try_get("ndn")?,
+        stars: row.try_get("stars")?,
+        status: parse_state(row.try_get("status")?)?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+    })
+}
+
+fn payment_from_row(row: &AnyRow) -> StoreResult<PaymentRecord> {
+    let status: String = row.try_get("status")?;
+    Ok(PaymentRecord {
+        charge_id: row.try_get("charge_id")?,
+        user_id: row.try_get("user_id")?,
+        order_id: row.try_get("order_id")?,
+        ndn: row.try_get("ndn")?,
+        status: PaymentStatus::parse(&status)
+            .ok_or(StoreError::Corrupt(format!("payment status `{status}`")))?,
+    })
+}
+
+async fn upsert_buyer(tx: &mut Transaction<'static, Any>, buyer: &Buyer<'_>, now: i64) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO users (id, first_name, username, language_code, balance, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, 0, $5, $5)
+         ON CONFLICT (id) DO UPDATE SET first_name = excluded.first_name,
+             username = excluded.username, language_code = excluded.language_code,
+             updated_at = excluded.updated_at",
+    )
+    .bind(buyer.id)
+    .bind(buyer.first_name)
+    .bind(buyer.username)
+    .bind(buyer.language_code.unwrap_or("en"))
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Appends a ledger entry (unique per charge and kind) and moves the cached balance with it.
+async fn post_ledger(
+    tx: &mut Transaction<'static, Any>,
+    user_id: i64,
+    delta: i64,
+    kind: &str,
+    charge_id: &str,
+    now: i64,
+) -> StoreResult<i64> {
+    sqlx::query(
+        "INSERT INTO ledger (user_id, delta, kind, charge_id, created_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(user_id)
+    .bind(delta)
+    .bind(kind)
+    .bind(charge_id)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    let row = sqlx::query(
+        "UPDATE users SET balance = balance + $2, updated_at = $3 WHERE id = $1 RETURNING balance",
+    )
+    .bind(user_id)
+    .bind(delta)
+    .bind(now)
+    .fetch_optional(&mut **tx)
+    .await?;
+    match row {
+        Some(row) => Ok(row.try_get(0)?),
+        None => Err(StoreError::Corrupt(format!("ledger entry for unknown user {user_id}"))),
+    }
+}
+
+async fn mark_payment_refunded(tx: &mut Transaction<'static, Any>, charge_id: &str, now: i64) -> StoreResult<()> {
+    sqlx::query("UPDATE payments SET status = 'refunded', refunded_at = $2 WHERE charge_id = $1")
+        .bind(charge_id)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+async fn language_in(tx: &mut Transaction<'static, Any>, user_id: i64) -> StoreResult<String> {
+    let row = sqlx::query("SELECT language_code FROM users WHERE id = $1")
+        .bind(user_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(row.map(|r| r.try_get::<String, _>(0)).transpose()?.unwrap_or_else(|| "en".into()))
+}
+
+async fn enqueue(tx: &mut Transaction<'static, Any>, message: &OutgoingMessage, now: i64) -> StoreResult<bool> {
+    let inserted = sqlx::query(
+        "INSERT INTO outbox (dedupe_key, chat_id, text, reply_markup, status, next_attempt_at, created_at)
+         VALUES ($1, $2, $3, $4, 'pending', $5, $5)
+         ON CONFLICT (dedupe_key) DO NOTHING",
+    )
+    .bind(&message.dedupe_key)
+    .bind(message.chat_id)
+    .bind(&message.text)
+    .bind(message.reply_markup.as_deref())
+    .bind(now)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(inserted > 0)
+}

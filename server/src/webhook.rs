@@ -1,0 +1,162 @@
+//! `POST /webhook/telegram`: Telegram's updates, acknowledged only once what matters is stored.
+
+use app::api::{BalanceEvent, OrderState};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+use crate::bot_text::{self, BotNotice};
+use crate::commands;
+use crate::state::AppState;
+use crate::store::{Buyer, IncomingPayment, PaymentOutcome, RefundOutcome, StoreError, now_ms};
+use crate::updates::{Message, PreCheckoutQuery, RefundedPayment, SuccessfulPayment, Update};
+use crate::wallet::judge_pre_checkout;
+
+pub const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
+/// Telegram's updates are small; anything larger is not from Telegram.
+pub const BODY_LIMIT: usize = 256 * 1024;
+
+pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let presented = headers.get(SECRET_HEADER).map(|v| v.as_bytes()).unwrap_or_default();
+    if !bool::from(presented.ct_eq(state.config.webhook_secret.as_bytes())) {
+        tracing::warn!("webhook call with a wrong or missing secret token");
+        return (StatusCode::UNAUTHORIZED, "wrong secret token").into_response();
+    }
+    let update: Update = match serde_json::from_slice(&body) {
+        Ok(update) => update,
+        Err(error) => {
+            return (StatusCode::BAD_REQUEST, format!("not a Telegram update: {error}"))
+                .into_response();
+        }
+    };
+    handle(&state, update).await
+}
+
+/// Processes one update; the answer tells Telegram whether to deliver it again.
+pub async fn handle(state: &AppState, update: Update) -> Response {
+    let kind = update.kind();
+    let update_id = update.update_id;
+    let result = if let Some(query) = &update.pre_checkout_query {
+        return answer_pre_checkout(state, query).await;
+    } else if let Some(message) = &update.message {
+        if let Some(payment) = &message.successful_payment {
+            credit(state, message, payment).await
+        } else if let Some(refund) = &message.refunded_payment {
+            refund_payment(state, message, refund).await
+        } else {
+            commands::reply(state, update_id, message).await
+        }
+    } else {
+        Ok(())
+    };
+    match result {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(error) => {
+            // 5xx: Telegram delivers the update again, so nothing acknowledged is lost.
+            tracing::error!(update_id, kind, %error, "update not processed");
+            (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, "1")], "storage unavailable")
+                .into_response()
+        }
+    }
+}
+
+/// Answered in the webhook response itself: no extra round trip on the 10-second path, and
+/// no dependence on the Bot API being reachable at that moment.
+async fn answer_pre_checkout(state: &AppState, query: &PreCheckoutQuery) -> Response {
+    let order = match state.store.order(&query.invoice_payload).await {
+        Ok(order) => order,
+        Err(error) => {
+            tracing::error!(%error, "pre-checkout lookup failed");
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
+    };
+    let verdict = judge_pre_checkout(order.as_ref(), query, now_ms());
+    let body = match verdict {
+        Ok(()) => {
+            tracing::info!(order_id = query.invoice_payload, user_id = query.from.id, "pre-checkout accepted");
+            json!({ "method": "answerPreCheckoutQuery", "pre_checkout_query_id": query.id, "ok": true })
+        }
+        Err(refusal) => {
+            tracing::info!(order_id = query.invoice_payload, reason = refusal.label(), "pre-checkout refused");
+            let language = query.from.language_code.as_deref().unwrap_or("en");
+            json!({
+                "method": "answerPreCheckoutQuery",
+                "pre_checkout_query_id": query.id,
+                "ok": false,
+                "error_message": bot_text::refusal(language, refusal),
+            })
+        }
+    };
+    axum::Json(body).into_response()
+}
+
+async fn credit(state: &AppState, message: &Message, payment: &SuccessfulPayment) -> Result<(), StoreError> {
+    let payer = message_buyer(message);
+    let incoming = IncomingPayment {
+        charge_id: &payment.telegram_payment_charge_id,
+        provider_charge_id: payment.provider_payment_charge_id.as_deref(),
+        payload: &payment.invoice_payload,
+        currency: &payment.currency,
+        stars: payment.total_amount,
+    };
+    let outcome = state.store.apply_payment(&payer, &incoming, &BotNotice).await?;
+    let charge_id = payment.telegram_payment_charge_id.as_str();
+    match &outcome {
+        PaymentOutcome::Credited { user_id, order_id, ndn, balance } => {
+            tracing::info!(order_id, charge_id, user_id, ndn, balance, "payment credited");
+            state.events.publish(*user_id, BalanceEvent {
+                balance: *balance,
+                order_id: Some(order_id.clone()),
+                status: Some(OrderState::Paid),
+            });
+            state.outbox.notify_one();
+        }
+        PaymentOutcome::Held { user_id, reason } => {
+            tracing::warn!(order_id = payment.invoice_payload, charge_id, user_id, reason, "payment held for the operator");
+            state.outbox.notify_one();
+        }
+        PaymentOutcome::Duplicate => {
+            tracing::info!(charge_id, "payment already recorded; redelivery ignored");
+        }
+    }
+    Ok(())
+}
+
+async fn refund_payment(state: &AppState, message: &Message, refund: &RefundedPayment) -> Result<(), StoreError> {
+    let user_id = message.from.as_ref().map_or(message.chat.id, |user| user.id);
+    let charge_id = refund.telegram_payment_charge_id.as_str();
+    let outcome = state.store.apply_refund(user_id, charge_id, refund.total_amount, &BotNotice).await?;
+    after_refund(state, charge_id, &outcome);
+    Ok(())
+}
+
+/// Logs a refund and tells the buyer's open Mini App.
+pub fn after_refund(state: &AppState, charge_id: &str, outcome: &RefundOutcome) {
+    match outcome {
+        RefundOutcome::Debited { user_id, order_id, ndn, balance } => {
+            tracing::info!(charge_id, order_id, user_id, ndn, balance, "refund debited");
+            state.events.publish(*user_id, BalanceEvent {
+                balance: *balance,
+                order_id: order_id.clone(),
+                status: Some(OrderState::Refunded),
+            });
+            state.outbox.notify_one();
+        }
+        other => tracing::info!(charge_id, outcome = ?other, "refund recorded"),
+    }
+}
+
+fn message_buyer(message: &Message) -> Buyer<'_> {
+    match &message.from {
+        Some(user) => Buyer {
+            id: user.id,
+            first_name: &user.first_name,
+            username: user.username.as_deref(),
+            language_code: user.language_code.as_deref(),
+        },
+        None => Buyer { id: message.chat.id, first_name: "", username: None, language_code: None },
+    }
+}

@@ -1,0 +1,251 @@
+//! Test harness: the real server on 127.0.0.1:0 with a fresh database (SQLite file or a new
+//! PostgreSQL database) and the fake Telegram Bot API on its own loopback port.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use server::fake_telegram::{FakeTelegram, SentMessage};
+use server::init_data::InitDataValidator;
+use server::store::now_ms;
+
+pub const TOKEN: &str = "4242:integration-test-token";
+pub const SECRET: &str = "integration_test_secret";
+pub const BUYER: i64 = 279_058_397;
+pub const OTHER_BUYER: i64 = 555_000_111;
+
+/// A fresh database for one test.
+pub struct Database {
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Database {
+    pub fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}/ndn.db", dir.path().display());
+        Self { url, _dir: Some(dir) }
+    }
+
+    /// A new database on the local PostgreSQL server; `None` (with one printed line) when no
+    /// server is reachable outside CI. Under `CI=true` PostgreSQL is required.
+    pub async fn postgres() -> Option<Self> {
+        let admin = std::env::var("NDN_TEST_POSTGRES")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        sqlx::any::install_default_drivers();
+        let connection = sqlx::AnyPool::connect(&admin).await;
+        let pool = match connection {
+            Ok(pool) => pool,
+            Err(error) if std::env::var("CI").as_deref() != Ok("true") => {
+                println!("skipping PostgreSQL test: no server at {admin} ({error})");
+                return None;
+            }
+            Err(error) => panic!("PostgreSQL is required under CI=true: {admin}: {error}"),
+        };
+        let name = format!("ndn_test_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&pool)
+            .await
+            .expect("create test database");
+        pool.close().await;
+        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(base, _)| base);
+        Some(Self { url: format!("{base}/{name}"), _dir: None })
+    }
+}
+
+/// Runs `$test(Database)` once on SQLite and once on PostgreSQL.
+#[macro_export]
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::support::Database::sqlite()).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(database) = $crate::support::Database::postgres().await {
+                        super::$name(database).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+pub struct TestApp {
+    pub server: server::Running,
+    pub telegram: FakeTelegram,
+    pub base: String,
+    pub http: reqwest::Client,
+    pub database: Database,
+    telegram_url: String,
+    validator: InitDataValidator,
+}
+
+pub fn production_vars(database_url: &str, api_url: &str) -> HashMap<String, String> {
+    [
+        ("TELEGRAM_BOT_TOKEN", TOKEN),
+        ("TELEGRAM_WEBHOOK_SECRET", SECRET),
+        ("TELEGRAM_API_URL", api_url),
+        ("DATABASE_URL", database_url),
+        ("LEPTOS_SITE_ADDR", "127.0.0.1:0"),
+        ("PUBLIC_URL", "https://ndn.example.org"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+impl TestApp {
+    pub async fn spawn(database: Database) -> Self {
+        let telegram = FakeTelegram::new(TOKEN);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let telegram_url = format!("http://{}", listener.local_addr().unwrap());
+        let router = telegram.router::<()>();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        Self::start(database, telegram, telegram_url).await
+    }
+
+    async fn start(database: Database, telegram: FakeTelegram, telegram_url: String) -> Self {
+        let config = server::config::Config::from_vars(&production_vars(&database.url, &telegram_url))
+            .expect("test configuration is valid");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = server::start(config, listener).await.expect("server starts");
+        Self {
+            base: format!("http://{}", server.addr),
+            server,
+            telegram,
+            http: reqwest::Client::new(),
+            database,
+            telegram_url,
+            validator: InitDataValidator::new(TOKEN, Duration::from_secs(86_400)),
+        }
+    }
+
+    /// Stops this server and starts a new one on the same database and fake Telegram.
+    pub async fn restart(self) -> Self {
+        let Self { server, telegram, database, telegram_url, .. } = self;
+        server.stop().await;
+        Self::start(database, telegram, telegram_url).await
+    }
+
+    /// initData as Telegram would sign it for `user_id`, dated `age` ago.
+    pub fn init_data_aged(&self, user_id: i64, language: &str, age: Duration) -> String {
+        let user = json!({ "id": user_id, "first_name": "Vladislav", "language_code": language }).to_string();
+        let auth_date = (now_ms() / 1000 - age.as_secs() as i64).to_string();
+        self.validator.sign(&[("user", &user), ("auth_date", &auth_date), ("query_id", "AAHdF6IQ")])
+    }
+
+    pub fn init_data(&self, user_id: i64) -> String {
+        self.init_data_aged(user_id, "en", Duration::ZERO)
+    }
+
+    /// Calls a server function as the Mini App does; returns status and JSON body.
+    pub async fn call(&self, function: &str, authorization: Option<&str>, form: &[(&str, &str)]) -> (u16, Value) {
+        let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
+        let mut request = self
+            .http
+            .post(format!("{}/api/{function}", self.base))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(body);
+        if let Some(value) = authorization {
+            request = request.header("Authorization", value);
+        }
+        let response = request.send().await.expect("server answers");
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    pub async fn call_as(&self, user_id: i64, function: &str, form: &[(&str, &str)]) -> (u16, Value) {
+        let auth = format!("tma {}", self.init_data(user_id));
+        self.call(function, Some(&auth), form).await
+    }
+
+    pub async fn balance(&self, user_id: i64) -> i64 {
+        let (status, wallet) = self.call_as(user_id, "wallet", &[]).await;
+        assert_eq!(status, 200, "{wallet}");
+        wallet["balance"].as_i64().unwrap()
+    }
+
+    /// Creates an invoice for `package_id`; returns the order id.
+    pub async fn create_order(&self, user_id: i64, package_id: &str) -> String {
+        let (status, invoice) = self.call_as(user_id, "create_invoice", &[("package_id", package_id)]).await;
+        assert_eq!(status, 200, "{invoice}");
+        invoice["order_id"].as_str().unwrap().to_owned()
+    }
+
+    /// Posts an update with the right secret.
+    pub async fn deliver(&self, update: &Value) -> (u16, Value) {
+        self.deliver_with_secret(update, Some(SECRET)).await
+    }
+
+    pub async fn deliver_with_secret(&self, update: &Value, secret: Option<&str>) -> (u16, Value) {
+        let mut request = self.http.post(format!("{}/webhook/telegram", self.base)).json(update);
+        if let Some(secret) = secret {
+            request = request.header("X-Telegram-Bot-Api-Secret-Token", secret);
+        }
+        let response = request.send().await.expect("webhook answers");
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// Waits until the fake Telegram holds at least `count` messages (or 10 s pass).
+    pub async fn messages_after_settling(&self, count: usize) -> Vec<SentMessage> {
+        for _ in 0..100 {
+            if self.telegram.sent_messages().len() >= count {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Give a wrongly duplicated send the chance to show itself.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        self.telegram.sent_messages()
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        use sqlx::Row;
+        let row = sqlx::query(sql).fetch_one(self.server.state.store.pool()).await.unwrap();
+        row.try_get::<i64, _>(0).unwrap()
+    }
+}
+
+pub fn user(id: i64, language: &str) -> Value {
+    json!({ "id": id, "is_bot": false, "first_name": "Vladislav", "language_code": language })
+}
+
+pub fn pre_checkout(update_id: i64, from: i64, payload: &str, currency: &str, amount: i64) -> Value {
+    json!({ "update_id": update_id, "pre_checkout_query": {
+        "id": format!("pcq{update_id}"), "from": user(from, "en"), "currency": currency,
+        "total_amount": amount, "invoice_payload": payload } })
+}
+
+pub fn successful_payment(update_id: i64, from: i64, payload: &str, amount: i64, charge_id: &str) -> Value {
+    json!({ "update_id": update_id, "message": {
+        "message_id": update_id, "from": user(from, "en"),
+        "chat": { "id": from, "type": "private" }, "date": now_ms() / 1000,
+        "successful_payment": { "currency": "XTR", "total_amount": amount, "invoice_payload": payload,
+            "telegram_payment_charge_id": charge_id, "provider_payment_charge_id": "" } } })
+}
+
+pub fn refunded_payment(update_id: i64, from: i64, payload: &str, amount: i64, charge_id: &str) -> Value {
+    json!({ "update_id": update_id, "message": {
+        "message_id": update_id, "from": user(from, "en"),
+        "chat": { "id": from, "type": "private" }, "date": now_ms() / 1000,
+        "refunded_payment": { "currency": "XTR", "total_amount": amount, "invoice_payload": payload,
+            "telegram_payment_charge_id": charge_id } } })
+}
+
+pub fn command(update_id: i64, from: i64, language: &str, text: &str) -> Value {
+    json!({ "update_id": update_id, "message": {
+        "message_id": update_id, "from": user(from, language),
+        "chat": { "id": from, "type": "private" }, "date": now_ms() / 1000, "text": text } })
+}
