@@ -21,7 +21,8 @@ where
 
     fn send(req: Self::Request) -> impl Future<Output = Result<Self::Response, E>> + Send {
         if let Some(init_data) = crate::telegram::init_data() {
-            req.headers().set("Authorization", &format!("tma {init_data}"));
+            req.headers()
+                .set("Authorization", &format!("tma {init_data}"));
         }
         <BrowserClient as Client<E, IS, OS>>::send(req)
     }

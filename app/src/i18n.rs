@@ -12,7 +12,10 @@ pub enum Lang {
 impl Lang {
     /// Telegram's `language_code` (`ru`, `ru-RU`, `en`, …); anything but Russian is English.
     pub fn from_code(code: &str) -> Self {
-        if code.get(..2).is_some_and(|prefix| prefix.eq_ignore_ascii_case("ru")) {
+        if code
+            .get(..2)
+            .is_some_and(|prefix| prefix.eq_ignore_ascii_case("ru"))
+        {
             Self::Ru
         } else {
             Self::En
@@ -133,28 +136,50 @@ pub fn status(lang: Lang, state: OrderState) -> &'static str {
 
 pub fn problem(lang: Lang, problem: Problem) -> String {
     let text = match (lang, problem) {
-        (Lang::En, Problem::SessionExpired) => "Your session has expired. Close the app and open it again.",
-        (Lang::Ru, Problem::SessionExpired) => "Сессия истекла. Закройте приложение и откройте его снова.",
-        (Lang::En, Problem::SessionInvalid) => "Telegram could not confirm who you are. Reopen the app from the bot.",
-        (Lang::Ru, Problem::SessionInvalid) => "Telegram не подтвердил вашу личность. Откройте приложение из бота заново.",
+        (Lang::En, Problem::SessionExpired) => {
+            "Your session has expired. Close the app and open it again."
+        }
+        (Lang::Ru, Problem::SessionExpired) => {
+            "Сессия истекла. Закройте приложение и откройте его снова."
+        }
+        (Lang::En, Problem::SessionInvalid) => {
+            "Telegram could not confirm who you are. Reopen the app from the bot."
+        }
+        (Lang::Ru, Problem::SessionInvalid) => {
+            "Telegram не подтвердил вашу личность. Откройте приложение из бота заново."
+        }
         (Lang::En, Problem::Network) => "No connection. Check your network and retry.",
         (Lang::Ru, Problem::Network) => "Нет соединения. Проверьте сеть и повторите.",
         (Lang::En, Problem::Server) => "Something went wrong on our side. Please retry.",
         (Lang::Ru, Problem::Server) => "У нас что-то пошло не так. Повторите, пожалуйста.",
-        (Lang::En, Problem::InvoiceFailed) => "Could not create the invoice. Nothing was charged; please retry.",
-        (Lang::Ru, Problem::InvoiceFailed) => "Не удалось создать счёт. Звёзды не списаны, повторите попытку.",
+        (Lang::En, Problem::InvoiceFailed) => {
+            "Could not create the invoice. Nothing was charged; please retry."
+        }
+        (Lang::Ru, Problem::InvoiceFailed) => {
+            "Не удалось создать счёт. Звёзды не списаны, повторите попытку."
+        }
         (Lang::En, Problem::RateLimited(seconds)) => {
             return format!("Too many attempts. Try again in {seconds} s.");
         }
         (Lang::Ru, Problem::RateLimited(seconds)) => {
             return format!("Слишком много попыток. Повторите через {seconds} с.");
         }
-        (Lang::En, Problem::PaymentFailed) => "The payment did not go through. No NDN were credited.",
+        (Lang::En, Problem::PaymentFailed) => {
+            "The payment did not go through. No NDN were credited."
+        }
         (Lang::Ru, Problem::PaymentFailed) => "Оплата не прошла. NDN не зачислены.",
-        (Lang::En, Problem::OldClient) => "Your Telegram app is too old to pay here. Please update Telegram.",
-        (Lang::Ru, Problem::OldClient) => "Ваша версия Telegram не поддерживает оплату. Обновите Telegram.",
-        (Lang::En, Problem::NoConfirmation) => "Telegram has not confirmed the payment yet. If Stars were taken, your NDN will arrive automatically and the bot will tell you.",
-        (Lang::Ru, Problem::NoConfirmation) => "Telegram ещё не подтвердил оплату. Если звёзды списаны, NDN придут автоматически, и бот сообщит об этом.",
+        (Lang::En, Problem::OldClient) => {
+            "Your Telegram app is too old to pay here. Please update Telegram."
+        }
+        (Lang::Ru, Problem::OldClient) => {
+            "Ваша версия Telegram не поддерживает оплату. Обновите Telegram."
+        }
+        (Lang::En, Problem::NoConfirmation) => {
+            "Telegram has not confirmed the payment yet. If Stars were taken, your NDN will arrive automatically and the bot will tell you."
+        }
+        (Lang::Ru, Problem::NoConfirmation) => {
+            "Telegram ещё не подтвердил оплату. Если звёзды списаны, NDN придут автоматически, и бот сообщит об этом."
+        }
     };
     text.to_owned()
 }

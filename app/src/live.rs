@@ -35,8 +35,8 @@ pub fn subscribe(
         source.set_onopen(Some(on_open.unchecked_ref()));
         let on_error = Closure::<dyn Fn()>::new(move || on_health(false)).into_js_value();
         source.set_onerror(Some(on_error.unchecked_ref()));
-        let on_message = Closure::<dyn Fn(web_sys::MessageEvent)>::new(
-            move |message: web_sys::MessageEvent| {
+        let on_message =
+            Closure::<dyn Fn(web_sys::MessageEvent)>::new(move |message: web_sys::MessageEvent| {
                 if let Some(event) = message
                     .data()
                     .as_string()
@@ -44,9 +44,8 @@ pub fn subscribe(
                 {
                     on_event(event);
                 }
-            },
-        )
-        .into_js_value();
+            })
+            .into_js_value();
         source.set_onmessage(Some(on_message.unchecked_ref()));
         Some(Subscription { source })
     }

@@ -22,8 +22,9 @@ extern "C" {
     pub fn expand(this: &WebApp);
     #[wasm_bindgen(method, js_name = isVersionAtLeast)]
     pub fn is_version_at_least(this: &WebApp, version: &str) -> bool;
-    #[wasm_bindgen(method, js_name = openInvoice)]
-    pub fn open_invoice(this: &WebApp, url: &str, callback: &JsValue);
+    /// Throws when the link is malformed or an invoice is already open.
+    #[wasm_bindgen(method, catch, js_name = openInvoice)]
+    pub fn open_invoice(this: &WebApp, url: &str, callback: &JsValue) -> Result<(), JsValue>;
     #[wasm_bindgen(method, js_name = openTelegramLink)]
     pub fn open_telegram_link(this: &WebApp, url: &str);
     #[wasm_bindgen(method, js_name = onEvent)]

@@ -30,16 +30,27 @@ enum Checkout {
     /// `create_invoice` is running for this package.
     Creating(String),
     /// Telegram's payment sheet is on screen.
-    Open { order_id: String, ndn: i64 },
+    Open {
+        order_id: String,
+        ndn: i64,
+    },
     /// The sheet closed as paid or pending; waiting for the server to confirm.
-    Confirming { order_id: String, ndn: i64 },
-    Credited { ndn: i64 },
+    Confirming {
+        order_id: String,
+        ndn: i64,
+    },
+    Credited {
+        ndn: i64,
+    },
     Failed(Problem),
 }
 
 impl Checkout {
     fn busy(&self) -> bool {
-        matches!(self, Self::Creating(_) | Self::Open { .. } | Self::Confirming { .. })
+        matches!(
+            self,
+            Self::Creating(_) | Self::Open { .. } | Self::Confirming { .. }
+        )
     }
 
     fn order_id(&self) -> Option<&str> {
@@ -108,7 +119,9 @@ impl Shop {
                     }
                     self.screen.set(Screen::Ready(view));
                 }
-                Err(error) => self.screen.set(Screen::Failed(Problem::from_api(&error, false))),
+                Err(error) => self
+                    .screen
+                    .set(Screen::Failed(Problem::from_api(&error, false))),
             }
         });
     }
@@ -152,22 +165,27 @@ impl Shop {
             let invoice = match api::create_invoice(package.id.clone()).await {
                 Ok(invoice) => invoice,
                 Err(error) => {
-                    self.checkout.set(Checkout::Failed(Problem::from_api(&error, true)));
+                    self.checkout
+                        .set(Checkout::Failed(Problem::from_api(&error, true)));
                     telegram::haptic("error");
                     return;
                 }
             };
-            let Some(app) = telegram::web_app().filter(|app| app.is_version_at_least("6.1"))
-            else {
+            let Some(app) = telegram::web_app().filter(|app| app.is_version_at_least("6.1")) else {
                 self.checkout.set(Checkout::Failed(Problem::OldClient));
                 return;
             };
             let order_id = invoice.order_id.clone();
-            self.checkout.set(Checkout::Open { order_id: order_id.clone(), ndn: package.ndn });
+            self.checkout.set(Checkout::Open {
+                order_id: order_id.clone(),
+                ndn: package.ndn,
+            });
             let on_closed = Closure::once_into_js(move |status: String| {
                 self.invoice_closed(&status, order_id, package.ndn);
             });
-            app.open_invoice(&invoice.invoice_url, &on_closed);
+            if app.open_invoice(&invoice.invoice_url, &on_closed).is_err() {
+                self.checkout.set(Checkout::Failed(Problem::InvoiceFailed));
+            }
         });
     }
 
@@ -179,7 +197,10 @@ impl Shop {
         }
         match status {
             "paid" | "pending" => {
-                self.checkout.set(Checkout::Confirming { order_id: order_id.clone(), ndn });
+                self.checkout.set(Checkout::Confirming {
+                    order_id: order_id.clone(),
+                    ndn,
+                });
                 self.watch(order_id);
             }
             "failed" => {
@@ -209,7 +230,7 @@ impl Shop {
                 }
                 let tick = ticks.get_value() + 1;
                 ticks.set_value(tick);
-                if self.stream_open.get_untracked() && tick % POLL_TICKS_WHEN_LIVE != 0 {
+                if self.stream_open.get_untracked() && !tick.is_multiple_of(POLL_TICKS_WHEN_LIVE) {
                     return;
                 }
                 let order_id = order_id.clone();
@@ -387,7 +408,7 @@ fn History(lang: Lang, purchases: Vec<Purchase>) -> impl IntoView {
                     .collect_view()}
             </ul>
         }
-            .into_any()
+        .into_any()
     };
     view! {
         <section class="history" data-testid="history">

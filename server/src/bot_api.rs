@@ -18,7 +18,10 @@ pub enum BotApiError {
     },
     /// No usable answer: connection failure, timeout, or a body that is not the envelope.
     #[error("{method}: {problem}")]
-    Transport { method: &'static str, problem: String },
+    Transport {
+        method: &'static str,
+        problem: String,
+    },
 }
 
 impl BotApiError {
@@ -127,7 +130,10 @@ impl BotApi {
             .build()
             .expect("a TLS backend is compiled in");
         let test = if test_env { "/test" } else { "" };
-        Self { http, base: format!("{}/bot{token}{test}", api_url.trim_end_matches('/')) }
+        Self {
+            http,
+            base: format!("{}/bot{token}{test}", api_url.trim_end_matches('/')),
+        }
     }
 
     pub async fn call<P: Serialize + ?Sized, R: DeserializeOwned>(
@@ -150,7 +156,10 @@ impl BotApi {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok());
-        let body = response.bytes().await.map_err(|e| transport(e.without_url().to_string()))?;
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| transport(e.without_url().to_string()))?;
         let envelope: Envelope<R> = serde_json::from_slice(&body)
             .map_err(|e| transport(format!("HTTP {status}, unreadable answer: {e}")))?;
         match (envelope.ok, envelope.result) {
@@ -160,7 +169,10 @@ impl BotApi {
                 method,
                 code: envelope.error_code.unwrap_or(status),
                 description: envelope.description.unwrap_or_default(),
-                retry_after: envelope.parameters.and_then(|p| p.retry_after).or(header_retry),
+                retry_after: envelope
+                    .parameters
+                    .and_then(|p| p.retry_after)
+                    .or(header_retry),
             }),
         }
     }
@@ -169,7 +181,10 @@ impl BotApi {
         self.call("getMe", &json!({})).await
     }
 
-    pub async fn create_invoice_link(&self, invoice: &StarsInvoice<'_>) -> Result<String, BotApiError> {
+    pub async fn create_invoice_link(
+        &self,
+        invoice: &StarsInvoice<'_>,
+    ) -> Result<String, BotApiError> {
         let params = json!({
             "title": invoice.title,
             "description": invoice.description,
@@ -207,13 +222,25 @@ impl BotApi {
         self.call("sendMessage", &params).await
     }
 
-    pub async fn refund_star_payment(&self, user_id: i64, charge_id: &str) -> Result<bool, BotApiError> {
+    pub async fn refund_star_payment(
+        &self,
+        user_id: i64,
+        charge_id: &str,
+    ) -> Result<bool, BotApiError> {
         let params = json!({ "user_id": user_id, "telegram_payment_charge_id": charge_id });
         self.call("refundStarPayment", &params).await
     }
 
-    pub async fn get_star_transactions(&self, offset: u32, limit: u32) -> Result<StarTransactions, BotApiError> {
-        self.call("getStarTransactions", &json!({ "offset": offset, "limit": limit })).await
+    pub async fn get_star_transactions(
+        &self,
+        offset: u32,
+        limit: u32,
+    ) -> Result<StarTransactions, BotApiError> {
+        self.call(
+            "getStarTransactions",
+            &json!({ "offset": offset, "limit": limit }),
+        )
+        .await
     }
 
     pub async fn set_webhook(&self, params: &serde_json::Value) -> Result<bool, BotApiError> {
@@ -225,14 +252,21 @@ impl BotApi {
     }
 
     pub async fn delete_webhook(&self, drop_pending_updates: bool) -> Result<bool, BotApiError> {
-        self.call("deleteWebhook", &json!({ "drop_pending_updates": drop_pending_updates })).await
+        self.call(
+            "deleteWebhook",
+            &json!({ "drop_pending_updates": drop_pending_updates }),
+        )
+        .await
     }
 
     pub async fn set_my_commands(&self, params: &serde_json::Value) -> Result<bool, BotApiError> {
         self.call("setMyCommands", params).await
     }
 
-    pub async fn set_chat_menu_button(&self, params: &serde_json::Value) -> Result<bool, BotApiError> {
+    pub async fn set_chat_menu_button(
+        &self,
+        params: &serde_json::Value,
+    ) -> Result<bool, BotApiError> {
         self.call("setChatMenuButton", params).await
     }
 }

@@ -18,8 +18,16 @@ impl Notice for BotNotice {
         let lang = lang(language);
         match outcome {
             PaymentOutcome::Credited { ndn, balance, .. } => Some(match lang {
-                Lang::En => format!("+{} NDN — balance {} NDN. Thank you!", grouped(*ndn), grouped(*balance)),
-                Lang::Ru => format!("+{} NDN — баланс {} NDN. Спасибо!", grouped(*ndn), grouped(*balance)),
+                Lang::En => format!(
+                    "+{} NDN — balance {} NDN. Thank you!",
+                    grouped(*ndn),
+                    grouped(*balance)
+                ),
+                Lang::Ru => format!(
+                    "+{} NDN — баланс {} NDN. Спасибо!",
+                    grouped(*ndn),
+                    grouped(*balance)
+                ),
             }),
             PaymentOutcome::Held { .. } => Some(match lang {
                 Lang::En => format!(
@@ -57,15 +65,21 @@ impl Notice for BotNotice {
 /// The error Telegram shows in the payment sheet when a pre-checkout is refused.
 pub fn refusal(language: &str, refusal: Refusal) -> &'static str {
     match (lang(language), refusal) {
-        (Lang::En, Refusal::UnknownOrder) => "This order was not found. Please start the purchase again.",
+        (Lang::En, Refusal::UnknownOrder) => {
+            "This order was not found. Please start the purchase again."
+        }
         (Lang::Ru, Refusal::UnknownOrder) => "Заказ не найден. Начните покупку заново.",
         (Lang::En, Refusal::NotYourOrder) => "This invoice belongs to another user.",
         (Lang::Ru, Refusal::NotYourOrder) => "Этот счёт выставлен другому пользователю.",
         (Lang::En, Refusal::AlreadyPaid) => "This order is already paid. Open the app to buy more.",
-        (Lang::Ru, Refusal::AlreadyPaid) => "Этот заказ уже оплачен. Откройте приложение, чтобы купить ещё.",
+        (Lang::Ru, Refusal::AlreadyPaid) => {
+            "Этот заказ уже оплачен. Откройте приложение, чтобы купить ещё."
+        }
         (Lang::En, Refusal::Closed) => "This order is closed. Please start the purchase again.",
         (Lang::Ru, Refusal::Closed) => "Заказ закрыт. Начните покупку заново.",
-        (Lang::En, Refusal::Expired) => "This invoice has expired. Please start the purchase again.",
+        (Lang::En, Refusal::Expired) => {
+            "This invoice has expired. Please start the purchase again."
+        }
         (Lang::Ru, Refusal::Expired) => "Срок действия счёта истёк. Начните покупку заново.",
         (Lang::En, Refusal::WrongCurrency | Refusal::WrongAmount) => {
             "The price has changed. Please start the purchase again."
@@ -79,8 +93,14 @@ pub fn refusal(language: &str, refusal: Refusal) -> &'static str {
 /// The invoice description shown in Telegram's payment sheet (at most 255 characters).
 pub fn invoice_description(language: &str, ndn: i64) -> String {
     match lang(language) {
-        Lang::En => format!("{} NDN credited to your balance right after payment.", grouped(ndn)),
-        Lang::Ru => format!("{} NDN поступят на баланс сразу после оплаты.", grouped(ndn)),
+        Lang::En => format!(
+            "{} NDN credited to your balance right after payment.",
+            grouped(ndn)
+        ),
+        Lang::Ru => format!(
+            "{} NDN поступят на баланс сразу после оплаты.",
+            grouped(ndn)
+        ),
     }
 }
 
@@ -90,8 +110,12 @@ pub mod commands {
 
     pub fn start(lang: Lang, first_name: &str) -> String {
         match lang {
-            Lang::En => format!("Hi, {first_name}! Buy NDN with Telegram Stars in our shop: tap the button below."),
-            Lang::Ru => format!("Привет, {first_name}! Покупайте NDN за Telegram Stars в нашем магазине: нажмите кнопку ниже."),
+            Lang::En => format!(
+                "Hi, {first_name}! Buy NDN with Telegram Stars in our shop: tap the button below."
+            ),
+            Lang::Ru => format!(
+                "Привет, {first_name}! Покупайте NDN за Telegram Stars в нашем магазине: нажмите кнопку ниже."
+            ),
         }
     }
 
@@ -111,8 +135,12 @@ pub mod commands {
 
     pub fn help(lang: Lang) -> &'static str {
         match lang {
-            Lang::En => "/start — open the shop\n/balance — your NDN balance\n/paysupport — help with a payment\n/privacy — privacy policy\n/terms — terms of sale",
-            Lang::Ru => "/start — открыть магазин\n/balance — ваш баланс NDN\n/paysupport — помощь с оплатой\n/privacy — политика конфиденциальности\n/terms — условия продажи",
+            Lang::En => {
+                "/start — open the shop\n/balance — your NDN balance\n/paysupport — help with a payment\n/privacy — privacy policy\n/terms — terms of sale"
+            }
+            Lang::Ru => {
+                "/start — открыть магазин\n/balance — ваш баланс NDN\n/paysupport — помощь с оплатой\n/privacy — политика конфиденциальности\n/terms — условия продажи"
+            }
         }
     }
 
@@ -127,23 +155,35 @@ pub mod commands {
             }
         };
         let head = match lang {
-            Lang::En => "Problem with a payment? Reply here describing what happened and include the payment id; we answer within 24 hours and refund Stars when NDN were not delivered.",
-            Lang::Ru => "Проблема с оплатой? Опишите её ответным сообщением и укажите идентификатор платежа; мы отвечаем в течение 24 часов и возвращаем звёзды, если NDN не были зачислены.",
+            Lang::En => {
+                "Problem with a payment? Reply here describing what happened and include the payment id; we answer within 24 hours and refund Stars when NDN were not delivered."
+            }
+            Lang::Ru => {
+                "Проблема с оплатой? Опишите её ответным сообщением и укажите идентификатор платежа; мы отвечаем в течение 24 часов и возвращаем звёзды, если NDN не были зачислены."
+            }
         };
         format!("{head}{list}")
     }
 
     pub fn privacy(lang: Lang, url: &str) -> String {
         match lang {
-            Lang::En => format!("We store your Telegram id, name, language and your purchases, only to run the shop. Full policy: {url}privacy"),
-            Lang::Ru => format!("Мы храним ваш Telegram id, имя, язык и покупки только для работы магазина. Полная политика: {url}privacy"),
+            Lang::En => format!(
+                "We store your Telegram id, name, language and your purchases, only to run the shop. Full policy: {url}privacy"
+            ),
+            Lang::Ru => format!(
+                "Мы храним ваш Telegram id, имя, язык и покупки только для работы магазина. Полная политика: {url}privacy"
+            ),
         }
     }
 
     pub fn terms(lang: Lang) -> &'static str {
         match lang {
-            Lang::En => "NDN is a digital in-app currency sold for Telegram Stars. Purchases are credited immediately after payment; refunds are available through /paysupport.",
-            Lang::Ru => "NDN — цифровая внутренняя валюта, продаётся за Telegram Stars. Покупки зачисляются сразу после оплаты; возврат — через /paysupport.",
+            Lang::En => {
+                "NDN is a digital in-app currency sold for Telegram Stars. Purchases are credited immediately after payment; refunds are available through /paysupport."
+            }
+            Lang::Ru => {
+                "NDN — цифровая внутренняя валюта, продаётся за Telegram Stars. Покупки зачисляются сразу после оплаты; возврат — через /paysupport."
+            }
         }
     }
 

@@ -16,7 +16,10 @@ pub async fn reply(state: &AppState, update_id: i64, message: &Message) -> Resul
     };
     let user = message.from.as_ref();
     let user_id = user.map_or(message.chat.id, |user| user.id);
-    let lang = Lang::from_code(user.and_then(|u| u.language_code.as_deref()).unwrap_or("en"));
+    let lang = Lang::from_code(
+        user.and_then(|u| u.language_code.as_deref())
+            .unwrap_or("en"),
+    );
     let mut reply_markup = None;
     let reply = match command {
         "start" => {

@@ -22,7 +22,10 @@ pub struct ConfigError {
 }
 
 fn invalid(variable: &'static str, problem: impl Into<String>) -> ConfigError {
-    ConfigError { variable, problem: problem.into() }
+    ConfigError {
+        variable,
+        problem: problem.into(),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,7 +100,12 @@ impl Config {
         let site_addr: SocketAddr = get("LEPTOS_SITE_ADDR")
             .unwrap_or("127.0.0.1:3000")
             .parse()
-            .map_err(|_| invalid("LEPTOS_SITE_ADDR", "expected host:port, e.g. 127.0.0.1:3000"))?;
+            .map_err(|_| {
+                invalid(
+                    "LEPTOS_SITE_ADDR",
+                    "expected host:port, e.g. 127.0.0.1:3000",
+                )
+            })?;
 
         let (mode, bot_token) = match get("TELEGRAM_BOT_TOKEN") {
             Some(token) => {
@@ -131,7 +139,9 @@ impl Config {
             .map(|url| validate_http_url("PUBLIC_URL", url))
             .transpose()?;
 
-        let database_url = get("DATABASE_URL").unwrap_or("sqlite://data/ndn.db").to_owned();
+        let database_url = get("DATABASE_URL")
+            .unwrap_or("sqlite://data/ndn.db")
+            .to_owned();
         if !(database_url.starts_with("sqlite:")
             || database_url.starts_with("postgres://")
             || database_url.starts_with("postgresql://"))
@@ -152,7 +162,11 @@ impl Config {
             database_url,
             site_addr,
             packages: parse_packages(get("NDN_PACKAGES").unwrap_or(DEFAULT_PACKAGES))?,
-            init_data_max_age: parse_seconds(get("INIT_DATA_MAX_AGE"), "INIT_DATA_MAX_AGE", 86_400)?,
+            init_data_max_age: parse_seconds(
+                get("INIT_DATA_MAX_AGE"),
+                "INIT_DATA_MAX_AGE",
+                86_400,
+            )?,
             order_ttl: parse_seconds(get("ORDER_TTL"), "ORDER_TTL", 3_600)?,
             db_max_connections: match get("DATABASE_MAX_CONNECTIONS") {
                 None => 8,
@@ -192,18 +206,25 @@ fn validate_token(token: &str) -> Result<(), ConfigError> {
         !id.is_empty()
             && id.bytes().all(|b| b.is_ascii_digit())
             && !secret.is_empty()
-            && secret.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            && secret
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
     });
     if well_formed {
         Ok(())
     } else {
-        Err(invalid("TELEGRAM_BOT_TOKEN", "expected <bot id>:<secret> as given by @BotFather"))
+        Err(invalid(
+            "TELEGRAM_BOT_TOKEN",
+            "expected <bot id>:<secret> as given by @BotFather",
+        ))
     }
 }
 
 fn validate_secret(secret: &str) -> Result<(), ConfigError> {
     let ok = (1..=256).contains(&secret.len())
-        && secret.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        && secret
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     if ok {
         Ok(())
     } else {
@@ -273,7 +294,12 @@ fn parse_packages(text: &str) -> Result<Vec<Package>, ConfigError> {
         if packages.iter().any(|package| package.id == id) {
             return Err(invalid(VAR, format!("two packages of {ndn} NDN")));
         }
-        packages.push(Package { id, ndn, stars, title: format!("{ndn} NDN") });
+        packages.push(Package {
+            id,
+            ndn,
+            stars,
+            title: format!("{ndn} NDN"),
+        });
     }
     Ok(packages)
 }
@@ -283,7 +309,10 @@ mod tests {
     use super::*;
 
     fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let vars = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let vars = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::from_vars(&vars)
     }
 
@@ -307,8 +336,11 @@ mod tests {
         ])
         .unwrap_err();
         assert_eq!(err.variable, "TELEGRAM_WEBHOOK_SECRET");
-        let ok = config(&[("TELEGRAM_BOT_TOKEN", "123:abc"), ("TELEGRAM_WEBHOOK_SECRET", "s3cr_t")])
-            .unwrap();
+        let ok = config(&[
+            ("TELEGRAM_BOT_TOKEN", "123:abc"),
+            ("TELEGRAM_WEBHOOK_SECRET", "s3cr_t"),
+        ])
+        .unwrap();
         assert_eq!(ok.mode, Mode::Production);
         assert_eq!(ok.api_url.as_deref(), Some("https://api.telegram.org"));
     }
@@ -328,7 +360,10 @@ mod tests {
         ] {
             let err = config(&[(var, value)]).unwrap_err();
             assert_eq!(err.variable, var, "{value}");
-            assert!(err.to_string().starts_with(&format!("configuration error: {var}: ")));
+            assert!(
+                err.to_string()
+                    .starts_with(&format!("configuration error: {var}: "))
+            );
         }
     }
 

@@ -26,7 +26,9 @@ pub struct LiveEvents {
 
 impl Default for LiveEvents {
     fn default() -> Self {
-        Self { sender: broadcast::channel(1024).0 }
+        Self {
+            sender: broadcast::channel(1024).0,
+        }
     }
 }
 
@@ -100,16 +102,17 @@ pub async fn stream(State(state): State<AppState>, Query(query): Query<StreamQue
     let Some(user_id) = state.tokens.verify(&query.token, now) else {
         return (StatusCode::UNAUTHORIZED, "invalid or expired stream token").into_response();
     };
-    let events = BroadcastStream::new(state.events.subscribe()).filter_map(move |item| async move {
-        match item {
-            Ok((owner, event)) if owner == user_id => {
-                let json = serde_json::to_string(&event).ok()?;
-                Some(Ok::<_, Infallible>(Event::default().data(json)))
+    let events =
+        BroadcastStream::new(state.events.subscribe()).filter_map(move |item| async move {
+            match item {
+                Ok((owner, event)) if owner == user_id => {
+                    let json = serde_json::to_string(&event).ok()?;
+                    Some(Ok::<_, Infallible>(Event::default().data(json)))
+                }
+                // A lagging subscriber lost events; the app's safety-net poll catches up.
+                Ok(_) | Err(_) => None,
             }
-            // A lagging subscriber lost events; the app's safety-net poll catches up.
-            Ok(_) | Err(_) => None,
-        }
-    });
+        });
     Sse::new(events)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response()

@@ -71,8 +71,14 @@ fn bad(description: &str) -> (u16, String, Option<u64>) {
 
 impl FakeTelegram {
     pub fn new(token: &str) -> Self {
-        let inner = Inner { webhook: json!({ "url": "", "pending_update_count": 0 }), ..Inner::default() };
-        Self { token: token.into(), inner: Arc::new(Mutex::new(inner)) }
+        let inner = Inner {
+            webhook: json!({ "url": "", "pending_update_count": 0 }),
+            ..Inner::default()
+        };
+        Self {
+            token: token.into(),
+            inner: Arc::new(Mutex::new(inner)),
+        }
     }
 
     /// Routes `/bot<token>/<method>` and `/bot<token>/test/<method>`.
@@ -85,7 +91,9 @@ impl FakeTelegram {
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock leaves plain data behind; keep serving it.
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn inject(&self, fault: Fault) {
@@ -128,9 +136,15 @@ impl FakeTelegram {
     pub fn record_charge(&self, user_id: i64, amount: i64, payload: &str) -> String {
         let mut inner = self.lock();
         inner.next_id += 1;
-        let id = format!("stxSANDBOX{:06}{}", inner.next_id, uuid::Uuid::new_v4().simple());
+        let id = format!(
+            "stxSANDBOX{:06}{}",
+            inner.next_id,
+            uuid::Uuid::new_v4().simple()
+        );
         let date = crate::store::now_ms() / 1000;
-        inner.charges.insert(id.clone(), (user_id, amount, payload.to_owned(), date));
+        inner
+            .charges
+            .insert(id.clone(), (user_id, amount, payload.to_owned(), date));
         inner.charge_order.push(id.clone());
         id
     }
@@ -142,34 +156,63 @@ impl FakeTelegram {
     fn answer(&self, method: &str, params: &Value) -> Answer {
         let mut inner = self.lock();
         inner.calls.push(method.to_owned());
-        if let Some(fault) = inner.faults.iter_mut().find(|f| f.method == method && f.times > 0) {
+        if let Some(fault) = inner
+            .faults
+            .iter_mut()
+            .find(|f| f.method == method && f.times > 0)
+        {
             fault.times -= 1;
             let description = match fault.status {
-                429 => format!("Too Many Requests: retry after {}", fault.retry_after.unwrap_or(1)),
+                429 => format!(
+                    "Too Many Requests: retry after {}",
+                    fault.retry_after.unwrap_or(1)
+                ),
                 code if code >= 500 => "Internal Server Error".to_owned(),
                 _ => "Bad Request: injected fault".to_owned(),
             };
             return Err((fault.status, description, fault.retry_after));
         }
-        let str_param = |name: &str| params.get(name).and_then(Value::as_str).unwrap_or_default().to_owned();
+        let str_param = |name: &str| {
+            params
+                .get(name)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
         match method {
             "getMe" => {
-                let id: i64 = self.token.split(':').next().and_then(|id| id.parse().ok()).unwrap_or(1);
-                Ok(json!({ "id": id, "is_bot": true, "first_name": "NDN Sandbox", "username": "ndn_sandbox_bot" }))
+                let id: i64 = self
+                    .token
+                    .split(':')
+                    .next()
+                    .and_then(|id| id.parse().ok())
+                    .unwrap_or(1);
+                Ok(
+                    json!({ "id": id, "is_bot": true, "first_name": "NDN Sandbox", "username": "ndn_sandbox_bot" }),
+                )
             }
             "createInvoiceLink" => {
                 let link = validate_stars_invoice(params)?;
                 inner.next_id += 1;
-                let slug = format!("sandbox{}{}", inner.next_id, &uuid::Uuid::new_v4().simple().to_string()[..8]);
+                let slug = format!(
+                    "sandbox{}{}",
+                    inner.next_id,
+                    &uuid::Uuid::new_v4().simple().to_string()[..8]
+                );
                 let url = format!("https://t.me/${slug}");
-                inner.invoices.insert(slug.clone(), InvoiceLink { slug, ..link });
+                inner
+                    .invoices
+                    .insert(slug.clone(), InvoiceLink { slug, ..link });
                 Ok(json!(url))
             }
             "answerPreCheckoutQuery" => {
                 if str_param("pre_checkout_query_id").is_empty() {
                     return Err(bad("QUERY_ID_INVALID"));
                 }
-                let ok = params.get("ok").and_then(Value::as_bool).ok_or_else(|| bad("ok is required"))?;
+                let ok = params
+                    .get("ok")
+                    .and_then(Value::as_bool)
+                    .ok_or_else(|| bad("ok is required"))?;
                 if !ok && str_param("error_message").is_empty() {
                     return Err(bad("ERROR_MESSAGE_EMPTY"));
                 }
@@ -177,7 +220,10 @@ impl FakeTelegram {
                 Ok(json!(true))
             }
             "sendMessage" => {
-                let chat_id = params.get("chat_id").and_then(Value::as_i64).ok_or_else(|| bad("chat not found"))?;
+                let chat_id = params
+                    .get("chat_id")
+                    .and_then(Value::as_i64)
+                    .ok_or_else(|| bad("chat not found"))?;
                 let text = str_param("text");
                 if text.is_empty() {
                     return Err(bad("message text is empty"));
@@ -193,15 +239,22 @@ impl FakeTelegram {
                     text: text.clone(),
                     reply_markup: params.get("reply_markup").cloned(),
                 });
-                Ok(json!({ "message_id": message_id, "chat": { "id": chat_id, "type": "private" }, "date": crate::store::now_ms() / 1000, "text": text }))
+                Ok(
+                    json!({ "message_id": message_id, "chat": { "id": chat_id, "type": "private" }, "date": crate::store::now_ms() / 1000, "text": text }),
+                )
             }
             "refundStarPayment" => {
                 let charge = str_param("telegram_payment_charge_id");
-                let user_id = params.get("user_id").and_then(Value::as_i64).unwrap_or_default();
+                let user_id = params
+                    .get("user_id")
+                    .and_then(Value::as_i64)
+                    .unwrap_or_default();
                 match inner.charges.get(&charge) {
                     None => Err(bad("CHARGE_NOT_FOUND")),
                     Some((owner, ..)) if *owner != user_id => Err(bad("USER_ID_INVALID")),
-                    Some(_) if inner.refunded.contains(&charge) => Err(bad("CHARGE_ALREADY_REFUNDED")),
+                    Some(_) if inner.refunded.contains(&charge) => {
+                        Err(bad("CHARGE_ALREADY_REFUNDED"))
+                    }
                     Some(_) => {
                         inner.refunded.insert(charge);
                         Ok(json!(true))
@@ -210,14 +263,20 @@ impl FakeTelegram {
             }
             "getStarTransactions" => {
                 let offset = params.get("offset").and_then(Value::as_u64).unwrap_or(0) as usize;
-                let limit = params.get("limit").and_then(Value::as_u64).unwrap_or(100).clamp(1, 100) as usize;
+                let limit = params
+                    .get("limit")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(100)
+                    .clamp(1, 100) as usize;
                 let mut all = Vec::new();
                 for id in &inner.charge_order {
                     let (user, amount, payload, date) = &inner.charges[id];
-                    all.push(json!({ "id": id, "amount": amount, "date": date, "source": {
+                    all.push(
+                        json!({ "id": id, "amount": amount, "date": date, "source": {
                         "type": "user", "transaction_type": "invoice_payment",
                         "user": { "id": user, "is_bot": false, "first_name": "Buyer" },
-                        "invoice_payload": payload } }));
+                        "invoice_payload": payload } }),
+                    );
                     if inner.refunded.contains(id) {
                         all.push(json!({ "id": id, "amount": amount, "date": date, "receiver": {
                             "type": "user", "user": { "id": user, "is_bot": false, "first_name": "Buyer" } } }));
@@ -229,10 +288,16 @@ impl FakeTelegram {
             "setWebhook" => {
                 let url = str_param("url");
                 if !url.starts_with("https://") && !url.starts_with("http://") {
-                    return Err(bad("bad webhook: An HTTPS URL must be provided for webhook"));
+                    return Err(bad(
+                        "bad webhook: An HTTPS URL must be provided for webhook",
+                    ));
                 }
                 let secret = str_param("secret_token");
-                if !secret.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') || secret.len() > 256 {
+                if !secret
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                    || secret.len() > 256
+                {
                     return Err(bad("secret token contains unallowed characters"));
                 }
                 inner.webhook = params.clone();
@@ -288,10 +353,19 @@ fn validate_stars_invoice(params: &Value) -> Result<InvoiceLink, (u16, String, O
     if !text("provider_token").is_empty() {
         return Err(bad("PAYMENT_PROVIDER_INVALID"));
     }
-    if params.get("max_tip_amount").and_then(Value::as_i64).unwrap_or(0) > 0 {
+    if params
+        .get("max_tip_amount")
+        .and_then(Value::as_i64)
+        .unwrap_or(0)
+        > 0
+    {
         return Err(bad("STARS_INVOICE_INVALID"));
     }
-    let prices = params.get("prices").and_then(Value::as_array).cloned().unwrap_or_default();
+    let prices = params
+        .get("prices")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let [price] = prices.as_slice() else {
         return Err(bad("STARS_INVOICE_INVALID"));
     };
@@ -299,7 +373,12 @@ fn validate_stars_invoice(params: &Value) -> Result<InvoiceLink, (u16, String, O
     if amount <= 0 {
         return Err(bad("STARS_INVOICE_INVALID"));
     }
-    Ok(InvoiceLink { slug: String::new(), title: title.to_owned(), payload: payload.to_owned(), amount })
+    Ok(InvoiceLink {
+        slug: String::new(),
+        title: title.to_owned(),
+        payload: payload.to_owned(),
+        amount,
+    })
 }
 
 async fn call(

@@ -57,7 +57,10 @@ impl InitDataValidator {
     pub fn new(bot_token: &str, max_age: Duration) -> Self {
         let mut mac = HmacSha256::new_from_slice(b"WebAppData").expect("HMAC takes any key size");
         mac.update(bot_token.as_bytes());
-        Self { secret_key: mac.finalize().into_bytes().into(), max_age }
+        Self {
+            secret_key: mac.finalize().into_bytes().into(),
+            max_age,
+        }
     }
 
     /// Validates raw initData as it arrived (still URL-encoded) at the time `now` (Unix seconds).
@@ -70,17 +73,22 @@ impl InitDataValidator {
             }
             fields.insert(key, value.into_owned());
         }
-        let hash = fields.remove("hash").ok_or(InitDataError::Malformed("no hash"))?;
+        let hash = fields
+            .remove("hash")
+            .ok_or(InitDataError::Malformed("no hash"))?;
         let hash = hex::decode(&hash).map_err(|_| InitDataError::Malformed("hash is not hex"))?;
 
         let mut mac = self.mac();
         mac.update(data_check_string(&fields).as_bytes());
-        mac.verify_slice(&hash).map_err(|_| InitDataError::BadSignature)?;
+        mac.verify_slice(&hash)
+            .map_err(|_| InitDataError::BadSignature)?;
 
         let auth_date: i64 = fields
             .get("auth_date")
             .and_then(|value| value.parse().ok())
-            .ok_or(InitDataError::Malformed("auth_date is missing or not a number"))?;
+            .ok_or(InitDataError::Malformed(
+                "auth_date is missing or not a number",
+            ))?;
         if auth_date > now + ALLOWED_SKEW_SECS {
             return Err(InitDataError::FromTheFuture);
         }
@@ -88,17 +96,21 @@ impl InitDataValidator {
         if now.saturating_sub(auth_date) > max_age {
             return Err(InitDataError::Expired);
         }
-        let user = fields.get("user").ok_or(InitDataError::Malformed("no user"))?;
-        let user: WebAppUser =
-            serde_json::from_str(user).map_err(|_| InitDataError::Malformed("user is not valid"))?;
+        let user = fields
+            .get("user")
+            .ok_or(InitDataError::Malformed("no user"))?;
+        let user: WebAppUser = serde_json::from_str(user)
+            .map_err(|_| InitDataError::Malformed("user is not valid"))?;
         Ok(InitData { user, auth_date })
     }
 
     /// Signs `fields` the way Telegram does and returns initData as a client would send it.
     /// The sandbox launches the Mini App with it; tests use it to act as a buyer.
     pub fn sign(&self, fields: &[(&str, &str)]) -> String {
-        let sorted: BTreeMap<String, String> =
-            fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let sorted: BTreeMap<String, String> = fields
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let mut mac = self.mac();
         mac.update(data_check_string(&sorted).as_bytes());
         let hash = hex::encode(mac.finalize().into_bytes());
@@ -150,9 +162,14 @@ mod tests {
     }
 
     fn vectors() -> Vec<Vector> {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/initdata-vectors.json");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/fixtures/initdata-vectors.json"
+        );
         let text = std::fs::read_to_string(path).expect("shared fixtures beside the project");
-        serde_json::from_str::<Vectors>(&text).expect("vector file parses").vectors
+        serde_json::from_str::<Vectors>(&text)
+            .expect("vector file parses")
+            .vectors
     }
 
     #[test]
@@ -172,15 +189,24 @@ mod tests {
         for vector in vectors() {
             let validator = InitDataValidator::new(&vector.bot_token, DAY);
             let now = vector.auth_date + DAY.as_secs() as i64 + 1;
-            assert_eq!(validator.validate(&vector.init_data, now), Err(InitDataError::Expired));
+            assert_eq!(
+                validator.validate(&vector.init_data, now),
+                Err(InitDataError::Expired)
+            );
         }
     }
 
     #[test]
     fn dropping_the_signature_field_breaks_the_hash() {
-        let vector = vectors().into_iter().find(|v| v.init_data.contains("signature=")).unwrap();
-        let without: Vec<&str> =
-            vector.init_data.split('&').filter(|pair| !pair.starts_with("signature=")).collect();
+        let vector = vectors()
+            .into_iter()
+            .find(|v| v.init_data.contains("signature="))
+            .unwrap();
+        let without: Vec<&str> = vector
+            .init_data
+            .split('&')
+            .filter(|pair| !pair.starts_with("signature="))
+            .collect();
         let validator = InitDataValidator::new(&vector.bot_token, DAY);
         assert_eq!(
             validator.validate(&without.join("&"), vector.auth_date),
@@ -206,7 +232,12 @@ mod tests {
                 let replacement = format!("{key}={changed_value}");
                 tampered[index] = &replacement;
                 let result = validator.validate(&tampered.join("&"), vector.auth_date);
-                assert_eq!(result, Err(InitDataError::BadSignature), "{}: {key}", vector.name);
+                assert_eq!(
+                    result,
+                    Err(InitDataError::BadSignature),
+                    "{}: {key}",
+                    vector.name
+                );
             }
         }
     }
@@ -235,9 +266,18 @@ mod tests {
     #[test]
     fn missing_or_garbled_hash_is_malformed() {
         let validator = InitDataValidator::new("1:x", DAY);
-        assert!(matches!(validator.validate("", 0), Err(InitDataError::Malformed(_))));
-        assert!(matches!(validator.validate("user=1", 0), Err(InitDataError::Malformed(_))));
-        assert!(matches!(validator.validate("hash=zz", 0), Err(InitDataError::Malformed(_))));
+        assert!(matches!(
+            validator.validate("", 0),
+            Err(InitDataError::Malformed(_))
+        ));
+        assert!(matches!(
+            validator.validate("user=1", 0),
+            Err(InitDataError::Malformed(_))
+        ));
+        assert!(matches!(
+            validator.validate("hash=zz", 0),
+            Err(InitDataError::Malformed(_))
+        ));
     }
 
     #[test]
@@ -248,8 +288,17 @@ mod tests {
         let data = validator.validate(&raw, 1000).unwrap();
         assert_eq!(data.user.id, 7);
         assert_eq!(data.user.first_name, "A + B / C");
-        assert_eq!(validator.validate(&raw, 1000 + 3600).map(|d| d.auth_date), Ok(1000));
-        assert_eq!(validator.validate(&raw, 1000 + 3601), Err(InitDataError::Expired));
-        assert_eq!(validator.validate(&raw, 1000 - 61), Err(InitDataError::FromTheFuture));
+        assert_eq!(
+            validator.validate(&raw, 1000 + 3600).map(|d| d.auth_date),
+            Ok(1000)
+        );
+        assert_eq!(
+            validator.validate(&raw, 1000 + 3601),
+            Err(InitDataError::Expired)
+        );
+        assert_eq!(
+            validator.validate(&raw, 1000 - 61),
+            Err(InitDataError::FromTheFuture)
+        );
     }
 }

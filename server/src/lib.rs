@@ -95,7 +95,11 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
 
     let mut leptos = leptos::config::get_configuration(None)
         .map(|conf| conf.leptos_options)
-        .unwrap_or_else(|_| leptos::config::LeptosOptions::builder().output_name("ndn").build());
+        .unwrap_or_else(|_| {
+            leptos::config::LeptosOptions::builder()
+                .output_name("ndn")
+                .build()
+        });
     if leptos.output_name.is_empty() {
         leptos.output_name = "ndn".into();
     }
@@ -123,7 +127,14 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         }
     });
     let worker = tokio::spawn(notifier::run(state.clone(), shutdown.clone()));
-    Ok(Running { addr, state, sandbox, shutdown, server, worker })
+    Ok(Running {
+        addr,
+        state,
+        sandbox,
+        shutdown,
+        server,
+        worker,
+    })
 }
 
 fn router(state: AppState, sandbox: Option<&FakeTelegram>) -> Router {
@@ -157,7 +168,9 @@ fn router(state: AppState, sandbox: Option<&FakeTelegram>) -> Router {
             move || provide_context(backend.clone()),
             app_shell,
         )
-        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(fallback_shell));
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(
+            fallback_shell,
+        ));
     if let Some(fake) = sandbox {
         router = router
             .route(SANDBOX_SCRIPT_ROUTE, get(sandbox_script))
@@ -182,15 +195,26 @@ fn router(state: AppState, sandbox: Option<&FakeTelegram>) -> Router {
 
 /// The fake Bot API's paths contain the (sandbox) token; log them without it.
 fn loggable_path(path: &str) -> &str {
-    if path.starts_with("/sandbox/bot-api/") { "/sandbox/bot-api/…" } else { path }
+    if path.starts_with("/sandbox/bot-api/") {
+        "/sandbox/bot-api/…"
+    } else {
+        path
+    }
 }
 
 /// The official `telegram-web-app.js` from the npm package the setup installs.
 async fn sandbox_script() -> Response {
-    let candidates = [PathBuf::from(SANDBOX_SCRIPT_FILE), PathBuf::from("..").join(SANDBOX_SCRIPT_FILE)];
+    let candidates = [
+        PathBuf::from(SANDBOX_SCRIPT_FILE),
+        PathBuf::from("..").join(SANDBOX_SCRIPT_FILE),
+    ];
     for path in candidates {
         if let Ok(script) = tokio::fs::read(&path).await {
-            return ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], script).into_response();
+            return (
+                [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+                script,
+            )
+                .into_response();
         }
     }
     (

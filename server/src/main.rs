@@ -142,11 +142,21 @@ async fn webhook(action: WebhookAction, config: &Config) -> anyhow::Result<()> {
                 "allowed_updates": ALLOWED_UPDATES,
             }))
             .await?;
-            println!("webhook set: {url} (allowed updates: {})", ALLOWED_UPDATES.join(", "));
+            println!(
+                "webhook set: {url} (allowed updates: {})",
+                ALLOWED_UPDATES.join(", ")
+            );
         }
         WebhookAction::Info => {
             let info = bot.get_webhook_info().await?;
-            println!("url: {}", if info.url.is_empty() { "(none)" } else { &info.url });
+            println!(
+                "url: {}",
+                if info.url.is_empty() {
+                    "(none)"
+                } else {
+                    &info.url
+                }
+            );
             println!("pending updates: {}", info.pending_update_count);
             if let Some(message) = &info.last_error_message {
                 println!("WARNING: last error: {message}");
@@ -154,7 +164,9 @@ async fn webhook(action: WebhookAction, config: &Config) -> anyhow::Result<()> {
             let allowed = info.allowed_updates.unwrap_or_default();
             println!("allowed updates: {}", allowed.join(", "));
             if !allowed.iter().any(|kind| kind == "pre_checkout_query") {
-                println!("WARNING: pre_checkout_query is not allowed: every payment will time out; run `server webhook set`");
+                println!(
+                    "WARNING: pre_checkout_query is not allowed: every payment will time out; run `server webhook set`"
+                );
             }
         }
         WebhookAction::Delete => {

@@ -41,12 +41,20 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
 }
 
 async fn deliver(state: &AppState, message: ClaimedMessage) {
-    let markup = message.reply_markup.as_deref().and_then(|text| serde_json::from_str(text).ok());
-    let result = state.bot.send_message(message.chat_id, &message.text, markup.as_ref()).await;
+    let markup = message
+        .reply_markup
+        .as_deref()
+        .and_then(|text| serde_json::from_str(text).ok());
+    let result = state
+        .bot
+        .send_message(message.chat_id, &message.text, markup.as_ref())
+        .await;
     let recorded = match result {
         Ok(_) => state.store.message_sent(message.id).await,
         Err(error) if error.is_transient() && message.attempts < MAX_ATTEMPTS => {
-            let wait = error.retry_after().unwrap_or_else(|| backoff_secs(message.attempts));
+            let wait = error
+                .retry_after()
+                .unwrap_or_else(|| backoff_secs(message.attempts));
             tracing::warn!(message_id = message.id, %error, wait, "sendMessage failed; will retry");
             state
                 .store
@@ -55,7 +63,10 @@ async fn deliver(state: &AppState, message: ClaimedMessage) {
         }
         Err(error) => {
             tracing::error!(message_id = message.id, %error, "sendMessage failed for good");
-            state.store.message_failed(message.id, error.description()).await
+            state
+                .store
+                .message_failed(message.id, error.description())
+                .await
         }
     };
     if let Err(error) = recorded {

@@ -1,8 +1,6 @@
 //! The wallet behind the Mini App's server functions.
 
-use app::api::{
-    ApiError, AuthFailure, Invoice, OrderState, OrderStatusView, UserView, WalletView,
-};
+use app::api::{ApiError, AuthFailure, Invoice, OrderState, OrderStatusView, UserView, WalletView};
 use app::backend::WalletBackend;
 use app::i18n::Lang;
 use async_trait::async_trait;
@@ -25,13 +23,16 @@ impl Shop {
             .map(str::trim)
             .filter(|raw| !raw.is_empty())
             .ok_or(ApiError::Unauthorized(AuthFailure::Missing))?;
-        self.0.validator.validate(raw, now_ms() / 1000).map_err(|error| {
-            tracing::info!(%error, "initData refused");
-            ApiError::Unauthorized(match error {
-                InitDataError::Expired => AuthFailure::Expired,
-                _ => AuthFailure::Invalid,
+        self.0
+            .validator
+            .validate(raw, now_ms() / 1000)
+            .map_err(|error| {
+                tracing::info!(%error, "initData refused");
+                ApiError::Unauthorized(match error {
+                    InitDataError::Expired => AuthFailure::Expired,
+                    _ => AuthFailure::Invalid,
+                })
             })
-        })
     }
 }
 
@@ -62,9 +63,17 @@ impl WalletBackend for Shop {
             .await
             .map_err(internal)?;
         let balance = state.store.balance(user.id).await.map_err(internal)?;
-        let history = state.store.history(user.id, HISTORY_LENGTH).await.map_err(internal)?;
+        let history = state
+            .store
+            .history(user.id, HISTORY_LENGTH)
+            .await
+            .map_err(internal)?;
         Ok(WalletView {
-            user: UserView { id: user.id, first_name: user.first_name.clone(), language: language.into() },
+            user: UserView {
+                id: user.id,
+                first_name: user.first_name.clone(),
+                language: language.into(),
+            },
             balance,
             packages: state.config.packages.clone(),
             history,
@@ -110,9 +119,21 @@ impl WalletBackend for Shop {
         };
         match state.bot.create_invoice_link(&invoice).await {
             Ok(url) => {
-                state.store.set_invoice_url(&order_id, &url).await.map_err(internal)?;
-                tracing::info!(order_id, package = package.id, user_id = user.id, "invoice created");
-                Ok(Invoice { order_id, invoice_url: url })
+                state
+                    .store
+                    .set_invoice_url(&order_id, &url)
+                    .await
+                    .map_err(internal)?;
+                tracing::info!(
+                    order_id,
+                    package = package.id,
+                    user_id = user.id,
+                    "invoice created"
+                );
+                Ok(Invoice {
+                    order_id,
+                    invoice_url: url,
+                })
             }
             Err(error) => {
                 tracing::error!(order_id, %error, "createInvoiceLink failed");
@@ -131,9 +152,15 @@ impl WalletBackend for Shop {
         let state = &self.0;
         let order = state.store.order(order_id).await.map_err(internal)?;
         // Someone else's order answers exactly like a missing one.
-        let order = order.filter(|order| order.user_id == data.user.id).ok_or(ApiError::NotFound)?;
+        let order = order
+            .filter(|order| order.user_id == data.user.id)
+            .ok_or(ApiError::NotFound)?;
         let balance = state.store.balance(data.user.id).await.map_err(internal)?;
         let status: OrderState = order.state_at(now_ms());
-        Ok(OrderStatusView { order_id: order.id, status, balance })
+        Ok(OrderStatusView {
+            order_id: order.id,
+            status,
+            balance,
+        })
     }
 }

@@ -63,15 +63,28 @@ pub struct IncomingPayment<'a> {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PaymentOutcome {
-    Credited { user_id: i64, order_id: String, ndn: i64, balance: i64 },
-    Held { user_id: i64, reason: &'static str },
+    Credited {
+        user_id: i64,
+        order_id: String,
+        ndn: i64,
+        balance: i64,
+    },
+    Held {
+        user_id: i64,
+        reason: &'static str,
+    },
     /// This charge was recorded before: nothing changed.
     Duplicate,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RefundOutcome {
-    Debited { user_id: i64, order_id: Option<String>, ndn: i64, balance: i64 },
+    Debited {
+        user_id: i64,
+        order_id: Option<String>,
+        ndn: i64,
+        balance: i64,
+    },
     ClosedHeld,
     RecordedUnknown,
     AlreadyRefunded,
@@ -109,7 +122,11 @@ impl Store {
     /// Opens the pool (creating a SQLite file and its folder when needed); no migrations.
     pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Self> {
         sqlx::any::install_default_drivers();
-        let engine = if url.starts_with("sqlite:") { Engine::Sqlite } else { Engine::Postgres };
+        let engine = if url.starts_with("sqlite:") {
+            Engine::Sqlite
+        } else {
+            Engine::Postgres
+        };
         let mut url = url.to_owned();
         if engine == Engine::Sqlite {
             let options = sqlx::sqlite::SqliteConnectOptions::from_str(&url)?;
@@ -195,7 +212,10 @@ impl Store {
             .bind(user_id)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.map(|r| r.try_get::<i64, _>(0)).transpose()?.unwrap_or(0))
+        Ok(row
+            .map(|r| r.try_get::<i64, _>(0))
+            .transpose()?
+            .unwrap_or(0))
     }
 
     pub async fn language(&self, user_id: i64) -> StoreResult<Option<String>> {
@@ -250,7 +270,10 @@ impl Store {
     }
 
     pub async fn order(&self, id: &str) -> StoreResult<Option<Order>> {
-        let row = sqlx::query(ORDER_SELECT).bind(id).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(ORDER_SELECT)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.map(|row| order_from_row(&row)).transpose()
     }
 
@@ -347,7 +370,11 @@ impl Store {
             return Ok(PaymentOutcome::Duplicate);
         }
         let outcome = match plan {
-            PaymentPlan::Credit { order_id, ndn, opens_order } => {
+            PaymentPlan::Credit {
+                order_id,
+                ndn,
+                opens_order,
+            } => {
                 if opens_order {
                     sqlx::query(
                         "UPDATE orders SET status = 'paid', paid_at = $2
@@ -358,10 +385,19 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
                 }
-                let balance = post_ledger(&mut tx, payer.id, ndn, "payment", payment.charge_id, now).await?;
-                PaymentOutcome::Credited { user_id: payer.id, order_id, ndn, balance }
+                let balance =
+                    post_ledger(&mut tx, payer.id, ndn, "payment", payment.charge_id, now).await?;
+                PaymentOutcome::Credited {
+                    user_id: payer.id,
+                    order_id,
+                    ndn,
+                    balance,
+                }
             }
-            PaymentPlan::Hold { reason, .. } => PaymentOutcome::Held { user_id: payer.id, reason },
+            PaymentPlan::Hold { reason, .. } => PaymentOutcome::Held {
+                user_id: payer.id,
+                reason,
+            },
         };
         let language = payer.language_code.unwrap_or("en");
         if let Some(text) = notice.payment(language, &outcome, payment.stars) {
@@ -418,16 +454,27 @@ impl Store {
                 .await?;
                 RefundOutcome::RecordedUnknown
             }
-            RefundPlan::Debit { user_id, ndn, order_id } => {
+            RefundPlan::Debit {
+                user_id,
+                ndn,
+                order_id,
+            } => {
                 mark_payment_refunded(&mut tx, charge_id, now).await?;
                 if let Some(order_id) = &order_id {
-                    sqlx::query("UPDATE orders SET status = 'refunded' WHERE id = $1 AND status = 'paid'")
-                        .bind(order_id)
-                        .execute(&mut *tx)
-                        .await?;
+                    sqlx::query(
+                        "UPDATE orders SET status = 'refunded' WHERE id = $1 AND status = 'paid'",
+                    )
+                    .bind(order_id)
+                    .execute(&mut *tx)
+                    .await?;
                 }
                 let balance = post_ledger(&mut tx, user_id, -ndn, "refund", charge_id, now).await?;
-                RefundOutcome::Debited { user_id, order_id, ndn, balance }
+                RefundOutcome::Debited {
+                    user_id,
+                    order_id,
+                    ndn,
+                    balance,
+                }
             }
         };
         if let RefundOutcome::Debited { user_id, .. } = &outcome {
@@ -480,7 +527,11 @@ impl Store {
 
     /// Leases up to `limit` due messages for `lease`; an instance that dies loses its lease and
     /// another sends them.
-    pub async fn claim_messages(&self, limit: i64, lease: Duration) -> StoreResult<Vec<ClaimedMessage>> {
+    pub async fn claim_messages(
+        &self,
+        limit: i64,
+        lease: Duration,
+    ) -> StoreResult<Vec<ClaimedMessage>> {
         let now = now_ms();
         let lock = match self.engine {
             Engine::Postgres => "FOR UPDATE SKIP LOCKED",
@@ -519,11 +570,13 @@ impl Store {
     }
 
     pub async fn message_sent(&self, id: i64) -> StoreResult<()> {
-        sqlx::query("UPDATE outbox SET status = 'sent', sent_at = $2, locked_until = 0 WHERE id = $1")
-            .bind(id)
-            .bind(now_ms())
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE outbox SET status = 'sent', sent_at = $2, locked_until = 0 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -541,11 +594,13 @@ impl Store {
     }
 
     pub async fn message_failed(&self, id: i64, error: &str) -> StoreResult<()> {
-        sqlx::query("UPDATE outbox SET status = 'failed', locked_until = 0, last_error = $2 WHERE id = $1")
-            .bind(id)
-            .bind(error)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE outbox SET status = 'failed', locked_until = 0, last_error = $2 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(error)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -558,7 +613,8 @@ impl Store {
     }
 }
 
-const ORDER_SELECT: &str = "SELECT id, user_id, package_id, ndn, stars, status, created_at, expires_at
+const ORDER_SELECT: &str =
+    "SELECT id, user_id, package_id, ndn, stars, status, created_at, expires_at
                             FROM orders WHERE id = $1";
 
 fn parse_state(text: String) -> StoreResult<OrderState> {
@@ -590,7 +646,11 @@ fn payment_from_row(row: &AnyRow) -> StoreResult<PaymentRecord> {
     })
 }
 
-async fn upsert_buyer(tx: &mut Transaction<'static, Any>, buyer: &Buyer<'_>, now: i64) -> StoreResult<()> {
+async fn upsert_buyer(
+    tx: &mut Transaction<'static, Any>,
+    buyer: &Buyer<'_>,
+    now: i64,
+) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO users (id, first_name, username, language_code, balance, created_at, updated_at)
          VALUES ($1, $2, $3, $4, 0, $5, $5)
@@ -637,11 +697,17 @@ async fn post_ledger(
     .await?;
     match row {
         Some(row) => Ok(row.try_get(0)?),
-        None => Err(StoreError::Corrupt(format!("ledger entry for unknown user {user_id}"))),
+        None => Err(StoreError::Corrupt(format!(
+            "ledger entry for unknown user {user_id}"
+        ))),
     }
 }
 
-async fn mark_payment_refunded(tx: &mut Transaction<'static, Any>, charge_id: &str, now: i64) -> StoreResult<()> {
+async fn mark_payment_refunded(
+    tx: &mut Transaction<'static, Any>,
+    charge_id: &str,
+    now: i64,
+) -> StoreResult<()> {
     sqlx::query("UPDATE payments SET status = 'refunded', refunded_at = $2 WHERE charge_id = $1")
         .bind(charge_id)
         .bind(now)
@@ -655,10 +721,17 @@ async fn language_in(tx: &mut Transaction<'static, Any>, user_id: i64) -> StoreR
         .bind(user_id)
         .fetch_optional(&mut **tx)
         .await?;
-    Ok(row.map(|r| r.try_get::<String, _>(0)).transpose()?.unwrap_or_else(|| "en".into()))
+    Ok(row
+        .map(|r| r.try_get::<String, _>(0))
+        .transpose()?
+        .unwrap_or_else(|| "en".into()))
 }
 
-async fn enqueue(tx: &mut Transaction<'static, Any>, message: &OutgoingMessage, now: i64) -> StoreResult<bool> {
+async fn enqueue(
+    tx: &mut Transaction<'static, Any>,
+    message: &OutgoingMessage,
+    now: i64,
+) -> StoreResult<bool> {
     let inserted = sqlx::query(
         "INSERT INTO outbox (dedupe_key, chat_id, text, reply_markup, status, next_attempt_at, created_at)
          VALUES ($1, $2, $3, $4, 'pending', $5, $5)

@@ -101,7 +101,11 @@ mod tests {
         assert_eq!(fixture("refunded_payment").kind(), "refunded_payment");
         assert_eq!(fixture("start_command").kind(), "message");
         assert_eq!(fixture("unhandled_my_chat_member").kind(), "other");
-        let payment = fixture("successful_payment").message.unwrap().successful_payment.unwrap();
+        let payment = fixture("successful_payment")
+            .message
+            .unwrap()
+            .successful_payment
+            .unwrap();
         assert!(payment.telegram_payment_charge_id.len() > 128);
         assert_eq!(payment.provider_payment_charge_id.as_deref(), Some(""));
     }

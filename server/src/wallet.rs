@@ -90,16 +90,29 @@ pub fn judge_pre_checkout(
 pub enum PaymentPlan {
     /// Credit `ndn` to the payer. `opens_order` is false for a second payment of an
     /// already-paid invoice link, which is credited as its own purchase.
-    Credit { order_id: String, ndn: i64, opens_order: bool },
+    Credit {
+        order_id: String,
+        ndn: i64,
+        opens_order: bool,
+    },
     /// Record without credit, for the operator to credit or refund.
-    Hold { order_id: Option<String>, reason: &'static str },
+    Hold {
+        order_id: Option<String>,
+        reason: &'static str,
+    },
 }
 
 pub fn plan_payment(order: Option<&Order>, payment: &SuccessfulPayment) -> PaymentPlan {
     let Some(order) = order else {
-        return PaymentPlan::Hold { order_id: None, reason: "payload matches no order" };
+        return PaymentPlan::Hold {
+            order_id: None,
+            reason: "payload matches no order",
+        };
     };
-    let hold = |reason| PaymentPlan::Hold { order_id: Some(order.id.clone()), reason };
+    let hold = |reason| PaymentPlan::Hold {
+        order_id: Some(order.id.clone()),
+        reason,
+    };
     if payment.currency != STARS {
         return hold("currency is not XTR");
     }
@@ -154,7 +167,11 @@ impl PaymentStatus {
 /// purchases pay that back first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RefundPlan {
-    Debit { user_id: i64, ndn: i64, order_id: Option<String> },
+    Debit {
+        user_id: i64,
+        ndn: i64,
+        order_id: Option<String>,
+    },
     /// A held payment was never credited: only its status changes.
     CloseHeld,
     AlreadyRefunded,
@@ -198,7 +215,12 @@ mod tests {
     fn query(from: i64, currency: &str, amount: i64) -> PreCheckoutQuery {
         PreCheckoutQuery {
             id: "q".into(),
-            from: User { id: from, first_name: "A".into(), username: None, language_code: None },
+            from: User {
+                id: from,
+                first_name: "A".into(),
+                username: None,
+                language_code: None,
+            },
             currency: currency.into(),
             total_amount: amount,
             invoice_payload: "o1".into(),
@@ -218,42 +240,92 @@ mod tests {
     #[test]
     fn pre_checkout_accepts_only_the_owners_open_order_at_its_price() {
         let open = order(OrderState::Pending);
-        assert_eq!(judge_pre_checkout(Some(&open), &query(7, "XTR", 225), 10), Ok(()));
-        assert_eq!(judge_pre_checkout(None, &query(7, "XTR", 225), 10), Err(Refusal::UnknownOrder));
-        assert_eq!(judge_pre_checkout(Some(&open), &query(8, "XTR", 225), 10), Err(Refusal::NotYourOrder));
-        assert_eq!(judge_pre_checkout(Some(&open), &query(7, "XTS", 225), 10), Err(Refusal::WrongCurrency));
-        assert_eq!(judge_pre_checkout(Some(&open), &query(7, "XTR", 22_500), 10), Err(Refusal::WrongAmount));
-        assert_eq!(judge_pre_checkout(Some(&open), &query(7, "XTR", 225), 1_000), Err(Refusal::Expired));
+        assert_eq!(
+            judge_pre_checkout(Some(&open), &query(7, "XTR", 225), 10),
+            Ok(())
+        );
+        assert_eq!(
+            judge_pre_checkout(None, &query(7, "XTR", 225), 10),
+            Err(Refusal::UnknownOrder)
+        );
+        assert_eq!(
+            judge_pre_checkout(Some(&open), &query(8, "XTR", 225), 10),
+            Err(Refusal::NotYourOrder)
+        );
+        assert_eq!(
+            judge_pre_checkout(Some(&open), &query(7, "XTS", 225), 10),
+            Err(Refusal::WrongCurrency)
+        );
+        assert_eq!(
+            judge_pre_checkout(Some(&open), &query(7, "XTR", 22_500), 10),
+            Err(Refusal::WrongAmount)
+        );
+        assert_eq!(
+            judge_pre_checkout(Some(&open), &query(7, "XTR", 225), 1_000),
+            Err(Refusal::Expired)
+        );
         let paid = order(OrderState::Paid);
-        assert_eq!(judge_pre_checkout(Some(&paid), &query(7, "XTR", 225), 10), Err(Refusal::AlreadyPaid));
+        assert_eq!(
+            judge_pre_checkout(Some(&paid), &query(7, "XTR", 225), 10),
+            Err(Refusal::AlreadyPaid)
+        );
         let refunded = order(OrderState::Refunded);
-        assert_eq!(judge_pre_checkout(Some(&refunded), &query(7, "XTR", 225), 10), Err(Refusal::Closed));
+        assert_eq!(
+            judge_pre_checkout(Some(&refunded), &query(7, "XTR", 225), 10),
+            Err(Refusal::Closed)
+        );
     }
 
     #[test]
     fn payment_for_an_open_order_credits_its_package() {
         let plan = plan_payment(Some(&order(OrderState::Pending)), &payment("XTR", 225));
-        assert_eq!(plan, PaymentPlan::Credit { order_id: "o1".into(), ndn: 500, opens_order: true });
+        assert_eq!(
+            plan,
+            PaymentPlan::Credit {
+                order_id: "o1".into(),
+                ndn: 500,
+                opens_order: true
+            }
+        );
     }
 
     #[test]
     fn second_payment_of_a_paid_link_is_still_credited() {
         let plan = plan_payment(Some(&order(OrderState::Paid)), &payment("XTR", 225));
-        assert_eq!(plan, PaymentPlan::Credit { order_id: "o1".into(), ndn: 500, opens_order: false });
+        assert_eq!(
+            plan,
+            PaymentPlan::Credit {
+                order_id: "o1".into(),
+                ndn: 500,
+                opens_order: false
+            }
+        );
     }
 
     #[test]
     fn payment_after_expiry_is_credited() {
         let plan = plan_payment(Some(&order(OrderState::Expired)), &payment("XTR", 225));
-        assert!(matches!(plan, PaymentPlan::Credit { opens_order: true, .. }));
+        assert!(matches!(
+            plan,
+            PaymentPlan::Credit {
+                opens_order: true,
+                ..
+            }
+        ));
     }
 
     #[test]
     fn unmatched_payments_are_held_not_dropped() {
-        assert!(matches!(plan_payment(None, &payment("XTR", 225)), PaymentPlan::Hold { order_id: None, .. }));
+        assert!(matches!(
+            plan_payment(None, &payment("XTR", 225)),
+            PaymentPlan::Hold { order_id: None, .. }
+        ));
         assert!(matches!(
             plan_payment(Some(&order(OrderState::Pending)), &payment("XTR", 1)),
-            PaymentPlan::Hold { order_id: Some(_), .. }
+            PaymentPlan::Hold {
+                order_id: Some(_),
+                ..
+            }
         ));
         assert!(matches!(
             plan_payment(Some(&order(OrderState::Pending)), &payment("USD", 225)),
@@ -272,7 +344,11 @@ mod tests {
         };
         assert_eq!(
             plan_refund(Some(&record)),
-            RefundPlan::Debit { user_id: 7, ndn: 500, order_id: Some("o1".into()) }
+            RefundPlan::Debit {
+                user_id: 7,
+                ndn: 500,
+                order_id: Some("o1".into())
+            }
         );
         record.status = PaymentStatus::Refunded;
         assert_eq!(plan_refund(Some(&record)), RefundPlan::AlreadyRefunded);

@@ -20,7 +20,10 @@ pub const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
 pub const BODY_LIMIT: usize = 256 * 1024;
 
 pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let presented = headers.get(SECRET_HEADER).map(|v| v.as_bytes()).unwrap_or_default();
+    let presented = headers
+        .get(SECRET_HEADER)
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
     if !bool::from(presented.ct_eq(state.config.webhook_secret.as_bytes())) {
         tracing::warn!("webhook call with a wrong or missing secret token");
         return (StatusCode::UNAUTHORIZED, "wrong secret token").into_response();
@@ -28,7 +31,10 @@ pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: By
     let update: Update = match serde_json::from_slice(&body) {
         Ok(update) => update,
         Err(error) => {
-            return (StatusCode::BAD_REQUEST, format!("not a Telegram update: {error}"))
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("not a Telegram update: {error}"),
+            )
                 .into_response();
         }
     };
@@ -57,7 +63,11 @@ pub async fn handle(state: &AppState, update: Update) -> Response {
         Err(error) => {
             // 5xx: Telegram delivers the update again, so nothing acknowledged is lost.
             tracing::error!(update_id, kind, %error, "update not processed");
-            (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, "1")], "storage unavailable")
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, "1")],
+                "storage unavailable",
+            )
                 .into_response()
         }
     }
@@ -76,11 +86,19 @@ async fn answer_pre_checkout(state: &AppState, query: &PreCheckoutQuery) -> Resp
     let verdict = judge_pre_checkout(order.as_ref(), query, now_ms());
     let body = match verdict {
         Ok(()) => {
-            tracing::info!(order_id = query.invoice_payload, user_id = query.from.id, "pre-checkout accepted");
+            tracing::info!(
+                order_id = query.invoice_payload,
+                user_id = query.from.id,
+                "pre-checkout accepted"
+            );
             json!({ "method": "answerPreCheckoutQuery", "pre_checkout_query_id": query.id, "ok": true })
         }
         Err(refusal) => {
-            tracing::info!(order_id = query.invoice_payload, reason = refusal.label(), "pre-checkout refused");
+            tracing::info!(
+                order_id = query.invoice_payload,
+                reason = refusal.label(),
+                "pre-checkout refused"
+            );
             let language = query.from.language_code.as_deref().unwrap_or("en");
             json!({
                 "method": "answerPreCheckoutQuery",
@@ -93,7 +111,11 @@ async fn answer_pre_checkout(state: &AppState, query: &PreCheckoutQuery) -> Resp
     axum::Json(body).into_response()
 }
 
-async fn credit(state: &AppState, message: &Message, payment: &SuccessfulPayment) -> Result<(), StoreError> {
+async fn credit(
+    state: &AppState,
+    message: &Message,
+    payment: &SuccessfulPayment,
+) -> Result<(), StoreError> {
     let payer = message_buyer(message);
     let incoming = IncomingPayment {
         charge_id: &payment.telegram_payment_charge_id,
@@ -102,20 +124,44 @@ async fn credit(state: &AppState, message: &Message, payment: &SuccessfulPayment
         currency: &payment.currency,
         stars: payment.total_amount,
     };
-    let outcome = state.store.apply_payment(&payer, &incoming, &BotNotice).await?;
+    let outcome = state
+        .store
+        .apply_payment(&payer, &incoming, &BotNotice)
+        .await?;
     let charge_id = payment.telegram_payment_charge_id.as_str();
     match &outcome {
-        PaymentOutcome::Credited { user_id, order_id, ndn, balance } => {
-            tracing::info!(order_id, charge_id, user_id, ndn, balance, "payment credited");
-            state.events.publish(*user_id, BalanceEvent {
-                balance: *balance,
-                order_id: Some(order_id.clone()),
-                status: Some(OrderState::Paid),
-            });
+        PaymentOutcome::Credited {
+            user_id,
+            order_id,
+            ndn,
+            balance,
+        } => {
+            tracing::info!(
+                order_id,
+                charge_id,
+                user_id,
+                ndn,
+                balance,
+                "payment credited"
+            );
+            state.events.publish(
+                *user_id,
+                BalanceEvent {
+                    balance: *balance,
+                    order_id: Some(order_id.clone()),
+                    status: Some(OrderState::Paid),
+                },
+            );
             state.outbox.notify_one();
         }
         PaymentOutcome::Held { user_id, reason } => {
-            tracing::warn!(order_id = payment.invoice_payload, charge_id, user_id, reason, "payment held for the operator");
+            tracing::warn!(
+                order_id = payment.invoice_payload,
+                charge_id,
+                user_id,
+                reason,
+                "payment held for the operator"
+            );
             state.outbox.notify_one();
         }
         PaymentOutcome::Duplicate => {
@@ -125,10 +171,20 @@ async fn credit(state: &AppState, message: &Message, payment: &SuccessfulPayment
     Ok(())
 }
 
-async fn refund_payment(state: &AppState, message: &Message, refund: &RefundedPayment) -> Result<(), StoreError> {
-    let user_id = message.from.as_ref().map_or(message.chat.id, |user| user.id);
+async fn refund_payment(
+    state: &AppState,
+    message: &Message,
+    refund: &RefundedPayment,
+) -> Result<(), StoreError> {
+    let user_id = message
+        .from
+        .as_ref()
+        .map_or(message.chat.id, |user| user.id);
     let charge_id = refund.telegram_payment_charge_id.as_str();
-    let outcome = state.store.apply_refund(user_id, charge_id, refund.total_amount, &BotNotice).await?;
+    let outcome = state
+        .store
+        .apply_refund(user_id, charge_id, refund.total_amount, &BotNotice)
+        .await?;
     after_refund(state, charge_id, &outcome);
     Ok(())
 }
@@ -136,13 +192,21 @@ async fn refund_payment(state: &AppState, message: &Message, refund: &RefundedPa
 /// Logs a refund and tells the buyer's open Mini App.
 pub fn after_refund(state: &AppState, charge_id: &str, outcome: &RefundOutcome) {
     match outcome {
-        RefundOutcome::Debited { user_id, order_id, ndn, balance } => {
+        RefundOutcome::Debited {
+            user_id,
+            order_id,
+            ndn,
+            balance,
+        } => {
             tracing::info!(charge_id, order_id, user_id, ndn, balance, "refund debited");
-            state.events.publish(*user_id, BalanceEvent {
-                balance: *balance,
-                order_id: order_id.clone(),
-                status: Some(OrderState::Refunded),
-            });
+            state.events.publish(
+                *user_id,
+                BalanceEvent {
+                    balance: *balance,
+                    order_id: order_id.clone(),
+                    status: Some(OrderState::Refunded),
+                },
+            );
             state.outbox.notify_one();
         }
         other => tracing::info!(charge_id, outcome = ?other, "refund recorded"),
@@ -157,6 +221,11 @@ fn message_buyer(message: &Message) -> Buyer<'_> {
             username: user.username.as_deref(),
             language_code: user.language_code.as_deref(),
         },
-        None => Buyer { id: message.chat.id, first_name: "", username: None, language_code: None },
+        None => Buyer {
+            id: message.chat.id,
+            first_name: "",
+            username: None,
+            language_code: None,
+        },
     }
 }

@@ -33,33 +33,65 @@ async fn purchase_credits_balance_and_notifies_buyer(database: Database) {
     assert_eq!(wallet["user"]["id"], BUYER);
     let packages = wallet["packages"].as_array().unwrap();
     assert_eq!(packages.len(), 3);
-    assert!(packages.iter().any(|p| p["id"] == "ndn-500" && p["ndn"] == 500 && p["stars"] == 225));
+    assert!(
+        packages
+            .iter()
+            .any(|p| p["id"] == "ndn-500" && p["ndn"] == 500 && p["stars"] == 225)
+    );
 
-    let (status, invoice) = app.call_as(BUYER, "create_invoice", &[("package_id", "ndn-500")]).await;
+    let (status, invoice) = app
+        .call_as(BUYER, "create_invoice", &[("package_id", "ndn-500")])
+        .await;
     assert_eq!(status, 200, "{invoice}");
     let order_id = invoice["order_id"].as_str().unwrap();
-    let link = app.telegram.invoice(invoice["invoice_url"].as_str().unwrap()).expect("link created at Telegram");
-    assert_eq!((link.payload.as_str(), link.amount, link.title.as_str()), (order_id, 225, "500 NDN"));
+    let link = app
+        .telegram
+        .invoice(invoice["invoice_url"].as_str().unwrap())
+        .expect("link created at Telegram");
+    assert_eq!(
+        (link.payload.as_str(), link.amount, link.title.as_str()),
+        (order_id, 225, "500 NDN")
+    );
 
-    let (status, answer) = app.deliver(&pre_checkout(1, BUYER, order_id, "XTR", 225)).await;
+    let (status, answer) = app
+        .deliver(&pre_checkout(1, BUYER, order_id, "XTR", 225))
+        .await;
     assert_eq!(status, 200);
-    assert_eq!(answer, json!({ "method": "answerPreCheckoutQuery", "pre_checkout_query_id": "pcq1", "ok": true }));
+    assert_eq!(
+        answer,
+        json!({ "method": "answerPreCheckoutQuery", "pre_checkout_query_id": "pcq1", "ok": true })
+    );
 
-    let (status, _) = app.deliver(&successful_payment(2, BUYER, order_id, 225, "charge-happy")).await;
+    let (status, _) = app
+        .deliver(&successful_payment(2, BUYER, order_id, 225, "charge-happy"))
+        .await;
     assert_eq!(status, 200);
     assert_eq!(app.balance(BUYER).await, 500);
-    let (_, order) = app.call_as(BUYER, "order_status", &[("order_id", order_id)]).await;
-    assert_eq!((order["status"].as_str(), order["balance"].as_i64()), (Some("paid"), Some(500)));
+    let (_, order) = app
+        .call_as(BUYER, "order_status", &[("order_id", order_id)])
+        .await;
+    assert_eq!(
+        (order["status"].as_str(), order["balance"].as_i64()),
+        (Some("paid"), Some(500))
+    );
 
     let messages = app.messages_after_settling(1).await;
     assert_eq!(messages.len(), 1);
     assert_eq!(messages[0].chat_id, BUYER);
-    assert!(messages[0].text.starts_with("+500 NDN"), "{}", messages[0].text);
+    assert!(
+        messages[0].text.starts_with("+500 NDN"),
+        "{}",
+        messages[0].text
+    );
 
     let (_, wallet) = app.call_as(BUYER, "wallet", &[]).await;
     assert_eq!(wallet["history"][0]["order_id"], order_id);
     assert_eq!(wallet["history"][0]["status"], "paid");
-    assert_eq!(app.count("SELECT COALESCE(CAST(SUM(delta) AS BIGINT), 0) FROM ledger").await, 500);
+    assert_eq!(
+        app.count("SELECT COALESCE(CAST(SUM(delta) AS BIGINT), 0) FROM ledger")
+            .await,
+        500
+    );
 }
 
 async fn concurrent_duplicate_payment_credits_once(database: Database) {
@@ -67,7 +99,11 @@ async fn concurrent_duplicate_payment_credits_once(database: Database) {
     let order_id = app.create_order(BUYER, "ndn-1000").await;
     let update = successful_payment(10, BUYER, &order_id, 400, "charge-duplicated");
     let deliveries = (0..20).map(|_| app.deliver(&update));
-    let statuses: Vec<u16> = futures::future::join_all(deliveries).await.into_iter().map(|(s, _)| s).collect();
+    let statuses: Vec<u16> = futures::future::join_all(deliveries)
+        .await
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
     assert_eq!(app.balance(BUYER).await, 1000);
     assert_eq!(app.count("SELECT COUNT(*) FROM ledger").await, 1);
@@ -87,13 +123,22 @@ async fn pre_checkout_refuses_what_it_must(database: Database) {
         answer["error_message"].as_str().unwrap().to_owned()
     };
     refused(pre_checkout(1, BUYER, "no-such-order", "XTR", 225)).await;
-    assert!(refused(pre_checkout(2, OTHER_BUYER, &order_id, "XTR", 225)).await.contains("another user"));
+    assert!(
+        refused(pre_checkout(2, OTHER_BUYER, &order_id, "XTR", 225))
+            .await
+            .contains("another user")
+    );
     refused(pre_checkout(3, BUYER, &order_id, "XTR", 224)).await;
     refused(pre_checkout(4, BUYER, &order_id, "XTR", 22_500)).await;
     refused(pre_checkout(5, BUYER, &order_id, "XTS", 225)).await;
 
-    app.deliver(&successful_payment(6, BUYER, &order_id, 225, "charge-paid")).await;
-    assert!(refused(pre_checkout(7, BUYER, &order_id, "XTR", 225)).await.contains("already paid"));
+    app.deliver(&successful_payment(6, BUYER, &order_id, 225, "charge-paid"))
+        .await;
+    assert!(
+        refused(pre_checkout(7, BUYER, &order_id, "XTR", 225))
+            .await
+            .contains("already paid")
+    );
     // Nothing a refusal does credits anything.
     assert_eq!(app.balance(BUYER).await, 500);
 }
@@ -104,7 +149,12 @@ async fn webhook_without_the_secret_is_rejected_and_changes_nothing(database: Da
     let update = successful_payment(1, BUYER, &order_id, 50, "charge-no-secret");
     assert_eq!(app.deliver_with_secret(&update, None).await.0, 401);
     assert_eq!(app.deliver_with_secret(&update, Some("wrong")).await.0, 401);
-    assert_eq!(app.deliver_with_secret(&update, Some(&format!("{SECRET}x"))).await.0, 401);
+    assert_eq!(
+        app.deliver_with_secret(&update, Some(&format!("{SECRET}x")))
+            .await
+            .0,
+        401
+    );
     assert_eq!(app.balance(BUYER).await, 0);
     assert_eq!(app.count("SELECT COUNT(*) FROM payments").await, 0);
 }
@@ -117,7 +167,9 @@ async fn server_functions_reject_missing_forged_and_expired_init_data(database: 
     let genuine = app.init_data(BUYER);
     let forged = genuine.replace(&BUYER.to_string(), &OTHER_BUYER.to_string());
     assert_ne!(forged, genuine);
-    let (status, error) = app.call("wallet", Some(&format!("tma {forged}")), &[]).await;
+    let (status, error) = app
+        .call("wallet", Some(&format!("tma {forged}")), &[])
+        .await;
     assert_eq!((status, error), (401, json!({ "Unauthorized": "Invalid" })));
 
     let stale = app.init_data_aged(BUYER, "en", Duration::from_secs(86_400 + 5));
@@ -127,8 +179,14 @@ async fn server_functions_reject_missing_forged_and_expired_init_data(database: 
             "order_status" => &[("order_id", "x")],
             _ => &[],
         };
-        let (status, error) = app.call(function, Some(&format!("tma {stale}")), form).await;
-        assert_eq!((status, error), (401, json!({ "Unauthorized": "Expired" })), "{function}");
+        let (status, error) = app
+            .call(function, Some(&format!("tma {stale}")), form)
+            .await;
+        assert_eq!(
+            (status, error),
+            (401, json!({ "Unauthorized": "Expired" })),
+            "{function}"
+        );
     }
     assert_eq!(app.count("SELECT COUNT(*) FROM orders").await, 0);
 }
@@ -136,17 +194,38 @@ async fn server_functions_reject_missing_forged_and_expired_init_data(database: 
 async fn second_payment_of_a_paid_order_is_credited_as_its_own(database: Database) {
     let app = TestApp::spawn(database).await;
     let order_id = app.create_order(BUYER, "ndn-100").await;
-    app.deliver(&successful_payment(1, BUYER, &order_id, 50, "charge-first")).await;
-    let (status, _) = app.deliver(&successful_payment(2, BUYER, &order_id, 50, "charge-second")).await;
+    app.deliver(&successful_payment(1, BUYER, &order_id, 50, "charge-first"))
+        .await;
+    let (status, _) = app
+        .deliver(&successful_payment(
+            2,
+            BUYER,
+            &order_id,
+            50,
+            "charge-second",
+        ))
+        .await;
     assert_eq!(status, 200);
     assert_eq!(app.balance(BUYER).await, 200);
-    assert_eq!(app.count("SELECT COUNT(*) FROM payments WHERE status = 'credited'").await, 2);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM payments WHERE status = 'credited'")
+            .await,
+        2
+    );
     assert_eq!(app.messages_after_settling(2).await.len(), 2);
 }
 
 async fn payment_with_unknown_payload_is_recorded_not_credited(database: Database) {
     let app = TestApp::spawn(database).await;
-    let (status, _) = app.deliver(&successful_payment(1, BUYER, "not-an-order", 75, "charge-orphan")).await;
+    let (status, _) = app
+        .deliver(&successful_payment(
+            1,
+            BUYER,
+            "not-an-order",
+            75,
+            "charge-orphan",
+        ))
+        .await;
     assert_eq!(status, 200);
     assert_eq!(app.balance(BUYER).await, 0);
     assert_eq!(
@@ -161,39 +240,92 @@ async fn payment_with_unknown_payload_is_recorded_not_credited(database: Databas
 async fn refunded_payment_twice_debits_once(database: Database) {
     let app = TestApp::spawn(database).await;
     let first = app.create_order(BUYER, "ndn-500").await;
-    app.deliver(&successful_payment(1, BUYER, &first, 225, "charge-kept")).await;
+    app.deliver(&successful_payment(1, BUYER, &first, 225, "charge-kept"))
+        .await;
     let second = app.create_order(BUYER, "ndn-100").await;
-    app.deliver(&successful_payment(2, BUYER, &second, 50, "charge-refunded")).await;
+    app.deliver(&successful_payment(
+        2,
+        BUYER,
+        &second,
+        50,
+        "charge-refunded",
+    ))
+    .await;
     assert_eq!(app.balance(BUYER).await, 600);
 
     let refund = refunded_payment(3, BUYER, &second, 50, "charge-refunded");
     assert_eq!(app.deliver(&refund).await.0, 200);
-    assert_eq!(app.deliver(&refunded_payment(4, BUYER, &second, 50, "charge-refunded")).await.0, 200);
+    assert_eq!(
+        app.deliver(&refunded_payment(4, BUYER, &second, 50, "charge-refunded"))
+            .await
+            .0,
+        200
+    );
     assert_eq!(app.balance(BUYER).await, 500);
-    assert_eq!(app.count("SELECT COUNT(*) FROM ledger WHERE kind = 'refund'").await, 1);
-    let (_, status) = app.call_as(BUYER, "order_status", &[("order_id", &second)]).await;
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM ledger WHERE kind = 'refund'")
+            .await,
+        1
+    );
+    let (_, status) = app
+        .call_as(BUYER, "order_status", &[("order_id", &second)])
+        .await;
     assert_eq!(status["status"], "refunded");
     let messages = app.messages_after_settling(3).await;
     assert_eq!(messages.len(), 3);
-    assert!(messages[2].text.starts_with("Refund"), "{}", messages[2].text);
+    assert!(
+        messages[2].text.starts_with("Refund"),
+        "{}",
+        messages[2].text
+    );
 }
 
 async fn rate_limited_notification_is_sent_once_after_retry_after(database: Database) {
     let app = TestApp::spawn(database).await;
-    app.telegram.inject(Fault { method: "sendMessage".into(), status: 429, retry_after: Some(1), times: 1 });
+    app.telegram.inject(Fault {
+        method: "sendMessage".into(),
+        status: 429,
+        retry_after: Some(1),
+        times: 1,
+    });
     let order_id = app.create_order(BUYER, "ndn-100").await;
-    app.deliver(&successful_payment(1, BUYER, &order_id, 50, "charge-429")).await;
+    app.deliver(&successful_payment(1, BUYER, &order_id, 50, "charge-429"))
+        .await;
     let messages = app.messages_after_settling(1).await;
     assert_eq!(messages.len(), 1);
-    assert_eq!(app.telegram.calls("sendMessage"), 2, "one refused, one delivered");
-    assert_eq!(app.count("SELECT COUNT(*) FROM outbox WHERE status = 'sent'").await, 1);
+    assert_eq!(
+        app.telegram.calls("sendMessage"),
+        2,
+        "one refused, one delivered"
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM outbox WHERE status = 'sent'")
+            .await,
+        1
+    );
 }
 
 async fn restart_between_credit_and_notification_sends_once(database: Database) {
     let app = TestApp::spawn(database).await;
-    app.telegram.inject(Fault { method: "sendMessage".into(), status: 502, retry_after: None, times: 1000 });
+    app.telegram.inject(Fault {
+        method: "sendMessage".into(),
+        status: 502,
+        retry_after: None,
+        times: 1000,
+    });
     let order_id = app.create_order(BUYER, "ndn-100").await;
-    assert_eq!(app.deliver(&successful_payment(1, BUYER, &order_id, 50, "charge-restart")).await.0, 200);
+    assert_eq!(
+        app.deliver(&successful_payment(
+            1,
+            BUYER,
+            &order_id,
+            50,
+            "charge-restart"
+        ))
+        .await
+        .0,
+        200
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(app.telegram.sent_messages().is_empty());
 
@@ -208,22 +340,58 @@ async fn restart_between_credit_and_notification_sends_once(database: Database) 
 async fn database_outage_answers_5xx_and_readiness_fails(database: Database) {
     let app = TestApp::spawn(database).await;
     let order_id = app.create_order(BUYER, "ndn-100").await;
-    let ready = app.http.get(format!("{}/readyz", app.base)).send().await.unwrap();
+    let ready = app
+        .http
+        .get(format!("{}/readyz", app.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ready.status(), 200);
 
     app.server.state.store.close().await;
-    let (status, _) = app.deliver(&successful_payment(1, BUYER, &order_id, 50, "charge-outage")).await;
+    let (status, _) = app
+        .deliver(&successful_payment(
+            1,
+            BUYER,
+            &order_id,
+            50,
+            "charge-outage",
+        ))
+        .await;
     assert!(status >= 500, "got {status}");
-    let (status, _) = app.deliver(&pre_checkout(2, BUYER, &order_id, "XTR", 50)).await;
+    let (status, _) = app
+        .deliver(&pre_checkout(2, BUYER, &order_id, "XTR", 50))
+        .await;
     assert!(status >= 500, "got {status}");
-    let ready = app.http.get(format!("{}/readyz", app.base)).send().await.unwrap();
+    let ready = app
+        .http
+        .get(format!("{}/readyz", app.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ready.status(), 503);
-    let live = app.http.get(format!("{}/healthz", app.base)).send().await.unwrap();
+    let live = app
+        .http
+        .get(format!("{}/healthz", app.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(live.status(), 200);
 
     // Telegram retries on the 5xx; a server on the same database credits the payment then.
     let app = app.restart().await;
-    assert_eq!(app.deliver(&successful_payment(1, BUYER, &order_id, 50, "charge-outage")).await.0, 200);
+    assert_eq!(
+        app.deliver(&successful_payment(
+            1,
+            BUYER,
+            &order_id,
+            50,
+            "charge-outage"
+        ))
+        .await
+        .0,
+        200
+    );
     assert_eq!(app.balance(BUYER).await, 100);
 }
 
@@ -252,13 +420,19 @@ async fn malformed_and_unhandled_updates(database: Database) {
 
 async fn orders_are_private_and_packages_validated(database: Database) {
     let app = TestApp::spawn(database).await;
-    let (status, error) = app.call_as(BUYER, "create_invoice", &[("package_id", "ndn-7")]).await;
+    let (status, error) = app
+        .call_as(BUYER, "create_invoice", &[("package_id", "ndn-7")])
+        .await;
     assert_eq!(status, 400);
     assert!(error["InvalidInput"].as_str().unwrap().contains("ndn-7"));
     let order_id = app.create_order(BUYER, "ndn-100").await;
-    let (status, _) = app.call_as(OTHER_BUYER, "order_status", &[("order_id", &order_id)]).await;
+    let (status, _) = app
+        .call_as(OTHER_BUYER, "order_status", &[("order_id", &order_id)])
+        .await;
     assert_eq!(status, 404);
-    let (status, order) = app.call_as(BUYER, "order_status", &[("order_id", &order_id)]).await;
+    let (status, order) = app
+        .call_as(BUYER, "order_status", &[("order_id", &order_id)])
+        .await;
     assert_eq!((status, order["status"].as_str()), (200, Some("pending")));
 }
 

@@ -4,7 +4,10 @@ use std::process::Command;
 
 fn run_with(vars: &[(&str, &str)]) -> std::process::Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_server"));
-    command.arg("migrate").env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    command
+        .arg("migrate")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
     // Run where no .env file can interfere.
     command.current_dir(std::env::temp_dir());
     for (key, value) in vars {
@@ -26,7 +29,10 @@ fn invalid_configuration_exits_2_with_one_line_naming_the_variable() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         let lines: Vec<&str> = stderr.lines().collect();
         assert_eq!(lines.len(), 1, "{stderr}");
-        assert!(lines[0].starts_with(&format!("configuration error: {variable}: ")), "{stderr}");
+        assert!(
+            lines[0].starts_with(&format!("configuration error: {variable}: ")),
+            "{stderr}"
+        );
     }
 }
 
@@ -42,6 +48,10 @@ fn migrate_creates_the_sqlite_database() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/nested/ndn.db", dir.path().display());
     let output = run_with(&[("DATABASE_URL", &url)]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(dir.path().join("nested/ndn.db").exists());
 }

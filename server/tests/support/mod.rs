@@ -25,7 +25,10 @@ impl Database {
     pub fn sqlite() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}/ndn.db", dir.path().display());
-        Self { url, _dir: Some(dir) }
+        Self {
+            url,
+            _dir: Some(dir),
+        }
     }
 
     /// A new database on the local PostgreSQL server; `None` (with one printed line) when no
@@ -49,8 +52,13 @@ impl Database {
             .await
             .expect("create test database");
         pool.close().await;
-        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(base, _)| base);
-        Some(Self { url: format!("{base}/{name}"), _dir: None })
+        let base = admin
+            .rsplit_once('/')
+            .map_or(admin.as_str(), |(base, _)| base);
+        Some(Self {
+            url: format!("{base}/{name}"),
+            _dir: None,
+        })
     }
 }
 
@@ -114,10 +122,13 @@ impl TestApp {
     }
 
     async fn start(database: Database, telegram: FakeTelegram, telegram_url: String) -> Self {
-        let config = server::config::Config::from_vars(&production_vars(&database.url, &telegram_url))
-            .expect("test configuration is valid");
+        let config =
+            server::config::Config::from_vars(&production_vars(&database.url, &telegram_url))
+                .expect("test configuration is valid");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let server = server::start(config, listener).await.expect("server starts");
+        let server = server::start(config, listener)
+            .await
+            .expect("server starts");
         Self {
             base: format!("http://{}", server.addr),
             server,
@@ -131,16 +142,27 @@ impl TestApp {
 
     /// Stops this server and starts a new one on the same database and fake Telegram.
     pub async fn restart(self) -> Self {
-        let Self { server, telegram, database, telegram_url, .. } = self;
+        let Self {
+            server,
+            telegram,
+            database,
+            telegram_url,
+            ..
+        } = self;
         server.stop().await;
         Self::start(database, telegram, telegram_url).await
     }
 
     /// initData as Telegram would sign it for `user_id`, dated `age` ago.
     pub fn init_data_aged(&self, user_id: i64, language: &str, age: Duration) -> String {
-        let user = json!({ "id": user_id, "first_name": "Vladislav", "language_code": language }).to_string();
+        let user = json!({ "id": user_id, "first_name": "Vladislav", "language_code": language })
+            .to_string();
         let auth_date = (now_ms() / 1000 - age.as_secs() as i64).to_string();
-        self.validator.sign(&[("user", &user), ("auth_date", &auth_date), ("query_id", "AAHdF6IQ")])
+        self.validator.sign(&[
+            ("user", &user),
+            ("auth_date", &auth_date),
+            ("query_id", "AAHdF6IQ"),
+        ])
     }
 
     pub fn init_data(&self, user_id: i64) -> String {
@@ -148,8 +170,15 @@ impl TestApp {
     }
 
     /// Calls a server function as the Mini App does; returns status and JSON body.
-    pub async fn call(&self, function: &str, authorization: Option<&str>, form: &[(&str, &str)]) -> (u16, Value) {
-        let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
+    pub async fn call(
+        &self,
+        function: &str,
+        authorization: Option<&str>,
+        form: &[(&str, &str)],
+    ) -> (u16, Value) {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
         let mut request = self
             .http
             .post(format!("{}/api/{function}", self.base))
@@ -161,10 +190,18 @@ impl TestApp {
         let response = request.send().await.expect("server answers");
         let status = response.status().as_u16();
         let text = response.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
-    pub async fn call_as(&self, user_id: i64, function: &str, form: &[(&str, &str)]) -> (u16, Value) {
+    pub async fn call_as(
+        &self,
+        user_id: i64,
+        function: &str,
+        form: &[(&str, &str)],
+    ) -> (u16, Value) {
         let auth = format!("tma {}", self.init_data(user_id));
         self.call(function, Some(&auth), form).await
     }
@@ -177,7 +214,9 @@ impl TestApp {
 
     /// Creates an invoice for `package_id`; returns the order id.
     pub async fn create_order(&self, user_id: i64, package_id: &str) -> String {
-        let (status, invoice) = self.call_as(user_id, "create_invoice", &[("package_id", package_id)]).await;
+        let (status, invoice) = self
+            .call_as(user_id, "create_invoice", &[("package_id", package_id)])
+            .await;
         assert_eq!(status, 200, "{invoice}");
         invoice["order_id"].as_str().unwrap().to_owned()
     }
@@ -188,14 +227,20 @@ impl TestApp {
     }
 
     pub async fn deliver_with_secret(&self, update: &Value, secret: Option<&str>) -> (u16, Value) {
-        let mut request = self.http.post(format!("{}/webhook/telegram", self.base)).json(update);
+        let mut request = self
+            .http
+            .post(format!("{}/webhook/telegram", self.base))
+            .json(update);
         if let Some(secret) = secret {
             request = request.header("X-Telegram-Bot-Api-Secret-Token", secret);
         }
         let response = request.send().await.expect("webhook answers");
         let status = response.status().as_u16();
         let text = response.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     /// Waits until the fake Telegram holds at least `count` messages (or 10 s pass).
@@ -213,7 +258,10 @@ impl TestApp {
 
     pub async fn count(&self, sql: &str) -> i64 {
         use sqlx::Row;
-        let row = sqlx::query(sql).fetch_one(self.server.state.store.pool()).await.unwrap();
+        let row = sqlx::query(sql)
+            .fetch_one(self.server.state.store.pool())
+            .await
+            .unwrap();
         row.try_get::<i64, _>(0).unwrap()
     }
 }
@@ -222,13 +270,25 @@ pub fn user(id: i64, language: &str) -> Value {
     json!({ "id": id, "is_bot": false, "first_name": "Vladislav", "language_code": language })
 }
 
-pub fn pre_checkout(update_id: i64, from: i64, payload: &str, currency: &str, amount: i64) -> Value {
+pub fn pre_checkout(
+    update_id: i64,
+    from: i64,
+    payload: &str,
+    currency: &str,
+    amount: i64,
+) -> Value {
     json!({ "update_id": update_id, "pre_checkout_query": {
         "id": format!("pcq{update_id}"), "from": user(from, "en"), "currency": currency,
         "total_amount": amount, "invoice_payload": payload } })
 }
 
-pub fn successful_payment(update_id: i64, from: i64, payload: &str, amount: i64, charge_id: &str) -> Value {
+pub fn successful_payment(
+    update_id: i64,
+    from: i64,
+    payload: &str,
+    amount: i64,
+    charge_id: &str,
+) -> Value {
     json!({ "update_id": update_id, "message": {
         "message_id": update_id, "from": user(from, "en"),
         "chat": { "id": from, "type": "private" }, "date": now_ms() / 1000,
@@ -236,7 +296,13 @@ pub fn successful_payment(update_id: i64, from: i64, payload: &str, amount: i64,
             "telegram_payment_charge_id": charge_id, "provider_payment_charge_id": "" } } })
 }
 
-pub fn refunded_payment(update_id: i64, from: i64, payload: &str, amount: i64, charge_id: &str) -> Value {
+pub fn refunded_payment(
+    update_id: i64,
+    from: i64,
+    payload: &str,
+    amount: i64,
+    charge_id: &str,
+) -> Value {
     json!({ "update_id": update_id, "message": {
         "message_id": update_id, "from": user(from, "en"),
         "chat": { "id": from, "type": "private" }, "date": now_ms() / 1000,

@@ -1,0 +1,69 @@
+import { expect, test } from '@playwright/test';
+import { deliver, failOnConsoleErrors, launchUrl, newBuyer } from './telegram';
+
+const SCREENSHOTS = 'test-results/screens';
+
+test('server renders the skeleton before any wasm runs', async ({ request }) => {
+  const html = await (await request.get('/')).text();
+  expect(html).toContain('data-testid="skeleton"');
+  expect(html).toContain('/sandbox/telegram-web-app.js');
+  expect(html).toContain('/pkg/ndn.js');
+});
+
+test('hydrates and loads the wallet through a server function', async ({ page }) => {
+  const assertNoErrors = failOnConsoleErrors(page);
+  await page.goto(launchUrl(newBuyer('en')));
+  await expect(page.getByTestId('balance')).toHaveText(/^0\s+NDN$/);
+  const buttons = page.locator('.package button');
+  await expect(buttons).toHaveCount(3);
+  await expect(buttons.first()).toBeEnabled();
+  await expect(page.getByText('Best value')).toBeVisible();
+  await page.screenshot({ path: `${SCREENSHOTS}/home.png`, fullPage: true });
+  assertNoErrors();
+});
+
+test('outside Telegram it asks to be opened in Telegram', async ({ page }) => {
+  const assertNoErrors = failOnConsoleErrors(page);
+  await page.goto('/');
+  await expect(page.getByTestId('outside-telegram')).toContainText('Open this app in Telegram');
+  assertNoErrors();
+});
+
+test('a payment processed by the webhook shows up live, without reload', async ({ page, request }) => {
+  const assertNoErrors = failOnConsoleErrors(page);
+  const buyer = newBuyer('ru');
+  await page.goto(launchUrl(buyer, 'dark'));
+  await expect(page.getByText('Ваш баланс')).toBeVisible();
+  await expect(page.getByTestId('balance')).toHaveText(/^0\s+NDN$/);
+
+  const invoiceResponse = page.waitForResponse((response) => response.url().endsWith('/api/create_invoice'));
+  await page.locator('[data-package="ndn-500"] button').click();
+  const invoice = await (await invoiceResponse).json();
+  expect(invoice.invoice_url).toMatch(/^https:\/\/t\.me\/\$/);
+  // While the sheet is open, every Buy button is disabled (no double purchase).
+  await expect(page.locator('.package button').first()).toBeDisabled();
+
+  const from = { id: buyer.id, is_bot: false, first_name: buyer.first_name, language_code: 'ru' };
+  const checkout = await deliver(request, {
+    update_id: 1,
+    pre_checkout_query: { id: 'e2e-q', from, currency: 'XTR', total_amount: 225, invoice_payload: invoice.order_id },
+  });
+  expect(await checkout.json()).toMatchObject({ method: 'answerPreCheckoutQuery', ok: true });
+  const paid = await deliver(request, {
+    update_id: 2,
+    message: {
+      message_id: 2, from, chat: { id: buyer.id, type: 'private' }, date: Math.floor(Date.now() / 1000),
+      successful_payment: {
+        currency: 'XTR', total_amount: 225, invoice_payload: invoice.order_id,
+        telegram_payment_charge_id: `e2e-charge-${buyer.id}`, provider_payment_charge_id: '',
+      },
+    },
+  });
+  expect(paid.status()).toBe(200);
+
+  await expect(page.getByTestId('balance')).toHaveText(/^500\s+NDN$/);
+  await expect(page.getByTestId('credited')).toContainText('500');
+  await expect(page.getByTestId('history')).toContainText('Оплачено');
+  await page.screenshot({ path: `${SCREENSHOTS}/credited-ru-dark.png`, fullPage: true });
+  assertNoErrors();
+});

@@ -1,0 +1,65 @@
+// Launches the Mini App the way Telegram does: signed initData, version, platform and theme in
+// the URL fragment, read by the official telegram-web-app.js.
+import { createHmac } from 'node:crypto';
+import { APIRequestContext, expect, Page } from '@playwright/test';
+
+// The sandbox's token and webhook secret (server/src/config.rs): public by design, they only
+// exist when no real bot token is configured.
+export const SANDBOX_TOKEN = '1000000001:SANDBOX-local-ndn-token-is-not-a-secret';
+export const SANDBOX_SECRET = 'sandbox-webhook-secret';
+
+export interface Buyer {
+  id: number;
+  first_name: string;
+  language_code: string;
+}
+
+export const themes = {
+  light: { bg_color: '#ffffff', text_color: '#000000', hint_color: '#707579', button_color: '#3390ec', button_text_color: '#ffffff', secondary_bg_color: '#f4f4f5' },
+  dark: { bg_color: '#212121', text_color: '#ffffff', hint_color: '#aaaaaa', button_color: '#8774e1', button_text_color: '#ffffff', secondary_bg_color: '#0f0f0f' },
+};
+
+/** A fresh buyer id per test, so tests never share a balance. */
+export function newBuyer(language_code = 'en'): Buyer {
+  return { id: 700_000_000 + Math.floor(Math.random() * 100_000_000), first_name: 'Ada', language_code };
+}
+
+export function signInitData(buyer: Buyer): string {
+  const fields: Record<string, string> = {
+    auth_date: String(Math.floor(Date.now() / 1000)),
+    query_id: 'AAHe2eTest',
+    user: JSON.stringify(buyer),
+  };
+  const checkString = Object.keys(fields).sort().map((key) => `${key}=${fields[key]}`).join('\n');
+  const secret = createHmac('sha256', 'WebAppData').update(SANDBOX_TOKEN).digest();
+  const hash = createHmac('sha256', secret).update(checkString).digest('hex');
+  return new URLSearchParams({ ...fields, hash }).toString();
+}
+
+export function launchUrl(buyer: Buyer, theme: keyof typeof themes = 'light'): string {
+  const fragment = new URLSearchParams({
+    tgWebAppData: signInitData(buyer),
+    tgWebAppVersion: '8.0',
+    tgWebAppPlatform: 'web',
+    tgWebAppThemeParams: JSON.stringify(themes[theme]),
+  });
+  return `/#${fragment.toString()}`;
+}
+
+/** Fails the test on any console error or uncaught exception in the page. */
+export function failOnConsoleErrors(page: Page): () => void {
+  const errors: string[] = [];
+  page.on('console', (message) => {
+    if (message.type() === 'error') errors.push(message.text());
+  });
+  page.on('pageerror', (error) => errors.push(String(error)));
+  return () => expect(errors, 'browser console errors').toEqual([]);
+}
+
+/** Posts an update to the webhook as Telegram would. */
+export async function deliver(request: APIRequestContext, update: object) {
+  return request.post('/webhook/telegram', {
+    data: update,
+    headers: { 'X-Telegram-Bot-Api-Secret-Token': SANDBOX_SECRET },
+  });
+}
