@@ -277,12 +277,11 @@ impl Store {
         row.map(|row| order_from_row(&row)).transpose()
     }
 
-    /// The buyer's most recent orders, newest first; unpaid ones that were never opened are left
-    /// out so the history is what the buyer did, not what they tapped.
+    /// The buyer's paid and refunded orders, newest first: what they bought, not what they
+    /// tapped and abandoned.
     pub async fn history(&self, user_id: i64, limit: i64) -> StoreResult<Vec<Purchase>> {
-        let now = now_ms();
         let rows = sqlx::query(
-            "SELECT id, ndn, stars, status, created_at, expires_at FROM orders
+            "SELECT id, ndn, stars, status, created_at FROM orders
              WHERE user_id = $1 AND status IN ('paid', 'refunded')
              ORDER BY created_at DESC LIMIT $2",
         )
@@ -292,18 +291,11 @@ impl Store {
         .await?;
         rows.iter()
             .map(|row| {
-                let status = parse_state(row.try_get("status")?)?;
-                let expires_at: i64 = row.try_get("expires_at")?;
-                let status = if status == OrderState::Pending && now >= expires_at {
-                    OrderState::Expired
-                } else {
-                    status
-                };
                 Ok(Purchase {
                     order_id: row.try_get("id")?,
                     ndn: row.try_get("ndn")?,
                     stars: row.try_get("stars")?,
-                    status,
+                    status: parse_state(row.try_get("status")?)?,
                     created_at: row.try_get::<i64, _>("created_at")? / 1000,
                 })
             })
@@ -329,14 +321,7 @@ impl Store {
             Some(row) => Some(order_from_row(&row)?),
             None => None,
         };
-        let update = crate::updates::SuccessfulPayment {
-            currency: payment.currency.to_owned(),
-            total_amount: payment.stars,
-            invoice_payload: payment.payload.to_owned(),
-            telegram_payment_charge_id: payment.charge_id.to_owned(),
-            provider_payment_charge_id: None,
-        };
-        let plan = plan_payment(order.as_ref(), &update);
+        let plan = plan_payment(order.as_ref(), payment.currency, payment.stars);
         let (status, order_id, ndn, hold_reason) = match &plan {
             PaymentPlan::Credit { order_id, ndn, .. } => {
                 (PaymentStatus::Credited, Some(order_id.clone()), *ndn, None)

@@ -3,7 +3,7 @@
 
 use app::api::OrderState;
 
-use crate::updates::{PreCheckoutQuery, SuccessfulPayment};
+use crate::updates::PreCheckoutQuery;
 
 pub const STARS: &str = "XTR";
 
@@ -102,7 +102,8 @@ pub enum PaymentPlan {
     },
 }
 
-pub fn plan_payment(order: Option<&Order>, payment: &SuccessfulPayment) -> PaymentPlan {
+/// Plans a payment of `total_amount` in `currency` whose payload named `order`.
+pub fn plan_payment(order: Option<&Order>, currency: &str, total_amount: i64) -> PaymentPlan {
     let Some(order) = order else {
         return PaymentPlan::Hold {
             order_id: None,
@@ -113,10 +114,10 @@ pub fn plan_payment(order: Option<&Order>, payment: &SuccessfulPayment) -> Payme
         order_id: Some(order.id.clone()),
         reason,
     };
-    if payment.currency != STARS {
+    if currency != STARS {
         return hold("currency is not XTR");
     }
-    if payment.total_amount != order.stars {
+    if total_amount != order.stars {
         return hold("amount differs from the order's price");
     }
     PaymentPlan::Credit {
@@ -227,16 +228,6 @@ mod tests {
         }
     }
 
-    fn payment(currency: &str, amount: i64) -> SuccessfulPayment {
-        SuccessfulPayment {
-            currency: currency.into(),
-            total_amount: amount,
-            invoice_payload: "o1".into(),
-            telegram_payment_charge_id: "c1".into(),
-            provider_payment_charge_id: None,
-        }
-    }
-
     #[test]
     fn pre_checkout_accepts_only_the_owners_open_order_at_its_price() {
         let open = order(OrderState::Pending);
@@ -278,7 +269,7 @@ mod tests {
 
     #[test]
     fn payment_for_an_open_order_credits_its_package() {
-        let plan = plan_payment(Some(&order(OrderState::Pending)), &payment("XTR", 225));
+        let plan = plan_payment(Some(&order(OrderState::Pending)), "XTR", 225);
         assert_eq!(
             plan,
             PaymentPlan::Credit {
@@ -291,7 +282,7 @@ mod tests {
 
     #[test]
     fn second_payment_of_a_paid_link_is_still_credited() {
-        let plan = plan_payment(Some(&order(OrderState::Paid)), &payment("XTR", 225));
+        let plan = plan_payment(Some(&order(OrderState::Paid)), "XTR", 225);
         assert_eq!(
             plan,
             PaymentPlan::Credit {
@@ -304,7 +295,7 @@ mod tests {
 
     #[test]
     fn payment_after_expiry_is_credited() {
-        let plan = plan_payment(Some(&order(OrderState::Expired)), &payment("XTR", 225));
+        let plan = plan_payment(Some(&order(OrderState::Expired)), "XTR", 225);
         assert!(matches!(
             plan,
             PaymentPlan::Credit {
@@ -317,18 +308,18 @@ mod tests {
     #[test]
     fn unmatched_payments_are_held_not_dropped() {
         assert!(matches!(
-            plan_payment(None, &payment("XTR", 225)),
+            plan_payment(None, "XTR", 225),
             PaymentPlan::Hold { order_id: None, .. }
         ));
         assert!(matches!(
-            plan_payment(Some(&order(OrderState::Pending)), &payment("XTR", 1)),
+            plan_payment(Some(&order(OrderState::Pending)), "XTR", 1),
             PaymentPlan::Hold {
                 order_id: Some(_),
                 ..
             }
         ));
         assert!(matches!(
-            plan_payment(Some(&order(OrderState::Pending)), &payment("USD", 225)),
+            plan_payment(Some(&order(OrderState::Pending)), "USD", 225),
             PaymentPlan::Hold { .. }
         ));
     }
