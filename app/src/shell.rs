@@ -24,6 +24,7 @@ pub fn shell(options: LeptosOptions, config: ShellConfig) -> impl IntoView {
                 />
                 <meta name="color-scheme" content="light dark" />
                 <title>"NDN"</title>
+                <link rel="icon" href="/favicon.svg" type="image/svg+xml" />
                 <script src=config.telegram_script></script>
                 <link rel="stylesheet" href="/pkg/ndn.css" />
                 <AutoReload options=options.clone() />

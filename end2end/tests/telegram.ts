@@ -53,6 +53,10 @@ export function failOnConsoleErrors(page: Page): () => void {
     if (message.type() === 'error') errors.push(message.text());
   });
   page.on('pageerror', (error) => errors.push(String(error)));
+  // Name the resource behind a "Failed to load resource" console line.
+  page.on('response', (response) => {
+    if (response.status() >= 400) errors.push(`${response.status()} ${response.url()}`);
+  });
   return () => expect(errors, 'browser console errors').toEqual([]);
 }
 

@@ -36,6 +36,20 @@ impl Shop {
     }
 }
 
+impl Shop {
+    /// Stores the buyer's name and language as Telegram signed them.
+    async fn remember(&self, data: &InitData) -> Result<(), ApiError> {
+        let user = &data.user;
+        let buyer = Buyer {
+            id: user.id,
+            first_name: &user.first_name,
+            username: user.username.as_deref(),
+            language_code: Some(language(data)),
+        };
+        self.0.store.upsert_buyer(&buyer).await.map_err(internal)
+    }
+}
+
 fn internal(error: StoreError) -> ApiError {
     tracing::error!(%error, "storage failed");
     ApiError::Internal
@@ -52,16 +66,7 @@ impl WalletBackend for Shop {
         let user = &data.user;
         let language = language(&data);
         let state = &self.0;
-        state
-            .store
-            .upsert_buyer(&Buyer {
-                id: user.id,
-                first_name: &user.first_name,
-                username: user.username.as_deref(),
-                language_code: Some(language),
-            })
-            .await
-            .map_err(internal)?;
+        self.remember(&data).await?;
         let balance = state.store.balance(user.id).await.map_err(internal)?;
         let history = state
             .store
@@ -93,16 +98,7 @@ impl WalletBackend for Shop {
             .package(package_id)
             .ok_or_else(|| ApiError::InvalidInput(format!("unknown package `{package_id}`")))?;
         let user = &data.user;
-        state
-            .store
-            .upsert_buyer(&Buyer {
-                id: user.id,
-                first_name: &user.first_name,
-                username: user.username.as_deref(),
-                language_code: Some(language(&data)),
-            })
-            .await
-            .map_err(internal)?;
+        self.remember(&data).await?;
         let order_id = uuid::Uuid::new_v4().simple().to_string();
         state
             .store

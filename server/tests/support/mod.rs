@@ -187,13 +187,7 @@ impl TestApp {
         if let Some(value) = authorization {
             request = request.header("Authorization", value);
         }
-        let response = request.send().await.expect("server answers");
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        send(request).await
     }
 
     pub async fn call_as(
@@ -234,13 +228,7 @@ impl TestApp {
         if let Some(secret) = secret {
             request = request.header("X-Telegram-Bot-Api-Secret-Token", secret);
         }
-        let response = request.send().await.expect("webhook answers");
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        send(request).await
     }
 
     /// Waits until the fake Telegram holds at least `count` messages (or 10 s pass).
@@ -264,6 +252,17 @@ impl TestApp {
             .unwrap();
         row.try_get::<i64, _>(0).unwrap()
     }
+}
+
+/// Sends a request; returns the status and the body as JSON (or as a JSON string).
+async fn send(request: reqwest::RequestBuilder) -> (u16, Value) {
+    let response = request.send().await.expect("server answers");
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 pub fn user(id: i64, language: &str) -> Value {
