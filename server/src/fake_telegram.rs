@@ -40,6 +40,16 @@ pub struct Fault {
     pub times: u32,
 }
 
+/// A Stars payment as the fake recorded it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Charge {
+    pub id: String,
+    pub user_id: i64,
+    pub amount: i64,
+    pub payload: String,
+    pub refunded: bool,
+}
+
 #[derive(Default)]
 struct Inner {
     invoices: HashMap<String, InvoiceLink>,
@@ -50,6 +60,10 @@ struct Inner {
     charge_order: Vec<String>,
     refunded: HashSet<String>,
     pre_checkout_answers: Vec<Value>,
+    /// Pre-checkout queries sent and not yet answered, with when they were sent.
+    open_queries: HashMap<String, std::time::Instant>,
+    /// Answers given, by query id: (ok, error_message).
+    query_answers: HashMap<String, (bool, Option<String>)>,
     webhook: Value,
     commands: Vec<Value>,
     menu_button: Option<Value>,
@@ -147,6 +161,41 @@ impl FakeTelegram {
             .insert(id.clone(), (user_id, amount, payload.to_owned(), date));
         inner.charge_order.push(id.clone());
         id
+    }
+
+    /// Registers a pre-checkout query about to be sent; it may be answered for 10 seconds.
+    pub fn open_pre_checkout(&self, query_id: &str) {
+        self.lock().open_queries.insert(query_id.to_owned(), std::time::Instant::now());
+    }
+
+    /// Applies an answer carried in a webhook response body, as Telegram does.
+    pub fn answer_pre_checkout_inline(&self, params: &Value) -> Result<(), String> {
+        self.lock().answer_pre_checkout(params).map_err(|(_, description, _)| description)
+    }
+
+    /// The answer to a pre-checkout query, once given.
+    pub fn pre_checkout_answer(&self, query_id: &str) -> Option<(bool, Option<String>)> {
+        self.lock().query_answers.get(query_id).cloned()
+    }
+
+    pub fn invoice_by_slug(&self, slug: &str) -> Option<InvoiceLink> {
+        self.lock().invoices.get(slug).cloned()
+    }
+
+    /// Refunds a charge as Telegram support would; `None` when unknown or already refunded.
+    pub fn refund(&self, charge_id: &str) -> Option<Charge> {
+        let mut inner = self.lock();
+        let charge = inner.charge(charge_id)?;
+        inner.refunded.insert(charge_id.to_owned()).then_some(charge)
+    }
+
+    /// The charges of one user, newest first.
+    pub fn charges_of(&self, user_id: i64) -> Vec<Charge> {
+        let inner = self.lock();
+        let mut charges: Vec<Charge> =
+            inner.charge_order.iter().filter_map(|id| inner.charge(id)).filter(|c| c.user_id == user_id).collect();
+        charges.reverse();
+        charges
     }
 
     pub fn is_refunded(&self, charge_id: &str) -> bool {
@@ -329,6 +378,41 @@ impl FakeTelegram {
             }
             _ => Err((404, "Not Found".into(), None)),
         }
+    }
+}
+
+/// How long Telegram waits for a pre-checkout answer.
+pub const PRE_CHECKOUT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl Inner {
+    fn charge(&self, id: &str) -> Option<Charge> {
+        let (user_id, amount, payload, _) = self.charges.get(id)?;
+        Some(Charge {
+            id: id.to_owned(),
+            user_id: *user_id,
+            amount: *amount,
+            payload: payload.clone(),
+            refunded: self.refunded.contains(id),
+        })
+    }
+
+    /// Accepts an answer only for a query that was sent and is not yet answered or too late.
+    fn answer_pre_checkout(&mut self, params: &Value) -> Result<(), (u16, String, Option<u64>)> {
+        let id = params.get("pre_checkout_query_id").and_then(Value::as_str).unwrap_or_default();
+        let ok = params.get("ok").and_then(Value::as_bool).ok_or_else(|| bad("ok is required"))?;
+        let message = params.get("error_message").and_then(Value::as_str).filter(|m| !m.is_empty());
+        if !ok && message.is_none() {
+            return Err(bad("ERROR_MESSAGE_EMPTY"));
+        }
+        let Some(sent) = self.open_queries.remove(id) else {
+            return Err(bad("QUERY_ID_INVALID"));
+        };
+        if sent.elapsed() > PRE_CHECKOUT_DEADLINE {
+            return Err(bad("QUERY_ID_INVALID"));
+        }
+        self.pre_checkout_answers.push(params.clone());
+        self.query_answers.insert(id.to_owned(), (ok, message.map(str::to_owned)));
+        Ok(())
     }
 }
 
