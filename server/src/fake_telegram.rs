@@ -165,12 +165,16 @@ impl FakeTelegram {
 
     /// Registers a pre-checkout query about to be sent; it may be answered for 10 seconds.
     pub fn open_pre_checkout(&self, query_id: &str) {
-        self.lock().open_queries.insert(query_id.to_owned(), std::time::Instant::now());
+        self.lock()
+            .open_queries
+            .insert(query_id.to_owned(), std::time::Instant::now());
     }
 
     /// Applies an answer carried in a webhook response body, as Telegram does.
     pub fn answer_pre_checkout_inline(&self, params: &Value) -> Result<(), String> {
-        self.lock().answer_pre_checkout(params).map_err(|(_, description, _)| description)
+        self.lock()
+            .answer_pre_checkout(params)
+            .map_err(|(_, description, _)| description)
     }
 
     /// The answer to a pre-checkout query, once given.
@@ -186,14 +190,21 @@ impl FakeTelegram {
     pub fn refund(&self, charge_id: &str) -> Option<Charge> {
         let mut inner = self.lock();
         let charge = inner.charge(charge_id)?;
-        inner.refunded.insert(charge_id.to_owned()).then_some(charge)
+        inner
+            .refunded
+            .insert(charge_id.to_owned())
+            .then_some(charge)
     }
 
     /// The charges of one user, newest first.
     pub fn charges_of(&self, user_id: i64) -> Vec<Charge> {
         let inner = self.lock();
-        let mut charges: Vec<Charge> =
-            inner.charge_order.iter().filter_map(|id| inner.charge(id)).filter(|c| c.user_id == user_id).collect();
+        let mut charges: Vec<Charge> = inner
+            .charge_order
+            .iter()
+            .filter_map(|id| inner.charge(id))
+            .filter(|c| c.user_id == user_id)
+            .collect();
         charges.reverse();
         charges
     }
@@ -255,17 +266,7 @@ impl FakeTelegram {
                 Ok(json!(url))
             }
             "answerPreCheckoutQuery" => {
-                if str_param("pre_checkout_query_id").is_empty() {
-                    return Err(bad("QUERY_ID_INVALID"));
-                }
-                let ok = params
-                    .get("ok")
-                    .and_then(Value::as_bool)
-                    .ok_or_else(|| bad("ok is required"))?;
-                if !ok && str_param("error_message").is_empty() {
-                    return Err(bad("ERROR_MESSAGE_EMPTY"));
-                }
-                inner.pre_checkout_answers.push(params.clone());
+                inner.answer_pre_checkout(params)?;
                 Ok(json!(true))
             }
             "sendMessage" => {
@@ -398,9 +399,18 @@ impl Inner {
 
     /// Accepts an answer only for a query that was sent and is not yet answered or too late.
     fn answer_pre_checkout(&mut self, params: &Value) -> Result<(), (u16, String, Option<u64>)> {
-        let id = params.get("pre_checkout_query_id").and_then(Value::as_str).unwrap_or_default();
-        let ok = params.get("ok").and_then(Value::as_bool).ok_or_else(|| bad("ok is required"))?;
-        let message = params.get("error_message").and_then(Value::as_str).filter(|m| !m.is_empty());
+        let id = params
+            .get("pre_checkout_query_id")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let ok = params
+            .get("ok")
+            .and_then(Value::as_bool)
+            .ok_or_else(|| bad("ok is required"))?;
+        let message = params
+            .get("error_message")
+            .and_then(Value::as_str)
+            .filter(|m| !m.is_empty());
         if !ok && message.is_none() {
             return Err(bad("ERROR_MESSAGE_EMPTY"));
         }
@@ -411,7 +421,8 @@ impl Inner {
             return Err(bad("QUERY_ID_INVALID"));
         }
         self.pre_checkout_answers.push(params.clone());
-        self.query_answers.insert(id.to_owned(), (ok, message.map(str::to_owned)));
+        self.query_answers
+            .insert(id.to_owned(), (ok, message.map(str::to_owned)));
         Ok(())
     }
 }

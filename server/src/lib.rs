@@ -11,6 +11,7 @@ mod health;
 pub mod init_data;
 pub mod notifier;
 mod pages;
+pub mod sandbox;
 pub mod shop;
 pub mod state;
 pub mod store;
@@ -42,6 +43,7 @@ use crate::config::{Config, Mode};
 use crate::events::{LiveEvents, StreamTokens};
 use crate::fake_telegram::FakeTelegram;
 use crate::init_data::InitDataValidator;
+use crate::sandbox::{Delivery, Sandbox};
 use crate::state::{AppState, Shared};
 use crate::store::Store;
 
@@ -54,8 +56,8 @@ const SANDBOX_SCRIPT_FILE: &str = "end2end/node_modules/@twa-dev/sdk/dist/telegr
 pub struct Running {
     pub addr: SocketAddr,
     pub state: AppState,
-    /// The fake Telegram Bot API, in sandbox mode.
-    pub sandbox: Option<FakeTelegram>,
+    /// Telegram's stand-in, in sandbox mode.
+    pub sandbox: Option<Sandbox>,
     shutdown: CancellationToken,
     server: JoinHandle<std::io::Result<()>>,
     worker: JoinHandle<()>,
@@ -86,7 +88,12 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
     let store = Store::connect(&config.database_url, config.db_max_connections).await?;
     store.migrate().await?;
 
-    let sandbox = (config.mode == Mode::Sandbox).then(|| FakeTelegram::new(&config.bot_token));
+    let sandbox = (config.mode == Mode::Sandbox).then(|| {
+        let telegram = FakeTelegram::new(&config.bot_token);
+        let webhook = format!("http://{}/webhook/telegram", config::loopback(addr));
+        let delivery = Delivery::new(webhook, config.webhook_secret.clone(), telegram.clone());
+        Sandbox::new(telegram, delivery, &config.bot_token)
+    });
     let api_url = match &config.api_url {
         Some(url) => url.clone(),
         None => format!("http://{}/sandbox/bot-api", config::loopback(addr)),
@@ -137,7 +144,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
     })
 }
 
-fn router(state: AppState, sandbox: Option<&FakeTelegram>) -> Router {
+fn router(state: AppState, sandbox: Option<&Sandbox>) -> Router {
     let shell_config = ShellConfig {
         telegram_script: match sandbox {
             Some(_) => SANDBOX_SCRIPT_ROUTE.to_owned(),
@@ -171,10 +178,10 @@ fn router(state: AppState, sandbox: Option<&FakeTelegram>) -> Router {
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(
             fallback_shell,
         ));
-    if let Some(fake) = sandbox {
+    if let Some(sandbox) = sandbox {
         router = router
             .route(SANDBOX_SCRIPT_ROUTE, get(sandbox_script))
-            .nest("/sandbox/bot-api", fake.router());
+            .merge(sandbox.router());
     }
     router
         .layer(DefaultBodyLimit::max(64 * 1024))

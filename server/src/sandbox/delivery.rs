@@ -27,13 +27,21 @@ pub struct Knobs {
 
 impl Default for Knobs {
     fn default() -> Self {
-        Self { copies: 1, delay_secs: 0, drop_first: false }
+        Self {
+            copies: 1,
+            delay_secs: 0,
+            drop_first: false,
+        }
     }
 }
 
 impl Knobs {
     fn bounded(self) -> Self {
-        Self { copies: self.copies.clamp(1, 20), delay_secs: self.delay_secs.min(120), ..self }
+        Self {
+            copies: self.copies.clamp(1, 20),
+            delay_secs: self.delay_secs.min(120),
+            ..self
+        }
     }
 }
 
@@ -115,10 +123,10 @@ impl Delivery {
             let remaining = deadline - tokio::time::Instant::now();
             match tokio::time::timeout(remaining, self.post(&update)).await {
                 Ok(Ok((status, body))) if (200..300).contains(&status) => {
-                    if body.get("method").and_then(Value::as_str) == Some("answerPreCheckoutQuery") {
-                        if let Err(error) = self.telegram.answer_pre_checkout_inline(&body) {
-                            return PreCheckout::Invalid(error);
-                        }
+                    let inline = body.get("method").and_then(Value::as_str)
+                        == Some("answerPreCheckoutQuery");
+                    if inline && let Err(error) = self.telegram.answer_pre_checkout_inline(&body) {
+                        return PreCheckout::Invalid(error);
                     }
                     break;
                 }
@@ -129,7 +137,11 @@ impl Delivery {
         // The bot may also answer with a separate API call while we wait.
         while tokio::time::Instant::now() < deadline {
             if let Some((ok, message)) = self.telegram.pre_checkout_answer(query_id) {
-                return if ok { PreCheckout::Accepted } else { PreCheckout::Refused(message.unwrap_or_default()) };
+                return if ok {
+                    PreCheckout::Accepted
+                } else {
+                    PreCheckout::Refused(message.unwrap_or_default())
+                };
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -158,8 +170,14 @@ impl Delivery {
         for attempt in 1..=MAX_ATTEMPTS {
             match self.post(update).await {
                 Ok((status, _)) if (200..300).contains(&status) => return,
-                Ok((status, _)) => tracing::warn!(status, attempt, "sandbox: webhook refused the update; retrying"),
-                Err(error) => tracing::warn!(%error, attempt, "sandbox: webhook unreachable; retrying"),
+                Ok((status, _)) => tracing::warn!(
+                    status,
+                    attempt,
+                    "sandbox: webhook refused the update; retrying"
+                ),
+                Err(error) => {
+                    tracing::warn!(%error, attempt, "sandbox: webhook unreachable; retrying")
+                }
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(MAX_BACKOFF);

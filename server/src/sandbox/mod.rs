@@ -1,0 +1,297 @@
+//! Telegram on the developer's machine: the fake Bot API, the delivery of updates to the
+//! webhook, and the host page `/sandbox` that plays the Telegram client around the Mini App.
+//! Mounted only when no bot token is configured.
+
+mod delivery;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+pub use delivery::{Delivery, Knobs, PreCheckout};
+
+use crate::fake_telegram::FakeTelegram;
+use crate::init_data::InitDataValidator;
+
+/// A buyer the sandbox can act as.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct SandboxUser {
+    pub id: i64,
+    pub first_name: &'static str,
+    pub language_code: &'static str,
+}
+
+pub const USERS: [SandboxUser; 2] = [
+    SandboxUser {
+        id: 100_001,
+        first_name: "Alice",
+        language_code: "en",
+    },
+    SandboxUser {
+        id: 100_002,
+        first_name: "Борис",
+        language_code: "ru",
+    },
+];
+
+#[derive(Clone)]
+pub struct Sandbox {
+    pub telegram: FakeTelegram,
+    pub delivery: Delivery,
+    signer: InitDataValidator,
+}
+
+impl Sandbox {
+    pub fn new(telegram: FakeTelegram, delivery: Delivery, bot_token: &str) -> Self {
+        Self {
+            telegram,
+            delivery,
+            signer: InitDataValidator::new(bot_token, Duration::from_secs(86_400)),
+        }
+    }
+
+    pub fn router<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
+        Router::new()
+            .route("/sandbox", get(page))
+            .route("/sandbox/host.js", get(script))
+            .route("/sandbox/host.css", get(stylesheet))
+            .route("/sandbox/api/users", get(users))
+            .route("/sandbox/api/launch", get(launch))
+            .route("/sandbox/api/chat", get(chat))
+            .route("/sandbox/api/command", post(command))
+            .route("/sandbox/api/invoice/{slug}", get(invoice))
+            .route("/sandbox/api/pay", post(pay))
+            .route("/sandbox/api/refund", post(refund))
+            .route("/sandbox/api/charges", get(charges))
+            .route("/sandbox/api/knobs", get(knobs).post(set_knobs))
+            .with_state(self.clone())
+            .nest("/sandbox/bot-api", self.telegram.router())
+    }
+
+    /// A `message` update in the user's private chat carrying `content`.
+    fn message_update(&self, user: SandboxUser, content: Value) -> Value {
+        let update_id = self.delivery.next_update_id();
+        let mut message = json!({
+            "message_id": update_id,
+            "from": user_json(user),
+            "chat": { "id": user.id, "type": "private", "first_name": user.first_name },
+            "date": crate::store::now_ms() / 1000,
+        });
+        if let (Some(message), Some(content)) = (message.as_object_mut(), content.as_object()) {
+            message.extend(content.clone());
+        }
+        json!({ "update_id": update_id, "message": message })
+    }
+}
+
+fn user_json(user: SandboxUser) -> Value {
+    json!({ "id": user.id, "is_bot": false, "first_name": user.first_name, "language_code": user.language_code })
+}
+
+fn find_user(id: i64) -> Result<SandboxUser, Box<Response>> {
+    USERS.into_iter().find(|user| user.id == id).ok_or_else(|| {
+        Box::new((StatusCode::NOT_FOUND, format!("no sandbox user {id}")).into_response())
+    })
+}
+
+async fn page() -> Html<&'static str> {
+    Html(include_str!("host.html"))
+}
+
+async fn script() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("host.js"),
+    )
+}
+
+async fn stylesheet() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("host.css"),
+    )
+}
+
+async fn users() -> axum::Json<[SandboxUser; 2]> {
+    axum::Json(USERS)
+}
+
+#[derive(Deserialize)]
+struct UserQuery {
+    user: i64,
+}
+
+/// Signed initData for the user, as Telegram puts it in the Mini App's URL fragment.
+async fn launch(State(sandbox): State<Sandbox>, Query(query): Query<UserQuery>) -> Response {
+    let user = match find_user(query.user) {
+        Ok(user) => user,
+        Err(response) => return *response,
+    };
+    let user_field = user_json(user).to_string();
+    let auth_date = (crate::store::now_ms() / 1000).to_string();
+    let query_id = format!("AAE{}", uuid::Uuid::new_v4().simple());
+    let init_data = sandbox.signer.sign(&[
+        ("query_id", &query_id),
+        ("user", &user_field),
+        ("auth_date", &auth_date),
+        ("chat_type", "sender"),
+    ]);
+    axum::Json(json!({ "init_data": init_data })).into_response()
+}
+
+/// Messages the bot sent to the user's chat.
+async fn chat(State(sandbox): State<Sandbox>, Query(query): Query<UserQuery>) -> Response {
+    let messages: Vec<Value> = sandbox
+        .telegram
+        .sent_messages()
+        .into_iter()
+        .filter(|message| message.chat_id == query.user)
+        .map(|message| json!({ "id": message.message_id, "text": message.text, "reply_markup": message.reply_markup }))
+        .collect();
+    axum::Json(messages).into_response()
+}
+
+#[derive(Deserialize)]
+struct CommandRequest {
+    user: i64,
+    text: String,
+}
+
+/// Text typed in the bot chat becomes a `message` update.
+async fn command(
+    State(sandbox): State<Sandbox>,
+    axum::Json(request): axum::Json<CommandRequest>,
+) -> Response {
+    let user = match find_user(request.user) {
+        Ok(user) => user,
+        Err(response) => return *response,
+    };
+    let text = request.text.trim();
+    if text.is_empty() || text.chars().count() > 4096 {
+        return (StatusCode::BAD_REQUEST, "text must be 1-4096 characters").into_response();
+    }
+    let update = sandbox.message_update(user, json!({ "text": text }));
+    tokio::spawn(async move { sandbox.delivery.deliver(user.id, update, false).await });
+    StatusCode::ACCEPTED.into_response()
+}
+
+async fn invoice(State(sandbox): State<Sandbox>, Path(slug): Path<String>) -> Response {
+    match sandbox.telegram.invoice_by_slug(&slug) {
+        Some(link) => {
+            axum::Json(json!({ "slug": link.slug, "title": link.title, "amount": link.amount }))
+                .into_response()
+        }
+        None => (StatusCode::NOT_FOUND, "no such invoice").into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct PayRequest {
+    user: i64,
+    slug: String,
+    /// "Pay, but the payment fails": the pre-checkout passes, the charge does not.
+    #[serde(default)]
+    fail: bool,
+}
+
+/// The buyer pressed Pay in the payment sheet: pre-checkout over HTTP (10 s deadline), then
+/// the charge and the `successful_payment` delivery, which runs on in the background like
+/// Telegram's. Answers with the status the sheet closes with.
+async fn pay(
+    State(sandbox): State<Sandbox>,
+    axum::Json(request): axum::Json<PayRequest>,
+) -> Response {
+    let user = match find_user(request.user) {
+        Ok(user) => user,
+        Err(response) => return *response,
+    };
+    let Some(link) = sandbox.telegram.invoice_by_slug(&request.slug) else {
+        return (StatusCode::NOT_FOUND, "no such invoice").into_response();
+    };
+    let query_id = uuid::Uuid::new_v4().simple().to_string();
+    let query = json!({
+        "update_id": sandbox.delivery.next_update_id(),
+        "pre_checkout_query": {
+            "id": query_id, "from": user_json(user), "currency": "XTR",
+            "total_amount": link.amount, "invoice_payload": link.payload,
+        },
+    });
+    let failed =
+        |error: String| axum::Json(json!({ "status": "failed", "error": error })).into_response();
+    match sandbox.delivery.ask_pre_checkout(&query_id, query).await {
+        PreCheckout::Accepted => {}
+        PreCheckout::Refused(message) => return failed(message),
+        PreCheckout::Invalid(error) => {
+            return failed(format!("the bot's answer was invalid: {error}"));
+        }
+        PreCheckout::TimedOut => {
+            return failed("the bot did not answer the pre-checkout within 10 s".into());
+        }
+    }
+    if request.fail {
+        return failed("the payment was declined".into());
+    }
+    let charge_id = sandbox
+        .telegram
+        .record_charge(user.id, link.amount, &link.payload);
+    let update = sandbox.message_update(
+        user,
+        json!({ "successful_payment": {
+        "currency": "XTR", "total_amount": link.amount, "invoice_payload": link.payload,
+        "telegram_payment_charge_id": charge_id, "provider_payment_charge_id": "",
+    } }),
+    );
+    let delivery = sandbox.delivery.clone();
+    tokio::spawn(async move { delivery.deliver(user.id, update, true).await });
+    axum::Json(json!({ "status": "paid", "charge_id": charge_id })).into_response()
+}
+
+#[derive(Deserialize)]
+struct RefundRequest {
+    charge_id: String,
+}
+
+/// Refunds a charge on Telegram's side and delivers `refunded_payment`.
+async fn refund(
+    State(sandbox): State<Sandbox>,
+    axum::Json(request): axum::Json<RefundRequest>,
+) -> Response {
+    let Some(charge) = sandbox.telegram.refund(&request.charge_id) else {
+        return (StatusCode::CONFLICT, "unknown or already refunded charge").into_response();
+    };
+    let user = match find_user(charge.user_id) {
+        Ok(user) => user,
+        Err(response) => return *response,
+    };
+    let update = sandbox.message_update(
+        user,
+        json!({ "refunded_payment": {
+        "currency": "XTR", "total_amount": charge.amount, "invoice_payload": charge.payload,
+        "telegram_payment_charge_id": charge.id,
+    } }),
+    );
+    let delivery = sandbox.delivery.clone();
+    tokio::spawn(async move { delivery.deliver(user.id, update, false).await });
+    axum::Json(json!({ "ok": true })).into_response()
+}
+
+async fn charges(State(sandbox): State<Sandbox>, Query(query): Query<UserQuery>) -> Response {
+    axum::Json(sandbox.telegram.charges_of(query.user)).into_response()
+}
+
+async fn knobs(State(sandbox): State<Sandbox>) -> axum::Json<Knobs> {
+    axum::Json(sandbox.delivery.knobs())
+}
+
+async fn set_knobs(
+    State(sandbox): State<Sandbox>,
+    axum::Json(knobs): axum::Json<Knobs>,
+) -> axum::Json<Knobs> {
+    axum::Json(sandbox.delivery.set_knobs(knobs))
+}

@@ -1,0 +1,311 @@
+//! The sandbox: Telegram's stand-in keeps Telegram's rules, delivers over real HTTP, and does
+//! not exist in production.
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use server::bot_api::{BotApi, BotApiError, StarsInvoice};
+use server::fake_telegram::FakeTelegram;
+use support::*;
+
+fn description(result: Result<impl std::fmt::Debug, BotApiError>) -> String {
+    match result {
+        Err(BotApiError::Api { description, .. }) => description,
+        other => panic!("expected a Telegram error, got {other:?}"),
+    }
+}
+
+async fn fake_bot_api() -> (FakeTelegram, BotApi) {
+    let telegram = FakeTelegram::new(TOKEN);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let router = telegram.router::<()>();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (telegram, BotApi::new(&url, TOKEN, false))
+}
+
+#[tokio::test]
+async fn fake_bot_api_keeps_telegrams_invoice_rules() {
+    let (_, bot) = fake_bot_api().await;
+    let good = StarsInvoice {
+        title: "500 NDN",
+        description: "d",
+        payload: "order",
+        label: "500 NDN",
+        amount: 225,
+    };
+    let link = bot.create_invoice_link(&good).await.unwrap();
+    assert!(link.starts_with("https://t.me/$"));
+
+    let long_title = "x".repeat(33);
+    let too_long = StarsInvoice {
+        title: &long_title,
+        ..good.clone()
+    };
+    assert!(description(bot.create_invoice_link(&too_long).await).contains("title"));
+    let long_payload = "p".repeat(129);
+    let big_payload = StarsInvoice {
+        payload: &long_payload,
+        ..good.clone()
+    };
+    assert!(description(bot.create_invoice_link(&big_payload).await).contains("payload"));
+
+    let base = json!({ "title": "t", "description": "d", "payload": "p", "currency": "XTR",
+                       "prices": [{ "label": "a", "amount": 1 }] });
+    let with = |key: &str, value: Value| {
+        let mut params = base.clone();
+        params[key] = value;
+        params
+    };
+    let two_prices = with(
+        "prices",
+        json!([{ "label": "a", "amount": 1 }, { "label": "b", "amount": 2 }]),
+    );
+    let call = |params: Value| {
+        let bot = bot.clone();
+        async move { bot.call::<_, String>("createInvoiceLink", &params).await }
+    };
+    assert!(description(call(two_prices).await).contains("STARS_INVOICE_INVALID"));
+    assert!(
+        description(call(with("provider_token", json!("tok"))).await)
+            .contains("PAYMENT_PROVIDER_INVALID")
+    );
+    assert!(
+        description(call(with("max_tip_amount", json!(5))).await).contains("STARS_INVOICE_INVALID")
+    );
+    assert!(description(call(with("currency", json!("XTS"))).await).contains("CURRENCY_INVALID"));
+}
+
+#[tokio::test]
+async fn fake_bot_api_checks_pre_checkout_answers_and_refunds() {
+    let (telegram, bot) = fake_bot_api().await;
+    assert!(
+        description(
+            bot.answer_pre_checkout_query("never-sent", true, None)
+                .await
+        )
+        .contains("QUERY_ID_INVALID")
+    );
+    telegram.open_pre_checkout("q1");
+    assert!(
+        description(bot.answer_pre_checkout_query("q1", false, None).await)
+            .contains("ERROR_MESSAGE_EMPTY")
+    );
+    assert!(
+        bot.answer_pre_checkout_query("q1", false, Some("sold out"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        telegram.pre_checkout_answer("q1"),
+        Some((false, Some("sold out".into())))
+    );
+    assert!(
+        description(bot.answer_pre_checkout_query("q1", true, None).await)
+            .contains("QUERY_ID_INVALID")
+    );
+
+    let charge = telegram.record_charge(BUYER, 50, "order");
+    assert!(
+        description(bot.refund_star_payment(BUYER, "unknown").await).contains("CHARGE_NOT_FOUND")
+    );
+    assert!(bot.refund_star_payment(BUYER, &charge).await.unwrap());
+    assert!(
+        description(bot.refund_star_payment(BUYER, &charge).await)
+            .contains("CHARGE_ALREADY_REFUNDED")
+    );
+
+    let unreachable = BotApi::new(&format!("http://{}", "127.0.0.1:1"), TOKEN, false);
+    assert!(matches!(
+        wrong_token.get_me().await,
+        Err(BotApiError::Transport { .. })
+    ));
+}
+
+#[tokio::test]
+async fn production_mode_serves_nothing_of_the_sandbox() {
+    let app = TestApp::spawn(Database::sqlite()).await;
+    for path in [
+        "/sandbox",
+        "/sandbox/host.js",
+        "/sandbox/api/users",
+        "/sandbox/telegram-web-app.js",
+        &format!("/sandbox/bot-api/bot{TOKEN}/getMe"),
+    ] {
+        let response = app
+            .http
+            .get(format!("{}{path}", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 404, "{path}");
+    }
+    let pay = app
+        .http
+        .post(format!("{}/sandbox/api/pay", app.base))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pay.status(), 404);
+}
+
+/// The sandbox server, as `cargo leptos watch` runs it without a token.
+async fn sandbox_server(database: &Database) -> (server::Running, String, reqwest::Client) {
+    let vars: HashMap<String, String> = [
+        ("DATABASE_URL", database.url.as_str()),
+        ("LEPTOS_SITE_ADDR", "127.0.0.1:0"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let config = server::config::Config::from_vars(&vars).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let running = server::start(config, listener).await.unwrap();
+    let base = format!("http://{}", running.addr);
+    (running, base, reqwest::Client::new())
+}
+
+async fn get_json(http: &reqwest::Client, url: String) -> Value {
+    http.get(url).send().await.unwrap().json().await.unwrap()
+}
+
+async fn post_json(http: &reqwest::Client, url: String, body: Value) -> (u16, Value) {
+    let response = http.post(url).json(&body).send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandbox_purchase_with_duplicates_and_a_lost_answer_credits_once() {
+    let database = Database::sqlite();
+    let (running, base, http) = sandbox_server(&database).await;
+    let alice = 100_001;
+    let knobs = post_json(
+        &http,
+        format!("{base}/sandbox/api/knobs"),
+        json!({ "copies": 5, "drop_first": true }),
+    )
+    .await;
+    assert_eq!(
+        knobs.1,
+        json!({ "copies": 5, "delay_secs": 0, "drop_first": true })
+    );
+
+    let launch = get_json(&http, format!("{base}/sandbox/api/launch?user={alice}")).await;
+    let auth = format!("tma {}", launch["init_data"].as_str().unwrap());
+    let invoice: Value = http
+        .post(format!("{base}/api/create_invoice"))
+        .header("Authorization", &auth)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body("package_id=ndn-500")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let slug = invoice["invoice_url"]
+        .as_str()
+        .unwrap()
+        .rsplit('$')
+        .next()
+        .unwrap()
+        .to_owned();
+
+    let (status, paid) = post_json(
+        &http,
+        format!("{base}/sandbox/api/pay"),
+        json!({ "user": alice, "slug": slug }),
+    )
+    .await;
+    assert_eq!(
+        (status, paid["status"].as_str()),
+        (200, Some("paid")),
+        "{paid}"
+    );
+
+    let store = &running.state.store;
+    for _ in 0..100 {
+        if store.balance(alice).await.unwrap() == 500
+            && !get_json(&http, format!("{base}/sandbox/api/chat?user={alice}"))
+                .await
+                .as_array()
+                .unwrap()
+                .is_empty()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(store.balance(alice).await.unwrap(), 500);
+    let chat = get_json(&http, format!("{base}/sandbox/api/chat?user={alice}")).await;
+    assert_eq!(chat.as_array().unwrap().len(), 1, "{chat}");
+    assert!(chat[0]["text"].as_str().unwrap().starts_with("+500 NDN"));
+
+    // A refund from Telegram's side reaches the webhook as refunded_payment, applied once.
+    let charge = paid["charge_id"].as_str().unwrap();
+    let (status, _) = post_json(
+        &http,
+        format!("{base}/sandbox/api/refund"),
+        json!({ "charge_id": charge }),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = post_json(
+        &http,
+        format!("{base}/sandbox/api/refund"),
+        json!({ "charge_id": charge }),
+    )
+    .await;
+    assert_eq!(status, 409);
+    for _ in 0..100 {
+        if store.balance(alice).await.unwrap() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(store.balance(alice).await.unwrap(), 0);
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandbox_refused_checkout_reports_the_bots_reason() {
+    let database = Database::sqlite();
+    let (running, base, http) = sandbox_server(&database).await;
+    // An invoice whose order does not exist: the server refuses the pre-checkout.
+    let bot = BotApi::new(
+        &format!("{base}/sandbox/bot-api"),
+        server::config::SANDBOX_BOT_TOKEN,
+        false,
+    );
+    let invoice = StarsInvoice {
+        title: "100 NDN",
+        description: "d",
+        payload: "no-such-order",
+        label: "x",
+        amount: 50,
+    };
+    let url = bot.create_invoice_link(&invoice).await.unwrap();
+    let slug = url.rsplit('$').next().unwrap();
+    let (_, result) = post_json(
+        &http,
+        format!("{base}/sandbox/api/pay"),
+        json!({ "user": 100_002, "slug": slug }),
+    )
+    .await;
+    assert_eq!(result["status"], "failed");
+    assert!(
+        result["error"]
+            .as_str()
+            .unwrap()
+            .contains("Заказ не найден"),
+        "{result}"
+    );
+    running.stop().await;
+}
