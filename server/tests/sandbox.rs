@@ -120,7 +120,7 @@ async fn fake_bot_api_checks_pre_checkout_answers_and_refunds() {
 
     let unreachable = BotApi::new(&format!("http://{}", "127.0.0.1:1"), TOKEN, false);
     assert!(matches!(
-        wrong_token.get_me().await,
+        unreachable.get_me().await,
         Err(BotApiError::Transport { .. })
     ));
 }
