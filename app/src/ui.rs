@@ -160,6 +160,11 @@ impl Shop {
         if self.checkout.get_untracked().busy() {
             return;
         }
+        // Clients before 6.1 cannot open an invoice: say so before any order is created.
+        let Some(app) = telegram::web_app().filter(|app| app.is_version_at_least("6.1")) else {
+            self.checkout.set(Checkout::Failed(Problem::OldClient));
+            return;
+        };
         self.checkout.set(Checkout::Creating(package.id.clone()));
         spawn_local(async move {
             let invoice = match api::create_invoice(package.id.clone()).await {
@@ -170,10 +175,6 @@ impl Shop {
                     telegram::haptic("error");
                     return;
                 }
-            };
-            let Some(app) = telegram::web_app().filter(|app| app.is_version_at_least("6.1")) else {
-                self.checkout.set(Checkout::Failed(Problem::OldClient));
-                return;
             };
             let order_id = invoice.order_id.clone();
             self.checkout.set(Checkout::Open {

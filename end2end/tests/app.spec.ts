@@ -67,3 +67,34 @@ test('a payment processed by the webhook shows up live, without reload', async (
   await page.screenshot({ path: `${SCREENSHOTS}/credited-ru-dark.png`, fullPage: true });
   assertNoErrors();
 });
+
+test('an expired launch says to reopen the app', async ({ page }) => {
+  const assertNoErrors = failOnConsoleErrors(page, /401/);
+  await page.goto(launchUrl(newBuyer('en'), 'light', { ageSeconds: 2 * 86_400 }));
+  await expect(page.getByTestId('load-error')).toContainText('session has expired');
+  assertNoErrors();
+});
+
+test('no connection: a clear message and a working retry', async ({ page }) => {
+  const assertNoErrors = failOnConsoleErrors(page, /ERR_FAILED|Failed to fetch/);
+  await page.route('**/api/wallet', (route) => route.abort());
+  await page.goto(launchUrl(newBuyer('en')));
+  await expect(page.getByTestId('load-error')).toContainText('No connection');
+  await page.unroute('**/api/wallet');
+  await page.getByRole('button', { name: 'Retry' }).click();
+  await expect(page.getByTestId('balance')).toHaveText(/^0\s+NDN$/);
+  assertNoErrors();
+});
+
+test('a client too old for openInvoice is told to update, and no order is created', async ({ page }) => {
+  const assertNoErrors = failOnConsoleErrors(page);
+  let invoices = 0;
+  page.on('request', (request) => {
+    if (request.url().endsWith('/api/create_invoice')) invoices += 1;
+  });
+  await page.goto(launchUrl(newBuyer('en'), 'light', { version: '6.0' }));
+  await page.locator('[data-package="ndn-100"] button').click();
+  await expect(page.getByTestId('checkout-error')).toContainText('update Telegram');
+  expect(invoices).toBe(0);
+  assertNoErrors();
+});

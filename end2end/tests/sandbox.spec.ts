@@ -122,6 +122,18 @@ test('delayed webhook: "confirming payment" first, then the new balance without 
   assertNoErrors();
 });
 
+test('without the live stream the app polls and still shows the credit', async ({ page }) => {
+  const assertNoErrors = failOnConsoleErrors(page, /ERR_FAILED|EventSource/);
+  await page.route('**/api/events**', (route) => route.abort());
+  const app = await openSandbox(page);
+  const before = await balance(app);
+  await buy(page, app, 'ndn-100');
+  await page.click('#pay');
+  await expectBalance(app, before + 100);
+  await expect(app.getByTestId('credited')).toBeVisible();
+  assertNoErrors();
+});
+
 test('refund: the balance goes down and the history shows it', async ({ page }) => {
   const assertNoErrors = failOnConsoleErrors(page);
   const app = await openSandbox(page);

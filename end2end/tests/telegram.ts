@@ -24,9 +24,9 @@ export function newBuyer(language_code = 'en'): Buyer {
   return { id: 700_000_000 + Math.floor(Math.random() * 100_000_000), first_name: 'Ada', language_code };
 }
 
-export function signInitData(buyer: Buyer): string {
+export function signInitData(buyer: Buyer, ageSeconds = 0): string {
   const fields: Record<string, string> = {
-    auth_date: String(Math.floor(Date.now() / 1000)),
+    auth_date: String(Math.floor(Date.now() / 1000) - ageSeconds),
     query_id: 'AAHe2eTest',
     user: JSON.stringify(buyer),
   };
@@ -36,26 +36,36 @@ export function signInitData(buyer: Buyer): string {
   return new URLSearchParams({ ...fields, hash }).toString();
 }
 
-export function launchUrl(buyer: Buyer, theme: keyof typeof themes = 'light'): string {
+export function launchUrl(
+  buyer: Buyer,
+  theme: keyof typeof themes = 'light',
+  { version = '8.0', ageSeconds = 0 } = {},
+): string {
   const fragment = new URLSearchParams({
-    tgWebAppData: signInitData(buyer),
-    tgWebAppVersion: '8.0',
+    tgWebAppData: signInitData(buyer, ageSeconds),
+    tgWebAppVersion: version,
     tgWebAppPlatform: 'web',
     tgWebAppThemeParams: JSON.stringify(themes[theme]),
   });
   return `/#${fragment.toString()}`;
 }
 
-/** Fails the test on any console error or uncaught exception in the page. */
-export function failOnConsoleErrors(page: Page): () => void {
+/**
+ * Fails the test on any console error or uncaught exception in the page, except lines matching
+ * `expected` (browsers log every 4xx and every aborted request as an error).
+ */
+export function failOnConsoleErrors(page: Page, expected?: RegExp): () => void {
   const errors: string[] = [];
+  const record = (text: string) => {
+    if (!expected || !expected.test(text)) errors.push(text);
+  };
   page.on('console', (message) => {
-    if (message.type() === 'error') errors.push(message.text());
+    if (message.type() === 'error') record(message.text());
   });
-  page.on('pageerror', (error) => errors.push(String(error)));
+  page.on('pageerror', (error) => record(String(error)));
   // Name the resource behind a "Failed to load resource" console line.
   page.on('response', (response) => {
-    if (response.status() >= 400) errors.push(`${response.status()} ${response.url()}`);
+    if (response.status() >= 400) record(`${response.status()} ${response.url()}`);
   });
   return () => expect(errors, 'browser console errors').toEqual([]);
 }

@@ -118,6 +118,7 @@ pub struct StarsInvoice<'a> {
 #[derive(Clone)]
 pub struct BotApi {
     http: reqwest::Client,
+    metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
     /// `{api_url}/bot{token}` or `{api_url}/bot{token}/test`; never logged.
     base: String,
 }
@@ -132,8 +133,15 @@ impl BotApi {
         let test = if test_env { "/test" } else { "" };
         Self {
             http,
+            metrics: None,
             base: format!("{}/bot{token}{test}", api_url.trim_end_matches('/')),
         }
+    }
+
+    /// Counts failed calls by method in `metrics`.
+    pub fn with_metrics(mut self, metrics: std::sync::Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     pub async fn call<P: Serialize + ?Sized, R: DeserializeOwned>(
@@ -141,11 +149,40 @@ impl BotApi {
         method: &'static str,
         params: &P,
     ) -> Result<R, BotApiError> {
+        self.call_within(method, params, None).await
+    }
+
+    async fn call_within<P: Serialize + ?Sized, R: DeserializeOwned>(
+        &self,
+        method: &'static str,
+        params: &P,
+        timeout: Option<Duration>,
+    ) -> Result<R, BotApiError> {
+        let result = self.send(method, params, timeout).await;
+        if let (Err(_), Some(metrics)) = (&result, &self.metrics) {
+            metrics
+                .bot_api_errors
+                .get_or_create(&crate::metrics::Method { method })
+                .inc();
+        }
+        result
+    }
+
+    async fn send<P: Serialize + ?Sized, R: DeserializeOwned>(
+        &self,
+        method: &'static str,
+        params: &P,
+        timeout: Option<Duration>,
+    ) -> Result<R, BotApiError> {
         let transport = |problem: String| BotApiError::Transport { method, problem };
-        let response = self
+        let mut request = self
             .http
             .post(format!("{}/{method}", self.base))
-            .json(params)
+            .json(params);
+        if let Some(timeout) = timeout {
+            request = request.timeout(timeout);
+        }
+        let response = request
             .send()
             .await
             // The URL holds the token: drop it from the error before anyone can print it.
@@ -175,6 +212,18 @@ impl BotApi {
                     .or(header_retry),
             }),
         }
+    }
+
+    /// Long polling: waits up to `timeout_secs` for updates from `offset` on.
+    pub async fn get_updates(
+        &self,
+        offset: i64,
+        timeout_secs: u64,
+        allowed_updates: &[&str],
+    ) -> Result<Vec<serde_json::Value>, BotApiError> {
+        let params = json!({ "offset": offset, "timeout": timeout_secs, "allowed_updates": allowed_updates });
+        let patience = Some(Duration::from_secs(timeout_secs + 10));
+        self.call_within("getUpdates", &params, patience).await
     }
 
     pub async fn get_me(&self) -> Result<BotUser, BotApiError> {

@@ -51,6 +51,10 @@ pub struct Config {
     pub init_data_max_age: Duration,
     pub order_ttl: Duration,
     pub db_max_connections: u32,
+    /// Reconcile with `getStarTransactions` this often while serving (`RECONCILE_INTERVAL`).
+    pub reconcile_interval: Option<Duration>,
+    /// Long polling instead of the webhook (`serve --poll`; not an environment variable).
+    pub poll_updates: bool,
 }
 
 impl std::fmt::Debug for Config {
@@ -176,6 +180,10 @@ impl Config {
                     .filter(|n| (1..=1000).contains(n))
                     .ok_or_else(|| invalid("DATABASE_MAX_CONNECTIONS", "expected 1-1000"))?,
             },
+            reconcile_interval: get("RECONCILE_INTERVAL")
+                .map(|_| parse_seconds(get("RECONCILE_INTERVAL"), "RECONCILE_INTERVAL", 0))
+                .transpose()?,
+            poll_updates: false,
         })
     }
 

@@ -69,6 +69,8 @@ struct Inner {
     menu_button: Option<Value>,
     calls: Vec<String>,
     next_id: i64,
+    /// Updates waiting for `getUpdates`, in order.
+    queued_updates: Vec<Value>,
 }
 
 #[derive(Clone)]
@@ -161,6 +163,28 @@ impl FakeTelegram {
             .insert(id.clone(), (user_id, amount, payload.to_owned(), date));
         inner.charge_order.push(id.clone());
         id
+    }
+
+    /// Queues an update for `getUpdates` (long-polling mode).
+    pub fn queue_update(&self, update: Value) {
+        self.lock().queued_updates.push(update);
+    }
+
+    /// Queued updates from `offset` on; forgets the ones before it, as Telegram does.
+    fn updates_from(&self, offset: i64) -> Result<Vec<Value>, (u16, String, Option<u64>)> {
+        let mut inner = self.lock();
+        if inner
+            .webhook
+            .get("url")
+            .and_then(Value::as_str)
+            .is_some_and(|url| !url.is_empty())
+        {
+            return Err((409, "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first".into(), None));
+        }
+        inner.calls.push("getUpdates".into());
+        let id = |update: &Value| update.get("update_id").and_then(Value::as_i64).unwrap_or(0);
+        inner.queued_updates.retain(|update| id(update) >= offset);
+        Ok(inner.queued_updates.iter().take(100).cloned().collect())
     }
 
     /// Registers a pre-checkout query about to be sent; it may be answered for 10 seconds.
@@ -502,6 +526,27 @@ async fn call(
         }
     };
     let method = path.get("method").map(String::as_str).unwrap_or_default();
+    if method == "getUpdates" {
+        // Long polling: wait (briefly, for tests) until something is queued.
+        let offset = params.get("offset").and_then(Value::as_i64).unwrap_or(0);
+        let wait = params
+            .get("timeout")
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+            .min(2);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(wait);
+        loop {
+            match fake.updates_from(offset) {
+                Ok(updates) if !updates.is_empty() || tokio::time::Instant::now() >= deadline => {
+                    return axum::Json(json!({ "ok": true, "result": updates })).into_response();
+                }
+                Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+                Err((code, description, retry_after)) => {
+                    return envelope(code, description, retry_after);
+                }
+            }
+        }
+    }
     match fake.answer(method, &params) {
         Ok(result) => axum::Json(json!({ "ok": true, "result": result })).into_response(),
         Err((code, description, retry_after)) => envelope(code, description, retry_after),

@@ -9,8 +9,11 @@ pub mod events;
 pub mod fake_telegram;
 mod health;
 pub mod init_data;
+pub mod metrics;
 pub mod notifier;
+pub mod ops;
 mod pages;
+mod poller;
 pub mod sandbox;
 pub mod shop;
 pub mod state;
@@ -60,7 +63,8 @@ pub struct Running {
     pub sandbox: Option<Sandbox>,
     shutdown: CancellationToken,
     server: JoinHandle<std::io::Result<()>>,
-    worker: JoinHandle<()>,
+    /// The notification worker, the poller and the reconciler, as configured.
+    workers: Vec<JoinHandle<()>>,
 }
 
 impl Running {
@@ -68,7 +72,9 @@ impl Running {
     pub async fn stop(self) {
         self.shutdown.cancel();
         let _ = self.server.await;
-        let _ = self.worker.await;
+        for worker in self.workers {
+            let _ = worker.await;
+        }
         self.state.store.close().await;
     }
 
@@ -98,7 +104,9 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         Some(url) => url.clone(),
         None => format!("http://{}/sandbox/bot-api", config::loopback(addr)),
     };
-    let bot = BotApi::new(&api_url, &config.bot_token, config.test_env);
+    let metrics = Arc::new(metrics::Metrics::default());
+    let bot =
+        BotApi::new(&api_url, &config.bot_token, config.test_env).with_metrics(metrics.clone());
 
     let mut leptos = leptos::config::get_configuration(None)
         .map(|conf| conf.leptos_options)
@@ -116,10 +124,17 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         validator: InitDataValidator::new(&config.bot_token, config.init_data_max_age),
         tokens: StreamTokens::new(&config.bot_token, config.init_data_max_age),
         events: LiveEvents::default(),
+        metrics,
         outbox: Arc::new(Notify::new()),
         bot,
         store,
         leptos,
+        telegram_script: if sandbox.is_some() {
+            SANDBOX_SCRIPT_ROUTE
+        } else {
+            TELEGRAM_SCRIPT
+        }
+        .to_owned(),
         config,
     });
 
@@ -133,23 +148,30 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
                 .await
         }
     });
-    let worker = tokio::spawn(notifier::run(state.clone(), shutdown.clone()));
+    let mut workers = vec![tokio::spawn(notifier::run(state.clone(), shutdown.clone()))];
+    if state.config.poll_updates {
+        workers.push(tokio::spawn(poller::run(state.clone(), shutdown.clone())));
+    }
+    if let Some(interval) = state.config.reconcile_interval {
+        workers.push(tokio::spawn(reconcile_every(
+            interval,
+            state.clone(),
+            shutdown.clone(),
+        )));
+    }
     Ok(Running {
         addr,
         state,
         sandbox,
         shutdown,
         server,
-        worker,
+        workers,
     })
 }
 
 fn router(state: AppState, sandbox: Option<&Sandbox>) -> Router {
     let shell_config = ShellConfig {
-        telegram_script: match sandbox {
-            Some(_) => SANDBOX_SCRIPT_ROUTE.to_owned(),
-            None => TELEGRAM_SCRIPT.to_owned(),
-        },
+        telegram_script: state.telegram_script.clone(),
     };
     let backend = Backend(Arc::new(shop::Shop(state.clone())));
     let app_shell = {
@@ -167,6 +189,7 @@ fn router(state: AppState, sandbox: Option<&Sandbox>) -> Router {
         .route("/api/events", get(events::stream))
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready))
+        .route("/metrics", get(metrics::serve))
         .route("/privacy", get(pages::privacy))
         .route("/support", get(pages::support))
         .leptos_routes_with_context(
@@ -198,6 +221,37 @@ fn router(state: AppState, sandbox: Option<&Sandbox>) -> Router {
                 ),
         )
         .with_state(state)
+}
+
+/// Finds payments whose webhook never arrived (and refunds), every `interval`.
+async fn reconcile_every(
+    interval: std::time::Duration,
+    state: AppState,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+        match ops::reconcile(&state.bot, &state.store).await {
+            Ok(report)
+                if report.credited.is_empty()
+                    && report.held.is_empty()
+                    && report.refunded.is_empty() =>
+            {
+                tracing::debug!(
+                    transactions = report.transactions,
+                    "reconciled: nothing missing"
+                );
+            }
+            Ok(report) => {
+                tracing::warn!(credited = ?report.credited, held = ?report.held, refunded = ?report.refunded, "reconciled missing payments");
+                state.outbox.notify_one();
+            }
+            Err(error) => tracing::warn!(%error, "reconciliation failed"),
+        }
+    }
 }
 
 /// The fake Bot API's paths contain the (sandbox) token; log them without it.

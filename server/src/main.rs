@@ -2,12 +2,13 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use serde_json::json;
 use server::bot_api::BotApi;
 use server::config::{Config, Mode};
+use server::ops;
 use server::store::Store;
 
 /// NDN Mini App server: the Mini App, its server functions and Telegram's webhook on one port.
+/// Configuration comes from the environment (and `.env`); see the README.
 #[derive(Parser)]
 #[command(name = "server", version)]
 struct Cli {
@@ -18,7 +19,12 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the Mini App and the webhook (the default).
-    Serve,
+    Serve {
+        /// Fetch updates with getUpdates long polling instead of receiving the webhook
+        /// (a real bot without a public URL; the webhook must be deleted first).
+        #[arg(long)]
+        poll: bool,
+    },
     /// Apply database migrations and exit.
     Migrate,
     /// Register, inspect or remove the webhook at Telegram.
@@ -26,21 +32,29 @@ enum Command {
         #[command(subcommand)]
         action: WebhookAction,
     },
+    /// Refund a payment: refundStarPayment, then debit its NDN once (safe to repeat).
+    Refund {
+        /// The payment's telegram_payment_charge_id.
+        charge_id: String,
+    },
+    /// Credit payments (and apply refunds) that Telegram lists but the ledger lacks.
+    Reconcile,
 }
 
 #[derive(Subcommand)]
 enum WebhookAction {
-    /// setWebhook with PUBLIC_URL/webhook/telegram, the secret and every update kind we handle.
+    /// setWebhook with PUBLIC_URL/webhook/telegram, the secret and every update kind we handle;
+    /// also registers the bot's commands (English, Russian) and the menu button.
     Set,
-    /// Show getWebhookInfo.
+    /// Show getWebhookInfo, with warnings for what would break payments.
     Info,
     /// deleteWebhook, keeping pending updates.
-    Delete,
+    Delete {
+        /// Also throw away pending updates (they may be payments!): give it twice to mean it.
+        #[arg(long, action = clap::ArgAction::Count)]
+        drop_pending_updates: u8,
+    },
 }
-
-/// Every update kind the server handles; sent explicitly so a stale list can never hide
-/// `pre_checkout_query`.
-const ALLOWED_UPDATES: [&str; 2] = ["message", "pre_checkout_query"];
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -58,7 +72,12 @@ async fn main() -> ExitCode {
                 .unwrap_or_else(|_| "info,sqlx=warn,tower_http=warn".into()),
         )
         .init();
-    match run(cli.command.unwrap_or(Command::Serve), config).await {
+    match run(
+        cli.command.unwrap_or(Command::Serve { poll: false }),
+        config,
+    )
+    .await
+    {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -67,17 +86,58 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
     match command {
-        Command::Serve => serve(config).await,
+        Command::Serve { poll } => {
+            config.poll_updates = poll;
+            serve(config).await
+        }
         Command::Migrate => {
-            let store = Store::connect(&config.database_url, 1).await?;
-            store.migrate().await?;
+            open_store(&config).await?;
             println!("migrations applied");
             Ok(())
         }
-        Command::Webhook { action } => webhook(action, &config).await,
+        Command::Webhook { action } => {
+            let bot = bot_api(&config)?;
+            let report = match action {
+                WebhookAction::Set => ops::set_webhook(&bot, &config).await?,
+                WebhookAction::Info => ops::webhook_info(&bot).await?,
+                WebhookAction::Delete {
+                    drop_pending_updates: 1,
+                } => anyhow::bail!(
+                    "pending updates may be payments: repeat --drop-pending-updates to really drop them"
+                ),
+                WebhookAction::Delete {
+                    drop_pending_updates,
+                } => ops::delete_webhook(&bot, drop_pending_updates >= 2).await?,
+            };
+            println!("{report}");
+            Ok(())
+        }
+        Command::Refund { charge_id } => {
+            let (bot, store) = (bot_api(&config)?, open_store(&config).await?);
+            println!("{}", ops::refund(&bot, &store, &charge_id).await?);
+            Ok(())
+        }
+        Command::Reconcile => {
+            let (bot, store) = (bot_api(&config)?, open_store(&config).await?);
+            print!("{}", ops::reconcile(&bot, &store).await?);
+            Ok(())
+        }
     }
+}
+
+async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let store = Store::connect(&config.database_url, 2).await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+fn bot_api(config: &Config) -> anyhow::Result<BotApi> {
+    let api_url = config.api_url.clone().context(
+        "TELEGRAM_BOT_TOKEN is not set: these commands talk to Telegram (the sandbox needs none of them)",
+    )?;
+    Ok(BotApi::new(&api_url, &config.bot_token, config.test_env))
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
@@ -88,7 +148,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let mut running = server::start(config, listener).await?;
     let url = format!("http://{}/", server::config::loopback(running.addr));
     match mode {
-        Mode::Sandbox => println!("NDN sandbox is running (no bot token): open {url}"),
+        Mode::Sandbox => println!("NDN sandbox is running (no bot token): open {url}sandbox"),
         Mode::Production => println!("NDN is running on {url}"),
     }
     tokio::select! {
@@ -120,59 +180,4 @@ async fn shutdown_signal() {
         () = ctrl_c => {}
         () = terminate => {}
     }
-}
-
-async fn webhook(action: WebhookAction, config: &Config) -> anyhow::Result<()> {
-    let api_url = config
-        .api_url
-        .clone()
-        .context("TELEGRAM_BOT_TOKEN is not set: the sandbox needs no webhook registration")?;
-    let bot = BotApi::new(&api_url, &config.bot_token, config.test_env);
-    match action {
-        WebhookAction::Set => {
-            let public_url = config
-                .public_url
-                .as_deref()
-                .context("PUBLIC_URL is not set: Telegram needs the server's public HTTPS URL")?;
-            let url = format!("{public_url}/webhook/telegram");
-            bot.set_webhook(&json!({
-                "url": url,
-                "secret_token": config.webhook_secret,
-                "max_connections": 40,
-                "allowed_updates": ALLOWED_UPDATES,
-            }))
-            .await?;
-            println!(
-                "webhook set: {url} (allowed updates: {})",
-                ALLOWED_UPDATES.join(", ")
-            );
-        }
-        WebhookAction::Info => {
-            let info = bot.get_webhook_info().await?;
-            println!(
-                "url: {}",
-                if info.url.is_empty() {
-                    "(none)"
-                } else {
-                    &info.url
-                }
-            );
-            println!("pending updates: {}", info.pending_update_count);
-            if let Some(message) = &info.last_error_message {
-                println!("WARNING: last error: {message}");
-            }
-            let allowed = info.allowed_updates.unwrap_or_default();
-            println!("allowed updates: {}", allowed.join(", "));
-            if !allowed.iter().any(|kind| kind == "pre_checkout_query") {
-                println!(
-                    "WARNING: pre_checkout_query is not allowed: every payment will time out; run `server webhook set`"
-                );
-            }
-        }
-        WebhookAction::Delete => {
-            bot.delete_webhook(false).await?;
-            println!("webhook deleted (pending updates kept)");
-        }
-    }
-    Ok(())
 }

@@ -49,6 +49,11 @@ async fn deliver(state: &AppState, message: ClaimedMessage) {
         .bot
         .send_message(message.chat_id, &message.text, markup.as_ref())
         .await;
+    if result.is_ok() {
+        state.metrics.notifications_sent.inc();
+    } else {
+        state.metrics.notifications_failed.inc();
+    }
     let recorded = match result {
         Ok(_) => state.store.message_sent(message.id).await,
         Err(error) if error.is_transient() && message.attempts < MAX_ATTEMPTS => {

@@ -1,18 +1,26 @@
 //! Plain server-rendered pages that need no WebAssembly: privacy policy and payment support.
 
+use axum::extract::State;
 use axum::response::Html;
 
-fn page(title: &str, body: &str) -> Html<String> {
+use crate::state::AppState;
+
+/// A page styled like the Mini App; inside Telegram, its BackButton returns to the app.
+fn page(state: &AppState, title: &str, body: &str) -> Html<String> {
+    let script = &state.telegram_script;
     Html(format!(
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{title}</title><link rel=\"stylesheet\" href=\"/pkg/ndn.css\"></head>\
-         <body><main class=\"app prose\"><p><a href=\"/\">← NDN</a></p><h1>{title}</h1>{body}</main></body></html>"
+         <title>{title}</title><script src=\"{script}\"></script>\
+         <link rel=\"stylesheet\" href=\"/pkg/ndn.css\"></head>\
+         <body><main class=\"app prose\"><p><a href=\"/\">← NDN</a></p><h1>{title}</h1>{body}</main>\
+         <script src=\"/nav.js\"></script></body></html>"
     ))
 }
 
-pub async fn privacy() -> Html<String> {
+pub async fn privacy(State(state): State<AppState>) -> Html<String> {
     page(
+        &state,
         "Privacy policy",
         "<p>To run the shop we store your Telegram user id, first name, username, language and \
          the purchases you make (orders, Telegram payment ids, NDN credited and refunded). \
@@ -28,8 +36,9 @@ pub async fn privacy() -> Html<String> {
     )
 }
 
-pub async fn support() -> Html<String> {
+pub async fn support(State(state): State<AppState>) -> Html<String> {
     page(
+        &state,
         "Payment support",
         "<p>Paid but no NDN? Payments are credited automatically within seconds; if your balance \
          did not change, send <b>/paysupport</b> to the bot. It lists your recent payment ids; \

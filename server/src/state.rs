@@ -10,6 +10,7 @@ use crate::bot_api::BotApi;
 use crate::config::Config;
 use crate::events::{LiveEvents, StreamTokens};
 use crate::init_data::InitDataValidator;
+use crate::metrics::Metrics;
 use crate::store::Store;
 
 #[derive(Clone)]
@@ -21,10 +22,13 @@ pub struct Shared {
     pub bot: BotApi,
     pub validator: InitDataValidator,
     pub events: LiveEvents,
+    pub metrics: Arc<Metrics>,
     pub tokens: StreamTokens,
     /// Wakes the notification worker when a message is queued.
     pub outbox: Arc<Notify>,
     pub leptos: LeptosOptions,
+    /// Where pages load `telegram-web-app.js` from (telegram.org, or the sandbox's copy).
+    pub telegram_script: String,
 }
 
 impl AppState {

@@ -409,7 +409,7 @@ impl Store {
         let now = now_ms();
         let mut tx = self.write().await?;
         let record = match sqlx::query(
-            "SELECT charge_id, user_id, order_id, ndn, status FROM payments WHERE charge_id = $1",
+            "SELECT charge_id, user_id, order_id, ndn, stars, status FROM payments WHERE charge_id = $1",
         )
         .bind(charge_id)
         .fetch_optional(&mut *tx)
@@ -481,7 +481,7 @@ impl Store {
     /// The payment behind a charge id (for the operator's refund command).
     pub async fn payment(&self, charge_id: &str) -> StoreResult<Option<PaymentRecord>> {
         let row = sqlx::query(
-            "SELECT charge_id, user_id, order_id, ndn, status FROM payments WHERE charge_id = $1",
+            "SELECT charge_id, user_id, order_id, ndn, stars, status FROM payments WHERE charge_id = $1",
         )
         .bind(charge_id)
         .fetch_optional(&self.pool)
@@ -589,6 +589,27 @@ impl Store {
         Ok(())
     }
 
+    /// A durable number of the bot's own (e.g. the polling offset).
+    pub async fn bot_value(&self, key: &str) -> StoreResult<Option<i64>> {
+        let row = sqlx::query("SELECT value FROM bot_state WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|row| row.try_get(0)).transpose()?)
+    }
+
+    pub async fn set_bot_value(&self, key: &str, value: i64) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO bot_state (key, value) VALUES ($1, $2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Messages waiting to be sent (for metrics and tests).
     pub async fn pending_messages(&self) -> StoreResult<i64> {
         let row = sqlx::query("SELECT COUNT(*) FROM outbox WHERE status = 'pending'")
@@ -626,6 +647,7 @@ fn payment_from_row(row: &AnyRow) -> StoreResult<PaymentRecord> {
         user_id: row.try_get("user_id")?,
         order_id: row.try_get("order_id")?,
         ndn: row.try_get("ndn")?,
+        stars: row.try_get("stars")?,
         status: PaymentStatus::parse(&status)
             .ok_or(StoreError::Corrupt(format!("payment status `{status}`")))?,
     })

@@ -134,6 +134,7 @@ pub struct PaymentRecord {
     pub user_id: i64,
     pub order_id: Option<String>,
     pub ndn: i64,
+    pub stars: i64,
     pub status: PaymentStatus,
 }
 
@@ -331,6 +332,7 @@ mod tests {
             user_id: 7,
             order_id: Some("o1".into()),
             ndn: 500,
+            stars: 225,
             status: PaymentStatus::Credited,
         };
         assert_eq!(

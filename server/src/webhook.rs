@@ -10,6 +10,7 @@ use subtle::ConstantTimeEq;
 
 use crate::bot_text::{self, BotNotice};
 use crate::commands;
+use crate::metrics::{Kind, Reason};
 use crate::state::AppState;
 use crate::store::{Buyer, IncomingPayment, PaymentOutcome, RefundOutcome, StoreError, now_ms};
 use crate::updates::{Message, PreCheckoutQuery, RefundedPayment, SuccessfulPayment, Update};
@@ -41,50 +42,73 @@ pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: By
     handle(&state, update).await
 }
 
+/// What became of an update.
+#[derive(Debug)]
+pub enum Handled {
+    /// Stored (or nothing to store): acknowledge.
+    Done,
+    /// Acknowledge with this Bot API call (the pre-checkout answer).
+    Answer(serde_json::Value),
+    /// Not stored: the update must be delivered again.
+    Retry(String),
+}
+
 /// Processes one update; the answer tells Telegram whether to deliver it again.
 pub async fn handle(state: &AppState, update: Update) -> Response {
+    match process(state, update).await {
+        Handled::Done => StatusCode::OK.into_response(),
+        Handled::Answer(call) => axum::Json(call).into_response(),
+        // 5xx: Telegram delivers the update again, so nothing acknowledged is lost.
+        Handled::Retry(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "1")],
+            "storage unavailable",
+        )
+            .into_response(),
+    }
+}
+
+/// The same processing for webhook and long-polling deliveries.
+pub async fn process(state: &AppState, update: Update) -> Handled {
     let kind = update.kind();
     let update_id = update.update_id;
+    let started = std::time::Instant::now();
+    state.metrics.updates.get_or_create(&Kind { kind }).inc();
     let result = if let Some(query) = &update.pre_checkout_query {
-        return answer_pre_checkout(state, query).await;
+        answer_pre_checkout(state, query).await
     } else if let Some(message) = &update.message {
         if let Some(payment) = &message.successful_payment {
             credit(state, message, payment).await
         } else if let Some(refund) = &message.refunded_payment {
             refund_payment(state, message, refund).await
         } else {
-            commands::reply(state, update_id, message).await
+            commands::reply(state, update_id, message)
+                .await
+                .map(|()| Handled::Done)
         }
     } else {
-        Ok(())
+        Ok(Handled::Done)
     };
-    match result {
-        Ok(()) => StatusCode::OK.into_response(),
-        Err(error) => {
-            // 5xx: Telegram delivers the update again, so nothing acknowledged is lost.
-            tracing::error!(update_id, kind, %error, "update not processed");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                [(header::RETRY_AFTER, "1")],
-                "storage unavailable",
-            )
-                .into_response()
-        }
-    }
+    state
+        .metrics
+        .webhook_seconds
+        .get_or_create(&Kind { kind })
+        .observe(started.elapsed().as_secs_f64());
+    result.unwrap_or_else(|error| {
+        tracing::error!(update_id, kind, %error, "update not processed");
+        Handled::Retry(error.to_string())
+    })
 }
 
 /// Answered in the webhook response itself: no extra round trip on the 10-second path, and
 /// no dependence on the Bot API being reachable at that moment.
-async fn answer_pre_checkout(state: &AppState, query: &PreCheckoutQuery) -> Response {
-    let order = match state.store.order(&query.invoice_payload).await {
-        Ok(order) => order,
-        Err(error) => {
-            tracing::error!(%error, "pre-checkout lookup failed");
-            return StatusCode::SERVICE_UNAVAILABLE.into_response();
-        }
-    };
+async fn answer_pre_checkout(
+    state: &AppState,
+    query: &PreCheckoutQuery,
+) -> Result<Handled, StoreError> {
+    let order = state.store.order(&query.invoice_payload).await?;
     let verdict = judge_pre_checkout(order.as_ref(), query, now_ms());
-    let body = match verdict {
+    let call = match verdict {
         Ok(()) => {
             tracing::info!(
                 order_id = query.invoice_payload,
@@ -99,6 +123,13 @@ async fn answer_pre_checkout(state: &AppState, query: &PreCheckoutQuery) -> Resp
                 reason = refusal.label(),
                 "pre-checkout refused"
             );
+            state
+                .metrics
+                .pre_checkout_refusals
+                .get_or_create(&Reason {
+                    reason: refusal.label(),
+                })
+                .inc();
             let language = query.from.language_code.as_deref().unwrap_or("en");
             json!({
                 "method": "answerPreCheckoutQuery",
@@ -108,14 +139,14 @@ async fn answer_pre_checkout(state: &AppState, query: &PreCheckoutQuery) -> Resp
             })
         }
     };
-    axum::Json(body).into_response()
+    Ok(Handled::Answer(call))
 }
 
 async fn credit(
     state: &AppState,
     message: &Message,
     payment: &SuccessfulPayment,
-) -> Result<(), StoreError> {
+) -> Result<Handled, StoreError> {
     let payer = message_buyer(message);
     let incoming = IncomingPayment {
         charge_id: &payment.telegram_payment_charge_id,
@@ -128,8 +159,25 @@ async fn credit(
         .store
         .apply_payment(&payer, &incoming, &BotNotice)
         .await?;
-    let charge_id = payment.telegram_payment_charge_id.as_str();
-    match &outcome {
+    after_payment(
+        state,
+        &payment.telegram_payment_charge_id,
+        &payment.invoice_payload,
+        payment.total_amount,
+        &outcome,
+    );
+    Ok(Handled::Done)
+}
+
+/// Logs and counts a payment's outcome, and tells the buyer's open Mini App.
+pub fn after_payment(
+    state: &AppState,
+    charge_id: &str,
+    payload: &str,
+    stars: i64,
+    outcome: &PaymentOutcome,
+) {
+    match outcome {
         PaymentOutcome::Credited {
             user_id,
             order_id,
@@ -144,6 +192,11 @@ async fn credit(
                 balance,
                 "payment credited"
             );
+            state.metrics.payments_credited.inc();
+            state
+                .metrics
+                .stars_credited
+                .inc_by(u64::try_from(stars).unwrap_or(0));
             state.events.publish(
                 *user_id,
                 BalanceEvent {
@@ -156,26 +209,26 @@ async fn credit(
         }
         PaymentOutcome::Held { user_id, reason } => {
             tracing::warn!(
-                order_id = payment.invoice_payload,
+                order_id = payload,
                 charge_id,
                 user_id,
                 reason,
                 "payment held for the operator"
             );
+            state.metrics.payments_held.inc();
             state.outbox.notify_one();
         }
         PaymentOutcome::Duplicate => {
             tracing::info!(charge_id, "payment already recorded; redelivery ignored");
         }
     }
-    Ok(())
 }
 
 async fn refund_payment(
     state: &AppState,
     message: &Message,
     refund: &RefundedPayment,
-) -> Result<(), StoreError> {
+) -> Result<Handled, StoreError> {
     let user_id = message
         .from
         .as_ref()
@@ -186,7 +239,7 @@ async fn refund_payment(
         .apply_refund(user_id, charge_id, refund.total_amount, &BotNotice)
         .await?;
     after_refund(state, charge_id, &outcome);
-    Ok(())
+    Ok(Handled::Done)
 }
 
 /// Logs a refund and tells the buyer's open Mini App.
@@ -199,6 +252,7 @@ pub fn after_refund(state: &AppState, charge_id: &str, outcome: &RefundOutcome) 
             balance,
         } => {
             tracing::info!(charge_id, order_id, user_id, ndn, balance, "refund debited");
+            state.metrics.refunds_applied.inc();
             state.events.publish(
                 *user_id,
                 BalanceEvent {

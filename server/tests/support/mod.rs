@@ -95,6 +95,7 @@ pub struct TestApp {
     pub database: Database,
     telegram_url: String,
     validator: InitDataValidator,
+    poll: bool,
 }
 
 pub fn production_vars(database_url: &str, api_url: &str) -> HashMap<String, String> {
@@ -113,18 +114,33 @@ pub fn production_vars(database_url: &str, api_url: &str) -> HashMap<String, Str
 
 impl TestApp {
     pub async fn spawn(database: Database) -> Self {
+        Self::spawn_with(database, false).await
+    }
+
+    /// A server that long-polls the fake Telegram (`serve --poll`) instead of a webhook.
+    pub async fn spawn_polling(database: Database) -> Self {
+        Self::spawn_with(database, true).await
+    }
+
+    async fn spawn_with(database: Database, poll: bool) -> Self {
         let telegram = FakeTelegram::new(TOKEN);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let telegram_url = format!("http://{}", listener.local_addr().unwrap());
         let router = telegram.router::<()>();
         tokio::spawn(async move { axum::serve(listener, router).await });
-        Self::start(database, telegram, telegram_url).await
+        Self::start(database, telegram, telegram_url, poll).await
     }
 
-    async fn start(database: Database, telegram: FakeTelegram, telegram_url: String) -> Self {
-        let config =
+    async fn start(
+        database: Database,
+        telegram: FakeTelegram,
+        telegram_url: String,
+        poll: bool,
+    ) -> Self {
+        let mut config =
             server::config::Config::from_vars(&production_vars(&database.url, &telegram_url))
                 .expect("test configuration is valid");
+        config.poll_updates = poll;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let server = server::start(config, listener)
             .await
@@ -137,6 +153,7 @@ impl TestApp {
             database,
             telegram_url,
             validator: InitDataValidator::new(TOKEN, Duration::from_secs(86_400)),
+            poll,
         }
     }
 
@@ -147,10 +164,33 @@ impl TestApp {
             telegram,
             database,
             telegram_url,
+            poll,
             ..
         } = self;
         server.stop().await;
-        Self::start(database, telegram, telegram_url).await
+        Self::start(database, telegram, telegram_url, poll).await
+    }
+
+    /// Runs the `server` binary with `args` against this app's database and fake Telegram;
+    /// returns its exit code and output.
+    pub async fn cli(&self, args: &[&str]) -> (i32, String) {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_server"));
+        command
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "error")
+            .current_dir(std::env::temp_dir());
+        for (key, value) in production_vars(&self.database.url, &self.telegram_url) {
+            command.env(key, value);
+        }
+        let output = command.output().await.expect("the server binary runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (output.status.code().unwrap_or(-1), text)
     }
 
     /// initData as Telegram would sign it for `user_id`, dated `age` ago.

@@ -1,0 +1,156 @@
+//! Prometheus metrics, served as text at `GET /metrics`.
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::state::AppState;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Kind {
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Reason {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Method {
+    pub method: &'static str,
+}
+
+fn latency_histogram() -> Histogram {
+    // 0.25 ms … ~8 s
+    Histogram::new(exponential_buckets(0.000_25, 2.0, 16))
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub updates: Family<Kind, Counter>,
+    pub webhook_seconds: Family<Kind, Histogram, fn() -> Histogram>,
+    pub payments_credited: Counter,
+    pub stars_credited: Counter,
+    pub payments_held: Counter,
+    pub refunds_applied: Counter,
+    pub pre_checkout_refusals: Family<Reason, Counter>,
+    pub notifications_sent: Counter,
+    pub notifications_failed: Counter,
+    pub outbox_pending: Gauge,
+    pub bot_api_errors: Family<Method, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("ndn");
+        let metrics = Self {
+            updates: Family::default(),
+            webhook_seconds: Family::new_with_constructor(latency_histogram),
+            payments_credited: Counter::default(),
+            stars_credited: Counter::default(),
+            payments_held: Counter::default(),
+            refunds_applied: Counter::default(),
+            pre_checkout_refusals: Family::default(),
+            notifications_sent: Counter::default(),
+            notifications_failed: Counter::default(),
+            outbox_pending: Gauge::default(),
+            bot_api_errors: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "updates_received",
+            "Telegram updates received, by kind",
+            metrics.updates.clone(),
+        );
+        registry.register(
+            "webhook_duration_seconds",
+            "Time to process an update, by kind",
+            metrics.webhook_seconds.clone(),
+        );
+        registry.register(
+            "payments_credited",
+            "Payments credited",
+            metrics.payments_credited.clone(),
+        );
+        registry.register(
+            "stars_credited",
+            "Telegram Stars of credited payments",
+            metrics.stars_credited.clone(),
+        );
+        registry.register(
+            "payments_held",
+            "Payments recorded for the operator",
+            metrics.payments_held.clone(),
+        );
+        registry.register(
+            "refunds_applied",
+            "Refunds debited",
+            metrics.refunds_applied.clone(),
+        );
+        registry.register(
+            "pre_checkout_refusals",
+            "Pre-checkout queries refused, by reason",
+            metrics.pre_checkout_refusals.clone(),
+        );
+        registry.register(
+            "notifications_sent",
+            "Bot messages delivered",
+            metrics.notifications_sent.clone(),
+        );
+        registry.register(
+            "notifications_failed",
+            "Bot message attempts that failed",
+            metrics.notifications_failed.clone(),
+        );
+        registry.register(
+            "outbox_pending",
+            "Bot messages waiting to be sent",
+            metrics.outbox_pending.clone(),
+        );
+        registry.register(
+            "bot_api_errors",
+            "Bot API calls that failed, by method",
+            metrics.bot_api_errors.clone(),
+        );
+        Self {
+            registry,
+            ..metrics
+        }
+    }
+}
+
+impl Metrics {
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// `GET /metrics`.
+pub async fn serve(State(state): State<AppState>) -> Response {
+    match state.store.pending_messages().await {
+        Ok(pending) => {
+            state.metrics.outbox_pending.set(pending);
+        }
+        Err(error) => tracing::warn!(%error, "metrics: cannot count the outbox"),
+    }
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}

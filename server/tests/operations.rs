@@ -1,0 +1,298 @@
+//! What operators and the bot's users need beyond the purchase: commands, the CLI, long
+//! polling and metrics.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::*;
+
+on_both_databases!(
+    commands_answer_in_english_and_russian,
+    refund_command_twice_debits_once,
+    reconcile_credits_a_missing_payment_once,
+    polling_gives_the_same_results_as_the_webhook,
+    metrics_count_a_purchase,
+);
+
+async fn commands_answer_in_english_and_russian(database: Database) {
+    let app = TestApp::spawn(database).await;
+    let order_id = app.create_order(BUYER, "ndn-100").await;
+    app.deliver(&successful_payment(
+        1,
+        BUYER,
+        &order_id,
+        50,
+        "charge-for-support",
+    ))
+    .await;
+    let script = [
+        ("en", "/balance", "Your balance: 100 NDN."),
+        ("ru", "/balance", "Ваш баланс: 100 NDN."),
+        ("en", "/help", "/paysupport — help with a payment"),
+        ("ru", "/help", "/paysupport — помощь с оплатой"),
+        ("en", "/paysupport", "charge-for-support"),
+        ("ru", "/paysupport", "Проблема с оплатой?"),
+        ("en", "/privacy", "https://ndn.example.org/privacy"),
+        ("ru", "/privacy", "Полная политика"),
+        ("en", "/terms", "digital in-app currency"),
+        ("ru", "/terms", "внутренняя валюта"),
+        ("en", "/start@ndn_bot", "Hi, Vladislav!"),
+        ("ru", "/start", "Привет, Vladislav!"),
+        ("en", "/nonsense", "/help lists"),
+        ("ru", "/nonsense", "/help — список"),
+    ];
+    for (index, (language, text, _)) in script.iter().enumerate() {
+        let (status, _) = app
+            .deliver(&command(100 + index as i64, BUYER, language, text))
+            .await;
+        assert_eq!(status, 200);
+    }
+    // The first message is the payment notice; then one reply per command, in order.
+    let messages = app.messages_after_settling(script.len() + 1).await;
+    assert_eq!(messages.len(), script.len() + 1);
+    for ((language, text, expected), message) in script.iter().zip(&messages[1..]) {
+        assert!(
+            message.text.contains(expected),
+            "{language} {text}: {}",
+            message.text
+        );
+    }
+}
+
+async fn refund_command_twice_debits_once(database: Database) {
+    let app = TestApp::spawn(database).await;
+    let order_id = app.create_order(BUYER, "ndn-500").await;
+    let charge = app.telegram.record_charge(BUYER, 225, &order_id);
+    app.deliver(&successful_payment(1, BUYER, &order_id, 225, &charge))
+        .await;
+    assert_eq!(app.balance(BUYER).await, 500);
+
+    let (code, output) = app.cli(&["refund", &charge]).await;
+    assert_eq!(code, 0, "{output}");
+    assert!(
+        output.contains("debited 500 NDN, balance now 0"),
+        "{output}"
+    );
+    assert!(app.telegram.is_refunded(&charge));
+    let (code, output) = app.cli(&["refund", &charge]).await;
+    assert_eq!(code, 0, "{output}");
+    assert!(
+        output.contains("already refunded") && output.contains("ledger already had"),
+        "{output}"
+    );
+    assert_eq!(app.balance(BUYER).await, 0);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM ledger WHERE kind = 'refund'")
+            .await,
+        1
+    );
+
+    let (code, output) = app.cli(&["refund", "no-such-charge"]).await;
+    assert_ne!(code, 0);
+    assert!(output.contains("no payment with charge id"), "{output}");
+}
+
+async fn reconcile_credits_a_missing_payment_once(database: Database) {
+    let app = TestApp::spawn(database).await;
+    let delivered = app.create_order(BUYER, "ndn-100").await;
+    let delivered_charge = app.telegram.record_charge(BUYER, 50, &delivered);
+    app.deliver(&successful_payment(
+        1,
+        BUYER,
+        &delivered,
+        50,
+        &delivered_charge,
+    ))
+    .await;
+    // Paid at Telegram, but the webhook never came.
+    let lost = app.create_order(BUYER, "ndn-500").await;
+    let lost_charge = app.telegram.record_charge(BUYER, 225, &lost);
+
+    let (code, output) = app.cli(&["reconcile"]).await;
+    assert_eq!(code, 0, "{output}");
+    assert!(
+        output.contains("credited: 1") && output.contains(&lost_charge),
+        "{output}"
+    );
+    assert_eq!(app.balance(BUYER).await, 600);
+    let (_, status) = app
+        .call_as(BUYER, "order_status", &[("order_id", &lost)])
+        .await;
+    assert_eq!(status["status"], "paid");
+
+    let (code, output) = app.cli(&["reconcile"]).await;
+    assert_eq!(code, 0, "{output}");
+    assert!(
+        output.contains("credited: 0") && output.contains("refund applied: 0"),
+        "{output}"
+    );
+    assert_eq!(app.balance(BUYER).await, 600);
+    assert_eq!(
+        app.messages_after_settling(2).await.len(),
+        2,
+        "one notice per payment"
+    );
+}
+
+/// The scripted updates of one purchase: pre-checkout, payment, its redelivery, a command.
+fn purchase_script(order_id: &str, first_id: i64) -> Vec<Value> {
+    vec![
+        pre_checkout(first_id, BUYER, order_id, "XTR", 225),
+        successful_payment(first_id + 1, BUYER, order_id, 225, "charge-scripted"),
+        successful_payment(first_id + 2, BUYER, order_id, 225, "charge-scripted"),
+        command(first_id + 3, BUYER, "en", "/balance"),
+    ]
+}
+
+async fn polling_gives_the_same_results_as_the_webhook(database: Database) {
+    let polled = TestApp::spawn_polling(database).await;
+    let order_id = polled.create_order(BUYER, "ndn-500").await;
+    polled.telegram.open_pre_checkout("pcq1");
+    for update in purchase_script(&order_id, 1) {
+        polled.telegram.queue_update(update);
+    }
+    let messages = polled.messages_after_settling(2).await;
+
+    let hooked = TestApp::spawn(Database::sqlite()).await;
+    let hooked_order = hooked.create_order(BUYER, "ndn-500").await;
+    for update in purchase_script(&hooked_order, 1) {
+        assert!(hooked.deliver(&update).await.0 < 300);
+    }
+    let hooked_messages = hooked.messages_after_settling(2).await;
+
+    assert_eq!(polled.balance(BUYER).await, hooked.balance(BUYER).await);
+    assert_eq!(polled.balance(BUYER).await, 500);
+    fn texts(messages: &[server::fake_telegram::SentMessage]) -> Vec<String> {
+        messages.iter().map(|m| m.text.clone()).collect()
+    }
+    assert_eq!(texts(&messages), texts(&hooked_messages));
+    // Without a webhook response, the pre-checkout answer went out as a Bot API call.
+    let answer = polled
+        .telegram
+        .last_call_params("answerPreCheckoutQuery")
+        .unwrap();
+    assert_eq!(
+        (
+            answer["pre_checkout_query_id"].as_str(),
+            answer["ok"].as_bool()
+        ),
+        (Some("pcq1"), Some(true))
+    );
+
+    // The offset is stored: a restart does not process anything again.
+    let polled = polled.restart().await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(polled.telegram.sent_messages().len(), 2);
+    assert_eq!(polled.count("SELECT COUNT(*) FROM ledger").await, 1);
+}
+
+async fn metrics_count_a_purchase(database: Database) {
+    let app = TestApp::spawn(database).await;
+    let order_id = app.create_order(BUYER, "ndn-500").await;
+    app.deliver(&pre_checkout(1, BUYER, &order_id, "XTR", 225))
+        .await;
+    app.deliver(&pre_checkout(2, BUYER, &order_id, "XTR", 1))
+        .await;
+    app.deliver(&successful_payment(
+        3,
+        BUYER,
+        &order_id,
+        225,
+        "charge-metrics",
+    ))
+    .await;
+    app.messages_after_settling(1).await;
+    let text = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for expected in [
+        "ndn_payments_credited_total 1",
+        "ndn_stars_credited_total 225",
+        "ndn_updates_received_total{kind=\"pre_checkout_query\"} 2",
+        "ndn_updates_received_total{kind=\"successful_payment\"} 1",
+        "ndn_pre_checkout_refusals_total{reason=\"wrong_amount\"} 1",
+        "ndn_notifications_sent_total 1",
+        "ndn_outbox_pending 0",
+        "ndn_webhook_duration_seconds_count{kind=\"successful_payment\"} 1",
+    ] {
+        assert!(text.contains(expected), "missing `{expected}` in\n{text}");
+    }
+    assert!(!text.contains(TOKEN) && !text.contains(SECRET));
+}
+
+#[tokio::test]
+async fn webhook_set_registers_everything_and_info_warns_until_then() {
+    let app = TestApp::spawn(Database::sqlite()).await;
+    let (code, info) = app.cli(&["webhook", "info"]).await;
+    assert_eq!(code, 0, "{info}");
+    assert!(info.contains("WARNING: no webhook is set"), "{info}");
+    assert!(
+        info.contains(
+            "`pre_checkout_query` is not in allowed_updates — every payment will time out"
+        ),
+        "{info}"
+    );
+
+    let (code, output) = app.cli(&["webhook", "set"]).await;
+    assert_eq!(code, 0, "{output}");
+    let webhook = app.telegram.last_call_params("setWebhook").unwrap();
+    assert_eq!(webhook["url"], "https://ndn.example.org/webhook/telegram");
+    assert_eq!(webhook["secret_token"], SECRET);
+    assert_eq!(
+        webhook["allowed_updates"],
+        json!(["message", "pre_checkout_query"])
+    );
+    assert_eq!(app.telegram.calls("setMyCommands"), 2);
+    let russian = app.telegram.last_call_params("setMyCommands").unwrap();
+    assert_eq!(russian["language_code"], "ru");
+    let names: Vec<&str> = russian["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["command"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["start", "balance", "paysupport", "privacy", "terms", "help"]
+    );
+    let menu = app.telegram.last_call_params("setChatMenuButton").unwrap();
+    assert_eq!(
+        menu["menu_button"]["web_app"]["url"],
+        "https://ndn.example.org/"
+    );
+
+    let (_, info) = app.cli(&["webhook", "info"]).await;
+    assert!(!info.contains("WARNING"), "{info}");
+    assert!(
+        info.contains("allowed updates: message, pre_checkout_query"),
+        "{info}"
+    );
+
+    let (code, output) = app
+        .cli(&["webhook", "delete", "--drop-pending-updates"])
+        .await;
+    assert_ne!(code, 0, "one flag is not enough to drop payments: {output}");
+    let (code, output) = app.cli(&["webhook", "delete"]).await;
+    assert_eq!(code, 0, "{output}");
+    assert!(output.contains("pending updates kept"), "{output}");
+}
+
+#[tokio::test]
+async fn help_documents_every_command() {
+    let app = TestApp::spawn(Database::sqlite()).await;
+    let (code, help) = app.cli(&["--help"]).await;
+    assert_eq!(code, 0);
+    for command in ["serve", "migrate", "webhook", "refund", "reconcile"] {
+        assert!(help.contains(command), "{help}");
+    }
+    let (_, serve) = app.cli(&["serve", "--help"]).await;
+    assert!(serve.contains("--poll"), "{serve}");
+}
