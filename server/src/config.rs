@@ -53,6 +53,10 @@ pub struct Config {
     pub db_max_connections: u32,
     /// Reconcile with `getStarTransactions` this often while serving (`RECONCILE_INTERVAL`).
     pub reconcile_interval: Option<Duration>,
+    /// How long a worker owns the messages it claimed; after a crash, others send them then.
+    pub outbox_lease: Duration,
+    /// PostgreSQL `statement_timeout` (`DATABASE_STATEMENT_TIMEOUT`, milliseconds).
+    pub statement_timeout: Option<Duration>,
     /// Long polling instead of the webhook (`serve --poll`; not an environment variable).
     pub poll_updates: bool,
 }
@@ -183,6 +187,18 @@ impl Config {
             reconcile_interval: get("RECONCILE_INTERVAL")
                 .map(|_| parse_seconds(get("RECONCILE_INTERVAL"), "RECONCILE_INTERVAL", 0))
                 .transpose()?,
+            outbox_lease: parse_seconds(get("OUTBOX_LEASE"), "OUTBOX_LEASE", 60)?,
+            statement_timeout: match get("DATABASE_STATEMENT_TIMEOUT") {
+                None => None,
+                Some(text) => Some(Duration::from_millis(
+                    text.parse().ok().filter(|ms| *ms > 0).ok_or_else(|| {
+                        invalid(
+                            "DATABASE_STATEMENT_TIMEOUT",
+                            "expected milliseconds, e.g. 5000",
+                        )
+                    })?,
+                )),
+            },
             poll_updates: false,
         })
     }

@@ -17,6 +17,7 @@ use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
 
 use crate::state::AppState;
+use crate::store::{BALANCE_CHANNEL, Engine};
 
 /// Fans balance changes out to every subscribed stream of this process.
 #[derive(Clone)]
@@ -40,6 +41,72 @@ impl LiveEvents {
 
     pub fn subscribe(&self) -> broadcast::Receiver<(i64, BalanceEvent)> {
         self.sender.subscribe()
+    }
+}
+
+/// A balance event as it crosses instances through PostgreSQL.
+#[derive(serde::Serialize, Deserialize)]
+struct Broadcast {
+    user_id: i64,
+    event: BalanceEvent,
+}
+
+/// Publishes a committed balance change to every stream of every instance: on PostgreSQL via
+/// `NOTIFY` (each instance's listener feeds its own subscribers), on SQLite directly.
+pub async fn publish(state: &AppState, user_id: i64, event: BalanceEvent) {
+    if state.store.engine() == Engine::Sqlite {
+        state.events.publish(user_id, event);
+        return;
+    }
+    let payload = serde_json::to_string(&Broadcast {
+        user_id,
+        event: event.clone(),
+    })
+    .unwrap_or_default();
+    if let Err(error) = state.store.notify_balance(&payload).await {
+        // Other instances miss it (their apps poll); this one's subscribers still hear it.
+        tracing::warn!(%error, "cannot broadcast a balance event");
+        state.events.publish(user_id, event);
+    }
+}
+
+/// Feeds this instance's subscribers from PostgreSQL `NOTIFY`s, reconnecting as needed.
+pub async fn listen(state: AppState, shutdown: tokio_util::sync::CancellationToken) {
+    while !shutdown.is_cancelled() {
+        let listener = async {
+            let mut listener =
+                sqlx::postgres::PgListener::connect(&state.config.database_url).await?;
+            listener.listen(BALANCE_CHANNEL).await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        let mut listener = match listener.await {
+            Ok(listener) => listener,
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for balance events; retrying");
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                }
+            }
+        };
+        loop {
+            let notification = tokio::select! {
+                () = shutdown.cancelled() => return,
+                notification = listener.recv() => notification,
+            };
+            match notification {
+                Ok(notification) => {
+                    match serde_json::from_str::<Broadcast>(notification.payload()) {
+                        Ok(Broadcast { user_id, event }) => state.events.publish(user_id, event),
+                        Err(error) => tracing::warn!(%error, "undecodable balance event"),
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "balance event listener lost; reconnecting");
+                    break;
+                }
+            }
+        }
     }
 }
 

@@ -78,6 +78,15 @@ impl Running {
         self.state.store.close().await;
     }
 
+    /// Ends everything at once, as a crash would: no request or delivery is finished, no lease
+    /// released (for tests of what other instances do then).
+    pub fn kill(self) {
+        self.server.abort();
+        for worker in self.workers {
+            worker.abort();
+        }
+    }
+
     /// Resolves when the server stops by itself (it should not) or `stop` was requested.
     pub async fn wait(&mut self) {
         let _ = (&mut self.server).await;
@@ -91,7 +100,12 @@ impl Running {
 /// Opens the database, applies migrations and serves on `listener` until stopped.
 pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Running> {
     let addr = listener.local_addr()?;
-    let store = Store::connect(&config.database_url, config.db_max_connections).await?;
+    let store = Store::connect_with(
+        &config.database_url,
+        config.db_max_connections,
+        config.statement_timeout,
+    )
+    .await?;
     store.migrate().await?;
 
     let sandbox = (config.mode == Mode::Sandbox).then(|| {
@@ -149,6 +163,12 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         }
     });
     let mut workers = vec![tokio::spawn(notifier::run(state.clone(), shutdown.clone()))];
+    if state.store.engine() == store::Engine::Postgres {
+        workers.push(tokio::spawn(events::listen(
+            state.clone(),
+            shutdown.clone(),
+        )));
+    }
     if state.config.poll_updates {
         workers.push(tokio::spawn(poller::run(state.clone(), shutdown.clone())));
     }
@@ -223,6 +243,9 @@ fn router(state: AppState, sandbox: Option<&Sandbox>) -> Router {
         .with_state(state)
 }
 
+/// The advisory lock key of periodic reconciliation.
+const RECONCILE_LOCK: i64 = 0x4e44_4e52;
+
 /// Finds payments whose webhook never arrived (and refunds), every `interval`.
 async fn reconcile_every(
     interval: std::time::Duration,
@@ -234,7 +257,17 @@ async fn reconcile_every(
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(interval) => {}
         }
-        match ops::reconcile(&state.bot, &state.store).await {
+        // One instance at a time: the others skip this round.
+        let outcome = state
+            .store
+            .exclusively(RECONCILE_LOCK, ops::reconcile(&state.bot, &state.store))
+            .await;
+        let outcome = match outcome {
+            Ok(Some(result)) => result,
+            Ok(None) => continue,
+            Err(error) => Err(error.into()),
+        };
+        match outcome {
             Ok(report)
                 if report.credited.is_empty()
                     && report.held.is_empty()

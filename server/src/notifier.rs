@@ -9,8 +9,6 @@ use crate::state::AppState;
 use crate::store::ClaimedMessage;
 
 const BATCH: i64 = 16;
-/// How long a claimed message is ours; an instance that dies releases it by expiry.
-const LEASE: Duration = Duration::from_secs(60);
 /// Due retries are picked up at least this often even without a wake-up.
 const IDLE_POLL: Duration = Duration::from_millis(500);
 const MAX_BACKOFF_SECS: u64 = 300;
@@ -19,7 +17,11 @@ const MAX_ATTEMPTS: i64 = 300;
 
 pub async fn run(state: AppState, shutdown: CancellationToken) {
     while !shutdown.is_cancelled() {
-        let batch = match state.store.claim_messages(BATCH, LEASE).await {
+        let batch = match state
+            .store
+            .claim_messages(BATCH, state.config.outbox_lease)
+            .await
+        {
             Ok(batch) => batch,
             Err(error) => {
                 tracing::warn!(%error, "cannot read the outbox; retrying");

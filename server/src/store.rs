@@ -121,6 +121,15 @@ pub fn now_ms() -> i64 {
 impl Store {
     /// Opens the pool (creating a SQLite file and its folder when needed); no migrations.
     pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Self> {
+        Self::connect_with(url, max_connections, None).await
+    }
+
+    /// Like [`Store::connect`], with a PostgreSQL `statement_timeout` for every connection.
+    pub async fn connect_with(
+        url: &str,
+        max_connections: u32,
+        statement_timeout: Option<Duration>,
+    ) -> StoreResult<Self> {
         sqlx::any::install_default_drivers();
         let engine = if url.starts_with("sqlite:") {
             Engine::Sqlite
@@ -145,6 +154,12 @@ impl Store {
             .acquire_timeout(Duration::from_secs(5))
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
+                    if let (Engine::Postgres, Some(timeout)) = (engine, statement_timeout) {
+                        let millis = timeout.as_millis();
+                        sqlx::query(&format!("SET statement_timeout = {millis}"))
+                            .execute(&mut *conn)
+                            .await?;
+                    }
                     if engine == Engine::Sqlite {
                         // WAL for concurrent readers; FULL so that an acknowledged payment
                         // survives a power cut; a busy timeout instead of instant SQLITE_BUSY.
@@ -589,6 +604,46 @@ impl Store {
         Ok(())
     }
 
+    /// Runs `work` only if no other instance is running work under the same `key` (a
+    /// PostgreSQL advisory lock, held on one connection); `None` when another one is. SQLite is
+    /// served by one instance, so there the work always runs.
+    pub async fn exclusively<T, F>(&self, key: i64, work: F) -> StoreResult<Option<T>>
+    where
+        F: Future<Output = T>,
+    {
+        if self.engine == Engine::Sqlite {
+            return Ok(Some(work.await));
+        }
+        let mut conn = self.pool.acquire().await?;
+        let locked: bool = sqlx::query("SELECT pg_try_advisory_lock($1)")
+            .bind(key)
+            .fetch_one(&mut *conn)
+            .await?
+            .try_get(0)?;
+        if !locked {
+            return Ok(None);
+        }
+        let result = work.await;
+        sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(key)
+            .execute(&mut *conn)
+            .await?;
+        Ok(Some(result))
+    }
+
+    /// Tells every instance listening on PostgreSQL about a balance change (no-op on SQLite,
+    /// where the one instance publishes it itself).
+    pub async fn notify_balance(&self, payload: &str) -> StoreResult<()> {
+        if self.engine == Engine::Postgres {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(BALANCE_CHANNEL)
+                .bind(payload)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// A durable number of the bot's own (e.g. the polling offset).
     pub async fn bot_value(&self, key: &str) -> StoreResult<Option<i64>> {
         let row = sqlx::query("SELECT value FROM bot_state WHERE key = $1")
@@ -618,6 +673,9 @@ impl Store {
         Ok(row.try_get(0)?)
     }
 }
+
+/// The PostgreSQL channel of balance events between instances.
+pub const BALANCE_CHANNEL: &str = "ndn_balance";
 
 const ORDER_SELECT: &str =
     "SELECT id, user_id, package_id, ndn, stars, status, created_at, expires_at

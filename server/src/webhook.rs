@@ -165,12 +165,13 @@ async fn credit(
         &payment.invoice_payload,
         payment.total_amount,
         &outcome,
-    );
+    )
+    .await;
     Ok(Handled::Done)
 }
 
 /// Logs and counts a payment's outcome, and tells the buyer's open Mini App.
-pub fn after_payment(
+pub async fn after_payment(
     state: &AppState,
     charge_id: &str,
     payload: &str,
@@ -197,14 +198,12 @@ pub fn after_payment(
                 .metrics
                 .stars_credited
                 .inc_by(u64::try_from(stars).unwrap_or(0));
-            state.events.publish(
-                *user_id,
-                BalanceEvent {
-                    balance: *balance,
-                    order_id: Some(order_id.clone()),
-                    status: Some(OrderState::Paid),
-                },
-            );
+            let event = BalanceEvent {
+                balance: *balance,
+                order_id: Some(order_id.clone()),
+                status: Some(OrderState::Paid),
+            };
+            crate::events::publish(state, *user_id, event).await;
             state.outbox.notify_one();
         }
         PaymentOutcome::Held { user_id, reason } => {
@@ -238,12 +237,12 @@ async fn refund_payment(
         .store
         .apply_refund(user_id, charge_id, refund.total_amount, &BotNotice)
         .await?;
-    after_refund(state, charge_id, &outcome);
+    after_refund(state, charge_id, &outcome).await;
     Ok(Handled::Done)
 }
 
 /// Logs a refund and tells the buyer's open Mini App.
-pub fn after_refund(state: &AppState, charge_id: &str, outcome: &RefundOutcome) {
+pub async fn after_refund(state: &AppState, charge_id: &str, outcome: &RefundOutcome) {
     match outcome {
         RefundOutcome::Debited {
             user_id,
@@ -253,14 +252,12 @@ pub fn after_refund(state: &AppState, charge_id: &str, outcome: &RefundOutcome) 
         } => {
             tracing::info!(charge_id, order_id, user_id, ndn, balance, "refund debited");
             state.metrics.refunds_applied.inc();
-            state.events.publish(
-                *user_id,
-                BalanceEvent {
-                    balance: *balance,
-                    order_id: order_id.clone(),
-                    status: Some(OrderState::Refunded),
-                },
-            );
+            let event = BalanceEvent {
+                balance: *balance,
+                order_id: order_id.clone(),
+                status: Some(OrderState::Refunded),
+            };
+            crate::events::publish(state, *user_id, event).await;
             state.outbox.notify_one();
         }
         other => tracing::info!(charge_id, outcome = ?other, "refund recorded"),

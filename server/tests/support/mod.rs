@@ -18,6 +18,8 @@ pub const OTHER_BUYER: i64 = 555_000_111;
 /// A fresh database for one test.
 pub struct Database {
     pub url: String,
+    /// PostgreSQL only: the administrative URL and this database's name.
+    pub admin: Option<(String, String)>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -27,6 +29,7 @@ impl Database {
         let url = format!("sqlite://{}/ndn.db", dir.path().display());
         Self {
             url,
+            admin: None,
             _dir: Some(dir),
         }
     }
@@ -57,6 +60,7 @@ impl Database {
             .map_or(admin.as_str(), |(base, _)| base);
         Some(Self {
             url: format!("{base}/{name}"),
+            admin: Some((admin, name)),
             _dir: None,
         })
     }
@@ -98,6 +102,16 @@ pub struct TestApp {
     poll: bool,
 }
 
+/// The fake Telegram Bot API on its own loopback port.
+pub async fn serve_fake_telegram() -> (FakeTelegram, String) {
+    let telegram = FakeTelegram::new(TOKEN);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let router = telegram.router::<()>();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (telegram, url)
+}
+
 pub fn production_vars(database_url: &str, api_url: &str) -> HashMap<String, String> {
     [
         ("TELEGRAM_BOT_TOKEN", TOKEN),
@@ -123,11 +137,7 @@ impl TestApp {
     }
 
     async fn spawn_with(database: Database, poll: bool) -> Self {
-        let telegram = FakeTelegram::new(TOKEN);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let telegram_url = format!("http://{}", listener.local_addr().unwrap());
-        let router = telegram.router::<()>();
-        tokio::spawn(async move { axum::serve(listener, router).await });
+        let (telegram, telegram_url) = serve_fake_telegram().await;
         Self::start(database, telegram, telegram_url, poll).await
     }
 
