@@ -45,6 +45,7 @@ pub struct Metrics {
     pub notifications_sent: Counter,
     pub notifications_failed: Counter,
     pub outbox_pending: Gauge,
+    pub payment_commits: Gauge,
     pub bot_api_errors: Family<Method, Counter>,
 }
 
@@ -62,6 +63,7 @@ impl Default for Metrics {
             notifications_sent: Counter::default(),
             notifications_failed: Counter::default(),
             outbox_pending: Gauge::default(),
+            payment_commits: Gauge::default(),
             bot_api_errors: Family::default(),
             registry: Registry::default(),
         };
@@ -138,6 +140,8 @@ impl Metrics {
 
 /// `GET /metrics`.
 pub async fn serve(State(state): State<AppState>) -> Response {
+    let commits = i64::try_from(state.store.payment_commits()).unwrap_or(i64::MAX);
+    state.metrics.payment_commits.set(commits);
     match state.store.pending_messages().await {
         Ok(pending) => {
             state.metrics.outbox_pending.set(pending);

@@ -248,26 +248,22 @@ async fn apply_transaction(
         let Some(user_id) = user.get("id").and_then(Value::as_i64) else {
             return Ok(());
         };
+        let text =
+            |value: &Value, key: &str| value.get(key).and_then(Value::as_str).map(str::to_owned);
         let payer = Buyer {
             id: user_id,
-            first_name: user
-                .get("first_name")
-                .and_then(Value::as_str)
-                .unwrap_or_default(),
-            username: user.get("username").and_then(Value::as_str),
-            language_code: user.get("language_code").and_then(Value::as_str),
+            first_name: text(user, "first_name").unwrap_or_default(),
+            username: text(user, "username"),
+            language_code: text(user, "language_code"),
         };
         let payment = IncomingPayment {
-            charge_id: &transaction.id,
+            charge_id: transaction.id.clone(),
             provider_charge_id: None,
-            payload: source
-                .get("invoice_payload")
-                .and_then(Value::as_str)
-                .unwrap_or_default(),
-            currency: "XTR",
+            payload: text(&source, "invoice_payload").unwrap_or_default(),
+            currency: "XTR".into(),
             stars: transaction.amount,
         };
-        match store.apply_payment(&payer, &payment, &BotNotice).await? {
+        match store.apply_payment(payer, payment, &BotNotice).await? {
             PaymentOutcome::Credited { .. } => report.credited.push(transaction.id.clone()),
             PaymentOutcome::Held { .. } => report.held.push(transaction.id.clone()),
             PaymentOutcome::Duplicate => {}

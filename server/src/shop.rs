@@ -42,9 +42,9 @@ impl Shop {
         let user = &data.user;
         let buyer = Buyer {
             id: user.id,
-            first_name: &user.first_name,
-            username: user.username.as_deref(),
-            language_code: Some(language(data)),
+            first_name: user.first_name.clone(),
+            username: user.username.clone(),
+            language_code: Some(language(data).to_owned()),
         };
         self.0.store.upsert_buyer(&buyer).await.map_err(internal)
     }

@@ -2,11 +2,14 @@
 //! transactions that carry out the wallet's rules.
 
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use app::api::{OrderState, Package, Purchase};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, Row, Transaction};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::wallet::{
     Order, PaymentPlan, PaymentRecord, PaymentStatus, RefundPlan, plan_payment, plan_refund,
@@ -23,6 +26,8 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("database holds an unexpected value: {0}")]
     Corrupt(String),
+    #[error("payment writer: {0}")]
+    Writer(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -35,11 +40,11 @@ pub enum Engine {
 
 /// A buyer as Telegram describes them.
 #[derive(Debug, Clone)]
-pub struct Buyer<'a> {
+pub struct Buyer {
     pub id: i64,
-    pub first_name: &'a str,
-    pub username: Option<&'a str>,
-    pub language_code: Option<&'a str>,
+    pub first_name: String,
+    pub username: Option<String>,
+    pub language_code: Option<String>,
 }
 
 /// A message to a chat, sent later by the notification worker.
@@ -53,13 +58,24 @@ pub struct OutgoingMessage {
 
 /// The facts of a `successful_payment` the store needs.
 #[derive(Debug, Clone)]
-pub struct IncomingPayment<'a> {
-    pub charge_id: &'a str,
-    pub provider_charge_id: Option<&'a str>,
-    pub payload: &'a str,
-    pub currency: &'a str,
+pub struct IncomingPayment {
+    pub charge_id: String,
+    pub provider_charge_id: Option<String>,
+    pub payload: String,
+    pub currency: String,
     pub stars: i64,
 }
+
+/// A payment waiting for the group-commit writer.
+struct PaymentJob {
+    payer: Buyer,
+    payment: IncomingPayment,
+    notice: &'static (dyn Notice + Sync),
+    reply: oneshot::Sender<StoreResult<PaymentOutcome>>,
+}
+
+/// Payments committed together at most (one fsync for all of them).
+const MAX_BATCH: usize = 256;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PaymentOutcome {
@@ -109,6 +125,10 @@ pub struct ClaimedMessage {
 pub struct Store {
     pool: AnyPool,
     engine: Engine,
+    /// The group-commit writer that applies `successful_payment`s.
+    payments: mpsc::Sender<PaymentJob>,
+    /// Transactions the writer committed (each holding one or more payments).
+    payment_commits: Arc<AtomicU64>,
 }
 
 pub fn now_ms() -> i64 {
@@ -177,7 +197,20 @@ impl Store {
             })
             .connect(&url)
             .await?;
-        Ok(Self { pool, engine })
+        let (payments, jobs) = mpsc::channel(4 * MAX_BATCH);
+        let payment_commits = Arc::new(AtomicU64::new(0));
+        tokio::spawn(write_payments(
+            pool.clone(),
+            engine,
+            jobs,
+            payment_commits.clone(),
+        ));
+        Ok(Self {
+            pool,
+            engine,
+            payment_commits,
+            payments,
+        })
     }
 
     pub async fn migrate(&self) -> StoreResult<()> {
@@ -186,6 +219,11 @@ impl Store {
             Engine::Postgres => POSTGRES_MIGRATIONS.run(&self.pool).await?,
         }
         Ok(())
+    }
+
+    /// How many transactions the payment writer committed so far.
+    pub fn payment_commits(&self) -> u64 {
+        self.payment_commits.load(Ordering::Relaxed)
     }
 
     pub fn engine(&self) -> Engine {
@@ -206,16 +244,11 @@ impl Store {
         Ok(())
     }
 
-    /// A write transaction. SQLite takes its write lock up front, so two writers queue on the
-    /// busy timeout instead of failing on a lock upgrade.
     async fn write(&self) -> StoreResult<Transaction<'static, Any>> {
-        Ok(match self.engine {
-            Engine::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Engine::Postgres => self.pool.begin().await?,
-        })
+        begin_write(&self.pool, self.engine).await
     }
 
-    pub async fn upsert_buyer(&self, buyer: &Buyer<'_>) -> StoreResult<()> {
+    pub async fn upsert_buyer(&self, buyer: &Buyer) -> StoreResult<()> {
         let mut tx = self.write().await?;
         upsert_buyer(&mut tx, buyer, now_ms()).await?;
         tx.commit().await?;
@@ -318,99 +351,25 @@ impl Store {
     }
 
     /// Records a `successful_payment` and carries out its plan in one transaction: payment row
-    /// (unique per charge), order, ledger, balance and the buyer's notification.
+    /// (unique per charge), order, ledger, balance and the buyer's notification. Concurrent
+    /// payments share a transaction (group commit); each caller gets its answer only after
+    /// that transaction committed.
     pub async fn apply_payment(
         &self,
-        payer: &Buyer<'_>,
-        payment: &IncomingPayment<'_>,
-        notice: &(dyn Notice + Sync),
+        payer: Buyer,
+        payment: IncomingPayment,
+        notice: &'static (dyn Notice + Sync),
     ) -> StoreResult<PaymentOutcome> {
-        let now = now_ms();
-        let mut tx = self.write().await?;
-        upsert_buyer(&mut tx, payer, now).await?;
-        let order = match sqlx::query(ORDER_SELECT)
-            .bind(payment.payload)
-            .fetch_optional(&mut *tx)
-            .await?
-        {
-            Some(row) => Some(order_from_row(&row)?),
-            None => None,
+        let stopped = || StoreError::Writer("the payment writer stopped".into());
+        let (reply, answer) = oneshot::channel();
+        let job = PaymentJob {
+            payer,
+            payment,
+            notice,
+            reply,
         };
-        let plan = plan_payment(order.as_ref(), payment.currency, payment.stars);
-        let (status, order_id, ndn, hold_reason) = match &plan {
-            PaymentPlan::Credit { order_id, ndn, .. } => {
-                (PaymentStatus::Credited, Some(order_id.clone()), *ndn, None)
-            }
-            PaymentPlan::Hold { order_id, reason } => {
-                (PaymentStatus::Held, order_id.clone(), 0, Some(*reason))
-            }
-        };
-        let inserted = sqlx::query(
-            "INSERT INTO payments (charge_id, provider_charge_id, user_id, order_id, payload,
-                 currency, stars, ndn, status, hold_reason, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-             ON CONFLICT (charge_id) DO NOTHING",
-        )
-        .bind(payment.charge_id)
-        .bind(payment.provider_charge_id)
-        .bind(payer.id)
-        .bind(order_id.as_deref())
-        .bind(payment.payload)
-        .bind(payment.currency)
-        .bind(payment.stars)
-        .bind(ndn)
-        .bind(status.as_str())
-        .bind(hold_reason)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if inserted == 0 {
-            tx.rollback().await?;
-            return Ok(PaymentOutcome::Duplicate);
-        }
-        let outcome = match plan {
-            PaymentPlan::Credit {
-                order_id,
-                ndn,
-                opens_order,
-            } => {
-                if opens_order {
-                    sqlx::query(
-                        "UPDATE orders SET status = 'paid', paid_at = $2
-                         WHERE id = $1 AND status IN ('pending', 'expired', 'failed')",
-                    )
-                    .bind(&order_id)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                let balance =
-                    post_ledger(&mut tx, payer.id, ndn, "payment", payment.charge_id, now).await?;
-                PaymentOutcome::Credited {
-                    user_id: payer.id,
-                    order_id,
-                    ndn,
-                    balance,
-                }
-            }
-            PaymentPlan::Hold { reason, .. } => PaymentOutcome::Held {
-                user_id: payer.id,
-                reason,
-            },
-        };
-        let language = payer.language_code.unwrap_or("en");
-        if let Some(text) = notice.payment(language, &outcome, payment.stars) {
-            let message = OutgoingMessage {
-                dedupe_key: format!("payment:{}", payment.charge_id),
-                chat_id: payer.id,
-                text,
-                reply_markup: None,
-            };
-            enqueue(&mut tx, &message, now).await?;
-        }
-        tx.commit().await?;
-        Ok(outcome)
+        self.payments.send(job).await.map_err(|_| stopped())?;
+        answer.await.unwrap_or_else(|_| Err(stopped()))
     }
 
     /// Applies a refund of `charge_id` once: debit, payment and order marked refunded, notice.
@@ -677,6 +636,166 @@ impl Store {
 /// The PostgreSQL channel of balance events between instances.
 pub const BALANCE_CHANNEL: &str = "ndn_balance";
 
+/// A write transaction. SQLite takes its write lock up front, so two writers queue on the
+/// busy timeout instead of failing on a lock upgrade.
+async fn begin_write(pool: &AnyPool, engine: Engine) -> StoreResult<Transaction<'static, Any>> {
+    Ok(match engine {
+        Engine::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await?,
+        Engine::Postgres => pool.begin().await?,
+    })
+}
+
+/// The group-commit writer: takes every payment waiting, applies them in one transaction, and
+/// answers each after the commit. If the shared transaction fails, each of its payments is
+/// tried alone, so only the ones that fail by themselves get an error.
+async fn write_payments(
+    pool: AnyPool,
+    engine: Engine,
+    mut jobs: mpsc::Receiver<PaymentJob>,
+    commits: Arc<AtomicU64>,
+) {
+    while let Some(first) = jobs.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        match commit_payments(&pool, engine, &batch).await {
+            Ok(outcomes) => {
+                commits.fetch_add(1, Ordering::Relaxed);
+                for (job, outcome) in batch.into_iter().zip(outcomes) {
+                    let _ = job.reply.send(Ok(outcome));
+                }
+            }
+            Err(error) if batch.len() == 1 => {
+                if let Some(job) = batch.pop() {
+                    let _ = job.reply.send(Err(error));
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, size = batch.len(), "payment batch failed; applying one by one");
+                for job in batch {
+                    let alone = commit_payments(&pool, engine, std::slice::from_ref(&job)).await;
+                    if alone.is_ok() {
+                        commits.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let _ = job.reply.send(alone.map(|mut outcomes| outcomes.remove(0)));
+                }
+            }
+        }
+    }
+}
+
+async fn commit_payments(
+    pool: &AnyPool,
+    engine: Engine,
+    jobs: &[PaymentJob],
+) -> StoreResult<Vec<PaymentOutcome>> {
+    let now = now_ms();
+    let mut tx = begin_write(pool, engine).await?;
+    let mut outcomes = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        outcomes.push(apply_payment_in(&mut tx, &job.payer, &job.payment, job.notice, now).await?);
+    }
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+/// One payment inside a write transaction. A charge already recorded (before, or earlier in
+/// the same batch) changes nothing.
+async fn apply_payment_in(
+    tx: &mut Transaction<'static, Any>,
+    payer: &Buyer,
+    payment: &IncomingPayment,
+    notice: &(dyn Notice + Sync),
+    now: i64,
+) -> StoreResult<PaymentOutcome> {
+    upsert_buyer(tx, payer, now).await?;
+    let order = match sqlx::query(ORDER_SELECT)
+        .bind(&payment.payload)
+        .fetch_optional(&mut **tx)
+        .await?
+    {
+        Some(row) => Some(order_from_row(&row)?),
+        None => None,
+    };
+    let plan = plan_payment(order.as_ref(), &payment.currency, payment.stars);
+    let (status, order_id, ndn, hold_reason) = match &plan {
+        PaymentPlan::Credit { order_id, ndn, .. } => {
+            (PaymentStatus::Credited, Some(order_id.clone()), *ndn, None)
+        }
+        PaymentPlan::Hold { order_id, reason } => {
+            (PaymentStatus::Held, order_id.clone(), 0, Some(*reason))
+        }
+    };
+    let inserted = sqlx::query(
+        "INSERT INTO payments (charge_id, provider_charge_id, user_id, order_id, payload,
+             currency, stars, ndn, status, hold_reason, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+         ON CONFLICT (charge_id) DO NOTHING",
+    )
+    .bind(&payment.charge_id)
+    .bind(payment.provider_charge_id.as_deref())
+    .bind(payer.id)
+    .bind(order_id.as_deref())
+    .bind(&payment.payload)
+    .bind(&payment.currency)
+    .bind(payment.stars)
+    .bind(ndn)
+    .bind(status.as_str())
+    .bind(hold_reason)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if inserted == 0 {
+        return Ok(PaymentOutcome::Duplicate);
+    }
+    let outcome = match plan {
+        PaymentPlan::Credit {
+            order_id,
+            ndn,
+            opens_order,
+        } => {
+            if opens_order {
+                sqlx::query(
+                    "UPDATE orders SET status = 'paid', paid_at = $2
+                     WHERE id = $1 AND status IN ('pending', 'expired', 'failed')",
+                )
+                .bind(&order_id)
+                .bind(now)
+                .execute(&mut **tx)
+                .await?;
+            }
+            let balance =
+                post_ledger(tx, payer.id, ndn, "payment", &payment.charge_id, now).await?;
+            PaymentOutcome::Credited {
+                user_id: payer.id,
+                order_id,
+                ndn,
+                balance,
+            }
+        }
+        PaymentPlan::Hold { reason, .. } => PaymentOutcome::Held {
+            user_id: payer.id,
+            reason,
+        },
+    };
+    let language = payer.language_code.as_deref().unwrap_or("en");
+    if let Some(text) = notice.payment(language, &outcome, payment.stars) {
+        let message = OutgoingMessage {
+            dedupe_key: format!("payment:{}", payment.charge_id),
+            chat_id: payer.id,
+            text,
+            reply_markup: None,
+        };
+        enqueue(tx, &message, now).await?;
+    }
+    Ok(outcome)
+}
+
 const ORDER_SELECT: &str =
     "SELECT id, user_id, package_id, ndn, stars, status, created_at, expires_at
                             FROM orders WHERE id = $1";
@@ -713,7 +832,7 @@ fn payment_from_row(row: &AnyRow) -> StoreResult<PaymentRecord> {
 
 async fn upsert_buyer(
     tx: &mut Transaction<'static, Any>,
-    buyer: &Buyer<'_>,
+    buyer: &Buyer,
     now: i64,
 ) -> StoreResult<()> {
     sqlx::query(
@@ -724,9 +843,9 @@ async fn upsert_buyer(
              updated_at = excluded.updated_at",
     )
     .bind(buyer.id)
-    .bind(buyer.first_name)
-    .bind(buyer.username)
-    .bind(buyer.language_code.unwrap_or("en"))
+    .bind(&buyer.first_name)
+    .bind(buyer.username.as_deref())
+    .bind(buyer.language_code.as_deref().unwrap_or("en"))
     .bind(now)
     .execute(&mut **tx)
     .await?;

@@ -149,15 +149,15 @@ async fn credit(
 ) -> Result<Handled, StoreError> {
     let payer = message_buyer(message);
     let incoming = IncomingPayment {
-        charge_id: &payment.telegram_payment_charge_id,
-        provider_charge_id: payment.provider_payment_charge_id.as_deref(),
-        payload: &payment.invoice_payload,
-        currency: &payment.currency,
+        charge_id: payment.telegram_payment_charge_id.clone(),
+        provider_charge_id: payment.provider_payment_charge_id.clone(),
+        payload: payment.invoice_payload.clone(),
+        currency: payment.currency.clone(),
         stars: payment.total_amount,
     };
     let outcome = state
         .store
-        .apply_payment(&payer, &incoming, &BotNotice)
+        .apply_payment(payer, incoming, &BotNotice)
         .await?;
     after_payment(
         state,
@@ -264,17 +264,17 @@ pub async fn after_refund(state: &AppState, charge_id: &str, outcome: &RefundOut
     }
 }
 
-fn message_buyer(message: &Message) -> Buyer<'_> {
+fn message_buyer(message: &Message) -> Buyer {
     match &message.from {
         Some(user) => Buyer {
             id: user.id,
-            first_name: &user.first_name,
-            username: user.username.as_deref(),
-            language_code: user.language_code.as_deref(),
+            first_name: user.first_name.clone(),
+            username: user.username.clone(),
+            language_code: user.language_code.clone(),
         },
         None => Buyer {
             id: message.chat.id,
-            first_name: "",
+            first_name: String::new(),
             username: None,
             language_code: None,
         },
