@@ -122,6 +122,11 @@ impl Default for Metrics {
             "Bot API calls that failed, by method",
             metrics.bot_api_errors.clone(),
         );
+        registry.register(
+            "payment_commits",
+            "Transactions that committed payments (group commit: one for many payments)",
+            metrics.payment_commits.clone(),
+        );
         Self {
             registry,
             ..metrics

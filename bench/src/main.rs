@@ -1,0 +1,229 @@
+//! The benchmark: starts the release server (SQLite, or PostgreSQL with two instances) with a
+//! fresh database and a fake Bot API on loopback, creates orders through the real server
+//! functions, drives the webhook with Telegram-shaped updates at fixed concurrency, and checks
+//! after every run that what was answered 2xx is exactly what the database holds.
+
+mod load;
+mod report;
+mod target;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::load::run_load;
+use crate::report::{Report, Run, bundle_sizes};
+use crate::target::{Cluster, Engine};
+use anyhow::{Context, bail};
+use clap::Parser;
+
+#[derive(Parser, Clone)]
+#[command(about = "NDN webhook and Mini App benchmark")]
+pub struct Options {
+    /// The release server binary.
+    #[arg(long)]
+    server: PathBuf,
+    /// The site folder of the release build (for the page and the bundle sizes).
+    #[arg(long, default_value = "target/site")]
+    site: PathBuf,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Requests per webhook scenario.
+    #[arg(long, default_value_t = 20_000)]
+    requests: usize,
+    /// Databases to run on: sqlite, postgres (comma-separated).
+    #[arg(long, default_value = "sqlite,postgres")]
+    databases: String,
+    /// PostgreSQL server for the postgres run (a fresh database is created on it).
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
+    postgres: String,
+    /// Where to write the JSON report.
+    #[arg(long, default_value = "bench-results.json")]
+    json: PathBuf,
+    /// A few seconds in all: small counts, SQLite only; checks that the benchmark still works.
+    #[arg(long)]
+    smoke: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut options = Options::parse();
+    if options.smoke {
+        options.requests = 300;
+        options.concurrency = 16;
+        options.databases = "sqlite".into();
+    }
+    let mut report = Report::new(&options);
+    for name in options
+        .databases
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+    {
+        let engine = match name {
+            "sqlite" => Engine::Sqlite,
+            "postgres" => Engine::Postgres,
+            other => bail!("unknown database `{other}` (sqlite, postgres)"),
+        };
+        let runs = bench_engine(&options, engine)
+            .await
+            .with_context(|| format!("{name} run"))?;
+        report.runs.extend(runs);
+    }
+    report.bundle = bundle_sizes(&options.site.join("pkg"))?;
+    print!("{}", report.table());
+    std::fs::write(&options.json, serde_json::to_string_pretty(&report.json())?)?;
+    println!("JSON report: {}", options.json.display());
+    let failures: Vec<&Run> = report.runs.iter().filter(|run| !run.correct).collect();
+    if !failures.is_empty() {
+        bail!(
+            "correctness checks failed: {}",
+            failures
+                .iter()
+                .map(|r| r.name.clone())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(())
+}
+
+async fn bench_engine(options: &Options, engine: Engine) -> anyhow::Result<Vec<Run>> {
+    let cluster = Cluster::start(options, engine).await?;
+    let label = cluster.label();
+    let n = options.requests;
+    let c = options.concurrency;
+    let mut runs = Vec::new();
+
+    // Orders for every scenario, created through the real server function.
+    let buyers: Vec<i64> = (0..64).map(|i| 7_000_000 + i).collect();
+    let orders = cluster
+        .create_orders(&buyers, n / 4 + 1 + 2 * n, c.min(32))
+        .await?;
+    let (pre_orders, rest) = orders.split_at(n / 4 + 1);
+    let (pay_orders, mixed_orders) = rest.split_at(n);
+
+    // pre_checkout_query: read-only, answered in the response body.
+    let updates: Vec<_> = (0..n)
+        .map(|i| {
+            let (buyer, order) = &pre_orders[i % pre_orders.len()];
+            target::pre_checkout(i as i64, *buyer, order, 50)
+        })
+        .collect();
+    let rss = cluster.rss_sampler();
+    let outcome = run_load(c, updates.len(), |i| {
+        cluster.post_webhook(i, updates[i].clone())
+    })
+    .await;
+    let accepted = outcome
+        .bodies
+        .iter()
+        .filter(|body| body.contains("\"ok\":true"))
+        .count();
+    runs.push(Run::new(
+        format!("pre_checkout_query [{label}]"),
+        &outcome,
+        rss.stop().await,
+        accepted == n,
+        format!("{accepted}/{n} accepted"),
+    ));
+
+    // successful_payment: each a distinct charge on a distinct order.
+    let ledger_before = cluster.ledger_rows().await?;
+    let updates: Vec<_> = pay_orders
+        .iter()
+        .enumerate()
+        .map(|(i, (buyer, order))| {
+            target::successful_payment(
+                1_000_000 + i as i64,
+                *buyer,
+                order,
+                50,
+                &format!("bench-pay-{i}"),
+            )
+        })
+        .collect();
+    let rss = cluster.rss_sampler();
+    let commits_before = cluster.payment_commits().await;
+    let outcome = run_load(c, updates.len(), |i| {
+        cluster.post_webhook(i, updates[i].clone())
+    })
+    .await;
+    let credited = cluster.ledger_rows().await? - ledger_before;
+    let commits = cluster
+        .payment_commits()
+        .await
+        .saturating_sub(commits_before);
+    let ok = credited == outcome.ok as i64 && outcome.ok == n;
+    runs.push(Run::new(
+        format!("successful_payment [{label}]"),
+        &outcome,
+        rss.stop().await,
+        ok,
+        format!(
+            "{credited} credited for {} 2xx; {commits} commits",
+            outcome.ok
+        ),
+    ));
+
+    // Duplicates of the same run must change nothing.
+    let outcome = run_load(c, updates.len().min(2_000), |i| {
+        cluster.post_webhook(i, updates[i].clone())
+    })
+    .await;
+    let after = cluster.ledger_rows().await? - ledger_before;
+    runs.push(Run::new(
+        format!("duplicate successful_payment [{label}]"),
+        &outcome,
+        None,
+        after == credited,
+        format!("ledger unchanged: {after}"),
+    ));
+
+    // A mixed purchase stream: pre-checkout, then the payment, per buyer.
+    let ledger_before = cluster.ledger_rows().await?;
+    let mixed_orders = &mixed_orders[..n.min(mixed_orders.len())];
+    let rss = cluster.rss_sampler();
+    let outcome = run_load(c, mixed_orders.len(), |i| {
+        let (buyer, order) = &mixed_orders[i];
+        let pre = target::pre_checkout(2_000_000 + i as i64, *buyer, order, 50);
+        let pay = target::successful_payment(
+            3_000_000 + i as i64,
+            *buyer,
+            order,
+            50,
+            &format!("bench-mixed-{i}"),
+        );
+        cluster.purchase(i, pre, pay)
+    })
+    .await;
+    let credited = cluster.ledger_rows().await? - ledger_before;
+    runs.push(Run::new(
+        format!("purchase (pre-checkout + payment) [{label}]"),
+        &outcome,
+        rss.stop().await,
+        credited == outcome.ok as i64,
+        format!("{credited} credited for {} 2xx", outcome.ok),
+    ));
+
+    // Webhook 2xx → live event at a subscribed client (through the other instance if two).
+    let samples = if options.smoke { 20 } else { 500 };
+    let live = cluster.live_event_latency(samples).await?;
+    runs.push(live);
+
+    // The server-rendered Mini App page.
+    let rss = cluster.rss_sampler();
+    let outcome = run_load(c, n.min(20_000), |i| cluster.get_page(i)).await;
+    let ok = outcome.ok == n.min(20_000);
+    runs.push(Run::new(
+        format!("GET / (SSR page) [{label}]"),
+        &outcome,
+        rss.stop().await,
+        ok,
+        String::new(),
+    ));
+
+    cluster.stop().await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    Ok(runs)
+}

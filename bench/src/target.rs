@@ -1,0 +1,504 @@
+//! The system under test: release server processes on a fresh database, and the fake Bot API.
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use axum::body::Bytes;
+use serde_json::{Value, json};
+use server::fake_telegram::FakeTelegram;
+use server::init_data::InitDataValidator;
+use sqlx::Row;
+
+use crate::Options;
+use crate::load::Outcome;
+use crate::report::Run;
+
+const TOKEN: &str = "5000000005:bench-token";
+const SECRET: &str = "bench_secret";
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+struct Instance {
+    child: tokio::process::Child,
+    base: String,
+    pid: u32,
+}
+
+pub struct Cluster {
+    engine: Engine,
+    instances: Vec<Instance>,
+    http: reqwest::Client,
+    database: sqlx::AnyPool,
+    signer: InitDataValidator,
+    auth: Mutex<HashMap<i64, String>>,
+    cleanup: Option<std::path::PathBuf>,
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+impl Cluster {
+    /// SQLite: one instance. PostgreSQL: two instances on one fresh database.
+    pub async fn start(options: &Options, engine: Engine) -> anyhow::Result<Self> {
+        sqlx::any::install_default_drivers();
+        let (url, cleanup) = match engine {
+            Engine::Sqlite => {
+                let dir = std::env::temp_dir()
+                    .join(format!("ndn-bench-{}", uuid::Uuid::new_v4().simple()));
+                std::fs::create_dir_all(&dir)?;
+                (format!("sqlite://{}/ndn.db", dir.display()), Some(dir))
+            }
+            Engine::Postgres => {
+                let admin = sqlx::AnyPool::connect(&options.postgres)
+                    .await
+                    .context("PostgreSQL for the benchmark")?;
+                let name = format!("ndn_bench_{}", uuid::Uuid::new_v4().simple());
+                sqlx::query(&format!("CREATE DATABASE {name}"))
+                    .execute(&admin)
+                    .await?;
+                let base = options
+                    .postgres
+                    .rsplit_once('/')
+                    .map_or(options.postgres.as_str(), |(b, _)| b);
+                (format!("{base}/{name}"), None)
+            }
+        };
+
+        let telegram = FakeTelegram::new(TOKEN);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let api_url = format!("http://{}", listener.local_addr()?);
+        let router = telegram.router::<()>();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+
+        let count = if engine == Engine::Postgres { 2 } else { 1 };
+        let mut instances = Vec::new();
+        for index in 0..count {
+            let port = free_port()?;
+            let mut command = tokio::process::Command::new(&options.server);
+            command
+                .arg("serve")
+                .env("TELEGRAM_BOT_TOKEN", TOKEN)
+                .env("TELEGRAM_WEBHOOK_SECRET", SECRET)
+                .env("TELEGRAM_API_URL", &api_url)
+                .env("DATABASE_URL", &url)
+                .env(
+                    "DATABASE_MAX_CONNECTIONS",
+                    if engine == Engine::Postgres {
+                        "16"
+                    } else {
+                        "8"
+                    },
+                )
+                .env("LEPTOS_SITE_ADDR", format!("127.0.0.1:{port}"))
+                .env("LEPTOS_SITE_ROOT", &options.site)
+                .env("LEPTOS_OUTPUT_NAME", "ndn")
+                .env("LEPTOS_ENV", "PROD")
+                .env("PUBLIC_URL", "https://bench.invalid")
+                .env("RUST_LOG", "error")
+                .stdout(Stdio::null())
+                .kill_on_drop(true);
+            let child = command
+                .spawn()
+                .with_context(|| format!("starting {}", options.server.display()))?;
+            let pid = child.id().context("server pid")?;
+            instances.push(Instance {
+                child,
+                base: format!("http://127.0.0.1:{port}"),
+                pid,
+            });
+            // Let the first instance apply the migrations alone.
+            if index == 0 {
+                wait_ready(&instances[0].base).await?;
+            }
+        }
+        for instance in &instances {
+            wait_ready(&instance.base).await?;
+        }
+        let database = sqlx::AnyPool::connect(&url).await?;
+        Ok(Self {
+            engine,
+            instances,
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(256)
+                .build()?,
+            database,
+            signer: InitDataValidator::new(TOKEN, Duration::from_secs(86_400)),
+            auth: Mutex::default(),
+            cleanup,
+        })
+    }
+
+    pub fn label(&self) -> String {
+        match self.engine {
+            Engine::Sqlite => "SQLite".into(),
+            Engine::Postgres => format!("PostgreSQL, {} instances", self.instances.len()),
+        }
+    }
+
+    fn base(&self, index: usize) -> &str {
+        &self.instances[index % self.instances.len()].base
+    }
+
+    fn authorization(&self, buyer: i64) -> String {
+        let mut cache = self.auth.lock().unwrap_or_else(|p| p.into_inner());
+        cache
+            .entry(buyer)
+            .or_insert_with(|| {
+                let user = json!({ "id": buyer, "first_name": "Bench", "language_code": "en" })
+                    .to_string();
+                let now = (server::store::now_ms() / 1000).to_string();
+                format!(
+                    "tma {}",
+                    self.signer.sign(&[("user", &user), ("auth_date", &now)])
+                )
+            })
+            .clone()
+    }
+
+    async fn server_fn(
+        &self,
+        index: usize,
+        buyer: i64,
+        function: &str,
+        body: &'static str,
+    ) -> anyhow::Result<Value> {
+        let response = self
+            .http
+            .post(format!("{}/api/{function}", self.base(index)))
+            .header("Authorization", self.authorization(buyer))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await?;
+        if !response.status().is_success() {
+            bail!("{function}: HTTP {}", response.status());
+        }
+        Ok(response.json().await?)
+    }
+
+    /// `count` orders of 100 NDN (50 Stars), spread over `buyers`, through `create_invoice`.
+    pub async fn create_orders(
+        &self,
+        buyers: &[i64],
+        count: usize,
+        concurrency: usize,
+    ) -> anyhow::Result<Vec<(i64, String)>> {
+        let outcome = crate::load::run_load(concurrency, count, |i| async move {
+            let buyer = buyers[i % buyers.len()];
+            let invoice = self
+                .server_fn(i, buyer, "create_invoice", "package_id=ndn-100")
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(format!(
+                "{buyer} {}",
+                invoice["order_id"].as_str().unwrap_or_default()
+            ))
+        })
+        .await;
+        if outcome.errors > 0 {
+            bail!(
+                "creating orders: {} failed ({:?})",
+                outcome.errors,
+                outcome.first_error
+            );
+        }
+        Ok(outcome
+            .bodies
+            .iter()
+            .filter_map(|line| line.split_once(' '))
+            .map(|(buyer, order)| (buyer.parse().unwrap_or_default(), order.to_owned()))
+            .collect())
+    }
+
+    pub async fn post_webhook(&self, index: usize, body: Bytes) -> Result<String, String> {
+        let response = self
+            .http
+            .post(format!("{}/webhook/telegram", self.base(index)))
+            .header("X-Telegram-Bot-Api-Secret-Token", SECRET)
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status();
+        let text = response.text().await.map_err(|e| e.to_string())?;
+        if status.is_success() {
+            Ok(text)
+        } else {
+            Err(format!("HTTP {status}: {text}"))
+        }
+    }
+
+    /// A buyer's purchase as Telegram delivers it: the pre-checkout, then the payment.
+    pub async fn purchase(&self, index: usize, pre: Bytes, pay: Bytes) -> Result<String, String> {
+        let answer = self.post_webhook(index, pre).await?;
+        if !answer.contains("\"ok\":true") {
+            return Err(format!("pre-checkout refused: {answer}"));
+        }
+        self.post_webhook(index + 1, pay).await
+    }
+
+    pub async fn get_page(&self, index: usize) -> Result<String, String> {
+        let response = self
+            .http
+            .get(format!("{}/", self.base(index)))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status();
+        let _ = response.bytes().await.map_err(|e| e.to_string())?;
+        if status.is_success() {
+            Ok(String::new())
+        } else {
+            Err(format!("HTTP {status}"))
+        }
+    }
+
+    pub async fn ledger_rows(&self) -> anyhow::Result<i64> {
+        Ok(
+            sqlx::query("SELECT COUNT(*) FROM ledger WHERE kind = 'payment'")
+                .fetch_one(&self.database)
+                .await?
+                .try_get(0)?,
+        )
+    }
+
+    /// Sum of `ndn_payment_commits` over the instances.
+    pub async fn payment_commits(&self) -> u64 {
+        let mut total = 0;
+        for instance in &self.instances {
+            let Ok(response) = self
+                .http
+                .get(format!("{}/metrics", instance.base))
+                .send()
+                .await
+            else {
+                continue;
+            };
+            let text = response.text().await.unwrap_or_default();
+            total += text
+                .lines()
+                .find_map(|line| line.strip_prefix("ndn_payment_commits "))
+                .and_then(|value| value.trim().parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+        total
+    }
+
+    /// Samples the servers' resident memory until stopped.
+    pub fn rss_sampler(&self) -> RssSampler {
+        let pids: Vec<u32> = self.instances.iter().map(|i| i.pid).collect();
+        let peak = Arc::new(Mutex::new(0u64));
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn({
+            let peak = peak.clone();
+            async move {
+                loop {
+                    for pid in &pids {
+                        if let Some(kb) = rss_kb(*pid) {
+                            let mut peak = peak.lock().unwrap_or_else(|p| p.into_inner());
+                            *peak = (*peak).max(kb);
+                        }
+                    }
+                    tokio::select! {
+                        _ = &mut stopped => break,
+                        () = tokio::time::sleep(Duration::from_millis(20)) => {}
+                    }
+                }
+            }
+        });
+        RssSampler { peak, stop, task }
+    }
+
+    /// Time from a webhook's 2xx to the balance event at a client subscribed on the last
+    /// instance (another instance than the one that credited, when there are two).
+    pub async fn live_event_latency(&self, samples: usize) -> anyhow::Result<Run> {
+        let buyer = 8_000_001;
+        let orders = self.create_orders(&[buyer], samples, 8).await?;
+        let wallet = self
+            .server_fn(self.instances.len() - 1, buyer, "wallet", "")
+            .await?;
+        let token = wallet["events_token"]
+            .as_str()
+            .context("events token")?
+            .to_owned();
+        let mut stream = self
+            .http
+            .get(format!(
+                "{}/api/events?token={token}",
+                self.base(self.instances.len() - 1)
+            ))
+            .send()
+            .await?;
+        let arrivals: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+        let reader = tokio::spawn({
+            let arrivals = arrivals.clone();
+            async move {
+                let mut pending = String::new();
+                while let Ok(Some(chunk)) = stream.chunk().await {
+                    let now = Instant::now();
+                    pending.push_str(&String::from_utf8_lossy(&chunk));
+                    while let Some(end) = pending.find("\n\n") {
+                        let event: String = pending.drain(..end + 2).collect();
+                        if let Some(data) = event.lines().find_map(|l| l.strip_prefix("data: "))
+                            && let Ok(value) = serde_json::from_str::<Value>(data)
+                            && let Some(order) = value["order_id"].as_str()
+                        {
+                            arrivals
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .insert(order.to_owned(), now);
+                        }
+                    }
+                }
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let started = Instant::now();
+        let mut latencies = Vec::with_capacity(samples);
+        let mut from_send = Vec::with_capacity(samples);
+        let mut errors = Vec::new();
+        for (i, (buyer, order)) in orders.iter().enumerate() {
+            let body = successful_payment(
+                9_000_000 + i as i64,
+                *buyer,
+                order,
+                50,
+                &format!("bench-live-{i}"),
+            );
+            if let Err(error) = self.post_webhook(0, body).await {
+                errors.push(error);
+                continue;
+            }
+            let acknowledged = Instant::now();
+            let deadline = acknowledged + Duration::from_secs(2);
+            loop {
+                let seen = arrivals
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(order)
+                    .copied();
+                if let Some(at) = seen {
+                    // An event that beat the 2xx to the client counts as zero.
+                    latencies.push(
+                        u64::try_from(at.saturating_duration_since(acknowledged).as_micros())
+                            .unwrap_or(0),
+                    );
+                    break;
+                }
+                if Instant::now() > deadline {
+                    errors.push(format!("no event for {order}"));
+                    break;
+                }
+                tokio::time::sleep(Duration::from_micros(200)).await;
+            }
+        }
+        reader.abort();
+        latencies.sort_unstable();
+        from_send.sort_unstable();
+        let note = format!(
+            "sequential; event − 2xx (0 when the event arrives first); event − request sent: p50 {:.2} ms, p99 {:.2} ms",
+            crate::load::quantile_ms(&from_send, 0.5),
+            crate::load::quantile_ms(&from_send, 0.99)
+        );
+        let outcome = Outcome {
+            ok: latencies.len(),
+            errors: errors.len(),
+            first_error: errors.into_iter().next(),
+            bodies: Vec::new(),
+            elapsed: started.elapsed(),
+            latencies_us: latencies,
+        };
+        Ok(Run::new(
+            format!("webhook 2xx → live event [{}]", self.label()),
+            &outcome,
+            None,
+            outcome.ok == samples,
+            note,
+        ))
+    }
+
+    pub async fn stop(mut self) {
+        for instance in &mut self.instances {
+            let _ = instance.child.start_kill();
+            let _ = instance.child.wait().await;
+        }
+        self.database.close().await;
+        if let Some(dir) = &self.cleanup {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+pub struct RssSampler {
+    peak: Arc<Mutex<u64>>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RssSampler {
+    /// The peak resident set of any instance, in MB.
+    pub async fn stop(self) -> Option<f64> {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+        let kb = *self.peak.lock().unwrap_or_else(|p| p.into_inner());
+        (kb > 0).then(|| kb as f64 / 1024.0)
+    }
+}
+
+fn rss_kb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+async fn wait_ready(base: &str) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    for _ in 0..300 {
+        if let Ok(response) = client.get(format!("{base}/readyz")).send().await
+            && response.status().is_success()
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("the server at {base} did not become ready")
+}
+
+fn user(id: i64) -> Value {
+    json!({ "id": id, "is_bot": false, "first_name": "Bench", "language_code": "en" })
+}
+
+pub fn pre_checkout(update_id: i64, buyer: i64, order: &str, amount: i64) -> Bytes {
+    let update = json!({ "update_id": update_id, "pre_checkout_query": {
+        "id": format!("bench-q-{update_id}"), "from": user(buyer), "currency": "XTR",
+        "total_amount": amount, "invoice_payload": order } });
+    Bytes::from(update.to_string())
+}
+
+pub fn successful_payment(
+    update_id: i64,
+    buyer: i64,
+    order: &str,
+    amount: i64,
+    charge: &str,
+) -> Bytes {
+    let update = json!({ "update_id": update_id, "message": {
+        "message_id": update_id, "from": user(buyer), "chat": { "id": buyer, "type": "private" },
+        "date": server::store::now_ms() / 1000,
+        "successful_payment": { "currency": "XTR", "total_amount": amount, "invoice_payload": order,
+            "telegram_payment_charge_id": charge, "provider_payment_charge_id": "" } } });
+    Bytes::from(update.to_string())
+}
