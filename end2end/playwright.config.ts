@@ -44,6 +44,8 @@ export default defineConfig({
           LEPTOS_ENV: 'PROD',
           DATABASE_URL: process.env.NDN_E2E_DATABASE_URL ?? 'sqlite://target/e2e/ndn.db',
           RUST_LOG: 'warn',
+          // The two sandbox users buy in most tests, within a minute.
+          INVOICE_RATE_PER_MINUTE: '100',
         },
       }
     : undefined,

@@ -53,6 +53,11 @@ fn answer_error(error: ApiError) -> ApiError {
         && let Ok(status) = http::StatusCode::from_u16(error.status())
     {
         response.set_status(status);
+        if let ApiError::RateLimited { retry_after_secs } = &error
+            && let Ok(value) = http::HeaderValue::from_str(&retry_after_secs.to_string())
+        {
+            response.insert_header(http::header::RETRY_AFTER, value);
+        }
     }
     error
 }

@@ -105,6 +105,9 @@ impl Cluster {
                 .env("LEPTOS_ENV", "PROD")
                 .env("PUBLIC_URL", "https://bench.invalid")
                 .env("RUST_LOG", "error")
+                // The benchmark's buyers create thousands of orders each.
+                .env("INVOICE_RATE_PER_MINUTE", "1000000")
+                .env("MAX_PENDING_ORDERS", "1000000")
                 .stdout(Stdio::null())
                 .kill_on_drop(true);
             let child = command

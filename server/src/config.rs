@@ -57,6 +57,14 @@ pub struct Config {
     pub outbox_lease: Duration,
     /// PostgreSQL `statement_timeout` (`DATABASE_STATEMENT_TIMEOUT`, milliseconds).
     pub statement_timeout: Option<Duration>,
+    /// Invoices a buyer may create per minute (`INVOICE_RATE_PER_MINUTE`), also the burst.
+    pub invoice_rate_per_minute: u32,
+    /// Unpaid, unexpired orders a buyer may hold at once (`MAX_PENDING_ORDERS`).
+    pub max_pending_orders: i64,
+    /// If set, only these networks may call the webhook (`WEBHOOK_ALLOWED_NETWORKS`).
+    pub webhook_networks: Option<crate::security::Networks>,
+    /// The header a trusted proxy puts the client address in (`TRUSTED_PROXY_HEADER`).
+    pub trusted_proxy_header: Option<String>,
     /// Long polling instead of the webhook (`serve --poll`; not an environment variable).
     pub poll_updates: bool,
 }
@@ -199,6 +207,30 @@ impl Config {
                     })?,
                 )),
             },
+            invoice_rate_per_minute: parse_count(
+                get("INVOICE_RATE_PER_MINUTE"),
+                "INVOICE_RATE_PER_MINUTE",
+                10,
+            )?,
+            max_pending_orders: i64::from(parse_count(
+                get("MAX_PENDING_ORDERS"),
+                "MAX_PENDING_ORDERS",
+                20,
+            )?),
+            webhook_networks: get("WEBHOOK_ALLOWED_NETWORKS")
+                .map(|text| {
+                    crate::security::Networks::parse(text)
+                        .map_err(|problem| invalid("WEBHOOK_ALLOWED_NETWORKS", problem))
+                })
+                .transpose()?,
+            trusted_proxy_header: match get("TRUSTED_PROXY_HEADER") {
+                None => None,
+                Some(name) => Some(
+                    axum::http::HeaderName::try_from(name.to_ascii_lowercase())
+                        .map_err(|_| invalid("TRUSTED_PROXY_HEADER", "not a header name"))?
+                        .to_string(),
+                ),
+            },
             poll_updates: false,
         })
     }
@@ -294,6 +326,21 @@ fn parse_seconds(
     }
 }
 
+fn parse_count(
+    value: Option<&str>,
+    variable: &'static str,
+    default: u32,
+) -> Result<u32, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(text) => text
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=1_000_000).contains(n))
+            .ok_or_else(|| invalid(variable, "expected a whole number from 1 to 1000000")),
+    }
+}
+
 /// `NDN_PACKAGES`: comma-separated `ndn:stars` pairs, e.g. `100:50,500:225`.
 fn parse_packages(text: &str) -> Result<Vec<Package>, ConfigError> {
     const VAR: &str = "NDN_PACKAGES";
@@ -381,6 +428,9 @@ mod tests {
             ("TELEGRAM_TEST_ENV", "maybe"),
             ("INIT_DATA_MAX_AGE", "-5"),
             ("PUBLIC_URL", "ftp://example.org"),
+            ("WEBHOOK_ALLOWED_NETWORKS", "149.154.160.0/40"),
+            ("TRUSTED_PROXY_HEADER", "bad header"),
+            ("MAX_PENDING_ORDERS", "0"),
         ] {
             let err = config(&[(var, value)]).unwrap_err();
             assert_eq!(err.variable, var, "{value}");

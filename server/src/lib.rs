@@ -15,6 +15,7 @@ pub mod ops;
 mod pages;
 mod poller;
 pub mod sandbox;
+pub mod security;
 pub mod shop;
 pub mod state;
 pub mod store;
@@ -30,7 +31,7 @@ use app::backend::Backend;
 use app::{App, ShellConfig, shell};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{Request, StatusCode, header};
+use axum::http::{HeaderValue, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use leptos::prelude::provide_context;
@@ -39,6 +40,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::bot_api::BotApi;
@@ -157,9 +159,12 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
     let server = tokio::spawn({
         let shutdown = shutdown.clone();
         async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(shutdown.cancelled_owned())
-                .await
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await
         }
     });
     let mut workers = vec![tokio::spawn(notifier::run(state.clone(), shutdown.clone()))];
@@ -193,7 +198,8 @@ fn router(state: AppState, sandbox: Option<&Sandbox>) -> Router {
     let shell_config = ShellConfig {
         telegram_script: state.telegram_script.clone(),
     };
-    let backend = Backend(Arc::new(shop::Shop(state.clone())));
+    let backend = Backend(Arc::new(shop::Shop::new(state.clone())));
+    let dev = state.leptos.env == leptos::config::Env::DEV;
     let app_shell = {
         let leptos = state.leptos.clone();
         let shell_config = shell_config.clone();
@@ -215,7 +221,19 @@ fn router(state: AppState, sandbox: Option<&Sandbox>) -> Router {
         .leptos_routes_with_context(
             &state,
             generate_route_list(App),
-            move || provide_context(backend.clone()),
+            move || {
+                provide_context(backend.clone());
+                // The page's policy allows exactly the inline script Leptos signs with this
+                // request's nonce.
+                if let (Some(nonce), Some(response)) = (
+                    leptos::nonce::use_nonce(),
+                    leptos::prelude::use_context::<leptos_axum::ResponseOptions>(),
+                ) && let Ok(policy) =
+                    HeaderValue::from_str(&security::content_security_policy(Some(&nonce), dev))
+                {
+                    response.insert_header(header::CONTENT_SECURITY_POLICY, policy);
+                }
+            },
             app_shell,
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(
@@ -226,7 +244,19 @@ fn router(state: AppState, sandbox: Option<&Sandbox>) -> Router {
             .route(SANDBOX_SCRIPT_ROUTE, get(sandbox_script))
             .merge(sandbox.router());
     }
+    let default_policy = HeaderValue::from_str(&security::content_security_policy(None, dev))
+        .expect("the policy is a valid header value");
     router
+        .layer(axum::middleware::from_fn(security::client_errors_are_4xx))
+        .layer(SetResponseHeaderLayer::if_not_present(header::CONTENT_SECURITY_POLICY, default_policy))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
         .layer(DefaultBodyLimit::max(64 * 1024))
         .layer(
             // Paths only: query strings carry stream tokens, and no token belongs in a log.

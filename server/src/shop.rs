@@ -8,12 +8,44 @@ use async_trait::async_trait;
 use crate::bot_api::StarsInvoice;
 use crate::bot_text;
 use crate::init_data::{InitData, InitDataError};
+use crate::security::InvoiceLimiter;
 use crate::state::AppState;
 use crate::store::{Buyer, StoreError, now_ms};
 
 const HISTORY_LENGTH: i64 = 20;
 
-pub struct Shop(pub AppState);
+pub struct Shop {
+    state: AppState,
+    limiter: InvoiceLimiter,
+}
+
+impl Shop {
+    pub fn new(state: AppState) -> Self {
+        let limiter = InvoiceLimiter::new(state.config.invoice_rate_per_minute);
+        Self { state, limiter }
+    }
+
+    /// Refuses a new invoice when the buyer creates them too fast or holds too many unpaid.
+    async fn admit(&self, user_id: i64) -> Result<(), ApiError> {
+        if let Err(wait) = self.limiter.take(user_id) {
+            return Err(ApiError::RateLimited {
+                retry_after_secs: wait.as_secs().max(1),
+            });
+        }
+        let (open, oldest_expiry) = self
+            .state
+            .store
+            .open_orders(user_id)
+            .await
+            .map_err(internal)?;
+        if open >= self.state.config.max_pending_orders {
+            let wait_ms = oldest_expiry.map_or(60_000, |expiry| expiry - now_ms());
+            let retry_after_secs = u64::try_from(wait_ms / 1000).unwrap_or(0).max(1);
+            return Err(ApiError::RateLimited { retry_after_secs });
+        }
+        Ok(())
+    }
+}
 
 impl Shop {
     /// The buyer from `Authorization: tma <initData>`, and from nothing else.
@@ -23,7 +55,7 @@ impl Shop {
             .map(str::trim)
             .filter(|raw| !raw.is_empty())
             .ok_or(ApiError::Unauthorized(AuthFailure::Missing))?;
-        self.0
+        self.state
             .validator
             .validate(raw, now_ms() / 1000)
             .map_err(|error| {
@@ -46,7 +78,11 @@ impl Shop {
             username: user.username.clone(),
             language_code: Some(language(data).to_owned()),
         };
-        self.0.store.upsert_buyer(&buyer).await.map_err(internal)
+        self.state
+            .store
+            .upsert_buyer(&buyer)
+            .await
+            .map_err(internal)
     }
 }
 
@@ -65,7 +101,7 @@ impl WalletBackend for Shop {
         let data = self.authenticate(authorization)?;
         let user = &data.user;
         let language = language(&data);
-        let state = &self.0;
+        let state = &self.state;
         self.remember(&data).await?;
         let balance = state.store.balance(user.id).await.map_err(internal)?;
         let history = state
@@ -92,13 +128,14 @@ impl WalletBackend for Shop {
         package_id: &str,
     ) -> Result<Invoice, ApiError> {
         let data = self.authenticate(authorization)?;
-        let state = &self.0;
+        let state = &self.state;
         let package = state
             .config
             .package(package_id)
             .ok_or_else(|| ApiError::InvalidInput(format!("unknown package `{package_id}`")))?;
         let user = &data.user;
         self.remember(&data).await?;
+        self.admit(user.id).await?;
         let order_id = uuid::Uuid::new_v4().simple().to_string();
         state
             .store
@@ -145,7 +182,7 @@ impl WalletBackend for Shop {
         order_id: &str,
     ) -> Result<OrderStatusView, ApiError> {
         let data = self.authenticate(authorization)?;
-        let state = &self.0;
+        let state = &self.state;
         let order = state.store.order(order_id).await.map_err(internal)?;
         // Someone else's order answers exactly like a missing one.
         let order = order

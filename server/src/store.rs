@@ -299,6 +299,19 @@ impl Store {
         Ok(())
     }
 
+    /// The buyer's unpaid, unexpired orders: how many, and when the oldest expires.
+    pub async fn open_orders(&self, user_id: i64) -> StoreResult<(i64, Option<i64>)> {
+        let row = sqlx::query(
+            "SELECT COUNT(*), MIN(expires_at) FROM orders
+             WHERE user_id = $1 AND status = 'pending' AND expires_at > $2",
+        )
+        .bind(user_id)
+        .bind(now_ms())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((row.try_get(0)?, row.try_get(1)?))
+    }
+
     pub async fn set_invoice_url(&self, order_id: &str, url: &str) -> StoreResult<()> {
         sqlx::query("UPDATE orders SET invoice_url = $2 WHERE id = $1")
             .bind(order_id)
@@ -528,11 +541,15 @@ impl Store {
         Ok(claimed)
     }
 
-    pub async fn message_sent(&self, id: i64) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE outbox SET status = 'sent', sent_at = $2, locked_until = 0 WHERE id = $1",
-        )
-        .bind(id)
+    /// Records messages as delivered, all in one statement.
+    pub async fn messages_sent(&self, ids: &[i64]) -> StoreResult<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+        sqlx::query(&format!(
+            "UPDATE outbox SET status = 'sent', sent_at = $1, locked_until = 0 WHERE id IN ({list})"
+        ))
         .bind(now_ms())
         .execute(&self.pool)
         .await?;
@@ -662,6 +679,11 @@ async fn write_payments(
                 Err(_) => break,
             }
         }
+        // Every batch takes its row locks in the same order, so that batches of two instances
+        // wait for each other instead of deadlocking.
+        batch.sort_by(|a, b| {
+            (a.payer.id, &a.payment.charge_id).cmp(&(b.payer.id, &b.payment.charge_id))
+        });
         match commit_payments(&pool, engine, &batch).await {
             Ok(outcomes) => {
                 commits.fetch_add(1, Ordering::Relaxed);

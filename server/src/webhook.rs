@@ -2,7 +2,9 @@
 
 use app::api::{BalanceEvent, OrderState};
 use axum::body::Bytes;
-use axum::extract::State;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -11,6 +13,7 @@ use subtle::ConstantTimeEq;
 use crate::bot_text::{self, BotNotice};
 use crate::commands;
 use crate::metrics::{Kind, Reason};
+use crate::security::client_ip;
 use crate::state::AppState;
 use crate::store::{Buyer, IncomingPayment, PaymentOutcome, RefundOutcome, StoreError, now_ms};
 use crate::updates::{Message, PreCheckoutQuery, RefundedPayment, SuccessfulPayment, Update};
@@ -20,7 +23,23 @@ pub const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
 /// Telegram's updates are small; anything larger is not from Telegram.
 pub const BODY_LIMIT: usize = 256 * 1024;
 
-pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn receive(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(networks) = &state.config.webhook_networks {
+        let client = client_ip(
+            peer.ip(),
+            &headers,
+            state.config.trusted_proxy_header.as_deref(),
+        );
+        if !client.is_some_and(|ip| networks.contains(ip)) {
+            tracing::warn!(peer = %peer.ip(), ?client, "webhook call from outside the allowed networks");
+            return (StatusCode::FORBIDDEN, "source address not allowed").into_response();
+        }
+    }
     let presented = headers
         .get(SECRET_HEADER)
         .map(|v| v.as_bytes())

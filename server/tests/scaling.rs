@@ -22,6 +22,9 @@ struct Cluster {
 async fn instance(database: &Database, api_url: &str) -> server::Running {
     let mut vars = production_vars(&database.url, api_url);
     vars.insert("OUTBOX_LEASE".into(), "2".into());
+    // Each test buyer creates many orders quickly.
+    vars.insert("INVOICE_RATE_PER_MINUTE".into(), "100000".into());
+    vars.insert("MAX_PENDING_ORDERS".into(), "100000".into());
     let config = server::config::Config::from_vars(&vars).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     server::start(config, listener).await.unwrap()

@@ -100,6 +100,7 @@ pub struct TestApp {
     telegram_url: String,
     validator: InitDataValidator,
     poll: bool,
+    extra: Vec<(String, String)>,
 }
 
 /// The fake Telegram Bot API on its own loopback port.
@@ -131,6 +132,16 @@ impl TestApp {
         Self::spawn_with(database, false).await
     }
 
+    /// A server with extra configuration variables.
+    pub async fn spawn_configured(database: Database, extra: &[(&str, &str)]) -> Self {
+        let (telegram, telegram_url) = serve_fake_telegram().await;
+        let extra = extra
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Self::start(database, telegram, telegram_url, false, extra).await
+    }
+
     /// A server that long-polls the fake Telegram (`serve --poll`) instead of a webhook.
     pub async fn spawn_polling(database: Database) -> Self {
         Self::spawn_with(database, true).await
@@ -138,7 +149,7 @@ impl TestApp {
 
     async fn spawn_with(database: Database, poll: bool) -> Self {
         let (telegram, telegram_url) = serve_fake_telegram().await;
-        Self::start(database, telegram, telegram_url, poll).await
+        Self::start(database, telegram, telegram_url, poll, Vec::new()).await
     }
 
     async fn start(
@@ -146,10 +157,12 @@ impl TestApp {
         telegram: FakeTelegram,
         telegram_url: String,
         poll: bool,
+        extra: Vec<(String, String)>,
     ) -> Self {
+        let mut vars = production_vars(&database.url, &telegram_url);
+        vars.extend(extra.iter().cloned());
         let mut config =
-            server::config::Config::from_vars(&production_vars(&database.url, &telegram_url))
-                .expect("test configuration is valid");
+            server::config::Config::from_vars(&vars).expect("test configuration is valid");
         config.poll_updates = poll;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let server = server::start(config, listener)
@@ -164,6 +177,7 @@ impl TestApp {
             telegram_url,
             validator: InitDataValidator::new(TOKEN, Duration::from_secs(86_400)),
             poll,
+            extra,
         }
     }
 
@@ -175,10 +189,11 @@ impl TestApp {
             database,
             telegram_url,
             poll,
+            extra,
             ..
         } = self;
         server.stop().await;
-        Self::start(database, telegram, telegram_url, poll).await
+        Self::start(database, telegram, telegram_url, poll, extra).await
     }
 
     /// Runs the `server` binary with `args` against this app's database and fake Telegram;

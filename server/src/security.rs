@@ -1,0 +1,238 @@
+//! What protects the server from the outside: security headers, the webhook's source check,
+//! and per-buyer limits on invoice creation.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, to_bytes};
+use axum::extract::Request;
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::Response;
+
+/// Telegram's web clients embed the Mini App in an iframe; nobody else may.
+const FRAME_ANCESTORS: &str = "'self' https://web.telegram.org https://*.telegram.org";
+
+/// The Content-Security-Policy of our pages. With a `nonce`, Leptos' inline hydration script
+/// (which carries it) may run; nothing else inline does. `dev` allows the live-reload socket.
+pub fn content_security_policy(nonce: Option<&str>, dev: bool) -> String {
+    let nonce = nonce.map(|n| format!(" 'nonce-{n}'")).unwrap_or_default();
+    let reload = if dev { " ws: wss:" } else { "" };
+    format!(
+        "default-src 'self'; script-src 'self'{nonce} 'wasm-unsafe-eval' https://telegram.org; \
+         style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'{reload}; \
+         frame-ancestors {FRAME_ANCESTORS}; base-uri 'none'; object-src 'none'; form-action 'self'"
+    )
+}
+
+/// Server-function arguments that do not decode answer 400, not the framework's 500: they are
+/// the caller's mistake, and a 5xx would page the operator.
+pub async fn client_errors_are_4xx(request: Request, next: Next) -> Response {
+    let is_api = request.uri().path().starts_with("/api/");
+    let response = next.run(request).await;
+    if !is_api || response.status() != StatusCode::INTERNAL_SERVER_ERROR {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let bytes = to_bytes(body, 64 * 1024).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes);
+    if text.starts_with(r#"{"Framework":{"Args""#)
+        || text.starts_with(r#"{"Framework":{"Deserialization""#)
+    {
+        parts.status = StatusCode::BAD_REQUEST;
+    }
+    Response::from_parts(parts, Body::from(bytes))
+}
+
+/// A set of IP networks, e.g. Telegram's `149.154.160.0/20,91.108.4.0/22`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Networks(Vec<(IpAddr, u8)>);
+
+impl Networks {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut networks = Vec::new();
+        for item in text
+            .split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+        {
+            let (address, bits) = item.split_once('/').unwrap_or((item, ""));
+            let address: IpAddr = address
+                .parse()
+                .map_err(|_| format!("`{item}` is not an IP network"))?;
+            let max = if address.is_ipv4() { 32 } else { 128 };
+            let bits = if bits.is_empty() {
+                max
+            } else {
+                bits.parse().map_err(|_| format!("`{item}`: bad prefix"))?
+            };
+            if bits > max {
+                return Err(format!("`{item}`: prefix longer than {max}"));
+            }
+            networks.push((address, bits));
+        }
+        if networks.is_empty() {
+            return Err("no networks given".into());
+        }
+        Ok(Self(networks))
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        self.0.iter().any(|(network, bits)| match (network, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => prefix_matches(&net.octets(), &ip.octets(), *bits),
+            (IpAddr::V6(net), IpAddr::V6(ip)) => prefix_matches(&net.octets(), &ip.octets(), *bits),
+            _ => false,
+        })
+    }
+}
+
+fn prefix_matches(network: &[u8], ip: &[u8], bits: u8) -> bool {
+    let bits = usize::from(bits);
+    let (whole, rest) = (bits / 8, bits % 8);
+    if network[..whole] != ip[..whole] {
+        return false;
+    }
+    rest == 0 || {
+        let mask = 0xffu8 << (8 - rest);
+        network[whole] & mask == ip[whole] & mask
+    }
+}
+
+/// Where a request came from: the peer, or, behind a trusted proxy, the address the proxy
+/// appended last to `header` (the only entry the proxy itself vouches for).
+pub fn client_ip(
+    peer: IpAddr,
+    headers: &HeaderMap,
+    trusted_header: Option<&str>,
+) -> Option<IpAddr> {
+    match trusted_header {
+        None => Some(peer),
+        Some(name) => headers
+            .get(name)?
+            .to_str()
+            .ok()?
+            .rsplit(',')
+            .next()?
+            .trim()
+            .parse()
+            .ok(),
+    }
+}
+
+/// A token bucket per buyer: `burst` invoices at once, refilled at `per_minute`.
+pub struct InvoiceLimiter {
+    burst: f64,
+    per_second: f64,
+    buckets: Mutex<HashMap<i64, (f64, Instant)>>,
+}
+
+impl InvoiceLimiter {
+    pub fn new(per_minute: u32) -> Self {
+        let per_minute = f64::from(per_minute.max(1));
+        Self {
+            burst: per_minute,
+            per_second: per_minute / 60.0,
+            buckets: Mutex::default(),
+        }
+    }
+
+    /// Takes one token for `user_id`, or says how long until one is there.
+    pub fn take(&self, user_id: i64) -> Result<(), Duration> {
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if buckets.len() > 100_000 {
+            // Forget full buckets so that the map stays small.
+            let (burst, rate) = (self.burst, self.per_second);
+            buckets.retain(|_, (tokens, at)| {
+                *tokens + now.duration_since(*at).as_secs_f64() * rate < burst
+            });
+        }
+        let (tokens, at) = buckets.entry(user_id).or_insert((self.burst, now));
+        *tokens =
+            (*tokens + now.duration_since(*at).as_secs_f64() * self.per_second).min(self.burst);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - *tokens) / self.per_second)
+                .max(Duration::from_secs(1)))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn telegram_networks_match_their_addresses_only() {
+        let telegram = Networks::parse("149.154.160.0/20, 91.108.4.0/22").unwrap();
+        for inside in [
+            "149.154.160.1",
+            "149.154.175.255",
+            "91.108.7.9",
+            "::ffff:149.154.161.2",
+        ] {
+            assert!(telegram.contains(inside.parse().unwrap()), "{inside}");
+        }
+        for outside in ["149.154.176.0", "91.108.8.1", "127.0.0.1", "::1"] {
+            assert!(!telegram.contains(outside.parse().unwrap()), "{outside}");
+        }
+        assert!(Networks::parse("10.0.0.0/33").is_err());
+        assert!(Networks::parse("nonsense").is_err());
+        assert!(Networks::parse("").is_err());
+    }
+
+    #[test]
+    fn behind_a_trusted_proxy_the_last_forwarded_address_counts() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", "6.6.6.6, 149.154.160.5".parse().unwrap());
+        let peer: IpAddr = "127.0.0.1".parse().unwrap();
+        assert_eq!(
+            client_ip(peer, &headers, Some("x-forwarded-for")),
+            "149.154.160.5".parse().ok()
+        );
+        assert_eq!(client_ip(peer, &headers, None), Some(peer));
+        assert_eq!(
+            client_ip(peer, &HeaderMap::new(), Some("x-forwarded-for")),
+            None
+        );
+    }
+
+    #[test]
+    fn invoice_limiter_allows_a_burst_then_asks_to_wait() {
+        let limiter = InvoiceLimiter::new(3);
+        for _ in 0..3 {
+            assert!(limiter.take(1).is_ok());
+        }
+        let wait = limiter.take(1).unwrap_err();
+        assert!(
+            wait >= Duration::from_secs(1) && wait <= Duration::from_secs(20),
+            "{wait:?}"
+        );
+        assert!(limiter.take(2).is_ok(), "buckets are per buyer");
+    }
+
+    #[test]
+    fn the_policy_carries_the_nonce_and_frames_only_for_telegram() {
+        let policy = content_security_policy(Some("abc"), false);
+        assert!(
+            policy
+                .contains("script-src 'self' 'nonce-abc' 'wasm-unsafe-eval' https://telegram.org;")
+        );
+        assert!(
+            policy.contains(
+                "frame-ancestors 'self' https://web.telegram.org https://*.telegram.org;"
+            )
+        );
+        assert!(!policy.contains("ws:"));
+        assert!(content_security_policy(None, true).contains("connect-src 'self' ws: wss:"));
+    }
+}

@@ -1,0 +1,163 @@
+//! Abuse limits and headers: invoice rate limit and open-order cap, the webhook's source
+//! allowlist, the Content-Security-Policy.
+
+mod support;
+
+use support::*;
+
+#[tokio::test]
+async fn invoices_are_rate_limited_per_buyer_with_a_retry_hint() {
+    let app =
+        TestApp::spawn_configured(Database::sqlite(), &[("INVOICE_RATE_PER_MINUTE", "3")]).await;
+    for _ in 0..3 {
+        app.create_order(BUYER, "ndn-100").await;
+    }
+    let auth = format!("tma {}", app.init_data(BUYER));
+    let response = app
+        .http
+        .post(format!("{}/api/create_invoice", app.base))
+        .header("Authorization", &auth)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body("package_id=ndn-100")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429);
+    let retry: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=20).contains(&retry), "{retry}");
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["RateLimited"]["retry_after_secs"], retry);
+    // Another buyer is not affected.
+    app.create_order(OTHER_BUYER, "ndn-100").await;
+    assert_eq!(app.count("SELECT COUNT(*) FROM orders").await, 4);
+}
+
+#[tokio::test]
+async fn open_orders_are_capped() {
+    let app = TestApp::spawn_configured(
+        Database::sqlite(),
+        &[
+            ("INVOICE_RATE_PER_MINUTE", "100"),
+            ("MAX_PENDING_ORDERS", "2"),
+        ],
+    )
+    .await;
+    let first = app.create_order(BUYER, "ndn-100").await;
+    app.create_order(BUYER, "ndn-100").await;
+    let (status, body) = app
+        .call_as(BUYER, "create_invoice", &[("package_id", "ndn-100")])
+        .await;
+    assert_eq!(status, 429, "{body}");
+    // Paying one frees a place.
+    app.deliver(&successful_payment(1, BUYER, &first, 50, "cap-charge"))
+        .await;
+    let (status, _) = app
+        .call_as(BUYER, "create_invoice", &[("package_id", "ndn-100")])
+        .await;
+    assert_eq!(status, 200);
+}
+
+async fn post_from(app: &TestApp, forwarded: Option<&str>) -> u16 {
+    let mut request = app
+        .http
+        .post(format!("{}/webhook/telegram", app.base))
+        .header("X-Telegram-Bot-Api-Secret-Token", SECRET)
+        .json(&command(1, BUYER, "en", "/help"));
+    if let Some(address) = forwarded {
+        request = request.header("X-Forwarded-For", address);
+    }
+    request.send().await.unwrap().status().as_u16()
+}
+
+#[tokio::test]
+async fn webhook_allowlist_is_off_by_default_and_enforced_when_set() {
+    let open = TestApp::spawn(Database::sqlite()).await;
+    assert_eq!(post_from(&open, None).await, 200);
+
+    let direct = TestApp::spawn_configured(
+        Database::sqlite(),
+        &[("WEBHOOK_ALLOWED_NETWORKS", "149.154.160.0/20,91.108.4.0/22")],
+    )
+    .await;
+    assert_eq!(
+        post_from(&direct, None).await,
+        403,
+        "loopback is not Telegram"
+    );
+    assert_eq!(
+        post_from(&direct, Some("149.154.160.7")).await,
+        403,
+        "headers are not trusted unless configured"
+    );
+
+    let proxied = TestApp::spawn_configured(
+        Database::sqlite(),
+        &[
+            ("WEBHOOK_ALLOWED_NETWORKS", "149.154.160.0/20"),
+            ("TRUSTED_PROXY_HEADER", "X-Forwarded-For"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        post_from(&proxied, Some("10.0.0.1, 149.154.160.7")).await,
+        200
+    );
+    assert_eq!(
+        post_from(&proxied, Some("149.154.160.7, 6.6.6.6")).await,
+        403,
+        "only the proxy's own entry counts"
+    );
+    assert_eq!(post_from(&proxied, None).await, 403);
+}
+
+#[tokio::test]
+async fn pages_carry_a_content_security_policy() {
+    let app = TestApp::spawn(Database::sqlite()).await;
+    let page = app.http.get(format!("{}/", app.base)).send().await.unwrap();
+    let policy = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(page.headers()["x-content-type-options"], "nosniff");
+    let html = page.text().await.unwrap();
+    let nonce = policy
+        .split("'nonce-")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+        .expect("a nonce");
+    assert!(
+        html.contains(&format!("nonce=\"{nonce}\"")),
+        "the inline script carries the nonce"
+    );
+    assert!(policy.contains("script-src 'self' 'nonce-"));
+    assert!(policy.contains("https://telegram.org"));
+    assert!(
+        policy.contains("frame-ancestors 'self' https://web.telegram.org https://*.telegram.org")
+    );
+    assert!(
+        !policy.contains("'unsafe-inline' 'wasm"),
+        "no inline scripts beyond the nonce"
+    );
+
+    let privacy = app
+        .http
+        .get(format!("{}/privacy", app.base))
+        .send()
+        .await
+        .unwrap();
+    let policy = privacy.headers()["content-security-policy"]
+        .to_str()
+        .unwrap();
+    assert!(policy.starts_with(
+        "default-src 'self'; script-src 'self' 'wasm-unsafe-eval' https://telegram.org;"
+    ));
+    let second = app.http.get(format!("{}/", app.base)).send().await.unwrap();
+    let again = second.headers()["content-security-policy"]
+        .to_str()
+        .unwrap();
+    assert!(!again.contains(nonce), "a fresh nonce per page");
+}
