@@ -123,7 +123,7 @@ async fn bench_engine(options: &Options, engine: Engine) -> anyhow::Result<Vec<R
     runs.push(Run::new(
         format!("pre_checkout_query [{label}]"),
         &outcome,
-        rss.stop().await,
+        Some(rss.stop().await),
         accepted == n,
         format!("{accepted}/{n} accepted"),
     ));
@@ -158,7 +158,7 @@ async fn bench_engine(options: &Options, engine: Engine) -> anyhow::Result<Vec<R
     runs.push(Run::new(
         format!("successful_payment [{label}]"),
         &outcome,
-        rss.stop().await,
+        Some(rss.stop().await),
         ok,
         format!(
             "{credited} credited for {} 2xx; {commits} commits",
@@ -201,7 +201,7 @@ async fn bench_engine(options: &Options, engine: Engine) -> anyhow::Result<Vec<R
     runs.push(Run::new(
         format!("purchase (pre-checkout + payment) [{label}]"),
         &outcome,
-        rss.stop().await,
+        Some(rss.stop().await),
         credited == outcome.ok as i64,
         format!("{credited} credited for {} 2xx", outcome.ok),
     ));
@@ -218,7 +218,7 @@ async fn bench_engine(options: &Options, engine: Engine) -> anyhow::Result<Vec<R
     runs.push(Run::new(
         format!("GET / (SSR page) [{label}]"),
         &outcome,
-        rss.stop().await,
+        Some(rss.stop().await),
         ok,
         String::new(),
     ));

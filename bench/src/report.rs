@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use crate::Options;
 use crate::load::{Outcome, quantile_ms};
+use crate::target::Usage;
 
 pub struct Run {
     pub name: String,
@@ -27,12 +28,24 @@ impl Run {
     pub fn new(
         name: String,
         outcome: &Outcome,
-        peak_rss_mb: Option<f64>,
+        usage: Option<Usage>,
         correct: bool,
         note: String,
     ) -> Self {
         let lat = &outcome.latencies_us;
         let mut note = note;
+        let peak_rss_mb = usage.as_ref().and_then(|u| u.peak_rss_mb);
+        if let Some(usage) = &usage
+            && outcome.ok > 0
+        {
+            let per_request = |secs: f64| secs * 1_000_000.0 / outcome.ok as f64;
+            note.push_str(&format!(
+                "{}CPU per request: server {:.0} µs, load generator {:.0} µs",
+                if note.is_empty() { "" } else { "; " },
+                per_request(usage.server_cpu_secs),
+                per_request(usage.generator_cpu_secs)
+            ));
+        }
         if let Some(error) = &outcome.first_error {
             note.push_str(&format!("; first error: {error}"));
         }

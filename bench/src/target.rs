@@ -298,9 +298,11 @@ impl Cluster {
         total
     }
 
-    /// Samples the servers' resident memory until stopped.
+    /// Samples the servers' resident memory until stopped, and counts the CPU time they use.
     pub fn rss_sampler(&self) -> RssSampler {
         let pids: Vec<u32> = self.instances.iter().map(|i| i.pid).collect();
+        let server_start = pids.iter().filter_map(|pid| cpu_ticks(*pid)).sum::<u64>();
+        let generator_start = cpu_ticks(std::process::id()).unwrap_or(0);
         let peak = Arc::new(Mutex::new(0u64));
         let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn({
@@ -320,7 +322,14 @@ impl Cluster {
                 }
             }
         });
-        RssSampler { peak, stop, task }
+        RssSampler {
+            peak,
+            stop,
+            task,
+            pids: self.instances.iter().map(|i| i.pid).collect(),
+            server_start,
+            generator_start,
+        }
     }
 
     /// Time from a webhook's 2xx to the balance event at a client subscribed on the last
@@ -379,6 +388,7 @@ impl Cluster {
                 50,
                 &format!("bench-live-{i}"),
             );
+            let sent = Instant::now();
             if let Err(error) = self.post_webhook(0, body).await {
                 errors.push(error);
                 continue;
@@ -396,6 +406,9 @@ impl Cluster {
                     latencies.push(
                         u64::try_from(at.saturating_duration_since(acknowledged).as_micros())
                             .unwrap_or(0),
+                    );
+                    from_send.push(
+                        u64::try_from(at.saturating_duration_since(sent).as_micros()).unwrap_or(0),
                     );
                     break;
                 }
@@ -447,16 +460,43 @@ pub struct RssSampler {
     peak: Arc<Mutex<u64>>,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
+    pids: Vec<u32>,
+    /// CPU ticks of the servers and of this process when sampling started.
+    server_start: u64,
+    generator_start: u64,
+}
+
+/// What a scenario cost: peak memory and CPU seconds of the servers and of the generator.
+pub struct Usage {
+    pub peak_rss_mb: Option<f64>,
+    pub server_cpu_secs: f64,
+    pub generator_cpu_secs: f64,
 }
 
 impl RssSampler {
-    /// The peak resident set of any instance, in MB.
-    pub async fn stop(self) -> Option<f64> {
+    pub async fn stop(self) -> Usage {
         let _ = self.stop.send(());
         let _ = self.task.await;
         let kb = *self.peak.lock().unwrap_or_else(|p| p.into_inner());
-        (kb > 0).then(|| kb as f64 / 1024.0)
+        let server_now: u64 = self.pids.iter().filter_map(|pid| cpu_ticks(*pid)).sum();
+        let generator_now = cpu_ticks(std::process::id()).unwrap_or(0);
+        let (server_start, generator_start) = (self.server_start, self.generator_start);
+        let ticks_per_second = 100.0; // USER_HZ on Linux
+        Usage {
+            peak_rss_mb: (kb > 0).then(|| kb as f64 / 1024.0),
+            server_cpu_secs: server_now.saturating_sub(server_start) as f64 / ticks_per_second,
+            generator_cpu_secs: generator_now.saturating_sub(generator_start) as f64
+                / ticks_per_second,
+        }
     }
+}
+
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
 }
 
 fn rss_kb(pid: u32) -> Option<u64> {

@@ -68,6 +68,8 @@ struct Inner {
     commands: Vec<Value>,
     menu_button: Option<Value>,
     calls: Vec<String>,
+    /// Calls made through Telegram's test-environment path (`/bot<token>/test/<method>`).
+    test_environment_calls: usize,
     next_id: i64,
     /// Updates waiting for `getUpdates`, in order.
     queued_updates: Vec<Value>,
@@ -101,7 +103,7 @@ impl FakeTelegram {
     pub fn router<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
         Router::new()
             .route("/{bot}/{method}", post(call))
-            .route("/{bot}/test/{method}", post(call))
+            .route("/{bot}/test/{method}", post(call_test_environment))
             .with_state(self.clone())
     }
 
@@ -131,6 +133,10 @@ impl FakeTelegram {
     pub fn invoice(&self, url: &str) -> Option<InvoiceLink> {
         let slug = url.rsplit('$').next()?;
         self.lock().invoices.get(slug).cloned()
+    }
+
+    pub fn test_environment_calls(&self) -> usize {
+        self.lock().test_environment_calls
     }
 
     pub fn calls(&self, method: &str) -> usize {
@@ -498,6 +504,15 @@ fn validate_stars_invoice(params: &Value) -> Result<InvoiceLink, (u16, String, O
         payload: payload.to_owned(),
         amount,
     })
+}
+
+async fn call_test_environment(
+    state: State<FakeTelegram>,
+    path: Path<HashMap<String, String>>,
+    body: Bytes,
+) -> Response {
+    state.lock().test_environment_calls += 1;
+    call(state, path, body).await
 }
 
 async fn call(

@@ -124,11 +124,18 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
     let bot =
         BotApi::new(&api_url, &config.bot_token, config.test_env).with_metrics(metrics.clone());
 
-    let mut leptos = leptos::config::get_configuration(None)
+    // cargo-leptos passes the site's settings in the environment; without them (tests, a bare
+    // binary) the defaults serve `target/site`.
+    let from_cargo_leptos = std::env::var_os("LEPTOS_OUTPUT_NAME").is_some()
+        || option_env!("LEPTOS_OUTPUT_NAME").is_some();
+    let mut leptos = from_cargo_leptos
+        .then(|| leptos::config::get_configuration(None).ok())
+        .flatten()
         .map(|conf| conf.leptos_options)
-        .unwrap_or_else(|_| {
+        .unwrap_or_else(|| {
             leptos::config::LeptosOptions::builder()
                 .output_name("ndn")
+                .site_root("target/site")
                 .build()
         });
     if leptos.output_name.is_empty() {

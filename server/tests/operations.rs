@@ -296,3 +296,64 @@ async fn help_documents_every_command() {
     let (_, serve) = app.cli(&["serve", "--help"]).await;
     assert!(serve.contains("--poll"), "{serve}");
 }
+
+#[tokio::test]
+async fn test_environment_uses_telegrams_test_paths() {
+    let app = TestApp::spawn_configured(Database::sqlite(), &[("TELEGRAM_TEST_ENV", "true")]).await;
+    app.create_order(BUYER, "ndn-100").await;
+    assert_eq!(app.telegram.calls("createInvoiceLink"), 1);
+    assert_eq!(app.telegram.test_environment_calls(), 1);
+}
+
+#[tokio::test]
+async fn sigterm_finishes_in_flight_work_and_exits_cleanly() {
+    let app = TestApp::spawn(Database::sqlite()).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_server"));
+    command
+        .arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    for (key, value) in production_vars(&app.database.url, "http://127.0.0.1:9") {
+        command.env(key, value);
+    }
+    let child = command
+        .env("LEPTOS_SITE_ADDR", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut ready = false;
+    for _ in 0..100 {
+        if app.http.get(format!("{base}/healthz")).send().await.is_ok() {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ready);
+    let pid = child.id().unwrap().to_string();
+    let status = tokio::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success());
+    let output = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(output.status.success(), "exit: {:?}", output.status);
+    let logs = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(logs.contains("shutting down"), "{logs}");
+}
