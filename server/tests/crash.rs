@@ -171,8 +171,8 @@ async fn sigkill_mid_load_loses_nothing_and_doubles_nothing() {
     let store = server::store::Store::connect(&database.url, 1)
         .await
         .unwrap();
-    let credited = count(&store, "SELECT COUNT(*) FROM ledger WHERE kind = 'payment'").await;
-    let distinct = count(
+    let credited = scalar(&store, "SELECT COUNT(*) FROM ledger WHERE kind = 'payment'").await;
+    let distinct = scalar(
         &store,
         "SELECT COUNT(DISTINCT charge_id) FROM ledger WHERE kind = 'payment'",
     )
@@ -200,16 +200,6 @@ async fn sigkill_mid_load_loses_nothing_and_doubles_nothing() {
     );
     assert_eq!(chats.len(), PAYMENTS);
     drop(server);
-}
-
-async fn count(store: &server::store::Store, sql: &str) -> i64 {
-    use sqlx::Row;
-    sqlx::query(sql)
-        .fetch_one(store.pool())
-        .await
-        .unwrap()
-        .try_get(0)
-        .unwrap()
 }
 
 fn signed_init_data(buyer: i64) -> String {

@@ -1,6 +1,8 @@
 //! Ledger invariants under any interleaving of credits, duplicate deliveries, second payments
 //! and refunds (property tests on a real SQLite store).
 
+mod support;
+
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -8,7 +10,7 @@ use app::api::Package;
 use proptest::prelude::*;
 use server::bot_text::BotNotice;
 use server::store::{Buyer, IncomingPayment, Store};
-use sqlx::Row;
+use support::scalar;
 
 const BUYER: i64 = 42;
 
@@ -30,15 +32,6 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (0u8..8, 0u8..4).prop_map(|(charge, order)| Op::Pay { charge, order }),
         1 => (0u8..8).prop_map(|charge| Op::Refund { charge }),
     ]
-}
-
-async fn scalar(store: &Store, sql: &str) -> i64 {
-    sqlx::query(sql)
-        .fetch_one(store.pool())
-        .await
-        .unwrap()
-        .try_get(0)
-        .unwrap()
 }
 
 async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {

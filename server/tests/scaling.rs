@@ -100,14 +100,7 @@ impl Cluster {
     }
 
     async fn count(&self, sql: &str) -> i64 {
-        use sqlx::Row;
-        let store = &self.instances[0].state.store;
-        sqlx::query(sql)
-            .fetch_one(store.pool())
-            .await
-            .unwrap()
-            .try_get(0)
-            .unwrap()
+        scalar(&self.instances[0].state.store, sql).await
     }
 
     async fn wait_for_messages(&self, count: usize, within: Duration) -> usize {

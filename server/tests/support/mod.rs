@@ -310,13 +310,19 @@ impl TestApp {
     }
 
     pub async fn count(&self, sql: &str) -> i64 {
-        use sqlx::Row;
-        let row = sqlx::query(sql)
-            .fetch_one(self.server.state.store.pool())
-            .await
-            .unwrap();
-        row.try_get::<i64, _>(0).unwrap()
+        scalar(&self.server.state.store, sql).await
     }
+}
+
+/// The one integer a query answers (a count, a sum, a balance).
+pub async fn scalar(store: &server::store::Store, sql: &str) -> i64 {
+    use sqlx::Row;
+    sqlx::query(sql)
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+        .try_get(0)
+        .unwrap()
 }
 
 /// Sends a request; returns the status and the body as JSON (or as a JSON string).
