@@ -101,3 +101,57 @@ async fn locked_sqlite_answers_5xx_never_2xx_and_recovers() {
     assert_eq!(app.balance(BUYER).await, 100);
     assert_eq!(app.count("SELECT COUNT(*) FROM ledger").await, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_database_answers_5xx_and_recovers() {
+    let Some(database) = Database::postgres().await else {
+        return;
+    };
+    let (admin_url, name) = database.admin.clone().unwrap();
+    let app = TestApp::spawn(database).await;
+    let order = app.create_order(BUYER, "ndn-100").await;
+    let admin = sqlx::AnyPool::connect(&admin_url).await.unwrap();
+    let set_read_only = |on: bool| {
+        let (admin, name) = (admin.clone(), name.clone());
+        async move {
+            let value = if on { "on" } else { "off" };
+            sqlx::query(&format!(
+                "ALTER DATABASE {name} SET default_transaction_read_only = {value}"
+            ))
+            .execute(&admin)
+            .await
+            .unwrap();
+            // Existing sessions keep their setting: end them so the pool reconnects.
+            sqlx::query(&format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+            ))
+            .execute(&admin)
+            .await
+            .unwrap();
+        }
+    };
+    set_read_only(true).await;
+    let payment = successful_payment(1, BUYER, &order, 50, "read-only-charge");
+    let mut refused = false;
+    for _ in 0..20 {
+        let (status, _) = app.deliver(&payment).await;
+        assert_ne!(status, 200, "no 2xx without a commit");
+        if status >= 500 {
+            refused = true;
+            break;
+        }
+    }
+    assert!(refused);
+    set_read_only(false).await;
+    let mut accepted = false;
+    for _ in 0..50 {
+        if app.deliver(&payment).await.0 == 200 {
+            accepted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(accepted, "the server recovers by itself");
+    assert_eq!(app.balance(BUYER).await, 100);
+    assert_eq!(app.count("SELECT COUNT(*) FROM ledger").await, 1);
+}
