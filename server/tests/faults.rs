@@ -111,26 +111,7 @@ async fn read_only_database_answers_5xx_and_recovers() {
     let app = TestApp::spawn(database).await;
     let order = app.create_order(BUYER, "ndn-100").await;
     let admin = sqlx::AnyPool::connect(&admin_url).await.unwrap();
-    let set_read_only = |on: bool| {
-        let (admin, name) = (admin.clone(), name.clone());
-        async move {
-            let value = if on { "on" } else { "off" };
-            sqlx::query(&format!(
-                "ALTER DATABASE {name} SET default_transaction_read_only = {value}"
-            ))
-            .execute(&admin)
-            .await
-            .unwrap();
-            // Existing sessions keep their setting: end them so the pool reconnects.
-            sqlx::query(&format!(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
-            ))
-            .execute(&admin)
-            .await
-            .unwrap();
-        }
-    };
-    set_read_only(true).await;
+    alter_database(&admin, &name, "SET default_transaction_read_only = on").await;
     let payment = successful_payment(1, BUYER, &order, 50, "read-only-charge");
     let mut refused = false;
     for _ in 0..20 {
@@ -142,7 +123,7 @@ async fn read_only_database_answers_5xx_and_recovers() {
         }
     }
     assert!(refused);
-    set_read_only(false).await;
+    alter_database(&admin, &name, "SET default_transaction_read_only = off").await;
     let mut accepted = false;
     for _ in 0..50 {
         if app.deliver(&payment).await.0 == 200 {

@@ -196,18 +196,15 @@ async fn sandbox_purchase_with_duplicates_and_a_lost_answer_credits_once() {
     );
 
     let launch = get_json(&http, format!("{base}/sandbox/api/launch?user={alice}")).await;
-    let auth = format!("tma {}", launch["init_data"].as_str().unwrap());
-    let invoice: Value = http
-        .post(format!("{base}/api/create_invoice"))
-        .header("Authorization", &auth)
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body("package_id=ndn-500")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let init_data = launch["init_data"].as_str().unwrap();
+    let invoice = server_function(
+        &http,
+        &base,
+        "create_invoice",
+        init_data,
+        "package_id=ndn-500",
+    )
+    .await;
     let slug = invoice["invoice_url"]
         .as_str()
         .unwrap()

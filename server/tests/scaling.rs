@@ -54,25 +54,9 @@ impl Cluster {
         )
     }
 
-    fn init_data(&self, user_id: i64) -> String {
-        let signer = server::init_data::InitDataValidator::new(TOKEN, Duration::from_secs(3600));
-        let user = format!(r#"{{"id":{user_id},"first_name":"Buyer","language_code":"en"}}"#);
-        let now = (server::store::now_ms() / 1000).to_string();
-        signer.sign(&[("user", &user), ("auth_date", &now)])
-    }
-
     async fn call(&self, index: usize, user_id: i64, function: &str, body: &str) -> Value {
-        self.http
-            .post(format!("{}/api/{function}", self.base(index)))
-            .header("Authorization", format!("tma {}", self.init_data(user_id)))
-            .header("Content-Type", "application/x-www-form-urlencoded")
-            .body(body.to_owned())
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        let init_data = signed_init_data(user_id);
+        server_function(&self.http, &self.base(index), function, &init_data, body).await
     }
 
     async fn order(&self, index: usize, user_id: i64, package: &str) -> String {
@@ -321,18 +305,7 @@ async fn readiness_fails_while_the_database_is_gone_and_recovers_by_itself() {
     assert_eq!(ready().await, 200);
 
     let admin = sqlx::AnyPool::connect(&admin).await.unwrap();
-    sqlx::query(&format!(
-        "ALTER DATABASE {name} WITH ALLOW_CONNECTIONS false"
-    ))
-    .execute(&admin)
-    .await
-    .unwrap();
-    sqlx::query(&format!(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
-    ))
-    .execute(&admin)
-    .await
-    .unwrap();
+    alter_database(&admin, &name, "WITH ALLOW_CONNECTIONS false").await;
     let mut saw_unready = false;
     for _ in 0..20 {
         if ready().await == 503 {
@@ -346,12 +319,7 @@ async fn readiness_fails_while_the_database_is_gone_and_recovers_by_itself() {
         "readyz must fail while the database refuses connections"
     );
 
-    sqlx::query(&format!(
-        "ALTER DATABASE {name} WITH ALLOW_CONNECTIONS true"
-    ))
-    .execute(&admin)
-    .await
-    .unwrap();
+    alter_database(&admin, &name, "WITH ALLOW_CONNECTIONS true").await;
     let mut recovered = false;
     for _ in 0..50 {
         if ready().await == 200 {

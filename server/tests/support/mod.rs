@@ -314,6 +314,49 @@ impl TestApp {
     }
 }
 
+/// initData for `user_id`, signed with the test bot's token as Telegram would.
+pub fn signed_init_data(user_id: i64) -> String {
+    let signer = InitDataValidator::new(TOKEN, Duration::from_secs(86_400));
+    let user = json!({ "id": user_id, "first_name": "Buyer", "language_code": "en" }).to_string();
+    let now = (now_ms() / 1000).to_string();
+    signer.sign(&[("user", &user), ("auth_date", &now)])
+}
+
+/// Calls a server function of the server at `base` with `tma <init_data>`; the JSON answer.
+pub async fn server_function(
+    http: &reqwest::Client,
+    base: &str,
+    function: &str,
+    init_data: &str,
+    body: &str,
+) -> Value {
+    http.post(format!("{base}/api/{function}"))
+        .header("Authorization", format!("tma {init_data}"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(body.to_owned())
+        .send()
+        .await
+        .expect("the server answers")
+        .json()
+        .await
+        .expect("a JSON answer")
+}
+
+/// Changes a PostgreSQL database's settings (`ALTER DATABASE <name> <change>`) and ends its
+/// sessions, so that every connection the server opens next has the new settings.
+pub async fn alter_database(admin: &sqlx::AnyPool, name: &str, change: &str) {
+    sqlx::query(&format!("ALTER DATABASE {name} {change}"))
+        .execute(admin)
+        .await
+        .unwrap();
+    sqlx::query(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+    ))
+    .execute(admin)
+    .await
+    .unwrap();
+}
+
 /// The one integer a query answers (a count, a sum, a balance).
 pub async fn scalar(store: &server::store::Store, sql: &str) -> i64 {
     use sqlx::Row;
