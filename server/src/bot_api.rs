@@ -125,8 +125,13 @@ pub struct BotApi {
 
 impl BotApi {
     pub fn new(api_url: &str, token: &str, test_env: bool) -> Self {
+        Self::with_timeout(api_url, token, test_env, Duration::from_secs(15))
+    }
+
+    /// A client whose calls give up after `timeout` (then they count as transient failures).
+    pub fn with_timeout(api_url: &str, token: &str, test_env: bool, timeout: Duration) -> Self {
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(15))
+            .timeout(timeout)
             .connect_timeout(Duration::from_secs(5))
             .build()
             .expect("a TLS backend is compiled in");

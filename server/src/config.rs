@@ -44,6 +44,8 @@ pub struct Config {
     /// Base URL of the Bot API; `None` in sandbox mode means the server's own fake.
     pub api_url: Option<String>,
     pub test_env: bool,
+    /// How long one Bot API call may take (`TELEGRAM_API_TIMEOUT`, seconds).
+    pub api_timeout: Duration,
     pub public_url: Option<String>,
     pub database_url: String,
     pub site_addr: SocketAddr,
@@ -174,6 +176,7 @@ impl Config {
             webhook_secret,
             api_url,
             test_env: parse_bool(get("TELEGRAM_TEST_ENV"), "TELEGRAM_TEST_ENV")?,
+            api_timeout: parse_seconds(get("TELEGRAM_API_TIMEOUT"), "TELEGRAM_API_TIMEOUT", 15)?,
             public_url,
             database_url,
             site_addr,

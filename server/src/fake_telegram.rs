@@ -32,6 +32,7 @@ pub struct InvoiceLink {
 }
 
 /// Makes the next `times` calls of `method` fail with `status` (and `retry_after` on 429).
+/// Status 0 means no answer at all for `HANG` (a timeout for any sane client), then 504.
 #[derive(Debug, Clone)]
 pub struct Fault {
     pub method: String,
@@ -49,6 +50,9 @@ pub struct Charge {
     pub payload: String,
     pub refunded: bool,
 }
+
+/// How long a "status 0" fault keeps the caller waiting.
+pub const HANG: std::time::Duration = std::time::Duration::from_secs(20);
 
 #[derive(Default)]
 struct Inner {
@@ -116,6 +120,23 @@ impl FakeTelegram {
 
     pub fn inject(&self, fault: Fault) {
         self.lock().faults.push(fault);
+    }
+
+    /// Consumes a pending "no answer" fault for `method`.
+    fn take_hang(&self, method: &str) -> bool {
+        let mut inner = self.lock();
+        match inner
+            .faults
+            .iter_mut()
+            .find(|f| f.method == method && f.times > 0 && f.status == 0)
+        {
+            Some(fault) => {
+                fault.times -= 1;
+                inner.calls.push(method.to_owned());
+                true
+            }
+            None => false,
+        }
     }
 
     pub fn clear_faults(&self) {
@@ -249,7 +270,7 @@ impl FakeTelegram {
         if let Some(fault) = inner
             .faults
             .iter_mut()
-            .find(|f| f.method == method && f.times > 0)
+            .find(|f| f.method == method && f.times > 0 && f.status != 0)
         {
             fault.times -= 1;
             let description = match fault.status {
@@ -541,6 +562,10 @@ async fn call(
         }
     };
     let method = path.get("method").map(String::as_str).unwrap_or_default();
+    if fake.take_hang(method) {
+        tokio::time::sleep(HANG).await;
+        return envelope(504, "Gateway Timeout".into(), None);
+    }
     if method == "getUpdates" {
         // Long polling: wait (briefly, for tests) until something is queued.
         let offset = params.get("offset").and_then(Value::as_i64).unwrap_or(0);

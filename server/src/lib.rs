@@ -121,8 +121,13 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         None => format!("http://{}/sandbox/bot-api", config::loopback(addr)),
     };
     let metrics = Arc::new(metrics::Metrics::default());
-    let bot =
-        BotApi::new(&api_url, &config.bot_token, config.test_env).with_metrics(metrics.clone());
+    let bot = BotApi::with_timeout(
+        &api_url,
+        &config.bot_token,
+        config.test_env,
+        config.api_timeout,
+    )
+    .with_metrics(metrics.clone());
 
     // cargo-leptos passes the site's settings in the environment; without them (tests, a bare
     // binary) the defaults serve `target/site`.

@@ -137,7 +137,12 @@ fn bot_api(config: &Config) -> anyhow::Result<BotApi> {
     let api_url = config.api_url.clone().context(
         "TELEGRAM_BOT_TOKEN is not set: these commands talk to Telegram (the sandbox needs none of them)",
     )?;
-    Ok(BotApi::new(&api_url, &config.bot_token, config.test_env))
+    Ok(BotApi::with_timeout(
+        &api_url,
+        &config.bot_token,
+        config.test_env,
+        config.api_timeout,
+    ))
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

@@ -13,8 +13,14 @@ use support::*;
 on_both_databases!(bot_api_outage_delays_notifications_but_loses_and_doubles_none);
 
 async fn bot_api_outage_delays_notifications_but_loses_and_doubles_none(database: Database) {
-    let app = TestApp::spawn(database).await;
-    // Down for a while: server errors, then flood control, then back.
+    let app = TestApp::spawn_configured(database, &[("TELEGRAM_API_TIMEOUT", "1")]).await;
+    // Down for a while: no answer at all (timeouts), server errors, flood control, then back.
+    app.telegram.inject(Fault {
+        method: "sendMessage".into(),
+        status: 0,
+        retry_after: None,
+        times: 2,
+    });
     app.telegram.inject(Fault {
         method: "sendMessage".into(),
         status: 500,
