@@ -40,6 +40,9 @@ function botMessages(page: Page, pattern: RegExp) {
   return page.locator('#messages li.bot').filter({ hasText: pattern });
 }
 
+// Tall enough for the whole phone frame, so the screenshots show the app's banners.
+test.use({ viewport: { width: 1280, height: 860 } });
+
 test.beforeEach(async ({ request }) => {
   await request.post('/sandbox/api/knobs', { data: { copies: 1, delay_secs: 0, drop_first: false } });
 });
