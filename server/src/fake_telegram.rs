@@ -147,13 +147,9 @@ impl FakeTelegram {
         self.lock().messages.clone()
     }
 
-    pub fn invoices(&self) -> Vec<InvoiceLink> {
-        self.lock().invoices.values().cloned().collect()
-    }
-
+    /// The invoice behind a `https://t.me/$<slug>` link.
     pub fn invoice(&self, url: &str) -> Option<InvoiceLink> {
-        let slug = url.rsplit('$').next()?;
-        self.lock().invoices.get(slug).cloned()
+        self.invoice_by_slug(url.rsplit('$').next()?)
     }
 
     pub fn test_environment_calls(&self) -> usize {

@@ -93,10 +93,6 @@ impl Running {
     pub async fn wait(&mut self) {
         let _ = (&mut self.server).await;
     }
-
-    pub fn shutdown_token(&self) -> CancellationToken {
-        self.shutdown.clone()
-    }
 }
 
 /// Opens the database, applies migrations and serves on `listener` until stopped.

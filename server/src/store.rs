@@ -266,14 +266,6 @@ impl Store {
             .unwrap_or(0))
     }
 
-    pub async fn language(&self, user_id: i64) -> StoreResult<Option<String>> {
-        let row = sqlx::query("SELECT language_code FROM users WHERE id = $1")
-            .bind(user_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|r| r.try_get::<String, _>(0)).transpose()?)
-    }
-
     pub async fn create_order(
         &self,
         id: &str,
