@@ -340,13 +340,8 @@ async fn restart_between_credit_and_notification_sends_once(database: Database) 
 async fn database_outage_answers_5xx_and_readiness_fails(database: Database) {
     let app = TestApp::spawn(database).await;
     let order_id = app.create_order(BUYER, "ndn-100").await;
-    let ready = app
-        .http
-        .get(format!("{}/readyz", app.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ready.status(), 200);
+    let ready = app.status_of("/readyz").await;
+    assert_eq!(ready, 200);
 
     app.server.state.store.close().await;
     let (status, _) = app
@@ -363,20 +358,10 @@ async fn database_outage_answers_5xx_and_readiness_fails(database: Database) {
         .deliver(&pre_checkout(2, BUYER, &order_id, "XTR", 50))
         .await;
     assert!(status >= 500, "got {status}");
-    let ready = app
-        .http
-        .get(format!("{}/readyz", app.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ready.status(), 503);
-    let live = app
-        .http
-        .get(format!("{}/healthz", app.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(live.status(), 200);
+    let ready = app.status_of("/readyz").await;
+    assert_eq!(ready, 503);
+    let live = app.status_of("/healthz").await;
+    assert_eq!(live, 200);
 
     // Telegram retries on the 5xx; a server on the same database credits the payment then.
     let app = app.restart().await;

@@ -309,6 +309,12 @@ impl TestApp {
         self.telegram.sent_messages()
     }
 
+    /// The status of `GET path`.
+    pub async fn status_of(&self, path: &str) -> u16 {
+        let response = self.http.get(format!("{}{path}", self.base)).send().await;
+        response.expect("the server answers").status().as_u16()
+    }
+
     pub async fn count(&self, sql: &str) -> i64 {
         scalar(&self.server.state.store, sql).await
     }
@@ -395,6 +401,18 @@ pub fn pre_checkout(
         "total_amount": amount, "invoice_payload": payload } })
 }
 
+/// A `message` update in the user's private chat carrying `content`.
+fn private_message(update_id: i64, from: i64, language: &str, content: Value) -> Value {
+    let mut message = json!({
+        "message_id": update_id, "from": user(from, language),
+        "chat": { "id": from, "type": "private" }, "date": now_ms() / 1000,
+    });
+    if let (Some(message), Value::Object(content)) = (message.as_object_mut(), content) {
+        message.extend(content);
+    }
+    json!({ "update_id": update_id, "message": message })
+}
+
 pub fn successful_payment(
     update_id: i64,
     from: i64,
@@ -402,11 +420,14 @@ pub fn successful_payment(
     amount: i64,
     charge_id: &str,
 ) -> Value {
-    json!({ "update_id": update_id, "message": {
-        "message_id": update_id, "from": user(from, "en"),
-        "chat": { "id": from, "type": "private" }, "date": now_ms() / 1000,
-        "successful_payment": { "currency": "XTR", "total_amount": amount, "invoice_payload": payload,
-            "telegram_payment_charge_id": charge_id, "provider_payment_charge_id": "" } } })
+    private_message(
+        update_id,
+        from,
+        "en",
+        json!({ "successful_payment": {
+        "currency": "XTR", "total_amount": amount, "invoice_payload": payload,
+        "telegram_payment_charge_id": charge_id, "provider_payment_charge_id": "" } }),
+    )
 }
 
 pub fn refunded_payment(
@@ -416,15 +437,16 @@ pub fn refunded_payment(
     amount: i64,
     charge_id: &str,
 ) -> Value {
-    json!({ "update_id": update_id, "message": {
-        "message_id": update_id, "from": user(from, "en"),
-        "chat": { "id": from, "type": "private" }, "date": now_ms() / 1000,
-        "refunded_payment": { "currency": "XTR", "total_amount": amount, "invoice_payload": payload,
-            "telegram_payment_charge_id": charge_id } } })
+    private_message(
+        update_id,
+        from,
+        "en",
+        json!({ "refunded_payment": {
+        "currency": "XTR", "total_amount": amount, "invoice_payload": payload,
+        "telegram_payment_charge_id": charge_id } }),
+    )
 }
 
 pub fn command(update_id: i64, from: i64, language: &str, text: &str) -> Value {
-    json!({ "update_id": update_id, "message": {
-        "message_id": update_id, "from": user(from, language),
-        "chat": { "id": from, "type": "private" }, "date": now_ms() / 1000, "text": text } })
+    private_message(update_id, from, language, json!({ "text": text }))
 }
