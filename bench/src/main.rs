@@ -43,6 +43,16 @@ pub struct Options {
     /// A few seconds in all: small counts, SQLite only; checks that the benchmark still works.
     #[arg(long)]
     smoke: bool,
+    /// Scenarios to run (comma-separated): pre_checkout, payment (with its redelivery),
+    /// purchase, live, page. All by default; a subset is handy under a profiler.
+    #[arg(long, default_value = "pre_checkout,payment,purchase,live,page")]
+    scenarios: String,
+}
+
+impl Options {
+    fn runs(&self, scenario: &str) -> bool {
+        self.scenarios.split(',').any(|s| s.trim() == scenario)
+    }
 }
 
 #[tokio::main]
@@ -104,124 +114,134 @@ async fn bench_engine(options: &Options, engine: Engine) -> anyhow::Result<Vec<R
     let (pay_orders, mixed_orders) = rest.split_at(n);
 
     // pre_checkout_query: read-only, answered in the response body.
-    let updates: Vec<_> = (0..n)
-        .map(|i| {
-            let (buyer, order) = &pre_orders[i % pre_orders.len()];
-            target::pre_checkout(i as i64, *buyer, order, 50)
+    if options.runs("pre_checkout") {
+        let updates: Vec<_> = (0..n)
+            .map(|i| {
+                let (buyer, order) = &pre_orders[i % pre_orders.len()];
+                target::pre_checkout(i as i64, *buyer, order, 50)
+            })
+            .collect();
+        let rss = cluster.rss_sampler();
+        let outcome = run_load(c, updates.len(), |i| {
+            cluster.post_webhook(i, updates[i].clone())
         })
-        .collect();
-    let rss = cluster.rss_sampler();
-    let outcome = run_load(c, updates.len(), |i| {
-        cluster.post_webhook(i, updates[i].clone())
-    })
-    .await;
-    let accepted = outcome
-        .bodies
-        .iter()
-        .filter(|body| body.contains("\"ok\":true"))
-        .count();
-    runs.push(Run::new(
-        format!("pre_checkout_query [{label}]"),
-        &outcome,
-        Some(rss.stop().await),
-        accepted == n,
-        format!("{accepted}/{n} accepted"),
-    ));
+        .await;
+        let accepted = outcome
+            .bodies
+            .iter()
+            .filter(|body| body.contains("\"ok\":true"))
+            .count();
+        runs.push(Run::new(
+            format!("pre_checkout_query [{label}]"),
+            &outcome,
+            Some(rss.stop().await),
+            accepted == n,
+            format!("{accepted}/{n} accepted"),
+        ));
+    }
 
     // successful_payment: each a distinct charge on a distinct order.
-    let ledger_before = cluster.ledger_rows().await?;
-    let updates: Vec<_> = pay_orders
-        .iter()
-        .enumerate()
-        .map(|(i, (buyer, order))| {
-            target::successful_payment(
-                1_000_000 + i as i64,
+    if options.runs("payment") {
+        let ledger_before = cluster.ledger_rows().await?;
+        let updates: Vec<_> = pay_orders
+            .iter()
+            .enumerate()
+            .map(|(i, (buyer, order))| {
+                target::successful_payment(
+                    1_000_000 + i as i64,
+                    *buyer,
+                    order,
+                    50,
+                    &format!("bench-pay-{i}"),
+                )
+            })
+            .collect();
+        let rss = cluster.rss_sampler();
+        let commits_before = cluster.payment_commits().await;
+        let outcome = run_load(c, updates.len(), |i| {
+            cluster.post_webhook(i, updates[i].clone())
+        })
+        .await;
+        let credited = cluster.ledger_rows().await? - ledger_before;
+        let commits = cluster
+            .payment_commits()
+            .await
+            .saturating_sub(commits_before);
+        let ok = credited == outcome.ok as i64 && outcome.ok == n;
+        runs.push(Run::new(
+            format!("successful_payment [{label}]"),
+            &outcome,
+            Some(rss.stop().await),
+            ok,
+            format!(
+                "{credited} credited for {} 2xx; {commits} commits",
+                outcome.ok
+            ),
+        ));
+
+        // Duplicates of the same run must change nothing.
+        let outcome = run_load(c, updates.len().min(2_000), |i| {
+            cluster.post_webhook(i, updates[i].clone())
+        })
+        .await;
+        let after = cluster.ledger_rows().await? - ledger_before;
+        runs.push(Run::new(
+            format!("duplicate successful_payment [{label}]"),
+            &outcome,
+            None,
+            after == credited,
+            format!("ledger unchanged: {after}"),
+        ));
+    }
+
+    // A mixed purchase stream: pre-checkout, then the payment, per buyer.
+    if options.runs("purchase") {
+        let ledger_before = cluster.ledger_rows().await?;
+        let mixed_orders = &mixed_orders[..n.min(mixed_orders.len())];
+        let rss = cluster.rss_sampler();
+        let outcome = run_load(c, mixed_orders.len(), |i| {
+            let (buyer, order) = &mixed_orders[i];
+            let pre = target::pre_checkout(2_000_000 + i as i64, *buyer, order, 50);
+            let pay = target::successful_payment(
+                3_000_000 + i as i64,
                 *buyer,
                 order,
                 50,
-                &format!("bench-pay-{i}"),
-            )
+                &format!("bench-mixed-{i}"),
+            );
+            cluster.purchase(i, pre, pay)
         })
-        .collect();
-    let rss = cluster.rss_sampler();
-    let commits_before = cluster.payment_commits().await;
-    let outcome = run_load(c, updates.len(), |i| {
-        cluster.post_webhook(i, updates[i].clone())
-    })
-    .await;
-    let credited = cluster.ledger_rows().await? - ledger_before;
-    let commits = cluster
-        .payment_commits()
-        .await
-        .saturating_sub(commits_before);
-    let ok = credited == outcome.ok as i64 && outcome.ok == n;
-    runs.push(Run::new(
-        format!("successful_payment [{label}]"),
-        &outcome,
-        Some(rss.stop().await),
-        ok,
-        format!(
-            "{credited} credited for {} 2xx; {commits} commits",
-            outcome.ok
-        ),
-    ));
-
-    // Duplicates of the same run must change nothing.
-    let outcome = run_load(c, updates.len().min(2_000), |i| {
-        cluster.post_webhook(i, updates[i].clone())
-    })
-    .await;
-    let after = cluster.ledger_rows().await? - ledger_before;
-    runs.push(Run::new(
-        format!("duplicate successful_payment [{label}]"),
-        &outcome,
-        None,
-        after == credited,
-        format!("ledger unchanged: {after}"),
-    ));
-
-    // A mixed purchase stream: pre-checkout, then the payment, per buyer.
-    let ledger_before = cluster.ledger_rows().await?;
-    let mixed_orders = &mixed_orders[..n.min(mixed_orders.len())];
-    let rss = cluster.rss_sampler();
-    let outcome = run_load(c, mixed_orders.len(), |i| {
-        let (buyer, order) = &mixed_orders[i];
-        let pre = target::pre_checkout(2_000_000 + i as i64, *buyer, order, 50);
-        let pay = target::successful_payment(
-            3_000_000 + i as i64,
-            *buyer,
-            order,
-            50,
-            &format!("bench-mixed-{i}"),
-        );
-        cluster.purchase(i, pre, pay)
-    })
-    .await;
-    let credited = cluster.ledger_rows().await? - ledger_before;
-    runs.push(Run::new(
-        format!("purchase (pre-checkout + payment) [{label}]"),
-        &outcome,
-        Some(rss.stop().await),
-        credited == outcome.ok as i64,
-        format!("{credited} credited for {} 2xx", outcome.ok),
-    ));
+        .await;
+        let credited = cluster.ledger_rows().await? - ledger_before;
+        runs.push(Run::new(
+            format!("purchase (pre-checkout + payment) [{label}]"),
+            &outcome,
+            Some(rss.stop().await),
+            credited == outcome.ok as i64,
+            format!("{credited} credited for {} 2xx", outcome.ok),
+        ));
+    }
 
     // Webhook 2xx → live event at a subscribed client (through the other instance if two).
-    let samples = if options.smoke { 20 } else { 500 };
-    let live = cluster.live_event_latency(samples).await?;
-    runs.push(live);
+    if options.runs("live") {
+        let samples = if options.smoke { 20 } else { 500 };
+        let live = cluster.live_event_latency(samples).await?;
+        runs.push(live);
+    }
 
     // The server-rendered Mini App page.
-    let rss = cluster.rss_sampler();
-    let outcome = run_load(c, n.min(20_000), |i| cluster.get_page(i)).await;
-    let ok = outcome.ok == n.min(20_000);
-    runs.push(Run::new(
-        format!("GET / (SSR page) [{label}]"),
-        &outcome,
-        Some(rss.stop().await),
-        ok,
-        String::new(),
-    ));
+    if options.runs("page") {
+        let rss = cluster.rss_sampler();
+        let outcome = run_load(c, n.min(20_000), |i| cluster.get_page(i)).await;
+        let ok = outcome.ok == n.min(20_000);
+        runs.push(Run::new(
+            format!("GET / (SSR page) [{label}]"),
+            &outcome,
+            Some(rss.stop().await),
+            ok,
+            String::new(),
+        ));
+    }
 
     cluster.stop().await;
     tokio::time::sleep(Duration::from_millis(200)).await;

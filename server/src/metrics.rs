@@ -46,6 +46,7 @@ pub struct Metrics {
     pub notifications_failed: Counter,
     pub outbox_pending: Gauge,
     pub payment_commits: Gauge,
+    pub payment_batches_split: Gauge,
     pub bot_api_errors: Family<Method, Counter>,
 }
 
@@ -64,6 +65,7 @@ impl Default for Metrics {
             notifications_failed: Counter::default(),
             outbox_pending: Gauge::default(),
             payment_commits: Gauge::default(),
+            payment_batches_split: Gauge::default(),
             bot_api_errors: Family::default(),
             registry: Registry::default(),
         };
@@ -127,6 +129,11 @@ impl Default for Metrics {
             "Transactions that committed payments (group commit: one for many payments)",
             metrics.payment_commits.clone(),
         );
+        registry.register(
+            "payment_batches_split",
+            "Shared payment transactions that failed and were retried one payment at a time",
+            metrics.payment_batches_split.clone(),
+        );
         Self {
             registry,
             ..metrics
@@ -147,6 +154,8 @@ impl Metrics {
 pub async fn serve(State(state): State<AppState>) -> Response {
     let commits = i64::try_from(state.store.payment_commits()).unwrap_or(i64::MAX);
     state.metrics.payment_commits.set(commits);
+    let splits = i64::try_from(state.store.payment_batches_split()).unwrap_or(i64::MAX);
+    state.metrics.payment_batches_split.set(splits);
     match state.store.pending_messages().await {
         Ok(pending) => {
             state.metrics.outbox_pending.set(pending);

@@ -1,6 +1,8 @@
 //! Storage: one sqlx pool (SQLite or PostgreSQL, chosen by `DATABASE_URL`) and the
 //! transactions that carry out the wallet's rules.
 
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,7 +10,7 @@ use std::time::Duration;
 
 use app::api::{OrderState, Package, Purchase};
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{Any, AnyPool, Row, Transaction};
+use sqlx::{Any, AnyPool, Connection, Row, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::wallet::{
@@ -74,6 +76,12 @@ struct PaymentJob {
     reply: oneshot::Sender<StoreResult<PaymentOutcome>>,
 }
 
+/// How often the WAL is checkpointed into the SQLite database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+
+/// A pooled connection idle this long is pinged before use.
+const IDLE_PING_AFTER: Duration = Duration::from_secs(1);
+
 /// Payments committed together at most (one fsync for all of them).
 const MAX_BATCH: usize = 256;
 
@@ -129,6 +137,8 @@ pub struct Store {
     payments: mpsc::Sender<PaymentJob>,
     /// Transactions the writer committed (each holding one or more payments).
     payment_commits: Arc<AtomicU64>,
+    /// Shared transactions that failed and were retried payment by payment.
+    payment_batches_split: Arc<AtomicU64>,
 }
 
 pub fn now_ms() -> i64 {
@@ -172,6 +182,17 @@ impl Store {
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5))
+            // A connection in steady use is known to work; only one that sat idle is pinged
+            // before it is handed out (a ping per acquire is a round trip per query).
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= IDLE_PING_AFTER {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if let (Engine::Postgres, Some(timeout)) = (engine, statement_timeout) {
@@ -188,6 +209,9 @@ impl Store {
                             "PRAGMA synchronous = FULL",
                             "PRAGMA busy_timeout = 5000",
                             "PRAGMA foreign_keys = ON",
+                            // Checkpoints run in the background (see `checkpoint_wal`), not
+                            // inside whichever commit crosses the WAL size limit.
+                            "PRAGMA wal_autocheckpoint = 0",
                         ] {
                             sqlx::query(pragma).execute(&mut *conn).await?;
                         }
@@ -197,18 +221,24 @@ impl Store {
             })
             .connect(&url)
             .await?;
+        if engine == Engine::Sqlite {
+            tokio::spawn(checkpoint_wal(pool.clone()));
+        }
         let (payments, jobs) = mpsc::channel(4 * MAX_BATCH);
         let payment_commits = Arc::new(AtomicU64::new(0));
+        let payment_batches_split = Arc::new(AtomicU64::new(0));
         tokio::spawn(write_payments(
             pool.clone(),
             engine,
             jobs,
             payment_commits.clone(),
+            payment_batches_split.clone(),
         ));
         Ok(Self {
             pool,
             engine,
             payment_commits,
+            payment_batches_split,
             payments,
         })
     }
@@ -224,6 +254,11 @@ impl Store {
     /// How many transactions the payment writer committed so far.
     pub fn payment_commits(&self) -> u64 {
         self.payment_commits.load(Ordering::Relaxed)
+    }
+
+    /// How many shared payment transactions failed and were retried one payment at a time.
+    pub fn payment_batches_split(&self) -> u64 {
+        self.payment_batches_split.load(Ordering::Relaxed)
     }
 
     pub fn engine(&self) -> Engine {
@@ -323,7 +358,7 @@ impl Store {
     }
 
     pub async fn order(&self, id: &str) -> StoreResult<Option<Order>> {
-        let row = sqlx::query(ORDER_SELECT)
+        let row = sqlx::query(ORDER_BY_ID)
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -450,7 +485,7 @@ impl Store {
                     text,
                     reply_markup: None,
                 };
-                enqueue(&mut tx, &message, now).await?;
+                enqueue(&mut tx, self.engine, &message, now).await?;
             }
         }
         tx.commit().await?;
@@ -484,7 +519,7 @@ impl Store {
     /// become exactly-once replies). Returns whether it was new.
     pub async fn enqueue(&self, message: &OutgoingMessage) -> StoreResult<bool> {
         let mut tx = self.write().await?;
-        let new = enqueue(&mut tx, message, now_ms()).await?;
+        let new = enqueue(&mut tx, self.engine, message, now_ms()).await?;
         tx.commit().await?;
         Ok(new)
     }
@@ -654,6 +689,38 @@ async fn begin_write(pool: &AnyPool, engine: Engine) -> StoreResult<Transaction<
     })
 }
 
+/// Copies committed pages from SQLite's WAL into the database file, a few times a second,
+/// until the pool is closed. PASSIVE waits for nobody, so writers go on appending to the WAL
+/// meanwhile; left to SQLite, the commit that crosses the size limit would do this work while
+/// every webhook in its batch waits.
+async fn checkpoint_wal(pool: AnyPool) {
+    let mut every = tokio::time::interval(CHECKPOINT_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        every.tick().await;
+        if pool.is_closed() {
+            return;
+        }
+        match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+        {
+            Ok(_) if failing => {
+                tracing::info!("WAL checkpoints work again");
+                failing = false;
+            }
+            Ok(_) => {}
+            Err(_) if pool.is_closed() => return,
+            Err(error) if !failing => {
+                tracing::warn!(%error, "WAL checkpoint failed; trying again");
+                failing = true;
+            }
+            Err(_) => {}
+        }
+    }
+}
+
 /// The group-commit writer: takes every payment waiting, applies them in one transaction, and
 /// answers each after the commit. If the shared transaction fails, each of its payments is
 /// tried alone, so only the ones that fail by themselves get an error.
@@ -662,6 +729,7 @@ async fn write_payments(
     engine: Engine,
     mut jobs: mpsc::Receiver<PaymentJob>,
     commits: Arc<AtomicU64>,
+    splits: Arc<AtomicU64>,
 ) {
     while let Some(first) = jobs.recv().await {
         let mut batch = vec![first];
@@ -690,6 +758,7 @@ async fn write_payments(
             }
             Err(error) => {
                 tracing::warn!(%error, size = batch.len(), "payment batch failed; applying one by one");
+                splits.fetch_add(1, Ordering::Relaxed);
                 for job in batch {
                     let alone = commit_payments(&pool, engine, std::slice::from_ref(&job)).await;
                     if alone.is_ok() {
@@ -709,110 +778,287 @@ async fn commit_payments(
 ) -> StoreResult<Vec<PaymentOutcome>> {
     let now = now_ms();
     let mut tx = begin_write(pool, engine).await?;
-    let mut outcomes = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        outcomes.push(apply_payment_in(&mut tx, &job.payer, &job.payment, job.notice, now).await?);
-    }
+    let outcomes = apply_payments_in(&mut tx, engine, jobs, now).await?;
     tx.commit().await?;
     Ok(outcomes)
 }
 
-/// One payment inside a write transaction. A charge already recorded (before, or earlier in
-/// the same batch) changes nothing.
-async fn apply_payment_in(
-    tx: &mut Transaction<'static, Any>,
-    payer: &Buyer,
-    payment: &IncomingPayment,
-    notice: &(dyn Notice + Sync),
-    now: i64,
-) -> StoreResult<PaymentOutcome> {
-    upsert_buyer(tx, payer, now).await?;
-    let order = match sqlx::query(ORDER_SELECT)
-        .bind(&payment.payload)
-        .fetch_optional(&mut **tx)
-        .await?
-    {
-        Some(row) => Some(order_from_row(&row)?),
-        None => None,
-    };
-    let plan = plan_payment(order.as_ref(), &payment.currency, payment.stars);
-    let (status, order_id, ndn, hold_reason) = match &plan {
-        PaymentPlan::Credit { order_id, ndn, .. } => {
-            (PaymentStatus::Credited, Some(order_id.clone()), *ndn, None)
-        }
-        PaymentPlan::Hold { order_id, reason } => {
-            (PaymentStatus::Held, order_id.clone(), 0, Some(*reason))
-        }
-    };
-    let inserted = sqlx::query(
-        "INSERT INTO payments (charge_id, provider_charge_id, user_id, order_id, payload,
-             currency, stars, ndn, status, hold_reason, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-         ON CONFLICT (charge_id) DO NOTHING",
-    )
-    .bind(&payment.charge_id)
-    .bind(payment.provider_charge_id.as_deref())
-    .bind(payer.id)
-    .bind(order_id.as_deref())
-    .bind(&payment.payload)
-    .bind(&payment.currency)
-    .bind(payment.stars)
-    .bind(ndn)
-    .bind(status.as_str())
-    .bind(hold_reason)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
-    if inserted == 0 {
-        return Ok(PaymentOutcome::Duplicate);
-    }
-    let outcome = match plan {
-        PaymentPlan::Credit {
-            order_id,
-            ndn,
-            opens_order,
-        } => {
-            if opens_order {
-                sqlx::query(
-                    "UPDATE orders SET status = 'paid', paid_at = $2
-                     WHERE id = $1 AND status IN ('pending', 'expired', 'failed')",
-                )
-                .bind(&order_id)
-                .bind(now)
-                .execute(&mut **tx)
-                .await?;
-            }
-            let balance =
-                post_ledger(tx, payer.id, ndn, "payment", &payment.charge_id, now).await?;
-            PaymentOutcome::Credited {
-                user_id: payer.id,
-                order_id,
-                ndn,
-                balance,
-            }
-        }
-        PaymentPlan::Hold { reason, .. } => PaymentOutcome::Held {
-            user_id: payer.id,
-            reason,
-        },
-    };
-    let language = payer.language_code.as_deref().unwrap_or("en");
-    if let Some(text) = notice.payment(language, &outcome, payment.stars) {
-        let message = OutgoingMessage {
-            dedupe_key: format!("payment:{}", payment.charge_id),
-            chat_id: payer.id,
-            text,
-            reply_markup: None,
-        };
-        enqueue(tx, &message, now).await?;
-    }
-    Ok(outcome)
+/// Bind placeholders for statements with many values, numbered in binding order: `?` on
+/// SQLite (with `$n`, binding looks every name up in a list, quadratic in thousands of
+/// values), `$n` on PostgreSQL. Statements built with it differ with the batch size, so they
+/// are run unprepared (`persistent(false)`): a cache of one-off statements only costs memory.
+struct Placeholders {
+    engine: Engine,
+    next: usize,
+    sql: String,
 }
 
-const ORDER_SELECT: &str =
-    "SELECT id, user_id, package_id, ndn, stars, status, created_at, expires_at
-                            FROM orders WHERE id = $1";
+impl Placeholders {
+    fn new(engine: Engine) -> Self {
+        Self {
+            engine,
+            next: 1,
+            sql: String::new(),
+        }
+    }
+
+    /// `?, ?, ?` (or `$1, $2, $3`).
+    fn list(&mut self, count: usize) -> &str {
+        self.sql.clear();
+        self.push_list(count);
+        &self.sql
+    }
+
+    /// `(?, ?), (?, ?)`: `rows` rows of `columns` values.
+    fn rows(&mut self, rows: usize, columns: usize) -> &str {
+        self.sql.clear();
+        for row in 0..rows {
+            self.sql.push_str(if row == 0 { "(" } else { ", (" });
+            self.push_list(columns);
+            self.sql.push(')');
+        }
+        &self.sql
+    }
+
+    fn push_list(&mut self, count: usize) {
+        for index in 0..count {
+            if index > 0 {
+                self.sql.push_str(", ");
+            }
+            match self.engine {
+                Engine::Sqlite => self.sql.push('?'),
+                Engine::Postgres => {
+                    let _ = write!(self.sql, "${}", self.next);
+                }
+            }
+            self.next += 1;
+        }
+    }
+}
+
+/// A batch of payments inside one write transaction, with a handful of multi-row statements
+/// instead of several statements per payment. The outcome of each is what applying them one
+/// after another in batch order gives: a charge recorded before, or earlier in the batch,
+/// changes nothing; balances in the outcomes (and notices) grow payment by payment.
+async fn apply_payments_in(
+    tx: &mut Transaction<'static, Any>,
+    engine: Engine,
+    jobs: &[PaymentJob],
+    now: i64,
+) -> StoreResult<Vec<PaymentOutcome>> {
+    // The orders the payloads name.
+    let mut payloads: Vec<&str> = jobs.iter().map(|j| j.payment.payload.as_str()).collect();
+    payloads.sort_unstable();
+    payloads.dedup();
+    let sql = format!(
+        "{ORDER_SELECT} IN ({})",
+        Placeholders::new(engine).list(payloads.len())
+    );
+    let mut query = sqlx::query(&sql).persistent(false);
+    for payload in &payloads {
+        query = query.bind(*payload);
+    }
+    let mut orders = HashMap::with_capacity(payloads.len());
+    for row in query.fetch_all(&mut **tx).await? {
+        let order = order_from_row(&row)?;
+        orders.insert(order.id.clone(), order);
+    }
+
+    // A plan for the first occurrence of each charge; the plan's values do not depend on the
+    // order's status, so payments of one order earlier in the batch do not change them.
+    let mut seen = HashSet::with_capacity(jobs.len());
+    let plans: Vec<Option<PaymentPlan>> = jobs
+        .iter()
+        .map(|job| {
+            seen.insert(job.payment.charge_id.as_str()).then(|| {
+                let order = orders.get(&job.payment.payload);
+                plan_payment(order, &job.payment.currency, job.payment.stars)
+            })
+        })
+        .collect();
+
+    // The payment rows; a charge stored before (by an earlier batch, or by another instance
+    // a moment ago) is not returned and counts as a duplicate.
+    let fresh: Vec<(&PaymentJob, &PaymentPlan)> = jobs
+        .iter()
+        .zip(&plans)
+        .filter_map(|(job, plan)| plan.as_ref().map(|plan| (job, plan)))
+        .collect();
+    let sql = format!(
+        "INSERT INTO payments (charge_id, provider_charge_id, user_id, order_id, payload,
+             currency, stars, ndn, status, hold_reason, created_at)
+         VALUES {} ON CONFLICT (charge_id) DO NOTHING RETURNING charge_id",
+        Placeholders::new(engine).rows(fresh.len(), 11)
+    );
+    let mut query = sqlx::query(&sql).persistent(false);
+    for (job, plan) in &fresh {
+        let (status, order_id, ndn, hold_reason) = match plan {
+            PaymentPlan::Credit { order_id, ndn, .. } => {
+                (PaymentStatus::Credited, Some(order_id.as_str()), *ndn, None)
+            }
+            PaymentPlan::Hold { order_id, reason } => {
+                (PaymentStatus::Held, order_id.as_deref(), 0, Some(*reason))
+            }
+        };
+        query = query
+            .bind(job.payment.charge_id.as_str())
+            .bind(job.payment.provider_charge_id.as_deref())
+            .bind(job.payer.id)
+            .bind(order_id)
+            .bind(job.payment.payload.as_str())
+            .bind(job.payment.currency.as_str())
+            .bind(job.payment.stars)
+            .bind(ndn)
+            .bind(status.as_str())
+            .bind(hold_reason)
+            .bind(now);
+    }
+    let mut recorded = HashSet::with_capacity(fresh.len());
+    for row in query.fetch_all(&mut **tx).await? {
+        recorded.insert(row.try_get::<String, _>(0)?);
+    }
+    let applied: Vec<Option<&PaymentPlan>> = jobs
+        .iter()
+        .zip(&plans)
+        .map(|(job, plan)| {
+            plan.as_ref()
+                .filter(|_| recorded.contains(&job.payment.charge_id))
+        })
+        .collect();
+
+    // Buyers (the latest profile of each) and their balances, moved by what they were
+    // credited; one row per buyer, in id order.
+    let mut buyers: Vec<(&Buyer, i64)> = Vec::new();
+    for (job, plan) in jobs.iter().zip(&applied) {
+        let credit = match plan {
+            Some(PaymentPlan::Credit { ndn, .. }) => *ndn,
+            _ => 0,
+        };
+        match buyers
+            .iter_mut()
+            .find(|(buyer, _)| buyer.id == job.payer.id)
+        {
+            Some(entry) => {
+                entry.0 = &job.payer;
+                entry.1 += credit;
+            }
+            None => buyers.push((&job.payer, credit)),
+        }
+    }
+    buyers.sort_by_key(|(buyer, _)| buyer.id);
+    let sql = format!(
+        "INSERT INTO users (id, first_name, username, language_code, balance, created_at, updated_at)
+         VALUES {} ON CONFLICT (id) DO UPDATE SET first_name = excluded.first_name,
+             username = excluded.username, language_code = excluded.language_code,
+             balance = users.balance + excluded.balance, updated_at = excluded.updated_at
+         RETURNING id, balance",
+        Placeholders::new(engine).rows(buyers.len(), 7)
+    );
+    let mut query = sqlx::query(&sql).persistent(false);
+    for (buyer, credit) in &buyers {
+        query = query
+            .bind(buyer.id)
+            .bind(buyer.first_name.as_str())
+            .bind(buyer.username.as_deref())
+            .bind(buyer.language_code.as_deref().unwrap_or("en"))
+            .bind(*credit)
+            .bind(now)
+            .bind(now);
+    }
+    let mut balances = HashMap::with_capacity(buyers.len());
+    for row in query.fetch_all(&mut **tx).await? {
+        balances.insert(row.try_get::<i64, _>(0)?, row.try_get::<i64, _>(1)?);
+    }
+
+    // Ledger entries and paid orders for the credits.
+    let credits: Vec<(&PaymentJob, &str, i64)> = jobs
+        .iter()
+        .zip(&applied)
+        .filter_map(|(job, plan)| match plan {
+            Some(PaymentPlan::Credit { order_id, ndn, .. }) => Some((job, order_id.as_str(), *ndn)),
+            _ => None,
+        })
+        .collect();
+    if !credits.is_empty() {
+        let sql = format!(
+            "INSERT INTO ledger (user_id, delta, kind, charge_id, created_at) VALUES {}",
+            Placeholders::new(engine).rows(credits.len(), 5)
+        );
+        let mut query = sqlx::query(&sql).persistent(false);
+        for (job, _, ndn) in &credits {
+            query = query
+                .bind(job.payer.id)
+                .bind(*ndn)
+                .bind("payment")
+                .bind(job.payment.charge_id.as_str())
+                .bind(now);
+        }
+        query.execute(&mut **tx).await?;
+        // A second payment of a paid order leaves it as it is; so does a refunded order.
+        let mut paid: Vec<&str> = credits.iter().map(|(_, order_id, _)| *order_id).collect();
+        paid.sort_unstable();
+        paid.dedup();
+        let mut placeholders = Placeholders::new(engine);
+        let paid_at = placeholders.list(1).to_owned();
+        let sql = format!(
+            "UPDATE orders SET status = 'paid', paid_at = {paid_at}
+             WHERE status IN ('pending', 'expired', 'failed') AND id IN ({})",
+            placeholders.list(paid.len())
+        );
+        let mut query = sqlx::query(&sql).persistent(false).bind(now);
+        for order_id in paid {
+            query = query.bind(order_id);
+        }
+        query.execute(&mut **tx).await?;
+    }
+
+    // Outcomes, with each credit's balance as it was right after that credit.
+    let mut outcomes = vec![PaymentOutcome::Duplicate; jobs.len()];
+    for (index, (job, plan)) in jobs.iter().zip(&applied).enumerate().rev() {
+        outcomes[index] = match plan {
+            None => PaymentOutcome::Duplicate,
+            Some(PaymentPlan::Hold { reason, .. }) => PaymentOutcome::Held {
+                user_id: job.payer.id,
+                reason,
+            },
+            Some(PaymentPlan::Credit { order_id, ndn, .. }) => {
+                let balance = balances.get_mut(&job.payer.id).ok_or_else(|| {
+                    StoreError::Corrupt(format!("no balance returned for user {}", job.payer.id))
+                })?;
+                let after = *balance;
+                *balance -= ndn;
+                PaymentOutcome::Credited {
+                    user_id: job.payer.id,
+                    order_id: order_id.clone(),
+                    ndn: *ndn,
+                    balance: after,
+                }
+            }
+        };
+    }
+
+    // The buyers' notices, sent later by the notification worker.
+    let messages: Vec<OutgoingMessage> = jobs
+        .iter()
+        .zip(&outcomes)
+        .filter(|(_, outcome)| **outcome != PaymentOutcome::Duplicate)
+        .filter_map(|(job, outcome)| {
+            let language = job.payer.language_code.as_deref().unwrap_or("en");
+            let text = job.notice.payment(language, outcome, job.payment.stars)?;
+            Some(OutgoingMessage {
+                dedupe_key: format!("payment:{}", job.payment.charge_id),
+                chat_id: job.payer.id,
+                text,
+                reply_markup: None,
+            })
+        })
+        .collect();
+    enqueue_all(tx, engine, &messages, now).await?;
+    Ok(outcomes)
+}
+
+const ORDER_SELECT: &str = "SELECT id, user_id, package_id, ndn, stars, status, created_at, expires_at FROM orders WHERE id";
+const ORDER_BY_ID: &str = "SELECT id, user_id, package_id, ndn, stars, status, created_at, expires_at FROM orders WHERE id = $1";
 
 fn parse_state(text: String) -> StoreResult<OrderState> {
     OrderState::parse(&text).ok_or(StoreError::Corrupt(format!("order status `{text}`")))
@@ -927,21 +1173,39 @@ async fn language_in(tx: &mut Transaction<'static, Any>, user_id: i64) -> StoreR
 
 async fn enqueue(
     tx: &mut Transaction<'static, Any>,
+    engine: Engine,
     message: &OutgoingMessage,
     now: i64,
 ) -> StoreResult<bool> {
-    let inserted = sqlx::query(
+    Ok(enqueue_all(tx, engine, std::slice::from_ref(message), now).await? > 0)
+}
+
+/// Queues messages (one statement for all); a dedupe key queued before is skipped. Returns
+/// how many were new.
+async fn enqueue_all(
+    tx: &mut Transaction<'static, Any>,
+    engine: Engine,
+    messages: &[OutgoingMessage],
+    now: i64,
+) -> StoreResult<u64> {
+    if messages.is_empty() {
+        return Ok(0);
+    }
+    let sql = format!(
         "INSERT INTO outbox (dedupe_key, chat_id, text, reply_markup, status, next_attempt_at, created_at)
-         VALUES ($1, $2, $3, $4, 'pending', $5, $5)
-         ON CONFLICT (dedupe_key) DO NOTHING",
-    )
-    .bind(&message.dedupe_key)
-    .bind(message.chat_id)
-    .bind(&message.text)
-    .bind(message.reply_markup.as_deref())
-    .bind(now)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
-    Ok(inserted > 0)
+         VALUES {} ON CONFLICT (dedupe_key) DO NOTHING",
+        Placeholders::new(engine).rows(messages.len(), 7)
+    );
+    let mut query = sqlx::query(&sql).persistent(false);
+    for message in messages {
+        query = query
+            .bind(message.dedupe_key.as_str())
+            .bind(message.chat_id)
+            .bind(message.text.as_str())
+            .bind(message.reply_markup.as_deref())
+            .bind("pending")
+            .bind(now)
+            .bind(now);
+    }
+    Ok(query.execute(&mut **tx).await?.rows_affected())
 }

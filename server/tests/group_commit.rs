@@ -2,12 +2,19 @@
 
 mod support;
 
+use std::collections::HashMap;
+use std::time::Duration;
+
 use app::api::Package;
 use server::bot_text::BotNotice;
-use server::store::{Buyer, IncomingPayment, PaymentOutcome, Store};
+use server::store::{Buyer, Engine, IncomingPayment, PaymentOutcome, Store};
 use support::*;
 
-on_both_databases!(concurrent_payments_share_commits_and_duplicates_in_a_batch_credit_once);
+on_both_databases!(
+    concurrent_payments_share_commits_and_duplicates_in_a_batch_credit_once,
+    a_mixed_batch_gives_what_one_payment_at_a_time_gives,
+    a_payment_that_fails_inside_a_batch_fails_alone,
+);
 
 async fn concurrent_payments_share_commits_and_duplicates_in_a_batch_credit_once(
     database: Database,
@@ -82,4 +89,254 @@ async fn concurrent_payments_share_commits_and_duplicates_in_a_batch_credit_once
         .collect();
     told.sort_unstable();
     assert_eq!(told, (1..=100).map(|k| k * 100).collect::<Vec<_>>());
+}
+
+fn package() -> Package {
+    Package {
+        id: "ndn-100".into(),
+        ndn: 100,
+        stars: 50,
+        title: "100 NDN".into(),
+    }
+}
+
+fn buyer(id: i64, language: &str) -> Buyer {
+    Buyer {
+        id,
+        first_name: format!("Buyer {id}"),
+        username: Some(format!("user{id}")),
+        language_code: Some(language.into()),
+    }
+}
+
+fn payment(charge: &str, payload: &str, stars: i64) -> IncomingPayment {
+    IncomingPayment {
+        charge_id: charge.into(),
+        provider_charge_id: None,
+        payload: payload.into(),
+        currency: "XTR".into(),
+        stars,
+    }
+}
+
+/// Several buyers (two of them unknown until they pay), first and second payments of the same
+/// order, wrong amounts, unknown payloads, each delivered three times, all at once: the result
+/// is what applying them one at a time gives, whatever batches they fell into.
+async fn a_mixed_batch_gives_what_one_payment_at_a_time_gives(database: Database) {
+    let store = Store::connect(&database.url, 4).await.unwrap();
+    store.migrate().await.unwrap();
+    let known = [1001_i64, 1002, 1003];
+    let unknown = [2001_i64, 2002];
+    for id in known {
+        store.upsert_buyer(&buyer(id, "en")).await.unwrap();
+        for n in 0..10 {
+            store
+                .create_order(
+                    &format!("o{id}-{n}"),
+                    id,
+                    &package(),
+                    Duration::from_secs(600),
+                )
+                .await
+                .unwrap();
+        }
+    }
+    // (payer, charge, payload, stars, credited?)
+    let mut cases: Vec<(i64, String, String, i64, bool)> = Vec::new();
+    for id in known {
+        for n in 0..10 {
+            let order = format!("o{id}-{n}");
+            let stars = if n == 7 { 49 } else { 50 };
+            cases.push((id, format!("c{id}-{n}"), order.clone(), stars, n != 7));
+            if n % 3 == 0 {
+                // A second payment of the same invoice link: its own purchase.
+                cases.push((id, format!("c{id}-{n}-again"), order, 50, true));
+            }
+        }
+    }
+    for id in unknown {
+        cases.push((id, format!("c{id}-lost"), "no-such-order".into(), 50, false));
+    }
+    let deliveries = cases.iter().cycle().take(cases.len() * 3).map(|case| {
+        let store = store.clone();
+        let (payer, charge, payload, stars, _) = case.clone();
+        async move {
+            let outcome = store
+                .apply_payment(
+                    buyer(payer, "ru"),
+                    payment(&charge, &payload, stars),
+                    &BotNotice,
+                )
+                .await
+                .unwrap();
+            (payer, charge, outcome)
+        }
+    });
+    let outcomes = futures::future::join_all(deliveries).await;
+
+    let mut told: HashMap<i64, Vec<i64>> = HashMap::new();
+    for (payer, charge, _, _, credited) in &cases {
+        let results: Vec<&PaymentOutcome> = outcomes
+            .iter()
+            .filter(|(_, c, _)| c == charge)
+            .map(|(_, _, outcome)| outcome)
+            .collect();
+        let firsts: Vec<&&PaymentOutcome> = results
+            .iter()
+            .filter(|o| ***o != PaymentOutcome::Duplicate)
+            .collect();
+        assert_eq!(firsts.len(), 1, "{charge}: {results:?}");
+        match firsts[0] {
+            PaymentOutcome::Credited {
+                user_id,
+                ndn,
+                balance,
+                ..
+            } => {
+                assert!(credited, "{charge} should be held");
+                assert_eq!((*user_id, *ndn), (*payer, 100));
+                told.entry(*payer).or_default().push(*balance);
+            }
+            PaymentOutcome::Held { user_id, .. } => {
+                assert!(!credited, "{charge} should be credited");
+                assert_eq!(user_id, payer);
+            }
+            PaymentOutcome::Duplicate => unreachable!(),
+        }
+    }
+    for id in known.iter().chain(&unknown) {
+        let credits = cases.iter().filter(|c| c.0 == *id && c.4).count() as i64;
+        assert_eq!(
+            store.balance(*id).await.unwrap(),
+            credits * 100,
+            "buyer {id}"
+        );
+        let ledger = scalar(
+            &store,
+            &format!(
+                "SELECT CAST(COALESCE(SUM(delta), 0) AS BIGINT) FROM ledger WHERE user_id = {id}"
+            ),
+        )
+        .await;
+        assert_eq!(ledger, credits * 100, "ledger of buyer {id}");
+        // Each credit told the balance right after it: 100, 200, … with none twice.
+        let mut balances = told.remove(id).unwrap_or_default();
+        balances.sort_unstable();
+        assert_eq!(balances, (1..=credits).map(|k| k * 100).collect::<Vec<_>>());
+        // The latest profile is stored, including for buyers first seen paying.
+        let language = scalar(
+            &store,
+            &format!("SELECT COUNT(*) FROM users WHERE id = {id} AND language_code = 'ru'"),
+        )
+        .await;
+        assert_eq!(language, 1, "profile of buyer {id}");
+    }
+    let count = |sql: &'static str| scalar(&store, sql);
+    assert_eq!(
+        count("SELECT COUNT(*) FROM payments").await,
+        cases.len() as i64
+    );
+    assert_eq!(
+        count("SELECT COUNT(*) FROM payments WHERE status = 'held'").await,
+        cases.iter().filter(|c| !c.4).count() as i64
+    );
+    // Every order with a right payment is paid; the one paid the wrong amount is not.
+    assert_eq!(
+        count("SELECT COUNT(*) FROM orders WHERE status = 'paid' AND paid_at IS NOT NULL").await,
+        27
+    );
+    assert_eq!(
+        count("SELECT COUNT(*) FROM orders WHERE status = 'pending'").await,
+        3
+    );
+    // One notice per charge, none for the redeliveries.
+    assert_eq!(
+        count("SELECT COUNT(*) FROM outbox").await,
+        cases.len() as i64
+    );
+    assert_eq!(
+        count("SELECT COUNT(*) FROM outbox WHERE text LIKE '+100 NDN — баланс%'").await,
+        cases.iter().filter(|c| c.4).count() as i64
+    );
+}
+
+/// A payment the database refuses fails by itself; the payments that shared its transaction
+/// are credited once the batch is retried without it.
+async fn a_payment_that_fails_inside_a_batch_fails_alone(database: Database) {
+    let store = Store::connect(&database.url, 4).await.unwrap();
+    store.migrate().await.unwrap();
+    let refuse = match store.engine() {
+        Engine::Sqlite => vec![
+            "CREATE TRIGGER refuse_poison BEFORE INSERT ON payments
+             WHEN NEW.charge_id = 'poison' BEGIN SELECT RAISE(ABORT, 'poisoned charge'); END",
+        ],
+        Engine::Postgres => vec![
+            "CREATE FUNCTION refuse_poison() RETURNS trigger AS $$
+             BEGIN
+                 IF NEW.charge_id = 'poison' THEN RAISE EXCEPTION 'poisoned charge'; END IF;
+                 RETURN NEW;
+             END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER refuse_poison BEFORE INSERT ON payments
+             FOR EACH ROW EXECUTE FUNCTION refuse_poison()",
+        ],
+    };
+    for statement in refuse {
+        sqlx::query(statement).execute(store.pool()).await.unwrap();
+    }
+    store.upsert_buyer(&buyer(BUYER, "en")).await.unwrap();
+    for n in 0..60 {
+        store
+            .create_order(
+                &format!("order-{n}"),
+                BUYER,
+                &package(),
+                Duration::from_secs(600),
+            )
+            .await
+            .unwrap();
+    }
+    let deliveries = (0..60).map(|n| {
+        let store = store.clone();
+        let charge = if n == 30 {
+            "poison".to_owned()
+        } else {
+            format!("charge-{n}")
+        };
+        async move {
+            let result = store
+                .apply_payment(
+                    buyer(BUYER, "en"),
+                    payment(&charge, &format!("order-{n}"), 50),
+                    &BotNotice,
+                )
+                .await;
+            (charge, result)
+        }
+    });
+    let results = futures::future::join_all(deliveries).await;
+    for (charge, result) in &results {
+        if charge == "poison" {
+            let error = result.as_ref().expect_err("the poisoned charge fails");
+            assert!(error.to_string().contains("poisoned"), "{error}");
+        } else {
+            assert!(
+                matches!(result, Ok(PaymentOutcome::Credited { .. })),
+                "{charge}: {result:?}"
+            );
+        }
+    }
+    assert_eq!(store.balance(BUYER).await.unwrap(), 59 * 100);
+    assert_eq!(scalar(&store, "SELECT COUNT(*) FROM payments").await, 59);
+    assert_eq!(
+        scalar(
+            &store,
+            "SELECT COUNT(*) FROM payments WHERE charge_id = 'poison'"
+        )
+        .await,
+        0
+    );
+    assert_eq!(scalar(&store, "SELECT COUNT(*) FROM ledger").await, 59);
+    assert_eq!(scalar(&store, "SELECT COUNT(*) FROM outbox").await, 59);
+    // It did share a transaction with others, and only that transaction was split.
+    assert_eq!(store.payment_batches_split(), 1);
 }
