@@ -3,6 +3,7 @@
 //! functions, drives the webhook with Telegram-shaped updates at fixed concurrency, and checks
 //! after every run that what was answered 2xx is exactly what the database holds.
 
+mod http1;
 mod load;
 mod report;
 mod target;

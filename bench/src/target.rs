@@ -13,6 +13,7 @@ use server::init_data::InitDataValidator;
 use sqlx::Row;
 
 use crate::Options;
+use crate::http1::Connections;
 use crate::load::Outcome;
 use crate::report::Run;
 
@@ -29,6 +30,8 @@ struct Instance {
     child: tokio::process::Child,
     base: String,
     pid: u32,
+    /// Keep-alive connections for the webhook runs.
+    webhook: Connections,
 }
 
 pub struct Cluster {
@@ -118,6 +121,7 @@ impl Cluster {
                 child,
                 base: format!("http://127.0.0.1:{port}"),
                 pid,
+                webhook: Connections::new(std::net::SocketAddr::from(([127, 0, 0, 1], port))),
             });
             // Let the first instance apply the migrations alone.
             if index == 0 {
@@ -224,21 +228,22 @@ impl Cluster {
     }
 
     pub async fn post_webhook(&self, index: usize, body: Bytes) -> Result<String, String> {
-        let response = self
-            .http
-            .post(format!("{}/webhook/telegram", self.base(index)))
-            .header("X-Telegram-Bot-Api-Secret-Token", SECRET)
-            .header("Content-Type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        let status = response.status();
-        let text = response.text().await.map_err(|e| e.to_string())?;
-        if status.is_success() {
-            Ok(text)
+        let instance = &self.instances[index % self.instances.len()];
+        let answer = instance
+            .webhook
+            .post(
+                "/webhook/telegram",
+                &[
+                    ("X-Telegram-Bot-Api-Secret-Token", SECRET),
+                    ("Content-Type", "application/json"),
+                ],
+                &body,
+            )
+            .await?;
+        if (200..300).contains(&answer.status) {
+            Ok(answer.body)
         } else {
-            Err(format!("HTTP {status}: {text}"))
+            Err(format!("HTTP {}: {}", answer.status, answer.body))
         }
     }
 
