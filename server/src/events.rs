@@ -17,7 +17,7 @@ use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
 
 use crate::state::AppState;
-use crate::store::{BALANCE_CHANNEL, Engine};
+use crate::store::{BALANCE_CHANNEL, BalanceBroadcast, Engine};
 
 /// Fans balance changes out to every subscribed stream of this process.
 #[derive(Clone)]
@@ -44,11 +44,12 @@ impl LiveEvents {
     }
 }
 
-/// A balance event as it crosses instances through PostgreSQL.
-#[derive(serde::Serialize, Deserialize)]
-struct Broadcast {
-    user_id: i64,
-    event: BalanceEvent,
+/// A credit's event, once its payment transaction committed. On PostgreSQL that transaction
+/// carried the `NOTIFY` itself (one for the whole batch), so only SQLite publishes here.
+pub fn payment_committed(state: &AppState, user_id: i64, event: BalanceEvent) {
+    if state.store.engine() == Engine::Sqlite {
+        state.events.publish(user_id, event);
+    }
 }
 
 /// Publishes a committed balance change to every stream of every instance: on PostgreSQL via
@@ -58,12 +59,11 @@ pub async fn publish(state: &AppState, user_id: i64, event: BalanceEvent) {
         state.events.publish(user_id, event);
         return;
     }
-    let payload = serde_json::to_string(&Broadcast {
+    let change = BalanceBroadcast {
         user_id,
         event: event.clone(),
-    })
-    .unwrap_or_default();
-    if let Err(error) = state.store.notify_balance(&payload).await {
+    };
+    if let Err(error) = state.store.notify_balance(&[change]).await {
         // Other instances miss it (their apps poll); this one's subscribers still hear it.
         tracing::warn!(%error, "cannot broadcast a balance event");
         state.events.publish(user_id, event);
@@ -96,9 +96,13 @@ pub async fn listen(state: AppState, shutdown: tokio_util::sync::CancellationTok
             };
             match notification {
                 Ok(notification) => {
-                    match serde_json::from_str::<Broadcast>(notification.payload()) {
-                        Ok(Broadcast { user_id, event }) => state.events.publish(user_id, event),
-                        Err(error) => tracing::warn!(%error, "undecodable balance event"),
+                    match serde_json::from_str::<Vec<BalanceBroadcast>>(notification.payload()) {
+                        Ok(changes) => {
+                            for BalanceBroadcast { user_id, event } in changes {
+                                state.events.publish(user_id, event);
+                            }
+                        }
+                        Err(error) => tracing::warn!(%error, "undecodable balance events"),
                     }
                 }
                 Err(error) => {

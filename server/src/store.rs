@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use app::api::{OrderState, Package, Purchase};
+use app::api::{BalanceEvent, OrderState, Package, Purchase};
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{Any, AnyPool, Connection, Row, Transaction};
+use sqlx::{Any, AnyConnection, AnyPool, Connection, Row, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::wallet::{
@@ -634,15 +634,12 @@ impl Store {
         Ok(Some(result))
     }
 
-    /// Tells every instance listening on PostgreSQL about a balance change (no-op on SQLite,
-    /// where the one instance publishes it itself).
-    pub async fn notify_balance(&self, payload: &str) -> StoreResult<()> {
+    /// Tells every instance listening on PostgreSQL about balance changes (no-op on SQLite,
+    /// where the one instance publishes them itself).
+    pub async fn notify_balance(&self, changes: &[BalanceBroadcast]) -> StoreResult<()> {
         if self.engine == Engine::Postgres {
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(BALANCE_CHANNEL)
-                .bind(payload)
-                .execute(&self.pool)
-                .await?;
+            let mut conn = self.pool.acquire().await?;
+            notify_balances(&mut conn, changes).await?;
         }
         Ok(())
     }
@@ -679,6 +676,54 @@ impl Store {
 
 /// The PostgreSQL channel of balance events between instances.
 pub const BALANCE_CHANNEL: &str = "ndn_balance";
+
+/// A balance change as it crosses instances: each `NOTIFY` on [`BALANCE_CHANNEL`] carries a
+/// JSON array of these.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BalanceBroadcast {
+    pub user_id: i64,
+    pub event: BalanceEvent,
+}
+
+/// PostgreSQL refuses a `NOTIFY` payload of 8000 bytes or more.
+const NOTIFY_PAYLOAD_LIMIT: usize = 7_900;
+
+/// `NOTIFY`s carrying `changes`, as few as the payload limit allows. Inside a transaction they
+/// are delivered when it commits, and not at all if it does not.
+async fn notify_balances(
+    conn: &mut AnyConnection,
+    changes: &[BalanceBroadcast],
+) -> StoreResult<()> {
+    for payload in balance_payloads(changes)? {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(BALANCE_CHANNEL)
+            .bind(payload)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// `changes` as JSON arrays, each under [`NOTIFY_PAYLOAD_LIMIT`] bytes.
+fn balance_payloads(changes: &[BalanceBroadcast]) -> StoreResult<Vec<String>> {
+    let mut payloads = Vec::new();
+    let mut payload = String::new();
+    for change in changes {
+        let item = serde_json::to_string(change)
+            .map_err(|error| StoreError::Corrupt(format!("balance event: {error}")))?;
+        if !payload.is_empty() && payload.len() + item.len() + 2 > NOTIFY_PAYLOAD_LIMIT {
+            payload.push(']');
+            payloads.push(std::mem::take(&mut payload));
+        }
+        payload.push(if payload.is_empty() { '[' } else { ',' });
+        payload.push_str(&item);
+    }
+    if !payload.is_empty() {
+        payload.push(']');
+        payloads.push(payload);
+    }
+    Ok(payloads)
+}
 
 /// A write transaction. SQLite takes its write lock up front, so two writers queue on the
 /// busy timeout instead of failing on a lock upgrade.
@@ -1054,6 +1099,30 @@ async fn apply_payments_in(
         })
         .collect();
     enqueue_all(tx, engine, &messages, now).await?;
+
+    // Other instances hear of the credits when (and only if) this transaction commits.
+    if engine == Engine::Postgres {
+        let changes: Vec<BalanceBroadcast> = outcomes
+            .iter()
+            .filter_map(|outcome| match outcome {
+                PaymentOutcome::Credited {
+                    user_id,
+                    order_id,
+                    balance,
+                    ..
+                } => Some(BalanceBroadcast {
+                    user_id: *user_id,
+                    event: BalanceEvent {
+                        balance: *balance,
+                        order_id: Some(order_id.clone()),
+                        status: Some(OrderState::Paid),
+                    },
+                }),
+                _ => None,
+            })
+            .collect();
+        notify_balances(tx, &changes).await?;
+    }
     Ok(outcomes)
 }
 
@@ -1208,4 +1277,34 @@ async fn enqueue_all(
             .bind(now);
     }
     Ok(query.execute(&mut **tx).await?.rows_affected())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(user_id: i64, balance: i64) -> BalanceBroadcast {
+        BalanceBroadcast {
+            user_id,
+            event: BalanceEvent {
+                balance,
+                order_id: Some(format!("order-{user_id}-{balance}")),
+                status: Some(OrderState::Paid),
+            },
+        }
+    }
+
+    #[test]
+    fn balance_events_split_into_notifications_under_the_limit_and_keep_every_change() {
+        assert!(balance_payloads(&[]).unwrap().is_empty());
+        let changes: Vec<BalanceBroadcast> = (0..500).map(|i| change(1_000 + i, i * 100)).collect();
+        let payloads = balance_payloads(&changes).unwrap();
+        assert!(payloads.len() > 1, "500 changes fit no single notification");
+        let mut decoded = Vec::new();
+        for payload in &payloads {
+            assert!(payload.len() < 8_000, "{} bytes", payload.len());
+            decoded.extend(serde_json::from_str::<Vec<BalanceBroadcast>>(payload).unwrap());
+        }
+        assert_eq!(decoded, changes);
+    }
 }

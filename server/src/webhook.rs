@@ -222,7 +222,7 @@ pub async fn after_payment(
                 order_id: Some(order_id.clone()),
                 status: Some(OrderState::Paid),
             };
-            crate::events::publish(state, *user_id, event).await;
+            crate::events::payment_committed(state, *user_id, event);
             state.outbox.notify_one();
         }
         PaymentOutcome::Held { user_id, reason } => {

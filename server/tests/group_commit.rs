@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use app::api::Package;
 use server::bot_text::BotNotice;
-use server::store::{Buyer, Engine, IncomingPayment, PaymentOutcome, Store};
+use server::store::{
+    BALANCE_CHANNEL, BalanceBroadcast, Buyer, Engine, IncomingPayment, PaymentOutcome, Store,
+};
 use support::*;
 
 on_both_databases!(
@@ -45,6 +47,17 @@ async fn concurrent_payments_share_commits_and_duplicates_in_a_batch_credit_once
             .await
             .unwrap();
     }
+    // On PostgreSQL, every credit is announced to the other instances by its transaction.
+    let mut listener = match store.engine() {
+        Engine::Postgres => {
+            let mut listener = sqlx::postgres::PgListener::connect(&database.url)
+                .await
+                .unwrap();
+            listener.listen(BALANCE_CHANNEL).await.unwrap();
+            Some(listener)
+        }
+        Engine::Sqlite => None,
+    };
     // 100 distinct payments, each also sent a second time, all at once.
     let jobs = (0..200).map(|i| {
         let store = store.clone();
@@ -89,6 +102,27 @@ async fn concurrent_payments_share_commits_and_duplicates_in_a_batch_credit_once
         .collect();
     told.sort_unstable();
     assert_eq!(told, (1..=100).map(|k| k * 100).collect::<Vec<_>>());
+
+    // The announced balances are the same ones, each once, in notifications under
+    // PostgreSQL's 8000-byte limit (a batch of many needs several).
+    if let Some(listener) = listener.as_mut() {
+        let mut heard = Vec::new();
+        while heard.len() < 100 {
+            let notification = tokio::time::timeout(Duration::from_secs(5), listener.recv())
+                .await
+                .expect("all credits announced within 5 s")
+                .unwrap();
+            assert!(notification.payload().len() < 8000);
+            let changes: Vec<BalanceBroadcast> =
+                serde_json::from_str(notification.payload()).unwrap();
+            heard.extend(changes.into_iter().map(|change| {
+                assert_eq!(change.user_id, BUYER);
+                change.event.balance
+            }));
+        }
+        heard.sort_unstable();
+        assert_eq!(heard, told);
+    }
 }
 
 fn package() -> Package {
