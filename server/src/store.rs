@@ -828,57 +828,86 @@ async fn commit_payments(
     Ok(outcomes)
 }
 
-/// Bind placeholders for statements with many values, numbered in binding order: `?` on
-/// SQLite (with `$n`, binding looks every name up in a list, quadratic in thousands of
-/// values), `$n` on PostgreSQL. Statements built with it differ with the batch size, so they
-/// are run unprepared (`persistent(false)`): a cache of one-off statements only costs memory.
-struct Placeholders {
-    engine: Engine,
-    next: usize,
-    sql: String,
+/// A batch's rows go to the database as one JSON array in one parameter, unpacked by the
+/// database: a statement keeps the same text whatever the batch size, so it is prepared once
+/// and cached, and a batch of hundreds binds one value (SQLite looks each `$n` name up in a
+/// list, which is quadratic in a statement with thousands of them).
+///
+/// The rows of parameter `$param` as a table `r` with `columns` (name, PostgreSQL type).
+fn json_rows(engine: Engine, param: usize, columns: &[(&str, &str)]) -> String {
+    let mut sql = String::new();
+    match engine {
+        Engine::Postgres => {
+            let _ = write!(sql, "json_to_recordset(${param}::json) AS r(");
+            for (index, (name, kind)) in columns.iter().enumerate() {
+                let _ = write!(sql, "{}{name} {kind}", if index > 0 { ", " } else { "" });
+            }
+            sql.push(')');
+        }
+        Engine::Sqlite => {
+            sql.push_str("(SELECT ");
+            for (index, (name, _)) in columns.iter().enumerate() {
+                let comma = if index > 0 { ", " } else { "" };
+                let _ = write!(sql, "{comma}value ->> '{name}' AS {name}");
+            }
+            let _ = write!(sql, " FROM json_each(${param})) AS r");
+        }
+    }
+    sql
 }
 
-impl Placeholders {
-    fn new(engine: Engine) -> Self {
-        Self {
-            engine,
-            next: 1,
-            sql: String::new(),
-        }
+/// The strings of the JSON array in parameter `$param`, as a subquery.
+fn json_list(engine: Engine, param: usize) -> String {
+    match engine {
+        Engine::Postgres => format!("SELECT json_array_elements_text(${param}::json)"),
+        Engine::Sqlite => format!("SELECT value FROM json_each(${param})"),
     }
+}
 
-    /// `?, ?, ?` (or `$1, $2, $3`).
-    fn list(&mut self, count: usize) -> &str {
-        self.sql.clear();
-        self.push_list(count);
-        &self.sql
-    }
+fn to_json<T: serde::Serialize>(rows: &T) -> StoreResult<String> {
+    serde_json::to_string(rows).map_err(|error| StoreError::Corrupt(format!("rows: {error}")))
+}
 
-    /// `(?, ?), (?, ?)`: `rows` rows of `columns` values.
-    fn rows(&mut self, rows: usize, columns: usize) -> &str {
-        self.sql.clear();
-        for row in 0..rows {
-            self.sql.push_str(if row == 0 { "(" } else { ", (" });
-            self.push_list(columns);
-            self.sql.push(')');
-        }
-        &self.sql
-    }
+#[derive(serde::Serialize)]
+struct PaymentRow<'a> {
+    charge_id: &'a str,
+    provider_charge_id: Option<&'a str>,
+    user_id: i64,
+    order_id: Option<&'a str>,
+    payload: &'a str,
+    currency: &'a str,
+    stars: i64,
+    ndn: i64,
+    status: &'static str,
+    hold_reason: Option<&'static str>,
+    created_at: i64,
+}
 
-    fn push_list(&mut self, count: usize) {
-        for index in 0..count {
-            if index > 0 {
-                self.sql.push_str(", ");
-            }
-            match self.engine {
-                Engine::Sqlite => self.sql.push('?'),
-                Engine::Postgres => {
-                    let _ = write!(self.sql, "${}", self.next);
-                }
-            }
-            self.next += 1;
-        }
-    }
+#[derive(serde::Serialize)]
+struct UserRow<'a> {
+    id: i64,
+    first_name: &'a str,
+    username: Option<&'a str>,
+    language_code: &'a str,
+    credit: i64,
+    at: i64,
+}
+
+#[derive(serde::Serialize)]
+struct LedgerRow<'a> {
+    user_id: i64,
+    delta: i64,
+    charge_id: &'a str,
+    created_at: i64,
+}
+
+#[derive(serde::Serialize)]
+struct OutboxRow<'a> {
+    dedupe_key: &'a str,
+    chat_id: i64,
+    text: &'a str,
+    reply_markup: Option<&'a str>,
+    at: i64,
 }
 
 /// A batch of payments inside one write transaction, with a handful of multi-row statements
@@ -895,14 +924,8 @@ async fn apply_payments_in(
     let mut payloads: Vec<&str> = jobs.iter().map(|j| j.payment.payload.as_str()).collect();
     payloads.sort_unstable();
     payloads.dedup();
-    let sql = format!(
-        "{ORDER_SELECT} IN ({})",
-        Placeholders::new(engine).list(payloads.len())
-    );
-    let mut query = sqlx::query(&sql).persistent(false);
-    for payload in &payloads {
-        query = query.bind(*payload);
-    }
+    let sql = format!("{ORDER_SELECT} IN ({})", json_list(engine, 1));
+    let query = sqlx::query(&sql).bind(to_json(&payloads)?);
     let mut orders = HashMap::with_capacity(payloads.len());
     for row in query.fetch_all(&mut **tx).await? {
         let order = order_from_row(&row)?;
@@ -929,35 +952,57 @@ async fn apply_payments_in(
         .zip(&plans)
         .filter_map(|(job, plan)| plan.as_ref().map(|plan| (job, plan)))
         .collect();
+    let rows: Vec<PaymentRow> = fresh
+        .iter()
+        .map(|(job, plan)| {
+            let (status, order_id, ndn, hold_reason) = match plan {
+                PaymentPlan::Credit { order_id, ndn, .. } => {
+                    (PaymentStatus::Credited, Some(order_id.as_str()), *ndn, None)
+                }
+                PaymentPlan::Hold { order_id, reason } => {
+                    (PaymentStatus::Held, order_id.as_deref(), 0, Some(*reason))
+                }
+            };
+            PaymentRow {
+                charge_id: &job.payment.charge_id,
+                provider_charge_id: job.payment.provider_charge_id.as_deref(),
+                user_id: job.payer.id,
+                order_id,
+                payload: &job.payment.payload,
+                currency: &job.payment.currency,
+                stars: job.payment.stars,
+                ndn,
+                status: status.as_str(),
+                hold_reason,
+                created_at: now,
+            }
+        })
+        .collect();
     let sql = format!(
         "INSERT INTO payments (charge_id, provider_charge_id, user_id, order_id, payload,
              currency, stars, ndn, status, hold_reason, created_at)
-         VALUES {} ON CONFLICT (charge_id) DO NOTHING RETURNING charge_id",
-        Placeholders::new(engine).rows(fresh.len(), 11)
+         SELECT charge_id, provider_charge_id, user_id, order_id, payload, currency, stars,
+             ndn, status, hold_reason, created_at FROM {} WHERE true
+         ON CONFLICT (charge_id) DO NOTHING RETURNING charge_id",
+        json_rows(
+            engine,
+            1,
+            &[
+                ("charge_id", "text"),
+                ("provider_charge_id", "text"),
+                ("user_id", "bigint"),
+                ("order_id", "text"),
+                ("payload", "text"),
+                ("currency", "text"),
+                ("stars", "bigint"),
+                ("ndn", "bigint"),
+                ("status", "text"),
+                ("hold_reason", "text"),
+                ("created_at", "bigint"),
+            ]
+        )
     );
-    let mut query = sqlx::query(&sql).persistent(false);
-    for (job, plan) in &fresh {
-        let (status, order_id, ndn, hold_reason) = match plan {
-            PaymentPlan::Credit { order_id, ndn, .. } => {
-                (PaymentStatus::Credited, Some(order_id.as_str()), *ndn, None)
-            }
-            PaymentPlan::Hold { order_id, reason } => {
-                (PaymentStatus::Held, order_id.as_deref(), 0, Some(*reason))
-            }
-        };
-        query = query
-            .bind(job.payment.charge_id.as_str())
-            .bind(job.payment.provider_charge_id.as_deref())
-            .bind(job.payer.id)
-            .bind(order_id)
-            .bind(job.payment.payload.as_str())
-            .bind(job.payment.currency.as_str())
-            .bind(job.payment.stars)
-            .bind(ndn)
-            .bind(status.as_str())
-            .bind(hold_reason)
-            .bind(now);
-    }
+    let query = sqlx::query(&sql).bind(to_json(&rows)?);
     let mut recorded = HashSet::with_capacity(fresh.len());
     for row in query.fetch_all(&mut **tx).await? {
         recorded.insert(row.try_get::<String, _>(0)?);
@@ -991,25 +1036,38 @@ async fn apply_payments_in(
         }
     }
     buyers.sort_by_key(|(buyer, _)| buyer.id);
+    let rows: Vec<UserRow> = buyers
+        .iter()
+        .map(|(buyer, credit)| UserRow {
+            id: buyer.id,
+            first_name: &buyer.first_name,
+            username: buyer.username.as_deref(),
+            language_code: buyer.language_code.as_deref().unwrap_or("en"),
+            credit: *credit,
+            at: now,
+        })
+        .collect();
     let sql = format!(
         "INSERT INTO users (id, first_name, username, language_code, balance, created_at, updated_at)
-         VALUES {} ON CONFLICT (id) DO UPDATE SET first_name = excluded.first_name,
+         SELECT id, first_name, username, language_code, credit, at, at FROM {} WHERE true
+         ON CONFLICT (id) DO UPDATE SET first_name = excluded.first_name,
              username = excluded.username, language_code = excluded.language_code,
              balance = users.balance + excluded.balance, updated_at = excluded.updated_at
          RETURNING id, balance",
-        Placeholders::new(engine).rows(buyers.len(), 7)
+        json_rows(
+            engine,
+            1,
+            &[
+                ("id", "bigint"),
+                ("first_name", "text"),
+                ("username", "text"),
+                ("language_code", "text"),
+                ("credit", "bigint"),
+                ("at", "bigint"),
+            ]
+        )
     );
-    let mut query = sqlx::query(&sql).persistent(false);
-    for (buyer, credit) in &buyers {
-        query = query
-            .bind(buyer.id)
-            .bind(buyer.first_name.as_str())
-            .bind(buyer.username.as_deref())
-            .bind(buyer.language_code.as_deref().unwrap_or("en"))
-            .bind(*credit)
-            .bind(now)
-            .bind(now);
-    }
+    let query = sqlx::query(&sql).bind(to_json(&rows)?);
     let mut balances = HashMap::with_capacity(buyers.len());
     for row in query.fetch_all(&mut **tx).await? {
         balances.insert(row.try_get::<i64, _>(0)?, row.try_get::<i64, _>(1)?);
@@ -1025,36 +1083,47 @@ async fn apply_payments_in(
         })
         .collect();
     if !credits.is_empty() {
+        let rows: Vec<LedgerRow> = credits
+            .iter()
+            .map(|(job, _, ndn)| LedgerRow {
+                user_id: job.payer.id,
+                delta: *ndn,
+                charge_id: &job.payment.charge_id,
+                created_at: now,
+            })
+            .collect();
         let sql = format!(
-            "INSERT INTO ledger (user_id, delta, kind, charge_id, created_at) VALUES {}",
-            Placeholders::new(engine).rows(credits.len(), 5)
+            "INSERT INTO ledger (user_id, delta, kind, charge_id, created_at)
+             SELECT user_id, delta, 'payment', charge_id, created_at FROM {}",
+            json_rows(
+                engine,
+                1,
+                &[
+                    ("user_id", "bigint"),
+                    ("delta", "bigint"),
+                    ("charge_id", "text"),
+                    ("created_at", "bigint"),
+                ]
+            )
         );
-        let mut query = sqlx::query(&sql).persistent(false);
-        for (job, _, ndn) in &credits {
-            query = query
-                .bind(job.payer.id)
-                .bind(*ndn)
-                .bind("payment")
-                .bind(job.payment.charge_id.as_str())
-                .bind(now);
-        }
-        query.execute(&mut **tx).await?;
+        sqlx::query(&sql)
+            .bind(to_json(&rows)?)
+            .execute(&mut **tx)
+            .await?;
         // A second payment of a paid order leaves it as it is; so does a refunded order.
         let mut paid: Vec<&str> = credits.iter().map(|(_, order_id, _)| *order_id).collect();
         paid.sort_unstable();
         paid.dedup();
-        let mut placeholders = Placeholders::new(engine);
-        let paid_at = placeholders.list(1).to_owned();
         let sql = format!(
-            "UPDATE orders SET status = 'paid', paid_at = {paid_at}
+            "UPDATE orders SET status = 'paid', paid_at = $1
              WHERE status IN ('pending', 'expired', 'failed') AND id IN ({})",
-            placeholders.list(paid.len())
+            json_list(engine, 2)
         );
-        let mut query = sqlx::query(&sql).persistent(false).bind(now);
-        for order_id in paid {
-            query = query.bind(order_id);
-        }
-        query.execute(&mut **tx).await?;
+        sqlx::query(&sql)
+            .bind(now)
+            .bind(to_json(&paid)?)
+            .execute(&mut **tx)
+            .await?;
     }
 
     // Outcomes, with each credit's balance as it was right after that credit.
@@ -1260,22 +1329,33 @@ async fn enqueue_all(
     if messages.is_empty() {
         return Ok(0);
     }
+    let rows: Vec<OutboxRow> = messages
+        .iter()
+        .map(|message| OutboxRow {
+            dedupe_key: &message.dedupe_key,
+            chat_id: message.chat_id,
+            text: &message.text,
+            reply_markup: message.reply_markup.as_deref(),
+            at: now,
+        })
+        .collect();
     let sql = format!(
         "INSERT INTO outbox (dedupe_key, chat_id, text, reply_markup, status, next_attempt_at, created_at)
-         VALUES {} ON CONFLICT (dedupe_key) DO NOTHING",
-        Placeholders::new(engine).rows(messages.len(), 7)
+         SELECT dedupe_key, chat_id, text, reply_markup, 'pending', at, at FROM {} WHERE true
+         ON CONFLICT (dedupe_key) DO NOTHING",
+        json_rows(
+            engine,
+            1,
+            &[
+                ("dedupe_key", "text"),
+                ("chat_id", "bigint"),
+                ("text", "text"),
+                ("reply_markup", "text"),
+                ("at", "bigint"),
+            ]
+        )
     );
-    let mut query = sqlx::query(&sql).persistent(false);
-    for message in messages {
-        query = query
-            .bind(message.dedupe_key.as_str())
-            .bind(message.chat_id)
-            .bind(message.text.as_str())
-            .bind(message.reply_markup.as_deref())
-            .bind("pending")
-            .bind(now)
-            .bind(now);
-    }
+    let query = sqlx::query(&sql).bind(to_json(&rows)?);
     Ok(query.execute(&mut **tx).await?.rows_affected())
 }
 
