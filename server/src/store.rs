@@ -49,6 +49,27 @@ pub struct Buyer {
     pub language_code: Option<String>,
 }
 
+impl Buyer {
+    /// Drops what the database cannot store from the profile (see [`make_storable`]).
+    pub fn make_storable(&mut self) {
+        make_storable(&mut self.first_name);
+        for text in [self.username.as_mut(), self.language_code.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            make_storable(text);
+        }
+    }
+}
+
+/// Removes NUL characters: valid in Telegram's JSON strings, refused by PostgreSQL's text
+/// (a payment would fail on every redelivery). Nothing Telegram or we use as an id has them.
+pub fn make_storable(text: &mut String) {
+    if text.contains('\0') {
+        text.retain(|c| c != '\0');
+    }
+}
+
 /// A message to a chat, sent later by the notification worker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutgoingMessage {
@@ -358,6 +379,10 @@ impl Store {
     }
 
     pub async fn order(&self, id: &str) -> StoreResult<Option<Order>> {
+        if id.contains('\0') {
+            // Not one of ours (and not a value PostgreSQL's text can hold).
+            return Ok(None);
+        }
         let row = sqlx::query(ORDER_BY_ID)
             .bind(id)
             .fetch_optional(&self.pool)
@@ -396,10 +421,21 @@ impl Store {
     /// that transaction committed.
     pub async fn apply_payment(
         &self,
-        payer: Buyer,
-        payment: IncomingPayment,
+        mut payer: Buyer,
+        mut payment: IncomingPayment,
         notice: &'static (dyn Notice + Sync),
     ) -> StoreResult<PaymentOutcome> {
+        payer.make_storable();
+        for text in [
+            &mut payment.charge_id,
+            &mut payment.payload,
+            &mut payment.currency,
+        ]
+        .into_iter()
+        .chain(payment.provider_charge_id.as_mut())
+        {
+            make_storable(text);
+        }
         let stopped = || StoreError::Writer("the payment writer stopped".into());
         let (reply, answer) = oneshot::channel();
         let job = PaymentJob {
@@ -420,6 +456,9 @@ impl Store {
         stars: i64,
         notice: &(dyn Notice + Sync),
     ) -> StoreResult<RefundOutcome> {
+        let mut charge_id = charge_id.to_owned();
+        make_storable(&mut charge_id);
+        let charge_id = charge_id.as_str();
         let now = now_ms();
         let mut tx = self.write().await?;
         let record = match sqlx::query(
@@ -494,6 +533,8 @@ impl Store {
 
     /// The payment behind a charge id (for the operator's refund command).
     pub async fn payment(&self, charge_id: &str) -> StoreResult<Option<PaymentRecord>> {
+        let mut charge_id = charge_id.to_owned();
+        make_storable(&mut charge_id);
         let row = sqlx::query(
             "SELECT charge_id, user_id, order_id, ndn, stars, status FROM payments WHERE charge_id = $1",
         )
@@ -1233,6 +1274,8 @@ async fn upsert_buyer(
     buyer: &Buyer,
     now: i64,
 ) -> StoreResult<()> {
+    let mut buyer = buyer.clone();
+    buyer.make_storable();
     sqlx::query(
         "INSERT INTO users (id, first_name, username, language_code, balance, created_at, updated_at)
          VALUES ($1, $2, $3, $4, 0, $5, $5)

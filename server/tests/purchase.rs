@@ -23,6 +23,7 @@ on_both_databases!(
     malformed_and_unhandled_updates,
     orders_are_private_and_packages_validated,
     redelivered_command_is_answered_once,
+    payment_from_a_buyer_with_any_profile_text_is_credited,
 );
 
 async fn purchase_credits_balance_and_notifies_buyer(database: Database) {
@@ -213,6 +214,43 @@ async fn second_payment_of_a_paid_order_is_credited_as_its_own(database: Databas
         2
     );
     assert_eq!(app.messages_after_settling(2).await.len(), 2);
+}
+
+/// Telegram's names are any text: NUL characters (which PostgreSQL's text cannot hold),
+/// quotes, JSON and SQL look-alikes, emoji. None of it may keep a paid charge from its credit.
+async fn payment_from_a_buyer_with_any_profile_text_is_credited(database: Database) {
+    let app = TestApp::spawn(database).await;
+    let order_id = app.create_order(BUYER, "ndn-100").await;
+    let mut update = successful_payment(1, BUYER, &order_id, 50, "charge-odd-name");
+    update["message"]["from"]["first_name"] = json!("Nul\u{0}In\"the'] \\ name 🙂");
+    update["message"]["from"]["username"] = json!("\u{0}");
+    update["message"]["from"]["language_code"] = json!("r\u{0}u");
+    let (status, answer) = app.deliver(&update).await;
+    assert_eq!(status, 200, "{answer}");
+    // Stored as sent, less the NULs (checked before the wallet call below renames the buyer
+    // from their initData).
+    assert_eq!(
+        app.count(
+            "SELECT COUNT(*) FROM users WHERE first_name = 'NulIn\"the''] \\ name 🙂'
+             AND username = '' AND language_code = 'ru'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(app.balance(BUYER).await, 100);
+    assert_eq!(app.messages_after_settling(1).await.len(), 1);
+    // A payload no order of ours can have is refused, not a storage error.
+    let (status, answer) = app
+        .deliver(&pre_checkout(
+            2,
+            BUYER,
+            &format!("{order_id}\u{0}"),
+            "XTR",
+            50,
+        ))
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["ok"], false, "{answer}");
 }
 
 async fn payment_with_unknown_payload_is_recorded_not_credited(database: Database) {
