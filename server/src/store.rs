@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use app::api::{BalanceEvent, OrderState, Package, Purchase};
 use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, Connection, Row, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
@@ -96,6 +97,9 @@ struct PaymentJob {
     notice: &'static (dyn Notice + Sync),
     reply: oneshot::Sender<StoreResult<PaymentOutcome>>,
 }
+
+/// The payment writer gives its connection back to the pool after this long without work.
+const WRITER_KEEPS_CONNECTION: Duration = Duration::from_millis(100);
 
 /// How often the WAL is checkpointed into the SQLite database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
@@ -817,7 +821,26 @@ async fn write_payments(
     commits: Arc<AtomicU64>,
     splits: Arc<AtomicU64>,
 ) {
-    while let Some(first) = jobs.recv().await {
+    // One connection for a run of batches: SQLite keeps its page cache across them (a cache is
+    // dropped whenever another connection wrote), and no batch waits on the pool. Given back
+    // after a short idle spell, or once it failed.
+    let mut connection: Option<PoolConnection<Any>> = None;
+    loop {
+        let first = if connection.is_some() {
+            match tokio::time::timeout(WRITER_KEEPS_CONNECTION, jobs.recv()).await {
+                Ok(Some(job)) => job,
+                Ok(None) => break,
+                Err(_) => {
+                    connection = None;
+                    continue;
+                }
+            }
+        } else {
+            match jobs.recv().await {
+                Some(job) => job,
+                None => break,
+            }
+        };
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match jobs.try_recv() {
@@ -830,7 +853,27 @@ async fn write_payments(
         batch.sort_by(|a, b| {
             (a.payer.id, &a.payment.charge_id).cmp(&(b.payer.id, &b.payment.charge_id))
         });
-        match commit_payments(&pool, engine, &batch).await {
+        if connection.is_none() {
+            match pool.acquire().await {
+                Ok(acquired) => connection = Some(acquired),
+                Err(error) => {
+                    let error = StoreError::from(error);
+                    for job in batch {
+                        let _ = job.reply.send(Err(StoreError::Writer(error.to_string())));
+                    }
+                    continue;
+                }
+            }
+        }
+        let Some(conn) = connection.as_mut() else {
+            continue;
+        };
+        let result = commit_payments(conn, engine, &batch).await;
+        if result.is_err() {
+            // It may be the connection that broke: the next batch starts on a fresh one.
+            connection = None;
+        }
+        match result {
             Ok(outcomes) => {
                 commits.fetch_add(1, Ordering::Relaxed);
                 for (job, outcome) in batch.into_iter().zip(outcomes) {
@@ -846,7 +889,12 @@ async fn write_payments(
                 tracing::warn!(%error, size = batch.len(), "payment batch failed; applying one by one");
                 splits.fetch_add(1, Ordering::Relaxed);
                 for job in batch {
-                    let alone = commit_payments(&pool, engine, std::slice::from_ref(&job)).await;
+                    let alone = match pool.acquire().await {
+                        Ok(mut conn) => {
+                            commit_payments(&mut conn, engine, std::slice::from_ref(&job)).await
+                        }
+                        Err(error) => Err(error.into()),
+                    };
                     if alone.is_ok() {
                         commits.fetch_add(1, Ordering::Relaxed);
                     }
@@ -858,12 +906,15 @@ async fn write_payments(
 }
 
 async fn commit_payments(
-    pool: &AnyPool,
+    conn: &mut AnyConnection,
     engine: Engine,
     jobs: &[PaymentJob],
 ) -> StoreResult<Vec<PaymentOutcome>> {
     let now = now_ms();
-    let mut tx = begin_write(pool, engine).await?;
+    let mut tx = match engine {
+        Engine::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await?,
+        Engine::Postgres => conn.begin().await?,
+    };
     let outcomes = apply_payments_in(&mut tx, engine, jobs, now).await?;
     tx.commit().await?;
     Ok(outcomes)
@@ -956,7 +1007,7 @@ struct OutboxRow<'a> {
 /// after another in batch order gives: a charge recorded before, or earlier in the batch,
 /// changes nothing; balances in the outcomes (and notices) grow payment by payment.
 async fn apply_payments_in(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Transaction<'_, Any>,
     engine: Engine,
     jobs: &[PaymentJob],
     now: i64,
@@ -1364,7 +1415,7 @@ async fn enqueue(
 /// Queues messages (one statement for all); a dedupe key queued before is skipped. Returns
 /// how many were new.
 async fn enqueue_all(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Transaction<'_, Any>,
     engine: Engine,
     messages: &[OutgoingMessage],
     now: i64,
