@@ -309,8 +309,10 @@ impl Store {
     }
 
     pub async fn upsert_buyer(&self, buyer: &Buyer) -> StoreResult<()> {
+        let mut buyer = buyer.clone();
+        buyer.make_storable();
         let mut tx = self.write().await?;
-        upsert_buyer(&mut tx, buyer, now_ms()).await?;
+        upsert_buyers(&mut tx, self.engine, &[(&buyer, 0)], now_ms()).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -770,13 +772,18 @@ fn balance_payloads(changes: &[BalanceBroadcast]) -> StoreResult<Vec<String>> {
     Ok(payloads)
 }
 
-/// A write transaction. SQLite takes its write lock up front, so two writers queue on the
-/// busy timeout instead of failing on a lock upgrade.
+/// How a write transaction begins. SQLite takes its write lock up front, so two writers queue
+/// on the busy timeout instead of failing on a lock upgrade.
+fn begin_write_statement(engine: Engine) -> &'static str {
+    match engine {
+        Engine::Sqlite => "BEGIN IMMEDIATE",
+        Engine::Postgres => "BEGIN",
+    }
+}
+
+/// A write transaction on a connection from the pool.
 async fn begin_write(pool: &AnyPool, engine: Engine) -> StoreResult<Transaction<'static, Any>> {
-    Ok(match engine {
-        Engine::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await?,
-        Engine::Postgres => pool.begin().await?,
-    })
+    Ok(pool.begin_with(begin_write_statement(engine)).await?)
 }
 
 /// Copies committed pages from SQLite's WAL into the database file, a few times a second,
@@ -853,9 +860,10 @@ async fn write_payments(
         batch.sort_by(|a, b| {
             (a.payer.id, &a.payment.charge_id).cmp(&(b.payer.id, &b.payment.charge_id))
         });
-        if connection.is_none() {
-            match pool.acquire().await {
-                Ok(acquired) => connection = Some(acquired),
+        let mut conn = match connection.take() {
+            Some(conn) => conn,
+            None => match pool.acquire().await {
+                Ok(conn) => conn,
                 Err(error) => {
                     let error = StoreError::from(error);
                     for job in batch {
@@ -863,15 +871,13 @@ async fn write_payments(
                     }
                     continue;
                 }
-            }
-        }
-        let Some(conn) = connection.as_mut() else {
-            continue;
+            },
         };
-        let result = commit_payments(conn, engine, &batch).await;
-        if result.is_err() {
-            // It may be the connection that broke: the next batch starts on a fresh one.
-            connection = None;
+        let result = commit_payments(&mut conn, engine, &batch).await;
+        if result.is_ok() {
+            // Kept for the next batch; after a failure (the connection may be what broke)
+            // the next batch starts on a fresh one.
+            connection = Some(conn);
         }
         match result {
             Ok(outcomes) => {
@@ -911,10 +917,7 @@ async fn commit_payments(
     jobs: &[PaymentJob],
 ) -> StoreResult<Vec<PaymentOutcome>> {
     let now = now_ms();
-    let mut tx = match engine {
-        Engine::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await?,
-        Engine::Postgres => conn.begin().await?,
-    };
+    let mut tx = conn.begin_with(begin_write_statement(engine)).await?;
     let outcomes = apply_payments_in(&mut tx, engine, jobs, now).await?;
     tx.commit().await?;
     Ok(outcomes)
@@ -1128,42 +1131,7 @@ async fn apply_payments_in(
         }
     }
     buyers.sort_by_key(|(buyer, _)| buyer.id);
-    let rows: Vec<UserRow> = buyers
-        .iter()
-        .map(|(buyer, credit)| UserRow {
-            id: buyer.id,
-            first_name: &buyer.first_name,
-            username: buyer.username.as_deref(),
-            language_code: buyer.language_code.as_deref().unwrap_or("en"),
-            credit: *credit,
-            at: now,
-        })
-        .collect();
-    let sql = format!(
-        "INSERT INTO users (id, first_name, username, language_code, balance, created_at, updated_at)
-         SELECT id, first_name, username, language_code, credit, at, at FROM {} WHERE true
-         ON CONFLICT (id) DO UPDATE SET first_name = excluded.first_name,
-             username = excluded.username, language_code = excluded.language_code,
-             balance = users.balance + excluded.balance, updated_at = excluded.updated_at
-         RETURNING id, balance",
-        json_rows(
-            engine,
-            1,
-            &[
-                ("id", "bigint"),
-                ("first_name", "text"),
-                ("username", "text"),
-                ("language_code", "text"),
-                ("credit", "bigint"),
-                ("at", "bigint"),
-            ]
-        )
-    );
-    let query = sqlx::query(&sql).bind(to_json(&rows)?);
-    let mut balances = HashMap::with_capacity(buyers.len());
-    for row in query.fetch_all(&mut **tx).await? {
-        balances.insert(row.try_get::<i64, _>(0)?, row.try_get::<i64, _>(1)?);
-    }
+    let mut balances = upsert_buyers(tx, engine, &buyers, now).await?;
 
     // Ledger entries and paid orders for the credits.
     let credits: Vec<(&PaymentJob, &str, i64)> = jobs
@@ -1287,8 +1255,13 @@ async fn apply_payments_in(
     Ok(outcomes)
 }
 
-const ORDER_SELECT: &str = "SELECT id, user_id, package_id, ndn, stars, status, created_at, expires_at FROM orders WHERE id";
-const ORDER_BY_ID: &str = "SELECT id, user_id, package_id, ndn, stars, status, created_at, expires_at FROM orders WHERE id = $1";
+macro_rules! order_select {
+    () => {
+        "SELECT id, user_id, package_id, ndn, stars, status, created_at, expires_at FROM orders WHERE id"
+    };
+}
+const ORDER_SELECT: &str = order_select!();
+const ORDER_BY_ID: &str = concat!(order_select!(), " = $1");
 
 fn parse_state(text: String) -> StoreResult<OrderState> {
     OrderState::parse(&text).ok_or(StoreError::Corrupt(format!("order status `{text}`")))
@@ -1320,28 +1293,51 @@ fn payment_from_row(row: &AnyRow) -> StoreResult<PaymentRecord> {
     })
 }
 
-async fn upsert_buyer(
-    tx: &mut Transaction<'static, Any>,
-    buyer: &Buyer,
+/// Stores each buyer's profile (one row per buyer: ids must not repeat) and adds their credit
+/// to their balance, creating the buyer if new. Returns the balances after.
+async fn upsert_buyers(
+    tx: &mut Transaction<'_, Any>,
+    engine: Engine,
+    buyers: &[(&Buyer, i64)],
     now: i64,
-) -> StoreResult<()> {
-    let mut buyer = buyer.clone();
-    buyer.make_storable();
-    sqlx::query(
+) -> StoreResult<HashMap<i64, i64>> {
+    let rows: Vec<UserRow> = buyers
+        .iter()
+        .map(|(buyer, credit)| UserRow {
+            id: buyer.id,
+            first_name: &buyer.first_name,
+            username: buyer.username.as_deref(),
+            language_code: buyer.language_code.as_deref().unwrap_or("en"),
+            credit: *credit,
+            at: now,
+        })
+        .collect();
+    let sql = format!(
         "INSERT INTO users (id, first_name, username, language_code, balance, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, 0, $5, $5)
+         SELECT id, first_name, username, language_code, credit, at, at FROM {} WHERE true
          ON CONFLICT (id) DO UPDATE SET first_name = excluded.first_name,
              username = excluded.username, language_code = excluded.language_code,
-             updated_at = excluded.updated_at",
-    )
-    .bind(buyer.id)
-    .bind(&buyer.first_name)
-    .bind(buyer.username.as_deref())
-    .bind(buyer.language_code.as_deref().unwrap_or("en"))
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+             balance = users.balance + excluded.balance, updated_at = excluded.updated_at
+         RETURNING id, balance",
+        json_rows(
+            engine,
+            1,
+            &[
+                ("id", "bigint"),
+                ("first_name", "text"),
+                ("username", "text"),
+                ("language_code", "text"),
+                ("credit", "bigint"),
+                ("at", "bigint"),
+            ]
+        )
+    );
+    let query = sqlx::query(&sql).bind(to_json(&rows)?);
+    let mut balances = HashMap::with_capacity(buyers.len());
+    for row in query.fetch_all(&mut **tx).await? {
+        balances.insert(row.try_get::<i64, _>(0)?, row.try_get::<i64, _>(1)?);
+    }
+    Ok(balances)
 }
 
 /// Appends a ledger entry (unique per charge and kind) and moves the cached balance with it.
