@@ -21,32 +21,8 @@ on_both_databases!(
 async fn concurrent_payments_share_commits_and_duplicates_in_a_batch_credit_once(
     database: Database,
 ) {
-    let store = Store::connect(&database.url, 4).await.unwrap();
-    store.migrate().await.unwrap();
-    let package = Package {
-        id: "ndn-100".into(),
-        ndn: 100,
-        stars: 50,
-        title: "100 NDN".into(),
-    };
-    let buyer = |id: i64| Buyer {
-        id,
-        first_name: "B".into(),
-        username: None,
-        language_code: Some("en".into()),
-    };
-    store.upsert_buyer(&buyer(BUYER)).await.unwrap();
-    for i in 0..100 {
-        store
-            .create_order(
-                &format!("order-{i}"),
-                BUYER,
-                &package,
-                std::time::Duration::from_secs(600),
-            )
-            .await
-            .unwrap();
-    }
+    let store = open_store(&database).await;
+    add_orders(&store, BUYER, (0..100).map(|i| format!("order-{i}"))).await;
     // On PostgreSQL, every credit is announced to the other instances by its transaction.
     let mut listener = match store.engine() {
         Engine::Postgres => {
@@ -63,15 +39,9 @@ async fn concurrent_payments_share_commits_and_duplicates_in_a_batch_credit_once
         let store = store.clone();
         let n = i % 100;
         async move {
-            let payment = IncomingPayment {
-                charge_id: format!("charge-{n}"),
-                provider_charge_id: None,
-                payload: format!("order-{n}"),
-                currency: "XTR".into(),
-                stars: 50,
-            };
+            let payment = payment(&format!("charge-{n}"), &format!("order-{n}"), 50);
             store
-                .apply_payment(buyer(BUYER), payment, &BotNotice)
+                .apply_payment(buyer(BUYER, "en"), payment, &BotNotice)
                 .await
                 .unwrap()
         }
@@ -125,6 +95,23 @@ async fn concurrent_payments_share_commits_and_duplicates_in_a_batch_credit_once
     }
 }
 
+async fn open_store(database: &Database) -> Store {
+    let store = Store::connect(&database.url, 4).await.unwrap();
+    store.migrate().await.unwrap();
+    store
+}
+
+/// The buyer, with an open 50-Star order of 100 NDN for each id.
+async fn add_orders(store: &Store, buyer_id: i64, order_ids: impl IntoIterator<Item = String>) {
+    store.upsert_buyer(&buyer(buyer_id, "en")).await.unwrap();
+    for order_id in order_ids {
+        store
+            .create_order(&order_id, buyer_id, &package(), Duration::from_secs(600))
+            .await
+            .unwrap();
+    }
+}
+
 fn package() -> Package {
     Package {
         id: "ndn-100".into(),
@@ -157,23 +144,11 @@ fn payment(charge: &str, payload: &str, stars: i64) -> IncomingPayment {
 /// order, wrong amounts, unknown payloads, each delivered three times, all at once: the result
 /// is what applying them one at a time gives, whatever batches they fell into.
 async fn a_mixed_batch_gives_what_one_payment_at_a_time_gives(database: Database) {
-    let store = Store::connect(&database.url, 4).await.unwrap();
-    store.migrate().await.unwrap();
+    let store = open_store(&database).await;
     let known = [1001_i64, 1002, 1003];
     let unknown = [2001_i64, 2002];
     for id in known {
-        store.upsert_buyer(&buyer(id, "en")).await.unwrap();
-        for n in 0..10 {
-            store
-                .create_order(
-                    &format!("o{id}-{n}"),
-                    id,
-                    &package(),
-                    Duration::from_secs(600),
-                )
-                .await
-                .unwrap();
-        }
+        add_orders(&store, id, (0..10).map(|n| format!("o{id}-{n}"))).await;
     }
     // (payer, charge, payload, stars, credited?)
     let mut cases: Vec<(i64, String, String, i64, bool)> = Vec::new();
@@ -297,8 +272,7 @@ async fn a_mixed_batch_gives_what_one_payment_at_a_time_gives(database: Database
 /// A payment the database refuses fails by itself; the payments that shared its transaction
 /// are credited once the batch is retried without it.
 async fn a_payment_that_fails_inside_a_batch_fails_alone(database: Database) {
-    let store = Store::connect(&database.url, 4).await.unwrap();
-    store.migrate().await.unwrap();
+    let store = open_store(&database).await;
     let refuse = match store.engine() {
         Engine::Sqlite => vec![
             "CREATE TRIGGER refuse_poison BEFORE INSERT ON payments
@@ -317,18 +291,7 @@ async fn a_payment_that_fails_inside_a_batch_fails_alone(database: Database) {
     for statement in refuse {
         sqlx::query(statement).execute(store.pool()).await.unwrap();
     }
-    store.upsert_buyer(&buyer(BUYER, "en")).await.unwrap();
-    for n in 0..60 {
-        store
-            .create_order(
-                &format!("order-{n}"),
-                BUYER,
-                &package(),
-                Duration::from_secs(600),
-            )
-            .await
-            .unwrap();
-    }
+    add_orders(&store, BUYER, (0..60).map(|n| format!("order-{n}"))).await;
     let deliveries = (0..60).map(|n| {
         let store = store.clone();
         let charge = if n == 30 {
