@@ -13,6 +13,8 @@ use tokio::net::TcpStream;
 /// One server's idle connections; a request takes one (or opens one) and puts it back.
 pub struct Connections {
     addr: SocketAddr,
+    /// `addr` as the Host header wants it, written once.
+    host: String,
     idle: Mutex<Vec<Connection>>,
 }
 
@@ -31,6 +33,7 @@ impl Connections {
     pub fn new(addr: SocketAddr) -> Self {
         Self {
             addr,
+            host: addr.to_string(),
             idle: Mutex::new(Vec::new()),
         }
     }
@@ -46,7 +49,7 @@ impl Connections {
         request.extend_from_slice(b"POST ");
         request.extend_from_slice(path.as_bytes());
         request.extend_from_slice(b" HTTP/1.1\r\nHost: ");
-        request.extend_from_slice(self.addr.to_string().as_bytes());
+        request.extend_from_slice(self.host.as_bytes());
         for (name, value) in headers {
             request.extend_from_slice(b"\r\n");
             request.extend_from_slice(name.as_bytes());
