@@ -42,6 +42,7 @@ export default defineConfig({
           LEPTOS_SITE_ROOT: process.env.LEPTOS_SITE_ROOT ?? 'target/site',
           LEPTOS_OUTPUT_NAME: 'ndn',
           LEPTOS_ENV: 'PROD',
+          NDN_SANDBOX: '1',
           DATABASE_URL: process.env.NDN_E2E_DATABASE_URL ?? 'sqlite://target/e2e/ndn.db',
           RUST_LOG: 'warn',
           // The two sandbox users buy in most tests, within a minute.

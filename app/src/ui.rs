@@ -15,6 +15,10 @@ const CONFIRMATION_PATIENCE_MS: f64 = 60_000.0;
 const POLL_EVERY_MS: u64 = 1_500;
 /// With the live stream open, a poll only every this many ticks, as a safety net.
 const POLL_TICKS_WHEN_LIVE: u32 = 4;
+/// A stream that ended is opened again after this long, doubling up to the maximum while
+/// the server cannot be reached.
+const RECONNECT_FIRST_MS: u32 = 1_000;
+const RECONNECT_MAX_MS: u32 = 60_000;
 
 #[derive(Debug, Clone, PartialEq)]
 enum Screen {
@@ -69,6 +73,7 @@ struct Shop {
     checkout: RwSignal<Checkout>,
     stream_open: RwSignal<bool>,
     subscription: StoredValue<Option<live::Subscription>, LocalStorage>,
+    reconnect_ms: StoredValue<u32>,
     watch: StoredValue<Option<IntervalHandle>>,
 }
 
@@ -80,6 +85,7 @@ impl Shop {
             checkout: RwSignal::new(Checkout::Idle),
             stream_open: RwSignal::new(false),
             subscription: StoredValue::new_local(None),
+            reconnect_ms: StoredValue::new(RECONNECT_FIRST_MS),
             watch: StoredValue::new(None),
         }
     }
@@ -105,6 +111,12 @@ impl Shop {
     }
 
     fn load(self) {
+        self.fetch(false);
+    }
+
+    /// Asks for the wallet (and a stream token). `reconnecting`: the wallet is on screen and
+    /// only the stream ended; a network failure then retries later instead of hiding it.
+    fn fetch(self, reconnecting: bool) {
         spawn_local(async move {
             match api::wallet().await {
                 Ok(view) => {
@@ -112,18 +124,57 @@ impl Shop {
                     if self.subscription.with_value(Option::is_none) {
                         let subscription = live::subscribe(
                             &view.events_token,
-                            move |event| self.on_balance_event(event),
-                            move |open| self.stream_open.set(open),
+                            live::Callbacks {
+                                on_event: move |event| self.on_balance_event(event),
+                                on_health: move |open| self.on_stream_health(open),
+                                on_closed: move || self.on_stream_closed(),
+                            },
                         );
                         self.subscription.set_value(subscription);
                     }
                     self.screen.set(Screen::Ready(view));
                 }
-                Err(error) => self
-                    .screen
-                    .set(Screen::Failed(Problem::from_api(&error, false))),
+                Err(error) => {
+                    let problem = Problem::from_api(&error, false);
+                    let signed_out =
+                        matches!(problem, Problem::SessionExpired | Problem::SessionInvalid);
+                    if reconnecting && !signed_out {
+                        // Unless another path opened a stream meanwhile, try again later.
+                        if self.subscription.with_value(Option::is_none) {
+                            self.on_stream_closed();
+                        }
+                    } else {
+                        self.screen.set(Screen::Failed(problem));
+                    }
+                }
             }
         });
+    }
+
+    fn on_stream_health(self, open: bool) {
+        self.stream_open.set(open);
+        if open {
+            self.reconnect_ms.set_value(RECONNECT_FIRST_MS);
+        }
+    }
+
+    /// The stream ended for good (its token expired with the launch data, or the server
+    /// refused it): while waiting, checkouts poll; then a fresh token is asked for, and an
+    /// expired launch is told to reopen the app.
+    fn on_stream_closed(self) {
+        // Called from the stream's own callback: the subscription (which owns that callback)
+        // is dropped once the callback has returned.
+        if let Some(ended) = self.subscription.try_update_value(Option::take).flatten() {
+            spawn_local(async move { drop(ended) });
+        }
+        self.stream_open.set(false);
+        let delay = self.reconnect_ms.get_value();
+        self.reconnect_ms
+            .set_value(delay.saturating_mul(2).min(RECONNECT_MAX_MS));
+        set_timeout(
+            move || self.fetch(true),
+            std::time::Duration::from_millis(u64::from(delay)),
+        );
     }
 
     fn set_balance(self, balance: i64) {
@@ -267,7 +318,7 @@ pub fn Home() -> impl IntoView {
     let lang = shop.lang;
 
     view! {
-        <main class="app">
+        <main class="app" data-live=move || if shop.stream_open.get() { "open" } else { "closed" }>
             {move || match shop.screen.get() {
                 Screen::Loading => view! { <Skeleton lang=lang.get() /> }.into_any(),
                 Screen::OutsideTelegram => {

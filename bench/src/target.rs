@@ -19,6 +19,8 @@ use crate::report::Run;
 
 const TOKEN: &str = "5000000005:bench-token";
 const SECRET: &str = "bench_secret";
+/// The benchmark reads the servers' commit counts from `/metrics`.
+const METRICS_TOKEN: &str = "bench-metrics-token-0123456789";
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Engine {
@@ -111,6 +113,7 @@ impl Cluster {
                 // The benchmark's buyers create thousands of orders each.
                 .env("INVOICE_RATE_PER_MINUTE", "1000000")
                 .env("MAX_PENDING_ORDERS", "1000000")
+                .env("METRICS_TOKEN", METRICS_TOKEN)
                 .stdout(Stdio::null())
                 .kill_on_drop(true);
             let child = command
@@ -288,6 +291,7 @@ impl Cluster {
             let Ok(response) = self
                 .http
                 .get(format!("{}/metrics", instance.base))
+                .bearer_auth(METRICS_TOKEN)
                 .send()
                 .await
             else {

@@ -1,5 +1,5 @@
-import { expect, test } from '@playwright/test';
-import { deliver, failOnConsoleErrors, launchUrl, newBuyer } from './telegram';
+import { APIRequestContext, expect, Page, test } from '@playwright/test';
+import { Buyer, deliver, failOnConsoleErrors, launchUrl, newBuyer, successfulPayment } from './telegram';
 
 const SCREENSHOTS = 'test-results/screens';
 
@@ -49,16 +49,7 @@ test('a payment processed by the webhook shows up live, without reload', async (
     pre_checkout_query: { id: 'e2e-q', from, currency: 'XTR', total_amount: 225, invoice_payload: invoice.order_id },
   });
   expect(await checkout.json()).toMatchObject({ method: 'answerPreCheckoutQuery', ok: true });
-  const paid = await deliver(request, {
-    update_id: 2,
-    message: {
-      message_id: 2, from, chat: { id: buyer.id, type: 'private' }, date: Math.floor(Date.now() / 1000),
-      successful_payment: {
-        currency: 'XTR', total_amount: 225, invoice_payload: invoice.order_id,
-        telegram_payment_charge_id: `e2e-charge-${buyer.id}`, provider_payment_charge_id: '',
-      },
-    },
-  });
+  const paid = await deliver(request, successfulPayment(2, buyer, invoice.order_id, 225, `e2e-charge-${buyer.id}`));
   expect(paid.status()).toBe(200);
 
   await expect(page.getByTestId('balance')).toHaveText(/^500\s+NDN$/);
@@ -96,5 +87,57 @@ test('a client too old for openInvoice is told to update, and no order is create
   await page.locator('[data-package="ndn-100"] button').click();
   await expect(page.getByTestId('checkout-error')).toContainText('update Telegram');
   expect(invoices).toBe(0);
+  assertNoErrors();
+});
+
+/** Buys the 500 NDN package as `buyer` through the webhook, as Telegram would deliver it. */
+async function payThroughTheWebhook(page: Page, request: APIRequestContext, buyer: Buyer) {
+  const invoiceResponse = page.waitForResponse((response) => response.url().endsWith('/api/create_invoice'));
+  await page.locator('[data-package="ndn-500"] button').click();
+  const invoice = await (await invoiceResponse).json();
+  const paid = await deliver(request, successfulPayment(3, buyer, invoice.order_id, 225, `e2e-live-${buyer.id}`));
+  expect(paid.status()).toBe(200);
+}
+
+test('a live stream the server refused is opened again with a fresh token', async ({ page, request }) => {
+  const assertNoErrors = failOnConsoleErrors(page, /503/);
+  let streams = 0;
+  await page.route(
+    (url) => url.pathname === '/api/events',
+    async (route) => {
+      streams += 1;
+      // The first attempt meets a restarting server: the browser gives that stream up.
+      if (streams === 1) await route.fulfill({ status: 503, body: 'restarting' });
+      else await route.continue();
+    },
+  );
+  let wallets = 0;
+  page.on('request', (r) => {
+    if (r.url().endsWith('/api/wallet')) wallets += 1;
+  });
+  const buyer = newBuyer('en');
+  const reopened = page.waitForResponse((r) => new URL(r.url()).pathname === '/api/events' && r.status() === 200);
+  await page.goto(launchUrl(buyer));
+  await expect(page.getByTestId('balance')).toHaveText(/^0\s+NDN$/);
+  await reopened;
+  await expect(page.locator('main')).toHaveAttribute('data-live', 'open');
+  expect(streams).toBe(2);
+  expect(wallets).toBe(2);
+
+  await payThroughTheWebhook(page, request, buyer);
+  await expect(page.getByTestId('balance')).toHaveText(/^500\s+NDN$/);
+  assertNoErrors();
+});
+
+test('when the launch data expires, the stream ends and the app asks to be reopened', async ({ page }) => {
+  const assertNoErrors = failOnConsoleErrors(page, /401/);
+  const opened = page.waitForResponse((r) => new URL(r.url()).pathname === '/api/events' && r.status() === 200);
+  // Launch data with twenty seconds left.
+  await page.goto(launchUrl(newBuyer('en'), 'light', { ageSeconds: 86_400 - 20 }));
+  await expect(page.getByTestId('balance')).toHaveText(/^0\s+NDN$/);
+  await opened;
+  await expect(page.locator('main')).toHaveAttribute('data-live', 'open');
+  await expect(page.getByTestId('load-error')).toContainText('session has expired', { timeout: 35_000 });
+  await expect(page.locator('main')).toHaveAttribute('data-live', 'closed');
   assertNoErrors();
 });

@@ -4,7 +4,7 @@ import { createHmac } from 'node:crypto';
 import { APIRequestContext, expect, Page } from '@playwright/test';
 
 // The sandbox's token and webhook secret (server/src/config.rs): public by design, they only
-// exist when no real bot token is configured.
+// exist in sandbox mode (NDN_SANDBOX=1, no bot token, loopback only).
 export const SANDBOX_TOKEN = '1000000001:SANDBOX-local-ndn-token-is-not-a-secret';
 export const SANDBOX_SECRET = 'sandbox-webhook-secret';
 
@@ -76,4 +76,19 @@ export async function deliver(request: APIRequestContext, update: object) {
     data: update,
     headers: { 'X-Telegram-Bot-Api-Secret-Token': SANDBOX_SECRET },
   });
+}
+
+/** A `successful_payment` message of `buyer` for `orderId`, as Telegram delivers it. */
+export function successfulPayment(updateId: number, buyer: Buyer, orderId: string, stars: number, chargeId: string) {
+  const from = { id: buyer.id, is_bot: false, first_name: buyer.first_name, language_code: buyer.language_code };
+  return {
+    update_id: updateId,
+    message: {
+      message_id: updateId, from, chat: { id: buyer.id, type: 'private' }, date: Math.floor(Date.now() / 1000),
+      successful_payment: {
+        currency: 'XTR', total_amount: stars, invoice_payload: orderId,
+        telegram_payment_charge_id: chargeId, provider_payment_charge_id: '',
+      },
+    },
+  };
 }

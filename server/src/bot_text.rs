@@ -108,14 +108,43 @@ pub fn invoice_description(language: &str, ndn: i64) -> String {
 pub mod commands {
     use super::*;
 
-    pub fn start(lang: Lang, first_name: &str) -> String {
-        match lang {
-            Lang::En => format!(
+    /// `with_button`: the reply carries the button that opens the shop.
+    pub fn start(lang: Lang, first_name: &str, with_button: bool) -> String {
+        match (lang, with_button) {
+            (Lang::En, true) => format!(
                 "Hi, {first_name}! Buy NDN with Telegram Stars in our shop: tap the button below."
             ),
-            Lang::Ru => format!(
+            (Lang::En, false) => {
+                format!("Hi, {first_name}! Buy NDN with Telegram Stars in our shop.")
+            }
+            (Lang::Ru, true) => format!(
                 "Привет, {first_name}! Покупайте NDN за Telegram Stars в нашем магазине: нажмите кнопку ниже."
             ),
+            (Lang::Ru, false) => {
+                format!("Привет, {first_name}! Покупайте NDN за Telegram Stars в нашем магазине.")
+            }
+        }
+    }
+
+    /// `/start` in a group: the shop opens in a private chat only (Telegram allows Mini App
+    /// buttons there, and nobody else reads the answers).
+    pub fn start_in_group(lang: Lang, with_button: bool) -> String {
+        let head = match lang {
+            Lang::En => "NDN is sold in a private chat with me",
+            Lang::Ru => "NDN продаются в личном чате со мной",
+        };
+        let tail = match (lang, with_button) {
+            (Lang::En, true) => ": tap the button below.",
+            (Lang::Ru, true) => ": нажмите кнопку ниже.",
+            (_, false) => ".",
+        };
+        format!("{head}{tail}")
+    }
+
+    pub fn private_chat_button(lang: Lang) -> &'static str {
+        match lang {
+            Lang::En => "Open a private chat",
+            Lang::Ru => "Открыть личный чат",
         }
     }
 
@@ -165,14 +194,20 @@ pub mod commands {
         format!("{head}{list}")
     }
 
-    pub fn privacy(lang: Lang, url: &str) -> String {
-        match lang {
-            Lang::En => format!(
-                "We store your Telegram id, name, language and your purchases, only to run the shop. Full policy: {url}privacy"
-            ),
-            Lang::Ru => format!(
-                "Мы храним ваш Telegram id, имя, язык и покупки только для работы магазина. Полная политика: {url}privacy"
-            ),
+    /// `url`: the Mini App's address, where the full policy is.
+    pub fn privacy(lang: Lang, url: Option<&str>) -> String {
+        let summary = match lang {
+            Lang::En => {
+                "We store your Telegram id, name, language and your purchases, only to run the shop."
+            }
+            Lang::Ru => {
+                "Мы храним ваш Telegram id, имя, язык и покупки только для работы магазина."
+            }
+        };
+        match (lang, url) {
+            (Lang::En, Some(url)) => format!("{summary} Full policy: {url}privacy"),
+            (Lang::Ru, Some(url)) => format!("{summary} Полная политика: {url}privacy"),
+            (_, None) => summary.to_owned(),
         }
     }
 

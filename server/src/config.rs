@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use app::api::Package;
 
-/// The bot token the sandbox signs initData with. It is not a secret: the sandbox only runs
-/// when no real token is configured.
+/// The bot token the sandbox signs initData with. It is not a secret: the sandbox runs only
+/// when asked for (`NDN_SANDBOX=1`), without a real token, and on loopback.
 pub const SANDBOX_BOT_TOKEN: &str = "1000000001:SANDBOX-local-ndn-token-is-not-a-secret";
 const SANDBOX_WEBHOOK_SECRET: &str = "sandbox-webhook-secret";
 const DEFAULT_API_URL: &str = "https://api.telegram.org";
@@ -32,7 +32,7 @@ fn invalid(variable: &'static str, problem: impl Into<String>) -> ConfigError {
 pub enum Mode {
     /// A real bot token is configured.
     Production,
-    /// No token: the server plays Telegram for itself.
+    /// `NDN_SANDBOX=1` and no token: the server plays Telegram for itself, on loopback only.
     Sandbox,
 }
 
@@ -69,6 +69,10 @@ pub struct Config {
     pub trusted_proxy_header: Option<String>,
     /// Long polling instead of the webhook (`serve --poll`; not an environment variable).
     pub poll_updates: bool,
+    /// `/metrics` requires `Authorization: Bearer <this>` (`METRICS_TOKEN`).
+    pub metrics_token: Option<String>,
+    /// `/metrics` is served on this address only, not beside the app (`METRICS_ADDR`).
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl std::fmt::Debug for Config {
@@ -82,6 +86,7 @@ impl std::fmt::Debug for Config {
             .field("database_url", &redact_password(&self.database_url))
             .field("site_addr", &self.site_addr)
             .field("packages", &self.packages)
+            .field("metrics_addr", &self.metrics_addr)
             .finish_non_exhaustive()
     }
 }
@@ -125,13 +130,45 @@ impl Config {
                 )
             })?;
 
-        let (mode, bot_token) = match get("TELEGRAM_BOT_TOKEN") {
-            Some(token) => {
+        // Sandbox mode is asked for, never fallen into: an empty token (a secret that failed
+        // to inject) must not turn a deployment into a shop that sells NDN for nothing.
+        let sandbox = parse_bool(get("NDN_SANDBOX"), "NDN_SANDBOX")?;
+        let (mode, bot_token) = match (get("TELEGRAM_BOT_TOKEN"), sandbox) {
+            (Some(_), true) => {
+                return Err(invalid(
+                    "NDN_SANDBOX",
+                    "cannot be combined with TELEGRAM_BOT_TOKEN: unset one of them",
+                ));
+            }
+            (Some(token), false) => {
                 validate_token(token)?;
                 (Mode::Production, token.to_owned())
             }
-            None => (Mode::Sandbox, SANDBOX_BOT_TOKEN.to_owned()),
+            (None, true) => (Mode::Sandbox, SANDBOX_BOT_TOKEN.to_owned()),
+            (None, false) => {
+                let problem = if vars.contains_key("TELEGRAM_BOT_TOKEN") {
+                    "is empty"
+                } else {
+                    "is not set"
+                };
+                return Err(invalid(
+                    "TELEGRAM_BOT_TOKEN",
+                    format!(
+                        "{problem}: set it to the bot's token from @BotFather, \
+                         or set NDN_SANDBOX=1 to run the local sandbox"
+                    ),
+                ));
+            }
         };
+        if mode == Mode::Sandbox && !site_addr.ip().is_loopback() {
+            return Err(invalid(
+                "NDN_SANDBOX",
+                format!(
+                    "the sandbox serves this machine only, but LEPTOS_SITE_ADDR is {site_addr}: \
+                     listen on 127.0.0.1"
+                ),
+            ));
+        }
 
         let webhook_secret = match (get("TELEGRAM_WEBHOOK_SECRET"), mode) {
             (Some(secret), _) => {
@@ -154,7 +191,7 @@ impl Config {
         };
 
         let public_url = get("PUBLIC_URL")
-            .map(|url| validate_http_url("PUBLIC_URL", url))
+            .map(|url| validate_public_url(url, mode))
             .transpose()?;
 
         let database_url = get("DATABASE_URL")
@@ -170,7 +207,7 @@ impl Config {
             ));
         }
 
-        Ok(Self {
+        let config = Self {
             mode,
             bot_token,
             webhook_secret,
@@ -235,18 +272,50 @@ impl Config {
                 ),
             },
             poll_updates: false,
-        })
+            metrics_token: match get("METRICS_TOKEN") {
+                None => None,
+                Some(token) if token.len() >= 16 && token.bytes().all(|b| b.is_ascii_graphic()) => {
+                    Some(token.to_owned())
+                }
+                Some(_) => {
+                    return Err(invalid(
+                        "METRICS_TOKEN",
+                        "expected at least 16 printable characters, e.g. `openssl rand -hex 32`",
+                    ));
+                }
+            },
+            metrics_addr: get("METRICS_ADDR")
+                .map(|text| {
+                    text.parse::<SocketAddr>().map_err(|_| {
+                        invalid("METRICS_ADDR", "expected host:port, e.g. 127.0.0.1:9100")
+                    })
+                })
+                .transpose()?,
+        };
+        if let Some(addr) = config.metrics_addr
+            && addr.ip().is_unspecified()
+            && config.metrics_token.is_none()
+        {
+            return Err(invalid(
+                "METRICS_ADDR",
+                "listens on every interface, which makes the metrics public: \
+                 give a private address, or set METRICS_TOKEN too",
+            ));
+        }
+        Ok(config)
     }
 
     pub fn package(&self, id: &str) -> Option<&Package> {
         self.packages.iter().find(|package| package.id == id)
     }
 
-    /// The Mini App's own URL, for the bot's "open" button.
-    pub fn mini_app_url(&self) -> String {
-        match &self.public_url {
-            Some(url) => format!("{}/", url.trim_end_matches('/')),
-            None => format!("http://{}/", loopback(self.site_addr)),
+    /// The Mini App's own URL, for the bot's "open" button: the public one, or in the sandbox
+    /// this machine's. A real bot without `PUBLIC_URL` (polling) has none that Telegram takes.
+    pub fn mini_app_url(&self) -> Option<String> {
+        match (&self.public_url, self.mode) {
+            (Some(url), _) => Some(format!("{}/", url.trim_end_matches('/'))),
+            (None, Mode::Sandbox) => Some(format!("http://{}/", loopback(self.site_addr))),
+            (None, Mode::Production) => None,
         }
     }
 }
@@ -302,7 +371,52 @@ fn validate_http_url(variable: &'static str, url: &str) -> Result<String, Config
     if rest.is_empty() || rest.starts_with('/') {
         return Err(invalid(variable, "the URL has no host"));
     }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    // `user@host` and a backslash (which browsers read as `/`) hide the real host.
+    if authority.contains(['@', '\\']) {
+        return Err(invalid(
+            variable,
+            "the URL must name its host plainly (no user@ part, no backslash)",
+        ));
+    }
     Ok(url.trim_end_matches('/').to_owned())
+}
+
+/// Telegram calls the webhook and opens Mini Apps over HTTPS only; in the sandbox the URL can
+/// only name this machine.
+fn validate_public_url(url: &str, mode: Mode) -> Result<String, ConfigError> {
+    let url = validate_http_url("PUBLIC_URL", url)?;
+    match mode {
+        Mode::Production if !url.starts_with("https://") => Err(invalid(
+            "PUBLIC_URL",
+            "must start with https:// (Telegram refuses http:// webhooks and Mini App URLs)",
+        )),
+        Mode::Sandbox if !is_loopback_url(&url) => Err(invalid(
+            "NDN_SANDBOX",
+            "the sandbox serves this machine only, but PUBLIC_URL names another host: \
+             unset PUBLIC_URL (it is for a real bot)",
+        )),
+        _ => Ok(url),
+    }
+}
+
+/// Whether an http(s) URL's host is this machine (`localhost`, `127.x.x.x`, `[::1]`).
+fn is_loopback_url(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    is_loopback_host(rest.split(['/', '?', '#']).next().unwrap_or_default())
+}
+
+/// Whether `host[:port]` (as in a URL or a `Host` header) names this machine.
+pub fn is_loopback_host(authority: &str) -> bool {
+    let host = if let Some(bracketed) = authority.strip_prefix('[') {
+        bracketed.split(']').next().unwrap_or_default()
+    } else {
+        authority.split(':').next().unwrap_or_default()
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn parse_bool(value: Option<&str>, variable: &'static str) -> Result<bool, ConfigError> {
@@ -391,13 +505,106 @@ mod tests {
     }
 
     #[test]
-    fn no_token_means_sandbox_with_defaults() {
-        let config = config(&[]).unwrap();
+    fn the_sandbox_runs_only_when_asked_for() {
+        let config = config(&[("NDN_SANDBOX", "1")]).unwrap();
         assert_eq!(config.mode, Mode::Sandbox);
         assert_eq!(config.api_url, None);
         assert_eq!(config.database_url, "sqlite://data/ndn.db");
         let summary: Vec<_> = config.packages.iter().map(|p| (p.ndn, p.stars)).collect();
         assert_eq!(summary, [(100, 50), (500, 225), (1000, 400)]);
+    }
+
+    #[test]
+    fn without_a_token_or_the_sandbox_switch_the_server_says_what_to_set() {
+        let unset = config(&[]).unwrap_err();
+        assert_eq!(unset.variable, "TELEGRAM_BOT_TOKEN");
+        assert!(unset.problem.contains("is not set"), "{unset}");
+        assert!(unset.problem.contains("NDN_SANDBOX=1"), "{unset}");
+        // A secret that failed to inject is not a request for the sandbox.
+        for empty in ["", "   "] {
+            let error = config(&[
+                ("TELEGRAM_BOT_TOKEN", empty),
+                ("PUBLIC_URL", "https://ndn.example.org"),
+            ])
+            .unwrap_err();
+            assert_eq!(error.variable, "TELEGRAM_BOT_TOKEN");
+            assert!(error.problem.contains("is empty"), "{error}");
+        }
+        let both = config(&[("TELEGRAM_BOT_TOKEN", "123:abc"), ("NDN_SANDBOX", "1")]).unwrap_err();
+        assert_eq!(both.variable, "NDN_SANDBOX");
+    }
+
+    #[test]
+    fn the_sandbox_refuses_a_public_url_or_a_public_address() {
+        let public = config(&[
+            ("NDN_SANDBOX", "1"),
+            ("PUBLIC_URL", "https://ndn.example.org"),
+        ])
+        .unwrap_err();
+        assert_eq!(public.variable, "NDN_SANDBOX");
+        assert!(public.problem.contains("PUBLIC_URL"), "{public}");
+        for address in ["0.0.0.0:3000", "192.168.1.10:3000", "[::]:3000"] {
+            let error = config(&[("NDN_SANDBOX", "1"), ("LEPTOS_SITE_ADDR", address)]).unwrap_err();
+            assert_eq!(error.variable, "NDN_SANDBOX", "{address}");
+            assert!(error.problem.contains("LEPTOS_SITE_ADDR"), "{error}");
+        }
+        for disguised in [
+            "http://evil.example\\@127.0.0.1:3000",
+            "http://evil.example@127.0.0.1:3000",
+            "http://127.0.0.1:3000@evil.example",
+        ] {
+            let error = config(&[("NDN_SANDBOX", "1"), ("PUBLIC_URL", disguised)]).unwrap_err();
+            assert_eq!(error.variable, "PUBLIC_URL", "{disguised}");
+        }
+        for loopback in [
+            "http://127.0.0.1:3000",
+            "http://localhost:3000/",
+            "http://[::1]:3000",
+        ] {
+            let config = config(&[("NDN_SANDBOX", "1"), ("PUBLIC_URL", loopback)]).unwrap();
+            assert_eq!(config.mode, Mode::Sandbox, "{loopback}");
+        }
+        let ipv6 = config(&[("NDN_SANDBOX", "1"), ("LEPTOS_SITE_ADDR", "[::1]:3000")]).unwrap();
+        assert_eq!(ipv6.mode, Mode::Sandbox);
+    }
+
+    #[test]
+    fn a_real_bot_needs_an_https_public_url() {
+        let bot = [
+            ("TELEGRAM_BOT_TOKEN", "123:abc"),
+            ("TELEGRAM_WEBHOOK_SECRET", "s3cr_t"),
+        ];
+        for url in ["http://ndn.example.org", "http://127.0.0.1:3000"] {
+            let mut vars = bot.to_vec();
+            vars.push(("PUBLIC_URL", url));
+            let error = config(&vars).unwrap_err();
+            assert_eq!(error.variable, "PUBLIC_URL", "{url}");
+            assert!(error.problem.contains("https://"), "{error}");
+        }
+        let mut vars = bot.to_vec();
+        vars.push(("PUBLIC_URL", "https://ndn.example.org/"));
+        assert_eq!(
+            config(&vars).unwrap().public_url.as_deref(),
+            Some("https://ndn.example.org")
+        );
+    }
+
+    #[test]
+    fn metrics_protection_is_validated() {
+        let short = config(&[("NDN_SANDBOX", "1"), ("METRICS_TOKEN", "short")]).unwrap_err();
+        assert_eq!(short.variable, "METRICS_TOKEN");
+        let bad = config(&[("NDN_SANDBOX", "1"), ("METRICS_ADDR", "metrics")]).unwrap_err();
+        assert_eq!(bad.variable, "METRICS_ADDR");
+        let everywhere = config(&[("NDN_SANDBOX", "1"), ("METRICS_ADDR", "0.0.0.0:9100")]);
+        assert_eq!(everywhere.unwrap_err().variable, "METRICS_ADDR");
+        let good = config(&[
+            ("NDN_SANDBOX", "1"),
+            ("METRICS_TOKEN", "0123456789abcdef0123"),
+            ("METRICS_ADDR", "0.0.0.0:9100"),
+        ])
+        .unwrap();
+        assert_eq!(good.metrics_token.as_deref(), Some("0123456789abcdef0123"));
+        assert!(!format!("{good:?}").contains("0123456789abcdef"));
     }
 
     #[test]
@@ -434,8 +641,13 @@ mod tests {
             ("WEBHOOK_ALLOWED_NETWORKS", "149.154.160.0/40"),
             ("TRUSTED_PROXY_HEADER", "bad header"),
             ("MAX_PENDING_ORDERS", "0"),
+            ("NDN_SANDBOX", "perhaps"),
         ] {
-            let err = config(&[(var, value)]).unwrap_err();
+            let mut vars = vec![(var, value)];
+            if var != "TELEGRAM_BOT_TOKEN" && var != "NDN_SANDBOX" {
+                vars.push(("NDN_SANDBOX", "1"));
+            }
+            let err = config(&vars).unwrap_err();
             assert_eq!(err.variable, var, "{value}");
             assert!(
                 err.to_string()

@@ -114,11 +114,19 @@ pub async fn listen(state: AppState, shutdown: tokio_util::sync::CancellationTok
     }
 }
 
-/// Signed, expiring tokens for the stream (an `EventSource` cannot send headers).
+/// Signed tokens for the stream (an `EventSource` cannot send headers). A token expires with
+/// the launch data it was issued for, and so does a stream opened with it.
 #[derive(Clone)]
 pub struct StreamTokens {
     key: Vec<u8>,
     lifetime_secs: i64,
+}
+
+/// What a genuine token grants: `user_id`'s events until `expires` (Unix seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamGrant {
+    pub user_id: i64,
+    pub expires: i64,
 }
 
 impl StreamTokens {
@@ -131,13 +139,15 @@ impl StreamTokens {
         }
     }
 
-    pub fn issue(&self, user_id: i64, now: i64) -> String {
-        let expires = now.saturating_add(self.lifetime_secs);
+    /// A token for `user_id` whose launch data was signed at `auth_date` (Unix seconds): it
+    /// expires when that launch data does.
+    pub fn issue(&self, user_id: i64, auth_date: i64) -> String {
+        let expires = auth_date.saturating_add(self.lifetime_secs);
         format!("{user_id}.{expires}.{}", self.signature(user_id, expires))
     }
 
-    /// The user the token was issued to, if it is genuine and unexpired.
-    pub fn verify(&self, token: &str, now: i64) -> Option<i64> {
+    /// What the token grants, if it is genuine and unexpired.
+    pub fn verify(&self, token: &str, now: i64) -> Option<StreamGrant> {
         let mut parts = token.split('.');
         let user_id: i64 = parts.next()?.parse().ok()?;
         let expires: i64 = parts.next()?.parse().ok()?;
@@ -148,7 +158,7 @@ impl StreamTokens {
         let mut mac = self.mac();
         mac.update(format!("{user_id}.{expires}").as_bytes());
         mac.verify_slice(&signature).ok()?;
-        Some(user_id)
+        Some(StreamGrant { user_id, expires })
     }
 
     fn signature(&self, user_id: i64, expires: i64) -> String {
@@ -167,14 +177,24 @@ pub struct StreamQuery {
     token: String,
 }
 
-/// `GET /api/events?token=…`: one JSON `BalanceEvent` per message for the token's user.
+/// The last message of a stream whose token expired: the app then asks for a fresh token
+/// (or learns that the launch data expired too) instead of reconnecting with this one.
+pub const EXPIRED_EVENT: &str = "expired";
+
+/// `GET /api/events?token=…`: one JSON `BalanceEvent` per message for the token's user, until
+/// the token expires; then one `expired` event, and the stream ends.
 pub async fn stream(State(state): State<AppState>, Query(query): Query<StreamQuery>) -> Response {
-    let now = crate::store::now_ms() / 1000;
-    let Some(user_id) = state.tokens.verify(&query.token, now) else {
+    let now_ms = crate::store::now_ms();
+    let Some(StreamGrant { user_id, expires }) = state.tokens.verify(&query.token, now_ms / 1000)
+    else {
         return (StatusCode::UNAUTHORIZED, "invalid or expired stream token").into_response();
     };
-    let events =
-        BroadcastStream::new(state.events.subscribe()).filter_map(move |item| async move {
+    // The token verifies through the whole second `expires`; the stream lasts as long.
+    let left_ms = (expires + 1).saturating_mul(1000).saturating_sub(now_ms);
+    let left = Duration::from_millis(u64::try_from(left_ms).unwrap_or(0));
+    let stopping = state.shutdown.clone().cancelled_owned();
+    let events = BroadcastStream::new(state.events.subscribe())
+        .filter_map(move |item| async move {
             match item {
                 Ok((owner, event)) if owner == user_id => {
                     let json = serde_json::to_string(&event).ok()?;
@@ -183,7 +203,13 @@ pub async fn stream(State(state): State<AppState>, Query(query): Query<StreamQue
                 // A lagging subscriber lost events; the app's safety-net poll catches up.
                 Ok(_) | Err(_) => None,
             }
-        });
+        })
+        .take_until(tokio::time::sleep(left))
+        .chain(futures::stream::once(async {
+            Ok(Event::default().event(EXPIRED_EVENT).data("token expired"))
+        }))
+        // A stopping server ends its streams too; browsers reconnect (to another instance).
+        .take_until(stopping);
     Sse::new(events)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response()
@@ -197,11 +223,32 @@ mod tests {
     fn tokens_verify_only_for_their_user_and_lifetime() {
         let tokens = StreamTokens::new("1:t", Duration::from_secs(60));
         let token = tokens.issue(42, 1_000);
-        assert_eq!(tokens.verify(&token, 1_000), Some(42));
+        let grant = StreamGrant {
+            user_id: 42,
+            expires: 1_060,
+        };
+        assert_eq!(tokens.verify(&token, 1_000), Some(grant));
+        assert_eq!(tokens.verify(&token, 1_060), Some(grant));
         assert_eq!(tokens.verify(&token, 1_061), None);
         assert_eq!(tokens.verify(&token.replacen("42", "43", 1), 1_000), None);
         let other = StreamTokens::new("2:t", Duration::from_secs(60));
         assert_eq!(other.verify(&token, 1_000), None);
         assert_eq!(tokens.verify("garbage", 1_000), None);
+    }
+
+    #[test]
+    fn a_token_expires_with_its_launch_data_not_with_the_call() {
+        let tokens = StreamTokens::new("1:t", Duration::from_secs(86_400));
+        let launched = 1_000_000;
+        // Issued an hour before the launch data expires: an hour left, not a day.
+        let token = tokens.issue(7, launched);
+        let an_hour_before = launched + 86_400 - 3_600;
+        assert_eq!(
+            tokens
+                .verify(&token, an_hour_before)
+                .map(|grant| grant.expires),
+            Some(launched + 86_400)
+        );
+        assert_eq!(tokens.verify(&token, launched + 86_401), None);
     }
 }

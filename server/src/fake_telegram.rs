@@ -1,5 +1,5 @@
 //! A stand-in for Telegram's Bot API, with Telegram's envelope and input rules, for the
-//! sandbox and for tests. It is mounted only when no real bot token is configured, or served
+//! sandbox and for tests. It is mounted only in sandbox mode (`NDN_SANDBOX=1`), or served
 //! on its own loopback port by tests.
 
 use std::collections::{HashMap, HashSet};

@@ -7,6 +7,8 @@ use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
 
+use crate::untrusted::Untrusted;
+
 type HmacSha256 = Hmac<Sha256>;
 
 /// How far in the future `auth_date` may be before it is refused (clock skew).
@@ -69,7 +71,8 @@ impl InitDataValidator {
         for (key, value) in form_urlencoded::parse(raw.as_bytes()) {
             let key = key.into_owned();
             if fields.contains_key(&key) {
-                return Err(InitDataError::DuplicateKey(key));
+                // Unsigned client text: it reaches the log only escaped and capped.
+                return Err(InitDataError::DuplicateKey(Untrusted(&key).to_string()));
             }
             fields.insert(key, value.into_owned());
         }
@@ -261,6 +264,20 @@ mod tests {
             validator.validate(&doubled, vector.auth_date),
             Err(InitDataError::DuplicateKey("auth_date".into()))
         );
+    }
+
+    #[test]
+    fn a_duplicate_key_is_reported_escaped() {
+        let validator = InitDataValidator::new("1:x", DAY);
+        let forged = "a%0AINFO%20payment%20credited";
+        let error = validator
+            .validate(&format!("{forged}=1&{forged}=2"), 0)
+            .unwrap_err();
+        assert_eq!(
+            error,
+            InitDataError::DuplicateKey("a\\nINFO payment credited".into())
+        );
+        assert!(!error.to_string().contains('\n'));
     }
 
     #[test]

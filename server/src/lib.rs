@@ -19,6 +19,7 @@ pub mod security;
 pub mod shop;
 pub mod state;
 pub mod store;
+pub mod untrusted;
 pub mod updates;
 pub mod wallet;
 pub mod webhook;
@@ -60,6 +61,8 @@ const SANDBOX_SCRIPT_FILE: &str = "end2end/node_modules/@twa-dev/sdk/dist/telegr
 /// A server started by [`start`].
 pub struct Running {
     pub addr: SocketAddr,
+    /// Where `/metrics` is served when `METRICS_ADDR` is set.
+    pub metrics_addr: Option<SocketAddr>,
     pub state: AppState,
     /// Telegram's stand-in, in sandbox mode.
     pub sandbox: Option<Sandbox>,
@@ -143,6 +146,21 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         leptos.output_name = "ndn".into();
     }
     leptos.site_addr = addr;
+    // A real bot serves production pages whatever LEPTOS_ENV says: Leptos defaults to its
+    // development settings, whose policy lets pages open live-reload sockets anywhere.
+    if config.mode == Mode::Production {
+        leptos.env = leptos::config::Env::PROD;
+    }
+    let metrics_listener = match config.metrics_addr {
+        Some(metrics_addr) => Some(TcpListener::bind(metrics_addr).await.map_err(|error| {
+            anyhow::anyhow!("cannot listen on METRICS_ADDR {metrics_addr}: {error}")
+        })?),
+        None => None,
+    };
+    let metrics_addr = metrics_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()?;
 
     let state = AppState::new(Shared {
         validator: InitDataValidator::new(&config.bot_token, config.init_data_max_age),
@@ -159,11 +177,13 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
             TELEGRAM_SCRIPT
         }
         .to_owned(),
+        bot_username: std::sync::OnceLock::new(),
+        shutdown: CancellationToken::new(),
         config,
     });
 
     let router = router(state.clone(), sandbox.as_ref());
-    let shutdown = CancellationToken::new();
+    let shutdown = state.shutdown.clone();
     let server = tokio::spawn({
         let shutdown = shutdown.clone();
         async move {
@@ -175,7 +195,24 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
             .await
         }
     });
-    let mut workers = vec![tokio::spawn(notifier::run(state.clone(), shutdown.clone()))];
+    let mut workers = vec![
+        tokio::spawn(notifier::run(state.clone(), shutdown.clone())),
+        tokio::spawn(state::learn_bot_username(state.clone())),
+    ];
+    if let Some(listener) = metrics_listener {
+        let metrics = Router::new()
+            .route("/metrics", get(metrics::serve))
+            .with_state(state.clone());
+        let shutdown = shutdown.clone();
+        workers.push(tokio::spawn(async move {
+            let served = axum::serve(listener, metrics)
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await;
+            if let Err(error) = served {
+                tracing::error!(%error, "the metrics listener stopped");
+            }
+        }));
+    }
     if state.store.engine() == store::Engine::Postgres {
         workers.push(tokio::spawn(events::listen(
             state.clone(),
@@ -194,6 +231,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
     }
     Ok(Running {
         addr,
+        metrics_addr,
         state,
         sandbox,
         shutdown,
@@ -207,7 +245,7 @@ fn router(state: AppState, sandbox: Option<&Sandbox>) -> Router {
         telegram_script: state.telegram_script.clone(),
     };
     let backend = Backend(Arc::new(shop::Shop::new(state.clone())));
-    let dev = state.leptos.env == leptos::config::Env::DEV;
+    let dev = state.leptos.env == leptos::config::Env::DEV && state.config.mode == Mode::Sandbox;
     let app_shell = {
         let leptos = state.leptos.clone();
         let shell_config = shell_config.clone();
@@ -223,7 +261,6 @@ fn router(state: AppState, sandbox: Option<&Sandbox>) -> Router {
         .route("/api/events", get(events::stream))
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready))
-        .route("/metrics", get(metrics::serve))
         .route("/privacy", get(pages::privacy))
         .route("/support", get(pages::support))
         .leptos_routes_with_context(
@@ -247,6 +284,9 @@ fn router(state: AppState, sandbox: Option<&Sandbox>) -> Router {
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(
             fallback_shell,
         ));
+    if metrics::served_beside_the_app(&state.config) {
+        router = router.route("/metrics", get(metrics::serve));
+    }
     if let Some(sandbox) = sandbox {
         router = router
             .route(SANDBOX_SCRIPT_ROUTE, get(sandbox_script))
@@ -254,6 +294,9 @@ fn router(state: AppState, sandbox: Option<&Sandbox>) -> Router {
     }
     let default_policy = HeaderValue::from_str(&security::content_security_policy(None, dev))
         .expect("the policy is a valid header value");
+    if sandbox.is_some() {
+        router = router.layer(axum::middleware::from_fn(security::this_machine_only));
+    }
     router
         .layer(axum::middleware::from_fn(security::client_errors_are_4xx))
         .layer(SetResponseHeaderLayer::if_not_present(header::CONTENT_SECURITY_POLICY, default_policy))
@@ -325,12 +368,13 @@ async fn reconcile_every(
     }
 }
 
-/// The fake Bot API's paths contain the (sandbox) token; log them without it.
-fn loggable_path(path: &str) -> &str {
+/// The fake Bot API's paths contain the (sandbox) token; log them without it. Any other path
+/// is the client's text: escaped and capped.
+fn loggable_path(path: &str) -> untrusted::Untrusted<'_> {
     if path.starts_with("/sandbox/bot-api/") {
-        "/sandbox/bot-api/…"
+        untrusted::Untrusted("/sandbox/bot-api/…")
     } else {
-        path
+        untrusted::Untrusted(path)
     }
 }
 

@@ -153,7 +153,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let mut running = server::start(config, listener).await?;
     let url = format!("http://{}/", server::config::loopback(running.addr));
     match mode {
-        Mode::Sandbox => println!("NDN sandbox is running (no bot token): open {url}sandbox"),
+        Mode::Sandbox => println!("NDN sandbox is running (NDN_SANDBOX=1): open {url}sandbox"),
         Mode::Production => println!("NDN is running on {url}"),
     }
     tokio::select! {

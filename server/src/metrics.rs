@@ -1,7 +1,7 @@
 //! Prometheus metrics, served as text at `GET /metrics`.
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
@@ -11,6 +11,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use subtle::ConstantTimeEq;
+
+use crate::config::{Config, Mode};
 use crate::state::AppState;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -150,8 +153,31 @@ impl Metrics {
     }
 }
 
-/// `GET /metrics`.
-pub async fn serve(State(state): State<AppState>) -> Response {
+/// Whether `/metrics` is on the app's own port: not when it has an address of its own, and
+/// with a real bot only behind `METRICS_TOKEN` (it tells anyone the shop's sales).
+pub fn served_beside_the_app(config: &Config) -> bool {
+    config.metrics_addr.is_none()
+        && (config.mode == Mode::Sandbox || config.metrics_token.is_some())
+}
+
+/// `GET /metrics`, with `Authorization: Bearer <METRICS_TOKEN>` when a token is configured.
+pub async fn serve(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(token) = &state.config.metrics_token {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map_or("", |(_, presented)| presented.trim());
+        if !bool::from(presented.as_bytes().ct_eq(token.as_bytes())) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                "metrics need Authorization: Bearer <METRICS_TOKEN>",
+            )
+                .into_response();
+        }
+    }
     let commits = i64::try_from(state.store.payment_commits()).unwrap_or(i64::MAX);
     state.metrics.payment_commits.set(commits);
     let splits = i64::try_from(state.store.payment_batches_split()).unwrap_or(i64::MAX);

@@ -60,6 +60,7 @@ pub async fn set_webhook(bot: &BotApi, config: &Config) -> Result<String, OpsErr
         )
     })?;
     let url = format!("{public_url}/webhook/telegram");
+    let mini_app = format!("{public_url}/");
     bot.set_webhook(&json!({
         "url": url,
         "secret_token": config.webhook_secret,
@@ -74,13 +75,12 @@ pub async fn set_webhook(bot: &BotApi, config: &Config) -> Result<String, OpsErr
     bot.set_chat_menu_button(&json!({ "menu_button": {
         "type": "web_app",
         "text": text::open_button(Lang::En),
-        "web_app": { "url": config.mini_app_url() },
+        "web_app": { "url": mini_app },
     } }))
     .await?;
     Ok(format!(
-        "webhook set: {url}\nallowed updates: {}\ncommands registered (en, ru); menu button opens {}",
+        "webhook set: {url}\nallowed updates: {}\ncommands registered (en, ru); menu button opens {mini_app}",
         ALLOWED_UPDATES.join(", "),
-        config.mini_app_url()
     ))
 }
 

@@ -1,16 +1,13 @@
-//! What protects the server from the outside: security headers, the webhook's source check,
-//! and per-buyer limits on invoice creation.
+//! What protects the server from the outside: security headers and the webhook's source
+//! check. (The per-buyer limits on invoices are kept by the store, across instances.)
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 use axum::body::{Body, to_bytes};
 use axum::extract::Request;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 
 /// Telegram's web clients embed the Mini App in an iframe; nobody else may.
 const FRAME_ANCESTORS: &str = "'self' https://web.telegram.org https://*.telegram.org";
@@ -44,6 +41,33 @@ pub async fn client_errors_are_4xx(request: Request, next: Next) -> Response {
         parts.status = StatusCode::BAD_REQUEST;
     }
     Response::from_parts(parts, Body::from(bytes))
+}
+
+/// The sandbox's token and secret are public, so it answers requests addressed to this machine
+/// only: a tunnel or proxy forwarding a public host to it, or a web page rebinding its own
+/// name to 127.0.0.1, gets 403.
+pub async fn this_machine_only(request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let host = headers
+        .get(header::HOST)
+        .and_then(|value| value.to_str().ok())
+        .or_else(|| {
+            request
+                .uri()
+                .authority()
+                .map(|authority| authority.as_str())
+        });
+    let forwarded = ["forwarded", "x-forwarded-for", "x-forwarded-host"]
+        .iter()
+        .any(|name| headers.contains_key(*name));
+    if forwarded || !host.is_some_and(crate::config::is_loopback_host) {
+        return (
+            StatusCode::FORBIDDEN,
+            "the sandbox answers on this machine only (open it at http://127.0.0.1:<port>/sandbox)",
+        )
+            .into_response();
+    }
+    next.run(request).await
 }
 
 /// A set of IP networks, e.g. Telegram's `149.154.160.0/20,91.108.4.0/22`.
@@ -125,48 +149,6 @@ pub fn client_ip(
     }
 }
 
-/// A token bucket per buyer: `burst` invoices at once, refilled at `per_minute`.
-pub struct InvoiceLimiter {
-    burst: f64,
-    per_second: f64,
-    buckets: Mutex<HashMap<i64, (f64, Instant)>>,
-}
-
-impl InvoiceLimiter {
-    pub fn new(per_minute: u32) -> Self {
-        let per_minute = f64::from(per_minute.max(1));
-        Self {
-            burst: per_minute,
-            per_second: per_minute / 60.0,
-            buckets: Mutex::default(),
-        }
-    }
-
-    /// Takes one token for `user_id`, or says how long until one is there.
-    pub fn take(&self, user_id: i64) -> Result<(), Duration> {
-        let now = Instant::now();
-        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if buckets.len() > 100_000 {
-            // Forget full buckets so that the map stays small.
-            let (burst, rate) = (self.burst, self.per_second);
-            buckets.retain(|_, (tokens, at)| {
-                *tokens + now.duration_since(*at).as_secs_f64() * rate < burst
-            });
-        }
-        let (tokens, at) = buckets.entry(user_id).or_insert((self.burst, now));
-        *tokens =
-            (*tokens + now.duration_since(*at).as_secs_f64() * self.per_second).min(self.burst);
-        *at = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64((1.0 - *tokens) / self.per_second)
-                .max(Duration::from_secs(1)))
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,20 +186,6 @@ mod tests {
             client_ip(peer, &HeaderMap::new(), Some("x-forwarded-for")),
             None
         );
-    }
-
-    #[test]
-    fn invoice_limiter_allows_a_burst_then_asks_to_wait() {
-        let limiter = InvoiceLimiter::new(3);
-        for _ in 0..3 {
-            assert!(limiter.take(1).is_ok());
-        }
-        let wait = limiter.take(1).unwrap_err();
-        assert!(
-            wait >= Duration::from_secs(1) && wait <= Duration::from_secs(20),
-            "{wait:?}"
-        );
-        assert!(limiter.take(2).is_ok(), "buckets are per buyer");
     }
 
     #[test]

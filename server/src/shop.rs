@@ -8,46 +8,20 @@ use async_trait::async_trait;
 use crate::bot_api::StarsInvoice;
 use crate::bot_text;
 use crate::init_data::{InitData, InitDataError};
-use crate::security::InvoiceLimiter;
 use crate::state::AppState;
-use crate::store::{Buyer, StoreError, now_ms};
+use crate::store::{Admission, Buyer, OrderLimits, StoreError, StoredBuyer, now_ms};
 
 const HISTORY_LENGTH: i64 = 20;
 
 pub struct Shop {
     state: AppState,
-    limiter: InvoiceLimiter,
 }
 
 impl Shop {
     pub fn new(state: AppState) -> Self {
-        let limiter = InvoiceLimiter::new(state.config.invoice_rate_per_minute);
-        Self { state, limiter }
+        Self { state }
     }
 
-    /// Refuses a new invoice when the buyer creates them too fast or holds too many unpaid.
-    async fn admit(&self, user_id: i64) -> Result<(), ApiError> {
-        if let Err(wait) = self.limiter.take(user_id) {
-            return Err(ApiError::RateLimited {
-                retry_after_secs: wait.as_secs().max(1),
-            });
-        }
-        let (open, oldest_expiry) = self
-            .state
-            .store
-            .open_orders(user_id)
-            .await
-            .map_err(internal)?;
-        if open >= self.state.config.max_pending_orders {
-            let wait_ms = oldest_expiry.map_or(60_000, |expiry| expiry - now_ms());
-            let retry_after_secs = u64::try_from(wait_ms / 1000).unwrap_or(0).max(1);
-            return Err(ApiError::RateLimited { retry_after_secs });
-        }
-        Ok(())
-    }
-}
-
-impl Shop {
     /// The buyer from `Authorization: tma <initData>`, and from nothing else.
     fn authenticate(&self, authorization: Option<&str>) -> Result<InitData, ApiError> {
         let raw = authorization
@@ -66,23 +40,28 @@ impl Shop {
                 })
             })
     }
+
+    /// The buyer as Telegram signed them, and as stored (if known). Each launch reads; only a
+    /// new buyer or a changed name or language costs a write.
+    async fn signed_and_stored(
+        &self,
+        data: &InitData,
+    ) -> Result<(Buyer, Option<StoredBuyer>), ApiError> {
+        let mut buyer = buyer(data);
+        buyer.make_storable();
+        let stored = self.state.store.buyer(buyer.id).await.map_err(internal)?;
+        Ok((buyer, stored))
+    }
 }
 
-impl Shop {
-    /// Stores the buyer's name and language as Telegram signed them.
-    async fn remember(&self, data: &InitData) -> Result<(), ApiError> {
-        let user = &data.user;
-        let buyer = Buyer {
-            id: user.id,
-            first_name: user.first_name.clone(),
-            username: user.username.clone(),
-            language_code: Some(language(data).to_owned()),
-        };
-        self.state
-            .store
-            .upsert_buyer(&buyer)
-            .await
-            .map_err(internal)
+/// The buyer's name and language as Telegram signed them.
+fn buyer(data: &InitData) -> Buyer {
+    let user = &data.user;
+    Buyer {
+        id: user.id,
+        first_name: user.first_name.clone(),
+        username: user.username.clone(),
+        language_code: Some(language(data).to_owned()),
     }
 }
 
@@ -102,8 +81,10 @@ impl WalletBackend for Shop {
         let user = &data.user;
         let language = language(&data);
         let state = &self.state;
-        self.remember(&data).await?;
-        let balance = state.store.balance(user.id).await.map_err(internal)?;
+        let balance = match self.signed_and_stored(&data).await? {
+            (signed, Some(stored)) if stored.buyer == signed => stored.balance,
+            (changed, _) => state.store.upsert_buyer(&changed).await.map_err(internal)?,
+        };
         let history = state
             .store
             .history(user.id, HISTORY_LENGTH)
@@ -118,7 +99,8 @@ impl WalletBackend for Shop {
             balance,
             packages: state.config.packages.clone(),
             history,
-            events_token: state.tokens.issue(user.id, now_ms() / 1000),
+            // Expires with the launch data, not a day after this call.
+            events_token: state.tokens.issue(user.id, data.auth_date),
         })
     }
 
@@ -134,14 +116,33 @@ impl WalletBackend for Shop {
             .package(package_id)
             .ok_or_else(|| ApiError::InvalidInput(format!("unknown package `{package_id}`")))?;
         let user = &data.user;
-        self.remember(&data).await?;
-        self.admit(user.id).await?;
+        let (signed, stored) = self.signed_and_stored(&data).await?;
+        let profile =
+            (stored.map(|stored| stored.buyer).as_ref() != Some(&signed)).then_some(signed);
+        let limits = OrderLimits {
+            per_minute: i64::from(state.config.invoice_rate_per_minute),
+            open: state.config.max_pending_orders,
+        };
         let order_id = uuid::Uuid::new_v4().simple().to_string();
-        state
+        let admission = state
             .store
-            .create_order(&order_id, user.id, package, state.config.order_ttl)
+            .create_order(
+                &order_id,
+                user.id,
+                package,
+                state.config.order_ttl,
+                limits,
+                profile.as_ref(),
+            )
             .await
             .map_err(internal)?;
+        if let Admission::Refused { retry_after_ms } = admission {
+            let retry_after_secs = u64::try_from(retry_after_ms)
+                .unwrap_or(0)
+                .div_ceil(1000)
+                .max(1);
+            return Err(ApiError::RateLimited { retry_after_secs });
+        }
         let description = bot_text::invoice_description(language(&data), package.ndn);
         let invoice = StarsInvoice {
             title: &package.title,

@@ -29,6 +29,10 @@ pub struct Shared {
     pub leptos: LeptosOptions,
     /// Where pages load `telegram-web-app.js` from (telegram.org, or the sandbox's copy).
     pub telegram_script: String,
+    /// The bot's @username, learned from `getMe` once after the start (see `learn_bot_username`).
+    pub bot_username: std::sync::OnceLock<String>,
+    /// Cancelled when the server stops (open event streams end with it).
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 impl AppState {
@@ -48,5 +52,33 @@ impl std::ops::Deref for AppState {
 impl FromRef<AppState> for LeptosOptions {
     fn from_ref(state: &AppState) -> Self {
         state.leptos.clone()
+    }
+}
+
+/// Asks Telegram for the bot's @username until it answers (backing off to a minute), so that
+/// no update waits for `getMe`.
+pub async fn learn_bot_username(state: AppState) {
+    let mut wait = std::time::Duration::from_secs(1);
+    loop {
+        let asked = tokio::select! {
+            () = state.shutdown.cancelled() => return,
+            asked = state.bot.get_me() => asked,
+        };
+        match asked {
+            Ok(me) => {
+                if let Some(name) = me.username.filter(|name| !name.is_empty()) {
+                    let _ = state.bot_username.set(name);
+                }
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "getMe failed: the bot's username is unknown for now")
+            }
+        }
+        tokio::select! {
+            () = state.shutdown.cancelled() => return,
+            () = tokio::time::sleep(wait) => {}
+        }
+        wait = (wait * 2).min(std::time::Duration::from_secs(60));
     }
 }

@@ -42,7 +42,7 @@ pub enum Engine {
 }
 
 /// A buyer as Telegram describes them.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Buyer {
     pub id: i64,
     pub first_name: String,
@@ -51,7 +51,9 @@ pub struct Buyer {
 }
 
 impl Buyer {
-    /// Drops what the database cannot store from the profile (see [`make_storable`]).
+    /// What is stored of the profile: without what the database cannot store (see
+    /// [`make_storable`]), and with the language the shop speaks to the buyer in (`en` or
+    /// `ru`), so that the Mini App and the webhook never rewrite each other's value.
     pub fn make_storable(&mut self) {
         make_storable(&mut self.first_name);
         for text in [self.username.as_mut(), self.language_code.as_mut()]
@@ -60,7 +62,84 @@ impl Buyer {
         {
             make_storable(text);
         }
+        if let Some(code) = self.language_code.as_mut() {
+            *code = app::i18n::Lang::from_code(code).code().to_owned();
+        }
     }
+}
+
+/// A buyer as stored, with their balance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBuyer {
+    pub buyer: Buyer,
+    pub balance: i64,
+}
+
+/// How many orders a buyer may create: per minute, and unpaid at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrderLimits {
+    pub per_minute: i64,
+    pub open: i64,
+}
+
+/// Whether an order was created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    Created,
+    /// Over a limit: nothing was written; a place frees up in about this long.
+    Refused {
+        retry_after_ms: i64,
+    },
+}
+
+/// The buyer's recent orders, as far as the limits are concerned.
+struct OrderUsage {
+    /// Orders created in the last minute, and when the oldest of them was created.
+    last_minute: i64,
+    oldest_in_minute: Option<i64>,
+    /// Unpaid, unexpired orders, and when the first of them expires.
+    open: i64,
+    first_expiry: Option<i64>,
+}
+
+const MINUTE_MS: i64 = 60_000;
+
+impl OrderUsage {
+    fn refusal(&self, limits: OrderLimits, now: i64) -> Option<i64> {
+        let wait_until = if self.last_minute >= limits.per_minute {
+            self.oldest_in_minute.map(|at| at + MINUTE_MS)
+        } else if self.open >= limits.open {
+            self.first_expiry
+        } else {
+            return None;
+        };
+        Some(wait_until.map_or(MINUTE_MS, |at| (at - now).max(0)))
+    }
+}
+
+/// Counts the buyer's orders of the last minute and the open ones, each over its own index
+/// range (`orders_by_user`, and `orders_open`, which holds pending orders only).
+async fn order_usage(conn: &mut AnyConnection, user_id: i64, now: i64) -> StoreResult<OrderUsage> {
+    let row = sqlx::query(
+        "SELECT
+            (SELECT COUNT(*) FROM orders WHERE user_id = $1 AND created_at > $2),
+            (SELECT MIN(created_at) FROM orders WHERE user_id = $1 AND created_at > $2),
+            (SELECT COUNT(*) FROM orders
+             WHERE user_id = $1 AND status = 'pending' AND expires_at > $3),
+            (SELECT MIN(expires_at) FROM orders
+             WHERE user_id = $1 AND status = 'pending' AND expires_at > $3)",
+    )
+    .bind(user_id)
+    .bind(now - MINUTE_MS)
+    .bind(now)
+    .fetch_one(conn)
+    .await?;
+    Ok(OrderUsage {
+        last_minute: row.try_get(0)?,
+        oldest_in_minute: row.try_get(1)?,
+        open: row.try_get(2)?,
+        first_expiry: row.try_get(3)?,
+    })
 }
 
 /// Removes NUL characters: valid in Telegram's JSON strings, refused by PostgreSQL's text
@@ -308,13 +387,36 @@ impl Store {
         begin_write(&self.pool, self.engine).await
     }
 
-    pub async fn upsert_buyer(&self, buyer: &Buyer) -> StoreResult<()> {
+    /// Stores the buyer's profile (creating the buyer if new); the balance after.
+    pub async fn upsert_buyer(&self, buyer: &Buyer) -> StoreResult<i64> {
         let mut buyer = buyer.clone();
         buyer.make_storable();
         let mut tx = self.write().await?;
-        upsert_buyers(&mut tx, self.engine, &[(&buyer, 0)], now_ms()).await?;
+        let balances = upsert_buyers(&mut tx, self.engine, &[(&buyer, 0)], now_ms()).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(balances.get(&buyer.id).copied().unwrap_or(0))
+    }
+
+    /// The buyer as stored (profile and balance), if known.
+    pub async fn buyer(&self, user_id: i64) -> StoreResult<Option<StoredBuyer>> {
+        let row = sqlx::query(
+            "SELECT id, first_name, username, language_code, balance FROM users WHERE id = $1",
+        )
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok(StoredBuyer {
+                buyer: Buyer {
+                    id: row.try_get("id")?,
+                    first_name: row.try_get("first_name")?,
+                    username: row.try_get("username")?,
+                    language_code: Some(row.try_get("language_code")?),
+                },
+                balance: row.try_get("balance")?,
+            })
+        })
+        .transpose()
     }
 
     pub async fn balance(&self, user_id: i64) -> StoreResult<i64> {
@@ -328,15 +430,47 @@ impl Store {
             .unwrap_or(0))
     }
 
+    /// Creates a pending order of `package` for `user_id` if the buyer is within `limits`,
+    /// checked and inserted in one write transaction that holds the buyer's row, so that the
+    /// limits hold under concurrency and across instances. `profile`, when given, is written
+    /// in the same transaction (a new buyer, or a changed name). A refusal writes nothing.
     pub async fn create_order(
         &self,
         id: &str,
         user_id: i64,
         package: &Package,
         ttl: Duration,
-    ) -> StoreResult<()> {
+        limits: OrderLimits,
+        profile: Option<&Buyer>,
+    ) -> StoreResult<Admission> {
         let now = now_ms();
         let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        // A read first: a buyer over the limit does not even take the write lock.
+        let usage = order_usage(&mut *self.pool.acquire().await?, user_id, now).await?;
+        if let Some(retry_after_ms) = usage.refusal(limits, now) {
+            return Ok(Admission::Refused { retry_after_ms });
+        }
+        let mut tx = self.write().await?;
+        match profile {
+            Some(buyer) => {
+                let mut buyer = buyer.clone();
+                buyer.make_storable();
+                upsert_buyers(&mut tx, self.engine, &[(&buyer, 0)], now).await?;
+            }
+            None if self.engine == Engine::Postgres => {
+                // SQLite's write transaction is exclusive already.
+                sqlx::query("SELECT id FROM users WHERE id = $1 FOR UPDATE")
+                    .bind(user_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            None => {}
+        }
+        let usage = order_usage(&mut tx, user_id, now).await?;
+        if let Some(retry_after_ms) = usage.refusal(limits, now) {
+            tx.rollback().await?;
+            return Ok(Admission::Refused { retry_after_ms });
+        }
         sqlx::query(
             "INSERT INTO orders (id, user_id, package_id, ndn, stars, status, created_at, expires_at)
              VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7)",
@@ -348,22 +482,10 @@ impl Store {
         .bind(package.stars)
         .bind(now)
         .bind(now.saturating_add(ttl_ms))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(())
-    }
-
-    /// The buyer's unpaid, unexpired orders: how many, and when the oldest expires.
-    pub async fn open_orders(&self, user_id: i64) -> StoreResult<(i64, Option<i64>)> {
-        let row = sqlx::query(
-            "SELECT COUNT(*), MIN(expires_at) FROM orders
-             WHERE user_id = $1 AND status = 'pending' AND expires_at > $2",
-        )
-        .bind(user_id)
-        .bind(now_ms())
-        .fetch_one(&self.pool)
-        .await?;
-        Ok((row.try_get(0)?, row.try_get(1)?))
+        tx.commit().await?;
+        Ok(Admission::Created)
     }
 
     pub async fn set_invoice_url(&self, order_id: &str, url: &str) -> StoreResult<()> {
@@ -773,11 +895,12 @@ fn balance_payloads(changes: &[BalanceBroadcast]) -> StoreResult<Vec<String>> {
 }
 
 /// How a write transaction begins. SQLite takes its write lock up front, so two writers queue
-/// on the busy timeout instead of failing on a lock upgrade.
+/// on the busy timeout instead of failing on a lock upgrade. PostgreSQL's is READ COMMITTED
+/// whatever the server's default: a statement after a row lock sees what the lock waited for.
 fn begin_write_statement(engine: Engine) -> &'static str {
     match engine {
         Engine::Sqlite => "BEGIN IMMEDIATE",
-        Engine::Postgres => "BEGIN",
+        Engine::Postgres => "BEGIN ISOLATION LEVEL READ COMMITTED",
     }
 }
 

@@ -39,6 +39,20 @@ pub struct User {
 #[derive(Debug, Clone, Deserialize)]
 pub struct Chat {
     pub id: i64,
+    /// `private`, `group`, `supergroup` or `channel`.
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+}
+
+impl Chat {
+    /// A one-to-one chat with a user. Without a type (never seen from Telegram), only a
+    /// positive id can be a user's private chat; groups and channels have negative ids.
+    pub fn is_private(&self) -> bool {
+        match self.kind.as_deref() {
+            Some(kind) => kind == "private",
+            None => self.id > 0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

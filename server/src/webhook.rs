@@ -4,8 +4,8 @@ use app::api::{BalanceEvent, OrderState};
 use axum::body::Bytes;
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{ConnectInfo, FromRequest, Request, State};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use subtle::ConstantTimeEq;
@@ -16,6 +16,7 @@ use crate::metrics::{Kind, Reason};
 use crate::security::client_ip;
 use crate::state::AppState;
 use crate::store::{Buyer, IncomingPayment, PaymentOutcome, RefundOutcome, StoreError, now_ms};
+use crate::untrusted::Untrusted;
 use crate::updates::{Message, PreCheckoutQuery, RefundedPayment, SuccessfulPayment, Update};
 use crate::wallet::judge_pre_checkout;
 
@@ -23,16 +24,19 @@ pub const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
 /// Telegram's updates are small; anything larger is not from Telegram.
 pub const BODY_LIMIT: usize = 256 * 1024;
 
+/// The source and the secret are checked before the body is read: a caller without the secret
+/// gets its 401 without the server waiting for (or buffering) what it sends.
 pub async fn receive(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Bytes,
+    request: Request,
 ) -> Response {
+    let (parts, body) = request.into_parts();
+    let headers = &parts.headers;
     if let Some(networks) = &state.config.webhook_networks {
         let client = client_ip(
             peer.ip(),
-            &headers,
+            headers,
             state.config.trusted_proxy_header.as_deref(),
         );
         if !client.is_some_and(|ip| networks.contains(ip)) {
@@ -48,6 +52,11 @@ pub async fn receive(
         tracing::warn!("webhook call with a wrong or missing secret token");
         return (StatusCode::UNAUTHORIZED, "wrong secret token").into_response();
     }
+    // The route's body limit applies here, with its 413.
+    let body = match Bytes::from_request(Request::from_parts(parts, body), &state).await {
+        Ok(body) => body,
+        Err(rejection) => return rejection.into_response(),
+    };
     let update: Update = match serde_json::from_slice(&body) {
         Ok(update) => update,
         Err(error) => {
@@ -130,7 +139,7 @@ async fn answer_pre_checkout(
     let call = match verdict {
         Ok(()) => {
             tracing::info!(
-                order_id = query.invoice_payload,
+                order_id = %Untrusted(&query.invoice_payload),
                 user_id = query.from.id,
                 "pre-checkout accepted"
             );
@@ -138,7 +147,7 @@ async fn answer_pre_checkout(
         }
         Err(refusal) => {
             tracing::info!(
-                order_id = query.invoice_payload,
+                order_id = %Untrusted(&query.invoice_payload),
                 reason = refusal.label(),
                 "pre-checkout refused"
             );
@@ -206,7 +215,7 @@ pub async fn after_payment(
         } => {
             tracing::info!(
                 order_id,
-                charge_id,
+                charge_id = %Untrusted(charge_id),
                 user_id,
                 ndn,
                 balance,
@@ -227,8 +236,8 @@ pub async fn after_payment(
         }
         PaymentOutcome::Held { user_id, reason } => {
             tracing::warn!(
-                order_id = payload,
-                charge_id,
+                order_id = %Untrusted(payload),
+                charge_id = %Untrusted(charge_id),
                 user_id,
                 reason,
                 "payment held for the operator"
@@ -237,7 +246,7 @@ pub async fn after_payment(
             state.outbox.notify_one();
         }
         PaymentOutcome::Duplicate => {
-            tracing::info!(charge_id, "payment already recorded; redelivery ignored");
+            tracing::info!(charge_id = %Untrusted(charge_id), "payment already recorded; redelivery ignored");
         }
     }
 }
@@ -269,7 +278,7 @@ pub async fn after_refund(state: &AppState, charge_id: &str, outcome: &RefundOut
             ndn,
             balance,
         } => {
-            tracing::info!(charge_id, order_id, user_id, ndn, balance, "refund debited");
+            tracing::info!(charge_id = %Untrusted(charge_id), order_id, user_id, ndn, balance, "refund debited");
             state.metrics.refunds_applied.inc();
             let event = BalanceEvent {
                 balance: *balance,
@@ -279,7 +288,9 @@ pub async fn after_refund(state: &AppState, charge_id: &str, outcome: &RefundOut
             crate::events::publish(state, *user_id, event).await;
             state.outbox.notify_one();
         }
-        other => tracing::info!(charge_id, outcome = ?other, "refund recorded"),
+        other => {
+            tracing::info!(charge_id = %Untrusted(charge_id), outcome = ?other, "refund recorded")
+        }
     }
 }
 

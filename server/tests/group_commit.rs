@@ -106,7 +106,14 @@ async fn add_orders(store: &Store, buyer_id: i64, order_ids: impl IntoIterator<I
     store.upsert_buyer(&buyer(buyer_id, "en")).await.unwrap();
     for order_id in order_ids {
         store
-            .create_order(&order_id, buyer_id, &package(), Duration::from_secs(600))
+            .create_order(
+                &order_id,
+                buyer_id,
+                &package(),
+                Duration::from_secs(600),
+                NO_LIMITS,
+                None,
+            )
             .await
             .unwrap();
     }

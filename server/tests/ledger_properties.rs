@@ -10,7 +10,7 @@ use app::api::Package;
 use proptest::prelude::*;
 use server::bot_text::BotNotice;
 use server::store::{Buyer, IncomingPayment, Store};
-use support::scalar;
+use support::{NO_LIMITS, scalar};
 
 const BUYER: i64 = 42;
 
@@ -60,6 +60,8 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 BUYER,
                 &package,
                 Duration::from_secs(600),
+                NO_LIMITS,
+                None,
             )
             .await
             .unwrap();

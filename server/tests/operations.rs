@@ -189,7 +189,8 @@ async fn polling_gives_the_same_results_as_the_webhook(database: Database) {
 }
 
 async fn metrics_count_a_purchase(database: Database) {
-    let app = TestApp::spawn(database).await;
+    let metrics_token = "operations-metrics-token-0123";
+    let app = TestApp::spawn_configured(database, &[("METRICS_TOKEN", metrics_token)]).await;
     let order_id = app.create_order(BUYER, "ndn-500").await;
     app.deliver(&pre_checkout(1, BUYER, &order_id, "XTR", 225))
         .await;
@@ -207,6 +208,7 @@ async fn metrics_count_a_purchase(database: Database) {
     let text = app
         .http
         .get(format!("{}/metrics", app.base))
+        .bearer_auth(metrics_token)
         .send()
         .await
         .unwrap()
@@ -301,8 +303,16 @@ async fn help_documents_every_command() {
 async fn test_environment_uses_telegrams_test_paths() {
     let app = TestApp::spawn_configured(Database::sqlite(), &[("TELEGRAM_TEST_ENV", "true")]).await;
     app.create_order(BUYER, "ndn-100").await;
+    // The server also asks getMe once, after its start.
+    for _ in 0..100 {
+        if app.telegram.calls("getMe") == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(app.telegram.calls("createInvoiceLink"), 1);
-    assert_eq!(app.telegram.test_environment_calls(), 1);
+    assert_eq!(app.telegram.calls("getMe"), 1);
+    assert_eq!(app.telegram.test_environment_calls(), 2);
 }
 
 #[tokio::test]

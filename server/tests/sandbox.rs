@@ -158,6 +158,7 @@ async fn sandbox_server(database: &Database) -> (server::Running, String, reqwes
     let vars: HashMap<String, String> = [
         ("DATABASE_URL", database.url.as_str()),
         ("LEPTOS_SITE_ADDR", "127.0.0.1:0"),
+        ("NDN_SANDBOX", "1"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -268,6 +269,38 @@ async fn sandbox_purchase_with_duplicates_and_a_lost_answer_credits_once() {
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(store.balance(alice).await.unwrap(), 0);
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sandbox_answers_requests_addressed_to_this_machine_only() {
+    let database = Database::sqlite();
+    let (running, base, http) = sandbox_server(&database).await;
+    let status = |request: reqwest::RequestBuilder| async move {
+        request.send().await.unwrap().status().as_u16()
+    };
+    let port = running.addr.port();
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        format!("[::1]:{port}"),
+    ] {
+        let request = http.get(format!("{base}/sandbox")).header("Host", &host);
+        assert_eq!(status(request).await, 200, "{host}");
+    }
+    // A tunnel or proxy forwarding a public name, or a page rebinding its name to 127.0.0.1.
+    for host in [
+        "ndn.example.org",
+        "attacker.example:3000",
+        "127.0.0.1.nip.io",
+    ] {
+        let request = http.get(format!("{base}/api/wallet")).header("Host", host);
+        assert_eq!(status(request).await, 403, "{host}");
+    }
+    let proxied = http
+        .get(format!("{base}/sandbox"))
+        .header("X-Forwarded-For", "203.0.113.9");
+    assert_eq!(status(proxied).await, 403);
     running.stop().await;
 }
 

@@ -1,5 +1,5 @@
-//! No secret reaches the logs: the bot token and the webhook secret are absent from every
-//! line logged while the server runs through failures and a purchase.
+//! What reaches the logs: never the bot token or the webhook secret, through failures and a
+//! purchase; and client text only escaped, so that nobody can write a log line of their own.
 
 mod support;
 
@@ -23,15 +23,54 @@ impl Write for Captured {
     }
 }
 
+/// Every line logged by this test binary (one subscriber serves all its tests).
+fn captured_logs() -> Captured {
+    static CAPTURED: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
+    CAPTURED
+        .get_or_init(|| {
+            let captured = Captured::default();
+            let writer = captured.clone();
+            tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::TRACE)
+                .with_ansi(false)
+                .with_writer(move || writer.clone())
+                .init();
+            captured
+        })
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthenticated_text_cannot_forge_a_log_line() {
+    let captured = captured_logs();
+    let app = TestApp::spawn(Database::sqlite()).await;
+    let forged = "FORGED-LINE payment credited user_id=1 ndn=1000000";
+    let key = format!("x\n{forged}");
+    let encoded: String = form_urlencoded::byte_serialize(key.as_bytes()).collect();
+    // A duplicate key is refused before the signature is checked, and its error is logged.
+    let init_data = format!("{encoded}=1&{encoded}=2&{}", app.init_data(BUYER));
+    let (status, _) = app
+        .call("wallet", Some(&format!("tma {init_data}")), &[])
+        .await;
+    assert_eq!(status, 401);
+    // A path is client text too.
+    let path = format!("/%0A{}", forged.replace(' ', "%20"));
+    app.status_of(&path).await;
+
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("initData refused"), "the refusal was logged");
+    assert!(logs.contains("x\\nFORGED-LINE"), "shown escaped:\n{logs}");
+    for line in logs.lines() {
+        assert!(
+            !line.starts_with("FORGED-LINE"),
+            "a client wrote a log line: {line}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_and_webhook_secret_never_appear_in_logs() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .init();
+    let captured = captured_logs();
 
     let app = TestApp::spawn(Database::sqlite()).await;
     tracing::info!(config = ?app.server.state.config, "configuration");

@@ -28,7 +28,8 @@ async fn invoices_are_rate_limited_per_buyer_with_a_retry_hint() {
         .unwrap()
         .parse()
         .unwrap();
-    assert!((1..=20).contains(&retry), "{retry}");
+    // Three in any 60 seconds: a place frees up when the first of them is a minute old.
+    assert!((45..=60).contains(&retry), "{retry}");
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["RateLimited"]["retry_after_secs"], retry);
     // Another buyer is not affected.

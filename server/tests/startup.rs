@@ -3,9 +3,17 @@
 use std::process::Command;
 
 fn run_with(vars: &[(&str, &str)]) -> std::process::Output {
+    run(&["migrate"], vars)
+}
+
+/// Runs the binary; a server that starts instead of stopping is killed after 20 s (and the
+/// test then fails on its exit status rather than hanging).
+fn run(args: &[&str], vars: &[(&str, &str)]) -> std::process::Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_server"));
     command
-        .arg("migrate")
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default());
     // Run where no .env file can interfere.
@@ -13,7 +21,20 @@ fn run_with(vars: &[(&str, &str)]) -> std::process::Output {
     for (key, value) in vars {
         command.env(key, value);
     }
-    command.output().expect("binary runs")
+    let mut child = command.spawn().expect("binary runs");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while child
+        .try_wait()
+        .expect("the child can be waited for")
+        .is_none()
+    {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("the output can be read")
 }
 
 #[test]
@@ -24,7 +45,15 @@ fn invalid_configuration_exits_2_with_one_line_naming_the_variable() {
         ("LEPTOS_SITE_ADDR", "nowhere"),
         ("NDN_PACKAGES", "100:zero"),
     ] {
-        let output = run_with(&[(variable, value)]);
+        let sandbox = (
+            "NDN_SANDBOX",
+            if variable == "TELEGRAM_BOT_TOKEN" {
+                ""
+            } else {
+                "1"
+            },
+        );
+        let output = run_with(&[(variable, value), sandbox]);
         assert_eq!(output.status.code(), Some(2), "{variable}");
         let stderr = String::from_utf8_lossy(&output.stderr);
         let lines: Vec<&str> = stderr.lines().collect();
@@ -43,11 +72,85 @@ fn token_without_webhook_secret_is_refused_at_start() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("TELEGRAM_WEBHOOK_SECRET"));
 }
 
+/// Exit code 2 and one line naming `variable` and containing `hint`, before anything starts.
+fn assert_refused(output: &std::process::Output, variable: &str, hint: &str) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].starts_with(&format!("configuration error: {variable}: ")),
+        "{stderr}"
+    );
+    assert!(lines[0].contains(hint), "{stderr}");
+    assert!(
+        String::from_utf8_lossy(&output.stdout).is_empty(),
+        "nothing was served"
+    );
+}
+
+#[test]
+fn an_empty_bot_token_stops_the_server_instead_of_starting_the_sandbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/ndn.db", dir.path().display());
+    // A secret that failed to inject, on a deployment.
+    let output = run(
+        &["serve"],
+        &[
+            ("TELEGRAM_BOT_TOKEN", ""),
+            ("TELEGRAM_WEBHOOK_SECRET", "deployed_secret"),
+            ("PUBLIC_URL", "https://ndn.example.org"),
+            ("LEPTOS_SITE_ADDR", "127.0.0.1:0"),
+            ("DATABASE_URL", &url),
+        ],
+    );
+    assert_refused(&output, "TELEGRAM_BOT_TOKEN", "NDN_SANDBOX=1");
+    assert!(
+        !dir.path().join("ndn.db").exists(),
+        "no database was opened"
+    );
+    // Nothing set at all: the same line, saying what to set.
+    let output = run(&["serve"], &[("LEPTOS_SITE_ADDR", "127.0.0.1:0")]);
+    assert_refused(&output, "TELEGRAM_BOT_TOKEN", "is not set");
+}
+
+#[test]
+fn the_sandbox_refuses_to_start_where_others_could_reach_it() {
+    let output = run(
+        &["serve"],
+        &[
+            ("NDN_SANDBOX", "1"),
+            ("PUBLIC_URL", "https://ndn.example.org"),
+            ("LEPTOS_SITE_ADDR", "127.0.0.1:0"),
+        ],
+    );
+    assert_refused(&output, "NDN_SANDBOX", "PUBLIC_URL");
+    let output = run(
+        &["serve"],
+        &[("NDN_SANDBOX", "1"), ("LEPTOS_SITE_ADDR", "0.0.0.0:0")],
+    );
+    assert_refused(&output, "NDN_SANDBOX", "LEPTOS_SITE_ADDR");
+}
+
+#[test]
+fn a_real_bot_refuses_a_plain_http_public_url() {
+    let output = run(
+        &["serve"],
+        &[
+            ("TELEGRAM_BOT_TOKEN", "123:abc"),
+            ("TELEGRAM_WEBHOOK_SECRET", "deployed_secret"),
+            ("PUBLIC_URL", "http://ndn.example.org"),
+            ("LEPTOS_SITE_ADDR", "127.0.0.1:0"),
+        ],
+    );
+    assert_refused(&output, "PUBLIC_URL", "https://");
+}
+
 #[test]
 fn migrate_creates_the_sqlite_database() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/nested/ndn.db", dir.path().display());
-    let output = run_with(&[("DATABASE_URL", &url)]);
+    let output = run_with(&[("DATABASE_URL", &url), ("NDN_SANDBOX", "1")]);
     assert!(
         output.status.success(),
         "{}",

@@ -14,6 +14,11 @@ pub const TOKEN: &str = "4242:integration-test-token";
 pub const SECRET: &str = "integration_test_secret";
 pub const BUYER: i64 = 279_058_397;
 pub const OTHER_BUYER: i64 = 555_000_111;
+/// Order limits no test of the store itself runs into.
+pub const NO_LIMITS: server::store::OrderLimits = server::store::OrderLimits {
+    per_minute: i64::MAX,
+    open: i64::MAX,
+};
 
 /// A fresh database for one test.
 pub struct Database {
