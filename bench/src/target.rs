@@ -166,7 +166,7 @@ impl Cluster {
             .or_insert_with(|| {
                 let user = json!({ "id": buyer, "first_name": "Bench", "language_code": "en" })
                     .to_string();
-                let now = (server::store::now_ms() / 1000).to_string();
+                let now = (server::clock::now_ms() / 1000).to_string();
                 format!(
                     "tma {}",
                     self.signer.sign(&[("user", &user), ("auth_date", &now)])
@@ -549,7 +549,7 @@ pub fn successful_payment(
 ) -> Bytes {
     let update = json!({ "update_id": update_id, "message": {
         "message_id": update_id, "from": user(buyer), "chat": { "id": buyer, "type": "private" },
-        "date": server::store::now_ms() / 1000,
+        "date": server::clock::now_ms() / 1000,
         "successful_payment": { "currency": "XTR", "total_amount": amount, "invoice_payload": order,
             "telegram_payment_charge_id": charge, "provider_payment_charge_id": "" } } });
     Bytes::from(update.to_string())

@@ -3,8 +3,8 @@
 use app::format::grouped;
 use app::i18n::Lang;
 
-use crate::store::{Notice, PaymentOutcome, RefundOutcome};
-use crate::wallet::Refusal;
+use crate::wallet::checkout::Refusal;
+use crate::wallet::model::{Notice, PaymentOutcome, RefundOutcome};
 
 pub fn lang(code: &str) -> Lang {
     Lang::from_code(code)

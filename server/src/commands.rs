@@ -6,8 +6,9 @@ use serde_json::{Value, json};
 
 use crate::bot_text::commands as text;
 use crate::state::AppState;
-use crate::store::{OutgoingMessage, StoreError};
+use crate::store::StoreError;
 use crate::updates::Message;
+use crate::wallet::model::OutgoingMessage;
 
 /// Replies to a command; other messages are acknowledged and ignored.
 pub async fn reply(state: &AppState, update_id: i64, message: &Message) -> Result<(), StoreError> {

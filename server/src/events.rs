@@ -1,5 +1,5 @@
-//! Live balance events: published after a credit or debit commits, streamed to the Mini App
-//! over Server-Sent Events.
+//! Live balance events: published after a credit or debit commits (by the ledger's effects, or
+//! heard from other processes), streamed to the Mini App over Server-Sent Events.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -17,7 +17,7 @@ use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
 
 use crate::state::AppState;
-use crate::store::{BALANCE_CHANNEL, BalanceBroadcast, Engine};
+use crate::store::{BALANCE_CHANNEL, BalanceBroadcast, RelayedEvent};
 
 /// Fans balance changes out to every subscribed stream of this process.
 #[derive(Clone)]
@@ -41,32 +41,6 @@ impl LiveEvents {
 
     pub fn subscribe(&self) -> broadcast::Receiver<(i64, BalanceEvent)> {
         self.sender.subscribe()
-    }
-}
-
-/// A credit's event, once its payment transaction committed. On PostgreSQL that transaction
-/// carried the `NOTIFY` itself (one for the whole batch), so only SQLite publishes here.
-pub fn payment_committed(state: &AppState, user_id: i64, event: BalanceEvent) {
-    if state.store.engine() == Engine::Sqlite {
-        state.events.publish(user_id, event);
-    }
-}
-
-/// Publishes a committed balance change to every stream of every instance: on PostgreSQL via
-/// `NOTIFY` (each instance's listener feeds its own subscribers), on SQLite directly.
-pub async fn publish(state: &AppState, user_id: i64, event: BalanceEvent) {
-    if state.store.engine() == Engine::Sqlite {
-        state.events.publish(user_id, event);
-        return;
-    }
-    let change = BalanceBroadcast {
-        user_id,
-        event: event.clone(),
-    };
-    if let Err(error) = state.store.notify_balance(&[change]).await {
-        // Other instances miss it (their apps poll); this one's subscribers still hear it.
-        tracing::warn!(%error, "cannot broadcast a balance event");
-        state.events.publish(user_id, event);
     }
 }
 
@@ -110,6 +84,41 @@ pub async fn listen(state: AppState, shutdown: tokio_util::sync::CancellationTok
                     break;
                 }
             }
+        }
+    }
+}
+
+/// How often a SQLite server looks for changes a command-line run relayed.
+const RELAY_EVERY: Duration = Duration::from_millis(200);
+
+/// Feeds this (SQLite) server's subscribers with the balance changes other processes made
+/// (`server refund`, `server reconcile`), which they relay through the database.
+pub async fn relay(state: AppState, shutdown: tokio_util::sync::CancellationToken) {
+    let mut position = None;
+    while !shutdown.is_cancelled() {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(RELAY_EVERY) => {}
+        }
+        let after = match position {
+            Some(after) => after,
+            // Changes relayed before this server started are old news.
+            None => match state.store.relay_position().await {
+                Ok(now) => *position.insert(now),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot read relayed balance events; retrying");
+                    continue;
+                }
+            },
+        };
+        match state.store.relayed_events(after).await {
+            Ok(events) => {
+                for RelayedEvent { id, change } in events {
+                    state.events.publish(change.user_id, change.event);
+                    position = Some(id);
+                }
+            }
+            Err(error) => tracing::warn!(%error, "cannot read relayed balance events"),
         }
     }
 }
@@ -184,7 +193,7 @@ pub const EXPIRED_EVENT: &str = "expired";
 /// `GET /api/events?token=…`: one JSON `BalanceEvent` per message for the token's user, until
 /// the token expires; then one `expired` event, and the stream ends.
 pub async fn stream(State(state): State<AppState>, Query(query): Query<StreamQuery>) -> Response {
-    let now_ms = crate::store::now_ms();
+    let now_ms = crate::clock::now_ms();
     let Some(StreamGrant { user_id, expires }) = state.tokens.verify(&query.token, now_ms / 1000)
     else {
         return (StatusCode::UNAUTHORIZED, "invalid or expired stream token").into_response();

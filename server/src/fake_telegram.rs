@@ -180,7 +180,7 @@ impl FakeTelegram {
             inner.next_id,
             uuid::Uuid::new_v4().simple()
         );
-        let date = crate::store::now_ms() / 1000;
+        let date = crate::clock::now_ms() / 1000;
         inner
             .charges
             .insert(id.clone(), (user_id, amount, payload.to_owned(), date));
@@ -337,7 +337,7 @@ impl FakeTelegram {
                     reply_markup: params.get("reply_markup").cloned(),
                 });
                 Ok(
-                    json!({ "message_id": message_id, "chat": { "id": chat_id, "type": "private" }, "date": crate::store::now_ms() / 1000, "text": text }),
+                    json!({ "message_id": message_id, "chat": { "id": chat_id, "type": "private" }, "date": crate::clock::now_ms() / 1000, "text": text }),
                 )
             }
             "refundStarPayment" => {

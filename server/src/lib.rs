@@ -3,12 +3,14 @@
 
 pub mod bot_api;
 pub mod bot_text;
+pub mod clock;
 mod commands;
 pub mod config;
 pub mod events;
 pub mod fake_telegram;
 mod health;
 pub mod init_data;
+pub mod ledger;
 pub mod metrics;
 pub mod notifier;
 pub mod ops;
@@ -35,6 +37,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use futures::FutureExt;
 use leptos::prelude::provide_context;
 use leptos_axum::{LeptosRoutes, generate_route_list};
 use tokio::net::TcpListener;
@@ -49,6 +52,7 @@ use crate::config::{Config, Mode};
 use crate::events::{LiveEvents, StreamTokens};
 use crate::fake_telegram::FakeTelegram;
 use crate::init_data::InitDataValidator;
+use crate::ledger::{Effects, Ledger};
 use crate::sandbox::{Delivery, Sandbox};
 use crate::state::{AppState, Shared};
 use crate::store::Store;
@@ -162,13 +166,22 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         .map(TcpListener::local_addr)
         .transpose()?;
 
+    let events = LiveEvents::default();
+    let outbox = Arc::new(Notify::new());
+    let effects = Effects::serving(
+        metrics.clone(),
+        store.engine(),
+        events.clone(),
+        outbox.clone(),
+    );
     let state = AppState::new(Shared {
         validator: InitDataValidator::new(&config.bot_token, config.init_data_max_age),
         tokens: StreamTokens::new(&config.bot_token, config.init_data_max_age),
-        events: LiveEvents::default(),
+        events,
         metrics,
-        outbox: Arc::new(Notify::new()),
+        outbox,
         bot,
+        ledger: Ledger::new(store.clone(), effects),
         store,
         leptos,
         telegram_script: if sandbox.is_some() {
@@ -213,12 +226,10 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
             }
         }));
     }
-    if state.store.engine() == store::Engine::Postgres {
-        workers.push(tokio::spawn(events::listen(
-            state.clone(),
-            shutdown.clone(),
-        )));
-    }
+    workers.push(tokio::spawn(match state.store.engine() {
+        store::Engine::Postgres => events::listen(state.clone(), shutdown.clone()).boxed(),
+        store::Engine::Sqlite => events::relay(state.clone(), shutdown.clone()).boxed(),
+    }));
     if state.config.poll_updates {
         workers.push(tokio::spawn(poller::run(state.clone(), shutdown.clone())));
     }
@@ -341,7 +352,7 @@ async fn reconcile_every(
         // One instance at a time: the others skip this round.
         let outcome = state
             .store
-            .exclusively(RECONCILE_LOCK, ops::reconcile(&state.bot, &state.store))
+            .exclusively(RECONCILE_LOCK, ops::reconcile(&state.bot, &state.ledger))
             .await;
         let outcome = match outcome {
             Ok(Some(result)) => result,
@@ -361,7 +372,6 @@ async fn reconcile_every(
             }
             Ok(report) => {
                 tracing::warn!(credited = ?report.credited, held = ?report.held, refunded = ?report.refunded, "reconciled missing payments");
-                state.outbox.notify_one();
             }
             Err(error) => tracing::warn!(%error, "reconciliation failed"),
         }

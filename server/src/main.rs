@@ -4,6 +4,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use server::bot_api::BotApi;
 use server::config::{Config, Mode};
+use server::ledger::{Effects, Ledger};
 use server::ops;
 use server::store::Store;
 
@@ -39,6 +40,20 @@ enum Command {
     },
     /// Credit payments (and apply refunds) that Telegram lists but the ledger lacks.
     Reconcile,
+    /// Check the books.
+    Ledger {
+        #[command(subcommand)]
+        action: LedgerAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum LedgerAction {
+    /// Recompute every balance from the transfers and check that the books sum to zero, that
+    /// every cached balance equals its transfers, that every credited charge has exactly one
+    /// credit and at most one refund, and that the Stars match the payments; exits 1 naming
+    /// each discrepancy.
+    Verify,
 }
 
 #[derive(Subcommand)]
@@ -115,16 +130,40 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Refund { charge_id } => {
-            let (bot, store) = (bot_api(&config)?, open_store(&config).await?);
-            println!("{}", ops::refund(&bot, &store, &charge_id).await?);
+            let (bot, ledger) = (bot_api(&config)?, open_ledger(&config).await?);
+            println!("{}", ops::refund(&bot, &ledger, &charge_id).await?);
             Ok(())
         }
         Command::Reconcile => {
-            let (bot, store) = (bot_api(&config)?, open_store(&config).await?);
-            print!("{}", ops::reconcile(&bot, &store).await?);
+            let (bot, ledger) = (bot_api(&config)?, open_ledger(&config).await?);
+            print!("{}", ops::reconcile(&bot, &ledger).await?);
             Ok(())
         }
+        Command::Ledger {
+            action: LedgerAction::Verify,
+        } => {
+            let report = server::ledger::verify::verify(&open_store(&config).await?).await?;
+            print!("{report}");
+            if report.is_clean() {
+                Ok(())
+            } else {
+                Err(Discrepancies(report.discrepancies.len()).into())
+            }
+        }
     }
+}
+
+/// `ledger verify` found something wrong (already printed).
+#[derive(Debug, thiserror::Error)]
+#[error("the books have {0} discrepancies")]
+struct Discrepancies(usize);
+
+/// The books for a command-line run: its changes reach the running server's streams through
+/// the database, and its messages are sent by the server's notifier.
+async fn open_ledger(config: &Config) -> anyhow::Result<Ledger> {
+    let store = open_store(config).await?;
+    let effects = Effects::command_line(store.engine());
+    Ok(Ledger::new(store, effects))
 }
 
 async fn open_store(config: &Config) -> anyhow::Result<Store> {

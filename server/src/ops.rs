@@ -5,9 +5,11 @@ use app::i18n::Lang;
 use serde_json::{Value, json};
 
 use crate::bot_api::{BotApi, BotApiError, StarTransaction};
-use crate::bot_text::{BotNotice, commands as text};
+use crate::bot_text::commands as text;
 use crate::config::Config;
-use crate::store::{Buyer, IncomingPayment, PaymentOutcome, RefundOutcome, Store, StoreError};
+use crate::ledger::Ledger;
+use crate::store::StoreError;
+use crate::wallet::model::{Buyer, IncomingPayment, PaymentOutcome, RefundOutcome};
 
 /// Every update kind the server handles. Sent explicitly with `setWebhook` and `getUpdates`:
 /// left out, Telegram keeps whatever list it stored last, and a list without
@@ -149,8 +151,9 @@ pub async fn delete_webhook(bot: &BotApi, drop_pending: bool) -> Result<String, 
 
 /// `refund <charge-id>`: `refundStarPayment`, then the same debit as an incoming
 /// `refunded_payment`. Safe to repeat.
-pub async fn refund(bot: &BotApi, store: &Store, charge_id: &str) -> Result<String, OpsError> {
-    let payment = store
+pub async fn refund(bot: &BotApi, ledger: &Ledger, charge_id: &str) -> Result<String, OpsError> {
+    let payment = ledger
+        .store()
         .payment(charge_id)
         .await?
         .ok_or_else(|| OpsError::Refused(format!("no payment with charge id {charge_id}")))?;
@@ -163,8 +166,8 @@ pub async fn refund(bot: &BotApi, store: &Store, charge_id: &str) -> Result<Stri
         }
         Err(error) => return Err(error.into()),
     };
-    let outcome = store
-        .apply_refund(payment.user_id, charge_id, payment.stars, &BotNotice)
+    let outcome = ledger
+        .refund(payment.user_id, charge_id, payment.stars)
         .await?;
     let ledger = match outcome {
         RefundOutcome::Debited { ndn, balance, .. } => {
@@ -206,7 +209,7 @@ impl std::fmt::Display for Reconciliation {
 /// Pages through `getStarTransactions` and applies every invoice payment and refund the ledger
 /// is missing, through the same transactions as the webhook. Payments go first, so a refund
 /// listed before its payment (Telegram lists newest first) still finds it. Safe to repeat.
-pub async fn reconcile(bot: &BotApi, store: &Store) -> Result<Reconciliation, OpsError> {
+pub async fn reconcile(bot: &BotApi, ledger: &Ledger) -> Result<Reconciliation, OpsError> {
     const PAGE: u32 = 100;
     let mut all = Vec::new();
     loop {
@@ -222,16 +225,16 @@ pub async fn reconcile(bot: &BotApi, store: &Store) -> Result<Reconciliation, Op
         ..Reconciliation::default()
     };
     for transaction in all.iter().filter(|t| t.source.is_some()) {
-        apply_transaction(store, transaction, &mut report).await?;
+        apply_transaction(ledger, transaction, &mut report).await?;
     }
     for transaction in all.iter().filter(|t| t.source.is_none()) {
-        apply_transaction(store, transaction, &mut report).await?;
+        apply_transaction(ledger, transaction, &mut report).await?;
     }
     Ok(report)
 }
 
 async fn apply_transaction(
-    store: &Store,
+    ledger: &Ledger,
     transaction: &StarTransaction,
     report: &mut Reconciliation,
 ) -> Result<(), OpsError> {
@@ -263,7 +266,7 @@ async fn apply_transaction(
             currency: "XTR".into(),
             stars: transaction.amount,
         };
-        match store.apply_payment(payer, payment, &BotNotice).await? {
+        match ledger.pay(payer, payment).await? {
             PaymentOutcome::Credited { .. } => report.credited.push(transaction.id.clone()),
             PaymentOutcome::Held { .. } => report.held.push(transaction.id.clone()),
             PaymentOutcome::Duplicate => {}
@@ -273,11 +276,11 @@ async fn apply_transaction(
             return Ok(());
         };
         // Only refunds of charges we recorded: other outgoing transactions are not ours to book.
-        if store.payment(&transaction.id).await?.is_none() {
+        if ledger.store().payment(&transaction.id).await?.is_none() {
             return Ok(());
         }
-        if let RefundOutcome::Debited { .. } = store
-            .apply_refund(user_id, &transaction.id, transaction.amount, &BotNotice)
+        if let RefundOutcome::Debited { .. } = ledger
+            .refund(user_id, &transaction.id, transaction.amount)
             .await?
         {
             report.refunded.push(transaction.id.clone());

@@ -7,9 +7,11 @@ use async_trait::async_trait;
 
 use crate::bot_api::StarsInvoice;
 use crate::bot_text;
+use crate::clock::now_ms;
 use crate::init_data::{InitData, InitDataError};
 use crate::state::AppState;
-use crate::store::{Admission, Buyer, OrderLimits, StoreError, StoredBuyer, now_ms};
+use crate::store::{Admission, OrderLimits, StoreError, StoredBuyer};
+use crate::wallet::model::Buyer;
 
 const HISTORY_LENGTH: i64 = 20;
 

@@ -10,6 +10,7 @@ use crate::bot_api::BotApi;
 use crate::config::Config;
 use crate::events::{LiveEvents, StreamTokens};
 use crate::init_data::InitDataValidator;
+use crate::ledger::Ledger;
 use crate::metrics::Metrics;
 use crate::store::Store;
 
@@ -18,7 +19,10 @@ pub struct AppState(Arc<Shared>);
 
 pub struct Shared {
     pub config: Config,
+    /// Reads; and the writes outside the books (orders, the outbox, limits).
     pub store: Store,
+    /// Every balance change, through the one door.
+    pub ledger: Ledger,
     pub bot: BotApi,
     pub validator: InitDataValidator,
     pub events: LiveEvents,

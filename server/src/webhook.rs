@@ -1,6 +1,5 @@
 //! `POST /webhook/telegram`: Telegram's updates, acknowledged only once what matters is stored.
 
-use app::api::{BalanceEvent, OrderState};
 use axum::body::Bytes;
 use std::net::SocketAddr;
 
@@ -10,15 +9,17 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
-use crate::bot_text::{self, BotNotice};
+use crate::bot_text;
+use crate::clock::now_ms;
 use crate::commands;
 use crate::metrics::{Kind, Reason};
 use crate::security::client_ip;
 use crate::state::AppState;
-use crate::store::{Buyer, IncomingPayment, PaymentOutcome, RefundOutcome, StoreError, now_ms};
+use crate::store::StoreError;
 use crate::untrusted::Untrusted;
 use crate::updates::{Message, PreCheckoutQuery, RefundedPayment, SuccessfulPayment, Update};
-use crate::wallet::judge_pre_checkout;
+use crate::wallet::checkout::judge_pre_checkout;
+use crate::wallet::model::{Buyer, IncomingPayment};
 
 pub const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
 /// Telegram's updates are small; anything larger is not from Telegram.
@@ -175,7 +176,6 @@ async fn credit(
     message: &Message,
     payment: &SuccessfulPayment,
 ) -> Result<Handled, StoreError> {
-    let payer = message_buyer(message);
     let incoming = IncomingPayment {
         charge_id: payment.telegram_payment_charge_id.clone(),
         provider_charge_id: payment.provider_payment_charge_id.clone(),
@@ -183,72 +183,8 @@ async fn credit(
         currency: payment.currency.clone(),
         stars: payment.total_amount,
     };
-    let outcome = state
-        .store
-        .apply_payment(payer, incoming, &BotNotice)
-        .await?;
-    after_payment(
-        state,
-        &payment.telegram_payment_charge_id,
-        &payment.invoice_payload,
-        payment.total_amount,
-        &outcome,
-    )
-    .await;
+    state.ledger.pay(message_buyer(message), incoming).await?;
     Ok(Handled::Done)
-}
-
-/// Logs and counts a payment's outcome, and tells the buyer's open Mini App.
-pub async fn after_payment(
-    state: &AppState,
-    charge_id: &str,
-    payload: &str,
-    stars: i64,
-    outcome: &PaymentOutcome,
-) {
-    match outcome {
-        PaymentOutcome::Credited {
-            user_id,
-            order_id,
-            ndn,
-            balance,
-        } => {
-            tracing::info!(
-                order_id,
-                charge_id = %Untrusted(charge_id),
-                user_id,
-                ndn,
-                balance,
-                "payment credited"
-            );
-            state.metrics.payments_credited.inc();
-            state
-                .metrics
-                .stars_credited
-                .inc_by(u64::try_from(stars).unwrap_or(0));
-            let event = BalanceEvent {
-                balance: *balance,
-                order_id: Some(order_id.clone()),
-                status: Some(OrderState::Paid),
-            };
-            crate::events::payment_committed(state, *user_id, event);
-            state.outbox.notify_one();
-        }
-        PaymentOutcome::Held { user_id, reason } => {
-            tracing::warn!(
-                order_id = %Untrusted(payload),
-                charge_id = %Untrusted(charge_id),
-                user_id,
-                reason,
-                "payment held for the operator"
-            );
-            state.metrics.payments_held.inc();
-            state.outbox.notify_one();
-        }
-        PaymentOutcome::Duplicate => {
-            tracing::info!(charge_id = %Untrusted(charge_id), "payment already recorded; redelivery ignored");
-        }
-    }
 }
 
 async fn refund_payment(
@@ -260,38 +196,15 @@ async fn refund_payment(
         .from
         .as_ref()
         .map_or(message.chat.id, |user| user.id);
-    let charge_id = refund.telegram_payment_charge_id.as_str();
-    let outcome = state
-        .store
-        .apply_refund(user_id, charge_id, refund.total_amount, &BotNotice)
-        .await?;
-    after_refund(state, charge_id, &outcome).await;
-    Ok(Handled::Done)
-}
-
-/// Logs a refund and tells the buyer's open Mini App.
-pub async fn after_refund(state: &AppState, charge_id: &str, outcome: &RefundOutcome) {
-    match outcome {
-        RefundOutcome::Debited {
+    state
+        .ledger
+        .refund(
             user_id,
-            order_id,
-            ndn,
-            balance,
-        } => {
-            tracing::info!(charge_id = %Untrusted(charge_id), order_id, user_id, ndn, balance, "refund debited");
-            state.metrics.refunds_applied.inc();
-            let event = BalanceEvent {
-                balance: *balance,
-                order_id: order_id.clone(),
-                status: Some(OrderState::Refunded),
-            };
-            crate::events::publish(state, *user_id, event).await;
-            state.outbox.notify_one();
-        }
-        other => {
-            tracing::info!(charge_id = %Untrusted(charge_id), outcome = ?other, "refund recorded")
-        }
-    }
+            &refund.telegram_payment_charge_id,
+            refund.total_amount,
+        )
+        .await?;
+    Ok(Handled::Done)
 }
 
 fn message_buyer(message: &Message) -> Buyer {

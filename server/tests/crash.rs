@@ -171,10 +171,14 @@ async fn sigkill_mid_load_loses_nothing_and_doubles_nothing() {
     let store = server::store::Store::connect(&database.url, 1)
         .await
         .unwrap();
-    let credited = scalar(&store, "SELECT COUNT(*) FROM ledger WHERE kind = 'payment'").await;
+    let credited = scalar(
+        &store,
+        "SELECT COUNT(*) FROM transfers WHERE kind = 'purchase'",
+    )
+    .await;
     let distinct = scalar(
         &store,
-        "SELECT COUNT(DISTINCT charge_id) FROM ledger WHERE kind = 'payment'",
+        "SELECT COUNT(DISTINCT reference) FROM transfers WHERE kind = 'purchase'",
     )
     .await;
     assert_eq!(

@@ -105,7 +105,7 @@ async fn locked_sqlite_answers_5xx_never_2xx_and_recovers() {
     assert_eq!(status, 200);
     assert_eq!(app.deliver(&payment).await.0, 200);
     assert_eq!(app.balance(BUYER).await, 100);
-    assert_eq!(app.count("SELECT COUNT(*) FROM ledger").await, 1);
+    assert_eq!(app.count("SELECT COUNT(*) FROM transfers").await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -140,5 +140,5 @@ async fn read_only_database_answers_5xx_and_recovers() {
     }
     assert!(accepted, "the server recovers by itself");
     assert_eq!(app.balance(BUYER).await, 100);
-    assert_eq!(app.count("SELECT COUNT(*) FROM ledger").await, 1);
+    assert_eq!(app.count("SELECT COUNT(*) FROM transfers").await, 1);
 }

@@ -6,10 +6,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use app::api::Package;
-use server::bot_text::BotNotice;
-use server::store::{
-    BALANCE_CHANNEL, BalanceBroadcast, Buyer, Engine, IncomingPayment, PaymentOutcome, Store,
-};
+use server::store::{BALANCE_CHANNEL, BalanceBroadcast, Engine, Store};
+use server::wallet::model::{Buyer, IncomingPayment, PaymentOutcome};
 use support::*;
 
 on_both_databases!(
@@ -35,15 +33,13 @@ async fn concurrent_payments_share_commits_and_duplicates_in_a_batch_credit_once
         Engine::Sqlite => None,
     };
     // 100 distinct payments, each also sent a second time, all at once.
+    let ledger = ledger(&store);
     let jobs = (0..200).map(|i| {
-        let store = store.clone();
+        let ledger = ledger.clone();
         let n = i % 100;
         async move {
             let payment = payment(&format!("charge-{n}"), &format!("order-{n}"), 50);
-            store
-                .apply_payment(buyer(BUYER, "en"), payment, &BotNotice)
-                .await
-                .unwrap()
+            ledger.pay(buyer(BUYER, "en"), payment).await.unwrap()
         }
     });
     let outcomes = futures::future::join_all(jobs).await;
@@ -93,6 +89,7 @@ async fn concurrent_payments_share_commits_and_duplicates_in_a_batch_credit_once
         heard.sort_unstable();
         assert_eq!(heard, told);
     }
+    assert_books_balance(&store).await;
 }
 
 async fn open_store(database: &Database) -> Store {
@@ -173,16 +170,13 @@ async fn a_mixed_batch_gives_what_one_payment_at_a_time_gives(database: Database
     for id in unknown {
         cases.push((id, format!("c{id}-lost"), "no-such-order".into(), 50, false));
     }
+    let ledger = ledger(&store);
     let deliveries = cases.iter().cycle().take(cases.len() * 3).map(|case| {
-        let store = store.clone();
+        let ledger = ledger.clone();
         let (payer, charge, payload, stars, _) = case.clone();
         async move {
-            let outcome = store
-                .apply_payment(
-                    buyer(payer, "ru"),
-                    payment(&charge, &payload, stars),
-                    &BotNotice,
-                )
+            let outcome = ledger
+                .pay(buyer(payer, "ru"), payment(&charge, &payload, stars))
                 .await
                 .unwrap();
             (payer, charge, outcome)
@@ -227,14 +221,11 @@ async fn a_mixed_batch_gives_what_one_payment_at_a_time_gives(database: Database
             credits * 100,
             "buyer {id}"
         );
-        let ledger = scalar(
-            &store,
-            &format!(
-                "SELECT CAST(COALESCE(SUM(delta), 0) AS BIGINT) FROM ledger WHERE user_id = {id}"
-            ),
-        )
-        .await;
-        assert_eq!(ledger, credits * 100, "ledger of buyer {id}");
+        assert_eq!(
+            balance_from_transfers(&store, *id).await,
+            credits * 100,
+            "transfers of buyer {id}"
+        );
         // Each credit told the balance right after it: 100, 200, … with none twice.
         let mut balances = told.remove(id).unwrap_or_default();
         balances.sort_unstable();
@@ -274,6 +265,7 @@ async fn a_mixed_batch_gives_what_one_payment_at_a_time_gives(database: Database
         count("SELECT COUNT(*) FROM outbox WHERE text LIKE '+100 NDN — баланс%'").await,
         cases.iter().filter(|c| c.4).count() as i64
     );
+    assert_books_balance(&store).await;
 }
 
 /// A payment the database refuses fails by itself; the payments that shared its transaction
@@ -299,19 +291,19 @@ async fn a_payment_that_fails_inside_a_batch_fails_alone(database: Database) {
         sqlx::query(statement).execute(store.pool()).await.unwrap();
     }
     add_orders(&store, BUYER, (0..60).map(|n| format!("order-{n}"))).await;
+    let ledger = ledger(&store);
     let deliveries = (0..60).map(|n| {
-        let store = store.clone();
+        let ledger = ledger.clone();
         let charge = if n == 30 {
             "poison".to_owned()
         } else {
             format!("charge-{n}")
         };
         async move {
-            let result = store
-                .apply_payment(
+            let result = ledger
+                .pay(
                     buyer(BUYER, "en"),
                     payment(&charge, &format!("order-{n}"), 50),
-                    &BotNotice,
                 )
                 .await;
             (charge, result)
@@ -339,8 +331,9 @@ async fn a_payment_that_fails_inside_a_batch_fails_alone(database: Database) {
         .await,
         0
     );
-    assert_eq!(scalar(&store, "SELECT COUNT(*) FROM ledger").await, 59);
+    assert_eq!(scalar(&store, "SELECT COUNT(*) FROM transfers").await, 59);
     assert_eq!(scalar(&store, "SELECT COUNT(*) FROM outbox").await, 59);
     // It did share a transaction with others, and only that transaction was split.
     assert_eq!(store.payment_batches_split(), 1);
+    assert_books_balance(&store).await;
 }

@@ -250,7 +250,7 @@ async fn the_stream_token_expires_with_the_launch_data_and_the_open_stream_ends_
 }
 
 fn now_seconds() -> i64 {
-    server::store::now_ms() / 1000
+    server::clock::now_ms() / 1000
 }
 
 #[tokio::test]

@@ -84,7 +84,7 @@ async fn refund_command_twice_debits_once(database: Database) {
     );
     assert_eq!(app.balance(BUYER).await, 0);
     assert_eq!(
-        app.count("SELECT COUNT(*) FROM ledger WHERE kind = 'refund'")
+        app.count("SELECT COUNT(*) FROM transfers WHERE kind = 'refund'")
             .await,
         1
     );
@@ -185,7 +185,7 @@ async fn polling_gives_the_same_results_as_the_webhook(database: Database) {
     let polled = polled.restart().await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(polled.telegram.sent_messages().len(), 2);
-    assert_eq!(polled.count("SELECT COUNT(*) FROM ledger").await, 1);
+    assert_eq!(polled.count("SELECT COUNT(*) FROM transfers").await, 1);
 }
 
 async fn metrics_count_a_purchase(database: Database) {

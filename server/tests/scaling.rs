@@ -108,7 +108,7 @@ async fn duplicate_deliveries_spread_over_two_instances_credit_once() {
     let deliveries = (0..20).map(|i| cluster.deliver(i, &update));
     let statuses = futures::future::join_all(deliveries).await;
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
-    assert_eq!(cluster.count("SELECT COUNT(*) FROM ledger").await, 1);
+    assert_eq!(cluster.count("SELECT COUNT(*) FROM transfers").await, 1);
     assert_eq!(
         cluster
             .count("SELECT balance FROM users WHERE id = 279058397")
@@ -148,7 +148,7 @@ async fn two_hundred_purchases_over_two_instances_credit_and_notify_each_once() 
     assert!(statuses.iter().all(|s| *s == 200));
     assert_eq!(
         cluster
-            .count("SELECT COUNT(*) FROM ledger WHERE kind = 'payment'")
+            .count("SELECT COUNT(*) FROM transfers WHERE kind = 'purchase'")
             .await,
         200
     );

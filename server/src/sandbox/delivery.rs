@@ -67,7 +67,7 @@ impl Delivery {
             .timeout(ATTEMPT_TIMEOUT)
             .build()
             .expect("a TLS backend is compiled in");
-        let first_id = crate::store::now_ms() / 1000 * 10;
+        let first_id = crate::clock::now_ms() / 1000 * 10;
         Self {
             http,
             webhook_url,

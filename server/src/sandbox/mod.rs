@@ -81,7 +81,7 @@ impl Sandbox {
             "message_id": update_id,
             "from": user_json(user),
             "chat": { "id": user.id, "type": "private", "first_name": user.first_name },
-            "date": crate::store::now_ms() / 1000,
+            "date": crate::clock::now_ms() / 1000,
         });
         if let (Some(message), Some(content)) = (message.as_object_mut(), content.as_object()) {
             message.extend(content.clone());
@@ -134,7 +134,7 @@ async fn launch(State(sandbox): State<Sandbox>, Query(query): Query<UserQuery>) 
         Err(response) => return *response,
     };
     let user_field = user_json(user).to_string();
-    let auth_date = (crate::store::now_ms() / 1000).to_string();
+    let auth_date = (crate::clock::now_ms() / 1000).to_string();
     let query_id = format!("AAE{}", uuid::Uuid::new_v4().simple());
     let init_data = sandbox.signer.sign(&[
         ("query_id", &query_id),

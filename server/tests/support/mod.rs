@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use server::clock::now_ms;
 use server::fake_telegram::{FakeTelegram, SentMessage};
 use server::init_data::InitDataValidator;
-use server::store::now_ms;
 
 pub const TOKEN: &str = "4242:integration-test-token";
 pub const SECRET: &str = "integration_test_secret";
@@ -366,6 +366,37 @@ pub async fn alter_database(admin: &sqlx::AnyPool, name: &str, change: &str) {
     .execute(admin)
     .await
     .unwrap();
+}
+
+/// An account's balance as its transfers give it (a buyer's id, or a system account's).
+pub async fn balance_from_transfers(store: &server::store::Store, account: i64) -> i64 {
+    scalar(
+        store,
+        &format!(
+            "SELECT CAST(COALESCE(SUM(CASE WHEN credit_account = {account} THEN amount
+                                         ELSE -amount END), 0) AS BIGINT)
+             FROM transfers WHERE credit_account = {account} OR debit_account = {account}"
+        ),
+    )
+    .await
+}
+
+/// `server ledger verify` on the store's database: fails the test naming every discrepancy.
+pub async fn assert_books_balance(store: &server::store::Store) {
+    let report = server::ledger::verify::verify(store).await.unwrap();
+    assert!(report.is_clean(), "{report}");
+}
+
+/// The books over `store` as a server builds them (its effects: metrics, live events for this
+/// process, the notifier's wake-up).
+pub fn ledger(store: &server::store::Store) -> server::ledger::Ledger {
+    let effects = server::ledger::Effects::serving(
+        std::sync::Arc::new(server::metrics::Metrics::default()),
+        store.engine(),
+        server::events::LiveEvents::default(),
+        std::sync::Arc::new(tokio::sync::Notify::new()),
+    );
+    server::ledger::Ledger::new(store.clone(), effects)
 }
 
 /// The one integer a query answers (a count, a sum, a balance).

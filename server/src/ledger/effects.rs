@@ -1,0 +1,164 @@
+//! What follows a committed change of the books, whichever path made it: one log line with the
+//! order and charge ids, the metrics, the live event for the buyer's open Mini App, and the
+//! notifier's wake-up for the message queued in the same transaction.
+
+use std::sync::Arc;
+
+use app::api::{BalanceEvent, OrderState};
+use tokio::sync::Notify;
+
+use crate::events::LiveEvents;
+use crate::metrics::Metrics;
+use crate::store::{Engine, Reach};
+use crate::untrusted::Untrusted;
+use crate::wallet::model::{PaymentOutcome, RefundOutcome};
+
+#[derive(Clone)]
+pub struct Effects {
+    metrics: Arc<Metrics>,
+    engine: Engine,
+    /// This process's live streams (the server's); `None` in a command-line run, whose changes
+    /// reach the server's streams through the database.
+    live: Option<LiveEvents>,
+    /// The notification worker of this process, if it has one; the server's picks up a
+    /// command-line run's messages by itself within half a second.
+    outbox: Option<Arc<Notify>>,
+}
+
+impl Effects {
+    /// The server's: it serves the streams and sends the messages.
+    pub fn serving(
+        metrics: Arc<Metrics>,
+        engine: Engine,
+        live: LiveEvents,
+        outbox: Arc<Notify>,
+    ) -> Self {
+        Self {
+            metrics,
+            engine,
+            live: Some(live),
+            outbox: Some(outbox),
+        }
+    }
+
+    /// A command-line run's: a server elsewhere serves the streams and sends the messages.
+    pub fn command_line(engine: Engine) -> Self {
+        Self {
+            metrics: Arc::new(Metrics::default()),
+            engine,
+            live: None,
+            outbox: None,
+        }
+    }
+
+    pub(super) fn reach(&self) -> Reach {
+        match self.live {
+            Some(_) => Reach::ThisProcess,
+            None => Reach::OtherProcesses,
+        }
+    }
+
+    pub(super) fn paid(
+        &self,
+        charge_id: &str,
+        payload: &str,
+        stars: i64,
+        outcome: &PaymentOutcome,
+    ) {
+        match outcome {
+            PaymentOutcome::Credited {
+                user_id,
+                order_id,
+                ndn,
+                balance,
+            } => {
+                tracing::info!(
+                    order_id,
+                    charge_id = %Untrusted(charge_id),
+                    user_id,
+                    ndn,
+                    balance,
+                    "payment credited"
+                );
+                self.metrics.payments_credited.inc();
+                self.metrics
+                    .stars_credited
+                    .inc_by(u64::try_from(stars).unwrap_or(0));
+                self.publish(
+                    *user_id,
+                    BalanceEvent {
+                        balance: *balance,
+                        order_id: Some(order_id.clone()),
+                        status: Some(OrderState::Paid),
+                    },
+                );
+                self.wake_notifier();
+            }
+            PaymentOutcome::Held { user_id, reason } => {
+                tracing::warn!(
+                    order_id = %Untrusted(payload),
+                    charge_id = %Untrusted(charge_id),
+                    user_id,
+                    reason,
+                    "payment held for the operator"
+                );
+                self.metrics.payments_held.inc();
+                self.wake_notifier();
+            }
+            PaymentOutcome::Duplicate => {
+                tracing::info!(
+                    charge_id = %Untrusted(charge_id),
+                    "payment already recorded; redelivery ignored"
+                );
+            }
+        }
+    }
+
+    pub(super) fn refunded(&self, charge_id: &str, outcome: &RefundOutcome) {
+        match outcome {
+            RefundOutcome::Debited {
+                user_id,
+                order_id,
+                ndn,
+                balance,
+            } => {
+                tracing::info!(
+                    charge_id = %Untrusted(charge_id),
+                    order_id,
+                    user_id,
+                    ndn,
+                    balance,
+                    "refund debited"
+                );
+                self.metrics.refunds_applied.inc();
+                self.publish(
+                    *user_id,
+                    BalanceEvent {
+                        balance: *balance,
+                        order_id: order_id.clone(),
+                        status: Some(OrderState::Refunded),
+                    },
+                );
+                self.wake_notifier();
+            }
+            other => {
+                tracing::info!(charge_id = %Untrusted(charge_id), outcome = ?other, "refund recorded");
+            }
+        }
+    }
+
+    /// On SQLite the server publishes its own changes to its streams right after the commit.
+    /// On PostgreSQL the commit carried a `NOTIFY`, which every instance's listener (this one's
+    /// too) publishes; a command-line run's changes travel through the database either way.
+    fn publish(&self, user_id: i64, event: BalanceEvent) {
+        if let (Engine::Sqlite, Some(live)) = (self.engine, &self.live) {
+            live.publish(user_id, event);
+        }
+    }
+
+    fn wake_notifier(&self) {
+        if let Some(outbox) = &self.outbox {
+            outbox.notify_one();
+        }
+    }
+}

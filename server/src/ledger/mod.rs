@@ -1,0 +1,61 @@
+//! The one door of the books. Every balance change goes through [`Ledger`], whoever asks — the
+//! webhook, long polling, reconciliation (served or from the command line), `server refund` —
+//! and the ledger owns what follows each commit ([`Effects`]): the log line, the metrics, the
+//! live event and the notifier's wake-up. The wallet's rules decide what a payment or a refund
+//! becomes; the store carries the plan out in one transaction.
+
+mod effects;
+pub mod verify;
+
+pub use effects::Effects;
+
+use crate::bot_text::BotNotice;
+use crate::store::{Store, StoreResult};
+use crate::wallet::model::{Buyer, IncomingPayment, PaymentOutcome, RefundOutcome};
+
+#[derive(Clone)]
+pub struct Ledger {
+    store: Store,
+    effects: Effects,
+}
+
+impl Ledger {
+    pub fn new(store: Store, effects: Effects) -> Self {
+        Self { store, effects }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Records a `successful_payment` (sharing a transaction with the payments arriving at the
+    /// same moment) and runs what follows its commit.
+    pub async fn pay(&self, payer: Buyer, payment: IncomingPayment) -> StoreResult<PaymentOutcome> {
+        let (charge_id, payload, stars) = (
+            payment.charge_id.clone(),
+            payment.payload.clone(),
+            payment.stars,
+        );
+        let outcome = self
+            .store
+            .apply_payment(payer, payment, &BotNotice, self.effects.reach())
+            .await?;
+        self.effects.paid(&charge_id, &payload, stars, &outcome);
+        Ok(outcome)
+    }
+
+    /// Applies a refund of `charge_id` (once, whatever the redeliveries) and runs what follows.
+    pub async fn refund(
+        &self,
+        user_id: i64,
+        charge_id: &str,
+        stars: i64,
+    ) -> StoreResult<RefundOutcome> {
+        let outcome = self
+            .store
+            .apply_refund(user_id, charge_id, stars, &BotNotice, self.effects.reach())
+            .await?;
+        self.effects.refunded(charge_id, &outcome);
+        Ok(outcome)
+    }
+}

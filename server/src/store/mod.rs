@@ -1,0 +1,194 @@
+//! Storage: one sqlx pool (SQLite or PostgreSQL, chosen by `DATABASE_URL`) and the
+//! transactions that carry out the wallet's plans. A room per concern:
+//!
+//! | module | what it keeps |
+//! |---|---|
+//! | `pool` | the connection pool, SQLite's settings and WAL checkpoints |
+//! | `buyers` | buyers' profiles and cached balances |
+//! | `orders` | orders, the invoice limits, the purchase history |
+//! | `transfers` | the books: the one place transfers are written, and read |
+//! | `payments` | the group-commit writer of `successful_payment`s |
+//! | `refunds` | refunds |
+//! | `outbox` | the bot's messages waiting to be sent |
+//! | `broadcast` | balance changes told to other processes |
+//! | `bot_state` | small durable values and cross-instance locks |
+
+mod bot_state;
+mod broadcast;
+mod buyers;
+mod orders;
+mod outbox;
+mod payments;
+mod pool;
+mod refunds;
+mod transfers;
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use sqlx::{Any, AnyPool, Transaction};
+use tokio::sync::mpsc;
+
+pub use broadcast::{BALANCE_CHANNEL, BalanceBroadcast, Reach, RelayedEvent};
+pub use buyers::StoredBuyer;
+pub use orders::{Admission, OrderLimits};
+pub use outbox::ClaimedMessage;
+pub use transfers::{Audit, TransferTotals};
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("database holds an unexpected value: {0}")]
+    Corrupt(String),
+    #[error("payment writer: {0}")]
+    Writer(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    engine: Engine,
+    /// The group-commit writer that applies `successful_payment`s.
+    payments: mpsc::Sender<payments::PaymentJob>,
+    /// Transactions the writer committed (each holding one or more payments).
+    payment_commits: Arc<AtomicU64>,
+    /// Shared transactions that failed and were retried payment by payment.
+    payment_batches_split: Arc<AtomicU64>,
+}
+
+impl Store {
+    /// Opens the pool (creating a SQLite file and its folder when needed); no migrations.
+    pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Self> {
+        Self::connect_with(url, max_connections, None).await
+    }
+
+    /// Like [`Store::connect`], with a PostgreSQL `statement_timeout` for every connection.
+    pub async fn connect_with(
+        url: &str,
+        max_connections: u32,
+        statement_timeout: Option<Duration>,
+    ) -> StoreResult<Self> {
+        let (pool, engine) = pool::open(url, max_connections, statement_timeout).await?;
+        let payment_commits = Arc::new(AtomicU64::new(0));
+        let payment_batches_split = Arc::new(AtomicU64::new(0));
+        let payments = payments::start_writer(
+            pool.clone(),
+            engine,
+            payment_commits.clone(),
+            payment_batches_split.clone(),
+        );
+        Ok(Self {
+            pool,
+            engine,
+            payments,
+            payment_commits,
+            payment_batches_split,
+        })
+    }
+
+    pub async fn migrate(&self) -> StoreResult<()> {
+        match self.engine {
+            Engine::Sqlite => SQLITE_MIGRATIONS.run(&self.pool).await?,
+            Engine::Postgres => POSTGRES_MIGRATIONS.run(&self.pool).await?,
+        }
+        Ok(())
+    }
+
+    /// How many transactions the payment writer committed so far.
+    pub fn payment_commits(&self) -> u64 {
+        self.payment_commits.load(Ordering::Relaxed)
+    }
+
+    /// How many shared payment transactions failed and were retried one payment at a time.
+    pub fn payment_batches_split(&self) -> u64 {
+        self.payment_batches_split.load(Ordering::Relaxed)
+    }
+
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Closes every connection; later calls fail (used at shutdown).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    pub async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn write(&self) -> StoreResult<Transaction<'static, Any>> {
+        Ok(self.pool.begin_with(begin_write(self.engine)).await?)
+    }
+}
+
+/// How a write transaction begins. SQLite takes its write lock up front, so two writers queue
+/// on the busy timeout instead of failing on a lock upgrade. PostgreSQL's is READ COMMITTED
+/// whatever the server's default: a statement after a row lock sees what the lock waited for.
+fn begin_write(engine: Engine) -> &'static str {
+    match engine {
+        Engine::Sqlite => "BEGIN IMMEDIATE",
+        Engine::Postgres => "BEGIN ISOLATION LEVEL READ COMMITTED",
+    }
+}
+
+/// A batch's rows go to the database as one JSON array in one parameter, unpacked by the
+/// database: a statement keeps the same text whatever the batch size, so it is prepared once
+/// and cached, and a batch of hundreds binds one value (SQLite looks each `$n` name up in a
+/// list, which is quadratic in a statement with thousands of them).
+///
+/// The rows of parameter `$param` as a table `r` with `columns` (name, PostgreSQL type).
+fn json_rows(engine: Engine, param: usize, columns: &[(&str, &str)]) -> String {
+    let mut sql = String::new();
+    match engine {
+        Engine::Postgres => {
+            let _ = write!(sql, "json_to_recordset(${param}::json) AS r(");
+            for (index, (name, kind)) in columns.iter().enumerate() {
+                let _ = write!(sql, "{}{name} {kind}", if index > 0 { ", " } else { "" });
+            }
+            sql.push(')');
+        }
+        Engine::Sqlite => {
+            sql.push_str("(SELECT ");
+            for (index, (name, _)) in columns.iter().enumerate() {
+                let comma = if index > 0 { ", " } else { "" };
+                let _ = write!(sql, "{comma}value ->> '{name}' AS {name}");
+            }
+            let _ = write!(sql, " FROM json_each(${param})) AS r");
+        }
+    }
+    sql
+}
+
+/// The strings of the JSON array in parameter `$param`, as a subquery.
+fn json_list(engine: Engine, param: usize) -> String {
+    match engine {
+        Engine::Postgres => format!("SELECT json_array_elements_text(${param}::json)"),
+        Engine::Sqlite => format!("SELECT value FROM json_each(${param})"),
+    }
+}
+
+fn to_json<T: serde::Serialize>(rows: &T) -> StoreResult<String> {
+    serde_json::to_string(rows).map_err(|error| StoreError::Corrupt(format!("rows: {error}")))
+}

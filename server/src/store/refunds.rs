@@ -1,0 +1,144 @@
+//! Refunds, each in a transaction of its own: the refund transfer and balance, the payment and
+//! its order marked refunded, the buyer's notice and the balance event.
+
+use app::api::{BalanceEvent, OrderState};
+
+use super::broadcast::{BalanceBroadcast, Reach, balances_changed};
+use super::outbox::enqueue;
+use super::payments::payment_from_row;
+use super::{Engine, Store, StoreResult, transfers};
+use crate::clock::now_ms;
+use crate::wallet::model::{Notice, OutgoingMessage, RefundOutcome, make_storable};
+use crate::wallet::refunds::{RefundPlan, plan_refund};
+
+impl Store {
+    /// Applies a refund of `charge_id` once, as the wallet's refund rule plans it.
+    pub async fn apply_refund(
+        &self,
+        user_id: i64,
+        charge_id: &str,
+        stars: i64,
+        notice: &(dyn Notice + Sync),
+        reach: Reach,
+    ) -> StoreResult<RefundOutcome> {
+        let mut charge_id = charge_id.to_owned();
+        make_storable(&mut charge_id);
+        let charge_id = charge_id.as_str();
+        let now = now_ms();
+        let mut tx = self.write().await?;
+        // Two refunds of one charge at once: the second waits here, then finds it refunded.
+        let lock = match self.engine {
+            Engine::Postgres => " FOR UPDATE",
+            Engine::Sqlite => "",
+        };
+        let record = sqlx::query(&format!(
+            "SELECT charge_id, user_id, order_id, ndn, stars, status FROM payments
+             WHERE charge_id = $1{lock}"
+        ))
+        .bind(charge_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|row| payment_from_row(&row))
+        .transpose()?;
+        let outcome = match plan_refund(record.as_ref()) {
+            RefundPlan::AlreadyRefunded => RefundOutcome::AlreadyRefunded,
+            RefundPlan::CloseHeld => {
+                mark_refunded(&mut tx, charge_id, now).await?;
+                RefundOutcome::ClosedHeld
+            }
+            RefundPlan::RecordUnknown => {
+                sqlx::query(
+                    "INSERT INTO payments (charge_id, user_id, payload, currency, stars, ndn, status,
+                         hold_reason, created_at, refunded_at)
+                     VALUES ($1, $2, '', 'XTR', $3, 0, 'refunded', 'refund of an unknown charge', $4, $4)
+                     ON CONFLICT (charge_id) DO NOTHING",
+                )
+                .bind(charge_id)
+                .bind(user_id)
+                .bind(stars)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                RefundOutcome::RecordedUnknown
+            }
+            RefundPlan::Debit { transfer, order_id } => {
+                mark_refunded(&mut tx, charge_id, now).await?;
+                if let Some(order_id) = &order_id {
+                    // The order was paid by this payment or another one of the same link.
+                    sqlx::query(
+                        "UPDATE orders SET status = 'refunded' WHERE id = $1 AND status = 'paid'",
+                    )
+                    .bind(order_id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                let buyer = transfer.from.buyer().unwrap_or(user_id);
+                let ndn = transfer.amount;
+                let balances = transfers::post(&mut tx, self.engine, &[transfer], &[], now).await?;
+                RefundOutcome::Debited {
+                    user_id: buyer,
+                    order_id,
+                    ndn,
+                    balance: balances.get(&buyer).copied().unwrap_or_default(),
+                }
+            }
+        };
+        if let RefundOutcome::Debited {
+            user_id,
+            order_id,
+            balance,
+            ..
+        } = &outcome
+        {
+            let language = language_of(&mut tx, *user_id).await?;
+            if let Some(text) = notice.refund(&language, &outcome, stars) {
+                let message = OutgoingMessage {
+                    dedupe_key: format!("refund:{charge_id}"),
+                    chat_id: *user_id,
+                    text,
+                    reply_markup: None,
+                };
+                enqueue(&mut tx, self.engine, &message, now).await?;
+            }
+            let change = BalanceBroadcast {
+                user_id: *user_id,
+                event: BalanceEvent {
+                    balance: *balance,
+                    order_id: order_id.clone(),
+                    status: Some(OrderState::Refunded),
+                },
+            };
+            balances_changed(&mut tx, self.engine, reach, &[change]).await?;
+        }
+        tx.commit().await?;
+        Ok(outcome)
+    }
+}
+
+async fn mark_refunded(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    charge_id: &str,
+    now: i64,
+) -> StoreResult<()> {
+    sqlx::query("UPDATE payments SET status = 'refunded', refunded_at = $2 WHERE charge_id = $1")
+        .bind(charge_id)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+async fn language_of(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    user_id: i64,
+) -> StoreResult<String> {
+    use sqlx::Row;
+    let row = sqlx::query("SELECT language_code FROM users WHERE id = $1")
+        .bind(user_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(row
+        .map(|r| r.try_get::<String, _>(0))
+        .transpose()?
+        .unwrap_or_else(|| "en".into()))
+}

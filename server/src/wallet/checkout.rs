@@ -1,0 +1,157 @@
+//! Orders and the pre-checkout: what Telegram may charge for.
+
+use app::api::OrderState;
+
+use crate::updates::PreCheckoutQuery;
+
+pub const STARS: &str = "XTR";
+
+/// An order as stored: a package at the server's price, waiting for Telegram's payment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Order {
+    pub id: String,
+    pub user_id: i64,
+    pub package_id: String,
+    pub ndn: i64,
+    pub stars: i64,
+    pub status: OrderState,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+impl Order {
+    /// The state a buyer sees: a pending order past its time is expired.
+    pub fn state_at(&self, now_ms: i64) -> OrderState {
+        if self.status == OrderState::Pending && now_ms >= self.expires_at {
+            OrderState::Expired
+        } else {
+            self.status
+        }
+    }
+}
+
+/// Why a pre-checkout query is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    UnknownOrder,
+    NotYourOrder,
+    AlreadyPaid,
+    Closed,
+    Expired,
+    WrongCurrency,
+    WrongAmount,
+}
+
+impl Refusal {
+    /// A stable label for logs and metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::UnknownOrder => "unknown_order",
+            Self::NotYourOrder => "not_your_order",
+            Self::AlreadyPaid => "already_paid",
+            Self::Closed => "closed",
+            Self::Expired => "expired",
+            Self::WrongCurrency => "wrong_currency",
+            Self::WrongAmount => "wrong_amount",
+        }
+    }
+}
+
+/// Accepts a checkout only for the buyer's own open order, in Stars, at exactly its price.
+pub fn judge_pre_checkout(
+    order: Option<&Order>,
+    query: &PreCheckoutQuery,
+    now_ms: i64,
+) -> Result<(), Refusal> {
+    let order = order.ok_or(Refusal::UnknownOrder)?;
+    if order.user_id != query.from.id {
+        return Err(Refusal::NotYourOrder);
+    }
+    match order.state_at(now_ms) {
+        OrderState::Pending => {}
+        OrderState::Paid => return Err(Refusal::AlreadyPaid),
+        OrderState::Expired => return Err(Refusal::Expired),
+        OrderState::Refunded | OrderState::Failed => return Err(Refusal::Closed),
+    }
+    if query.currency != STARS {
+        return Err(Refusal::WrongCurrency);
+    }
+    if query.total_amount != order.stars {
+        return Err(Refusal::WrongAmount);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::updates::User;
+
+    fn order(status: OrderState) -> Order {
+        Order {
+            id: "o1".into(),
+            user_id: 7,
+            package_id: "ndn-500".into(),
+            ndn: 500,
+            stars: 225,
+            status,
+            created_at: 0,
+            expires_at: 1_000,
+        }
+    }
+
+    fn query(from: i64, currency: &str, amount: i64) -> PreCheckoutQuery {
+        PreCheckoutQuery {
+            id: "q".into(),
+            from: User {
+                id: from,
+                first_name: "A".into(),
+                username: None,
+                language_code: None,
+            },
+            currency: currency.into(),
+            total_amount: amount,
+            invoice_payload: "o1".into(),
+        }
+    }
+
+    #[test]
+    fn pre_checkout_accepts_only_the_owners_open_order_at_its_price() {
+        let open = order(OrderState::Pending);
+        assert_eq!(
+            judge_pre_checkout(Some(&open), &query(7, "XTR", 225), 10),
+            Ok(())
+        );
+        assert_eq!(
+            judge_pre_checkout(None, &query(7, "XTR", 225), 10),
+            Err(Refusal::UnknownOrder)
+        );
+        assert_eq!(
+            judge_pre_checkout(Some(&open), &query(8, "XTR", 225), 10),
+            Err(Refusal::NotYourOrder)
+        );
+        assert_eq!(
+            judge_pre_checkout(Some(&open), &query(7, "XTS", 225), 10),
+            Err(Refusal::WrongCurrency)
+        );
+        assert_eq!(
+            judge_pre_checkout(Some(&open), &query(7, "XTR", 22_500), 10),
+            Err(Refusal::WrongAmount)
+        );
+        assert_eq!(
+            judge_pre_checkout(Some(&open), &query(7, "XTR", 225), 1_000),
+            Err(Refusal::Expired)
+        );
+        let paid = order(OrderState::Paid);
+        assert_eq!(
+            judge_pre_checkout(Some(&paid), &query(7, "XTR", 225), 10),
+            Err(Refusal::AlreadyPaid)
+        );
+        let refunded = order(OrderState::Refunded);
+        assert_eq!(
+            judge_pre_checkout(Some(&refunded), &query(7, "XTR", 225), 10),
+            Err(Refusal::Closed)
+        );
+    }
+}

@@ -1,0 +1,334 @@
+//! The wallet's nouns: accounts and the transfers between them, buyers, payments as Telegram
+//! reports them, and what became of each.
+
+use app::i18n::Lang;
+
+/// An account of the books. Every buyer has one (its id is their Telegram user id); the system
+/// accounts take the other side of every movement, so that the books always sum to zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Account {
+    Buyer(i64),
+    /// NDN issued against Stars received: goes negative by every NDN sold.
+    Sales,
+    /// NDN taken back when Stars were refunded.
+    Refunds,
+    /// NDN given by the operator: goes negative by every NDN granted.
+    Grants,
+    /// NDN consumed in the operator's product.
+    Spent,
+}
+
+impl Account {
+    pub const SYSTEM: [Account; 4] = [Self::Sales, Self::Refunds, Self::Grants, Self::Spent];
+
+    /// The id stored in transfers: a buyer's Telegram id (always positive), or a negative id
+    /// for a system account (the `system_accounts` table names them).
+    pub fn id(self) -> i64 {
+        match self {
+            Self::Buyer(id) => id,
+            Self::Sales => -1,
+            Self::Refunds => -2,
+            Self::Grants => -3,
+            Self::Spent => -4,
+        }
+    }
+
+    pub fn from_id(id: i64) -> Option<Self> {
+        match id {
+            id if id > 0 => Some(Self::Buyer(id)),
+            -1 => Some(Self::Sales),
+            -2 => Some(Self::Refunds),
+            -3 => Some(Self::Grants),
+            -4 => Some(Self::Spent),
+            _ => None,
+        }
+    }
+
+    /// `buyer:<id>`, or the system account's name.
+    pub fn name(self) -> String {
+        match self {
+            Self::Buyer(id) => format!("buyer:{id}"),
+            Self::Sales => "sales".into(),
+            Self::Refunds => "refunds".into(),
+            Self::Grants => "grants".into(),
+            Self::Spent => "spent".into(),
+        }
+    }
+
+    pub fn buyer(self) -> Option<i64> {
+        match self {
+            Self::Buyer(id) => Some(id),
+            _ => None,
+        }
+    }
+}
+
+/// Why NDN moved; with its reference, what makes a transfer unique.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TransferKind {
+    /// Sales → buyer, for a payment in Stars (reference: the charge id).
+    Purchase,
+    /// Buyer → refunds, when the Stars of a purchase went back (reference: the charge id).
+    Refund,
+    /// Grants → buyer, by the operator.
+    Grant,
+    /// Buyer → spent, in the operator's product.
+    Spend,
+}
+
+impl TransferKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Purchase => "purchase",
+            Self::Refund => "refund",
+            Self::Grant => "grant",
+            Self::Spend => "spend",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "purchase" => Self::Purchase,
+            "refund" => Self::Refund,
+            "grant" => Self::Grant,
+            "spend" => Self::Spend,
+            _ => return None,
+        })
+    }
+}
+
+/// A movement of `amount` NDN (always positive) from one account to another, written once and
+/// never changed; a correction is another transfer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transfer {
+    pub from: Account,
+    pub to: Account,
+    pub amount: i64,
+    pub kind: TransferKind,
+    /// The charge id, or the key of the operation that made it: unique per kind.
+    pub reference: String,
+    /// Stars received (purchase) or given back (refund); 0 otherwise.
+    pub stars: i64,
+    pub reason: Option<String>,
+}
+
+impl Transfer {
+    pub fn purchase(buyer: i64, ndn: i64, charge_id: &str, stars: i64) -> Self {
+        Self {
+            from: Account::Sales,
+            to: Account::Buyer(buyer),
+            amount: ndn,
+            kind: TransferKind::Purchase,
+            reference: charge_id.to_owned(),
+            stars,
+            reason: None,
+        }
+    }
+
+    pub fn refund(buyer: i64, ndn: i64, charge_id: &str, stars: i64) -> Self {
+        Self {
+            from: Account::Buyer(buyer),
+            to: Account::Refunds,
+            amount: ndn,
+            kind: TransferKind::Refund,
+            reference: charge_id.to_owned(),
+            stars,
+            reason: None,
+        }
+    }
+
+    /// What the transfer does to `account`'s balance.
+    pub fn effect_on(&self, account: Account) -> i64 {
+        match (self.from == account, self.to == account) {
+            (true, false) => -self.amount,
+            (false, true) => self.amount,
+            _ => 0,
+        }
+    }
+}
+
+/// A buyer as Telegram describes them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Buyer {
+    pub id: i64,
+    pub first_name: String,
+    pub username: Option<String>,
+    pub language_code: Option<String>,
+}
+
+impl Buyer {
+    /// What is stored of the profile: without what the database cannot store (see
+    /// [`make_storable`]), and with the language the shop speaks to the buyer in (`en` or
+    /// `ru`), so that the Mini App and the webhook never rewrite each other's value.
+    pub fn make_storable(&mut self) {
+        make_storable(&mut self.first_name);
+        for text in [self.username.as_mut(), self.language_code.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            make_storable(text);
+        }
+        if let Some(code) = self.language_code.as_mut() {
+            *code = Lang::from_code(code).code().to_owned();
+        }
+    }
+}
+
+/// Removes NUL characters: valid in Telegram's JSON strings, refused by PostgreSQL's text
+/// (a payment would fail on every redelivery). Nothing Telegram or we use as an id has them.
+pub fn make_storable(text: &mut String) {
+    if text.contains('\0') {
+        text.retain(|c| c != '\0');
+    }
+}
+
+/// The facts of a `successful_payment` the wallet needs.
+#[derive(Debug, Clone)]
+pub struct IncomingPayment {
+    pub charge_id: String,
+    pub provider_charge_id: Option<String>,
+    pub payload: String,
+    pub currency: String,
+    pub stars: i64,
+}
+
+impl IncomingPayment {
+    pub fn make_storable(&mut self) {
+        for text in [&mut self.charge_id, &mut self.payload, &mut self.currency]
+            .into_iter()
+            .chain(self.provider_charge_id.as_mut())
+        {
+            make_storable(text);
+        }
+    }
+}
+
+/// A payment as stored, as far as a refund needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentRecord {
+    pub charge_id: String,
+    pub user_id: i64,
+    pub order_id: Option<String>,
+    pub ndn: i64,
+    pub stars: i64,
+    pub status: PaymentStatus,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaymentStatus {
+    Credited,
+    Held,
+    Refunded,
+}
+
+impl PaymentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Credited => "credited",
+            Self::Held => "held",
+            Self::Refunded => "refunded",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "credited" => Self::Credited,
+            "held" => Self::Held,
+            "refunded" => Self::Refunded,
+            _ => return None,
+        })
+    }
+}
+
+/// What became of a `successful_payment`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PaymentOutcome {
+    Credited {
+        user_id: i64,
+        order_id: String,
+        ndn: i64,
+        /// The buyer's balance right after this credit.
+        balance: i64,
+    },
+    Held {
+        user_id: i64,
+        reason: &'static str,
+    },
+    /// This charge was recorded before: nothing changed.
+    Duplicate,
+}
+
+/// What became of a refund.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefundOutcome {
+    Debited {
+        user_id: i64,
+        order_id: Option<String>,
+        ndn: i64,
+        balance: i64,
+    },
+    ClosedHeld,
+    RecordedUnknown,
+    AlreadyRefunded,
+}
+
+/// Writes the text of a notification once the outcome (and the new balance) is known.
+pub trait Notice {
+    fn payment(&self, language: &str, outcome: &PaymentOutcome, stars: i64) -> Option<String>;
+    fn refund(&self, language: &str, outcome: &RefundOutcome, stars: i64) -> Option<String>;
+}
+
+/// A message to a chat, sent later by the notification worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingMessage {
+    pub dedupe_key: String,
+    pub chat_id: i64,
+    pub text: String,
+    pub reply_markup: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn account_ids_round_trip_and_buyers_are_never_system_accounts() {
+        for account in Account::SYSTEM
+            .into_iter()
+            .chain([Account::Buyer(279_058_397)])
+        {
+            assert_eq!(Account::from_id(account.id()), Some(account));
+        }
+        assert!(Account::SYSTEM.iter().all(|account| account.id() < 0));
+        assert_eq!(Account::from_id(0), None);
+        assert_eq!(Account::from_id(-5), None);
+    }
+
+    #[test]
+    fn a_transfer_moves_its_amount_from_one_side_to_the_other() {
+        let purchase = Transfer::purchase(7, 500, "c1", 225);
+        assert_eq!(purchase.effect_on(Account::Buyer(7)), 500);
+        assert_eq!(purchase.effect_on(Account::Sales), -500);
+        assert_eq!(purchase.effect_on(Account::Buyer(8)), 0);
+        let refund = Transfer::refund(7, 500, "c1", 225);
+        assert_eq!(refund.effect_on(Account::Buyer(7)), -500);
+        assert_eq!(refund.effect_on(Account::Refunds), 500);
+    }
+
+    #[test]
+    fn stored_profiles_lose_nuls_and_speak_the_shops_languages() {
+        let mut buyer = Buyer {
+            id: 1,
+            first_name: "A\0da".into(),
+            username: Some("\0".into()),
+            language_code: Some("r\0u-RU".into()),
+        };
+        buyer.make_storable();
+        assert_eq!(buyer.first_name, "Ada");
+        assert_eq!(buyer.username.as_deref(), Some(""));
+        assert_eq!(buyer.language_code.as_deref(), Some("ru"));
+        buyer.language_code = Some("de".into());
+        buyer.make_storable();
+        assert_eq!(buyer.language_code.as_deref(), Some("en"));
+    }
+}

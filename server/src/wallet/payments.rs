@@ -1,0 +1,353 @@
+//! What a `successful_payment` becomes, alone and in a batch. Telegram has taken the Stars
+//! either way, so a payment is always recorded; it is credited when it matches what was sold.
+
+use std::collections::{HashMap, HashSet};
+
+use app::api::OrderState;
+
+use super::checkout::{Order, STARS};
+use super::model::{IncomingPayment, PaymentOutcome, PaymentStatus, Transfer};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PaymentPlan {
+    /// Credit `ndn` to the payer. `opens_order`: the order is paid by this payment (it was
+    /// pending, expired or failed); a second payment of a paid link, or a payment of a
+    /// refunded order, is credited as its own purchase and leaves the order as it is.
+    Credit {
+        order_id: String,
+        ndn: i64,
+        opens_order: bool,
+    },
+    /// Record without credit, for the operator to credit or refund.
+    Hold {
+        order_id: Option<String>,
+        reason: &'static str,
+    },
+}
+
+impl PaymentPlan {
+    pub fn status(&self) -> PaymentStatus {
+        match self {
+            Self::Credit { .. } => PaymentStatus::Credited,
+            Self::Hold { .. } => PaymentStatus::Held,
+        }
+    }
+
+    pub fn order_id(&self) -> Option<&str> {
+        match self {
+            Self::Credit { order_id, .. } => Some(order_id),
+            Self::Hold { order_id, .. } => order_id.as_deref(),
+        }
+    }
+
+    /// NDN credited (0 when held).
+    pub fn ndn(&self) -> i64 {
+        match self {
+            Self::Credit { ndn, .. } => *ndn,
+            Self::Hold { .. } => 0,
+        }
+    }
+
+    pub fn hold_reason(&self) -> Option<&'static str> {
+        match self {
+            Self::Credit { .. } => None,
+            Self::Hold { reason, .. } => Some(reason),
+        }
+    }
+
+    /// The transfer a credit makes: sales → payer.
+    pub fn transfer(&self, payer: i64, payment: &IncomingPayment) -> Option<Transfer> {
+        match self {
+            Self::Credit { ndn, .. } => Some(Transfer::purchase(
+                payer,
+                *ndn,
+                &payment.charge_id,
+                payment.stars,
+            )),
+            Self::Hold { .. } => None,
+        }
+    }
+}
+
+/// Plans a payment of `total_amount` in `currency` whose payload named `order`.
+pub fn plan_payment(order: Option<&Order>, currency: &str, total_amount: i64) -> PaymentPlan {
+    let Some(order) = order else {
+        return PaymentPlan::Hold {
+            order_id: None,
+            reason: "payload matches no order",
+        };
+    };
+    let hold = |reason| PaymentPlan::Hold {
+        order_id: Some(order.id.clone()),
+        reason,
+    };
+    if currency != STARS {
+        return hold("currency is not XTR");
+    }
+    if total_amount != order.stars {
+        return hold("amount differs from the order's price");
+    }
+    PaymentPlan::Credit {
+        order_id: order.id.clone(),
+        ndn: order.ndn,
+        opens_order: matches!(
+            order.status,
+            OrderState::Pending | OrderState::Expired | OrderState::Failed
+        ),
+    }
+}
+
+/// One payment of a batch: who paid, and what Telegram reported.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchPayment<'a> {
+    pub payer: i64,
+    pub payment: &'a IncomingPayment,
+}
+
+/// Plans a batch as if its payments were applied one at a time, in order: each charge is
+/// planned at its first occurrence, against the order its payload names; a charge repeated
+/// later in the batch is a duplicate (`None`). A plan does not depend on payments of the same
+/// order earlier in the batch (a second payment of a link is credited just the same), so one
+/// read of the orders serves the whole batch.
+pub fn plan_batch(
+    batch: &[BatchPayment<'_>],
+    orders: &HashMap<String, Order>,
+) -> Vec<Option<PaymentPlan>> {
+    let mut seen = HashSet::with_capacity(batch.len());
+    batch
+        .iter()
+        .map(|item| {
+            let payment = item.payment;
+            seen.insert(payment.charge_id.as_str()).then(|| {
+                plan_payment(
+                    orders.get(&payment.payload),
+                    &payment.currency,
+                    payment.stars,
+                )
+            })
+        })
+        .collect()
+}
+
+/// The orders paid for the first time by the `applied` plans, each once.
+pub fn orders_opened<'a>(applied: &[Option<&'a PaymentPlan>]) -> Vec<&'a str> {
+    let mut opened: Vec<&str> = applied
+        .iter()
+        .flatten()
+        .filter_map(|plan| match plan {
+            PaymentPlan::Credit {
+                order_id,
+                opens_order: true,
+                ..
+            } => Some(order_id.as_str()),
+            _ => None,
+        })
+        .collect();
+    opened.sort_unstable();
+    opened.dedup();
+    opened
+}
+
+/// A credited buyer whose balance the store did not return.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("no balance for credited buyer {0}")]
+pub struct MissingBalance(pub i64);
+
+/// The outcome of each payment of a batch. `applied`: the plan of each payment recorded now
+/// (`None`: a duplicate, of an earlier batch or of this one). `balances_after`: each credited
+/// buyer's balance after the whole batch. Each credit tells the balance right after it, as if
+/// the batch had been applied one payment at a time.
+pub fn settle_batch(
+    batch: &[BatchPayment<'_>],
+    applied: &[Option<&PaymentPlan>],
+    balances_after: &HashMap<i64, i64>,
+) -> Result<Vec<PaymentOutcome>, MissingBalance> {
+    let mut balances = balances_after.clone();
+    let mut outcomes = vec![PaymentOutcome::Duplicate; batch.len()];
+    for (index, (item, plan)) in batch.iter().zip(applied).enumerate().rev() {
+        outcomes[index] = match plan {
+            None => PaymentOutcome::Duplicate,
+            Some(PaymentPlan::Hold { reason, .. }) => PaymentOutcome::Held {
+                user_id: item.payer,
+                reason,
+            },
+            Some(PaymentPlan::Credit { order_id, ndn, .. }) => {
+                let balance = balances
+                    .get_mut(&item.payer)
+                    .ok_or(MissingBalance(item.payer))?;
+                let after = *balance;
+                *balance -= ndn;
+                PaymentOutcome::Credited {
+                    user_id: item.payer,
+                    order_id: order_id.clone(),
+                    ndn: *ndn,
+                    balance: after,
+                }
+            }
+        };
+    }
+    Ok(outcomes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order(id: &str, status: OrderState) -> Order {
+        Order {
+            id: id.into(),
+            user_id: 7,
+            package_id: "ndn-500".into(),
+            ndn: 500,
+            stars: 225,
+            status,
+            created_at: 0,
+            expires_at: 1_000,
+        }
+    }
+
+    fn payment(charge: &str, payload: &str, stars: i64) -> IncomingPayment {
+        IncomingPayment {
+            charge_id: charge.into(),
+            provider_charge_id: None,
+            payload: payload.into(),
+            currency: "XTR".into(),
+            stars,
+        }
+    }
+
+    #[test]
+    fn payment_for_an_open_order_credits_its_package_and_opens_it() {
+        for status in [OrderState::Pending, OrderState::Expired, OrderState::Failed] {
+            assert_eq!(
+                plan_payment(Some(&order("o1", status)), "XTR", 225),
+                PaymentPlan::Credit {
+                    order_id: "o1".into(),
+                    ndn: 500,
+                    opens_order: true
+                },
+                "{status:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn second_payment_of_a_paid_or_refunded_link_is_credited_and_leaves_the_order() {
+        for status in [OrderState::Paid, OrderState::Refunded] {
+            let plan = plan_payment(Some(&order("o1", status)), "XTR", 225);
+            assert_eq!(
+                plan,
+                PaymentPlan::Credit {
+                    order_id: "o1".into(),
+                    ndn: 500,
+                    opens_order: false
+                }
+            );
+            let credit = payment("c2", "o1", 225);
+            assert_eq!(
+                plan.transfer(7, &credit),
+                Some(Transfer::purchase(7, 500, "c2", 225))
+            );
+        }
+    }
+
+    #[test]
+    fn unmatched_payments_are_held_not_dropped() {
+        assert!(matches!(
+            plan_payment(None, "XTR", 225),
+            PaymentPlan::Hold { order_id: None, .. }
+        ));
+        let open = order("o1", OrderState::Pending);
+        let wrong_amount = plan_payment(Some(&open), "XTR", 1);
+        assert_eq!(wrong_amount.order_id(), Some("o1"));
+        assert_eq!(wrong_amount.status(), PaymentStatus::Held);
+        assert_eq!(wrong_amount.transfer(7, &payment("c", "o1", 1)), None);
+        assert!(matches!(
+            plan_payment(Some(&open), "USD", 225),
+            PaymentPlan::Hold { .. }
+        ));
+    }
+
+    #[test]
+    fn a_charge_repeated_inside_a_batch_is_planned_once() {
+        let orders = HashMap::from([("o1".to_owned(), order("o1", OrderState::Pending))]);
+        let (first, again, other) = (
+            payment("c1", "o1", 225),
+            payment("c1", "o1", 225),
+            payment("c2", "o1", 225),
+        );
+        let batch = [
+            BatchPayment {
+                payer: 7,
+                payment: &first,
+            },
+            BatchPayment {
+                payer: 7,
+                payment: &again,
+            },
+            BatchPayment {
+                payer: 7,
+                payment: &other,
+            },
+        ];
+        let plans = plan_batch(&batch, &orders);
+        assert!(plans[0].is_some());
+        assert_eq!(plans[1], None, "the copy is a duplicate");
+        assert!(
+            matches!(
+                plans[2],
+                Some(PaymentPlan::Credit {
+                    opens_order: true,
+                    ..
+                })
+            ),
+            "a second payment planned from the same read of the order"
+        );
+        let applied: Vec<Option<&PaymentPlan>> = plans.iter().map(Option::as_ref).collect();
+        assert_eq!(orders_opened(&applied), ["o1"]);
+    }
+
+    #[test]
+    fn each_credit_of_a_batch_tells_the_balance_right_after_it() {
+        let orders = HashMap::from([
+            ("o1".to_owned(), order("o1", OrderState::Pending)),
+            ("o2".to_owned(), order("o2", OrderState::Pending)),
+        ]);
+        let payments = [
+            payment("a", "o1", 225),
+            payment("b", "nowhere", 225),
+            payment("c", "o2", 225),
+            payment("d", "o1", 225),
+        ];
+        let batch: Vec<BatchPayment> = payments
+            .iter()
+            .map(|payment| BatchPayment { payer: 7, payment })
+            .collect();
+        let plans = plan_batch(&batch, &orders);
+        // `d` was recorded by an earlier batch: a duplicate after all.
+        let applied: Vec<Option<&PaymentPlan>> = plans
+            .iter()
+            .enumerate()
+            .map(|(index, plan)| plan.as_ref().filter(|_| index != 3))
+            .collect();
+        // 200 before the batch, two credits of 500.
+        let outcomes = settle_batch(&batch, &applied, &HashMap::from([(7, 1_200)])).unwrap();
+        let told: Vec<Option<i64>> = outcomes
+            .iter()
+            .map(|outcome| match outcome {
+                PaymentOutcome::Credited { balance, .. } => Some(*balance),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(told, [Some(700), None, Some(1_200), None]);
+        assert!(matches!(
+            outcomes[1],
+            PaymentOutcome::Held { user_id: 7, .. }
+        ));
+        assert_eq!(outcomes[3], PaymentOutcome::Duplicate);
+        assert_eq!(
+            settle_batch(&batch, &applied, &HashMap::new()),
+            Err(MissingBalance(7))
+        );
+    }
+}
