@@ -171,20 +171,20 @@ impl From<ServerFnErrorErr> for ApiError {
 /// Balance, packages, recent purchases and the live-stream token of the signed-in buyer.
 #[server(endpoint = "wallet", client = TmaClient)]
 pub async fn wallet() -> Result<WalletView, ApiError> {
-    let (backend, auth) = crate::backend::request()?;
-    crate::backend::answer(backend.wallet(auth.as_deref()).await)
+    let (backend, buyer) = crate::backend::request()?;
+    crate::backend::answer(backend.wallet(&buyer).await)
 }
 
 /// Creates a pending order for `package_id` at the server's price and returns its invoice link.
 #[server(endpoint = "create_invoice", client = TmaClient)]
 pub async fn create_invoice(package_id: String) -> Result<Invoice, ApiError> {
-    let (backend, auth) = crate::backend::request()?;
-    crate::backend::answer(backend.create_invoice(auth.as_deref(), &package_id).await)
+    let (backend, buyer) = crate::backend::request()?;
+    crate::backend::answer(backend.create_invoice(&buyer, &package_id).await)
 }
 
 /// The state of one of the buyer's own orders, with the current balance.
 #[server(endpoint = "order_status", client = TmaClient)]
 pub async fn order_status(order_id: String) -> Result<OrderStatusView, ApiError> {
-    let (backend, auth) = crate::backend::request()?;
-    crate::backend::answer(backend.order_status(auth.as_deref(), &order_id).await)
+    let (backend, buyer) = crate::backend::request()?;
+    crate::backend::answer(backend.order_status(&buyer, &order_id).await)
 }

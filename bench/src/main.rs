@@ -143,7 +143,7 @@ async fn bench_engine(options: &Options, engine: Engine) -> anyhow::Result<Vec<R
 
     // successful_payment: each a distinct charge on a distinct order.
     if options.runs("payment") {
-        let ledger_before = cluster.ledger_rows().await?;
+        let credited_before = cluster.credited_payments().await?;
         let updates: Vec<_> = pay_orders
             .iter()
             .enumerate()
@@ -163,7 +163,7 @@ async fn bench_engine(options: &Options, engine: Engine) -> anyhow::Result<Vec<R
             cluster.post_webhook(i, updates[i].clone())
         })
         .await;
-        let credited = cluster.ledger_rows().await? - ledger_before;
+        let credited = cluster.credited_payments().await? - credited_before;
         let commits = cluster
             .payment_commits()
             .await
@@ -185,19 +185,19 @@ async fn bench_engine(options: &Options, engine: Engine) -> anyhow::Result<Vec<R
             cluster.post_webhook(i, updates[i].clone())
         })
         .await;
-        let after = cluster.ledger_rows().await? - ledger_before;
+        let after = cluster.credited_payments().await? - credited_before;
         runs.push(Run::new(
             format!("duplicate successful_payment [{label}]"),
             &outcome,
             None,
             after == credited,
-            format!("ledger unchanged: {after}"),
+            format!("credits unchanged: {after}"),
         ));
     }
 
     // A mixed purchase stream: pre-checkout, then the payment, per buyer.
     if options.runs("purchase") {
-        let ledger_before = cluster.ledger_rows().await?;
+        let credited_before = cluster.credited_payments().await?;
         let mixed_orders = &mixed_orders[..n.min(mixed_orders.len())];
         let rss = cluster.rss_sampler();
         let outcome = run_load(c, mixed_orders.len(), |i| {
@@ -213,7 +213,7 @@ async fn bench_engine(options: &Options, engine: Engine) -> anyhow::Result<Vec<R
             cluster.purchase(i, pre, pay)
         })
         .await;
-        let credited = cluster.ledger_rows().await? - ledger_before;
+        let credited = cluster.credited_payments().await? - credited_before;
         runs.push(Run::new(
             format!("purchase (pre-checkout + payment) [{label}]"),
             &outcome,

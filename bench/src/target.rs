@@ -16,6 +16,7 @@ use crate::Options;
 use crate::http1::Connections;
 use crate::load::Outcome;
 use crate::report::Run;
+use server::updates::{Message, PreCheckoutQuery, SuccessfulPayment, Update, User};
 
 const TOKEN: &str = "5000000005:bench-token";
 const SECRET: &str = "bench_secret";
@@ -275,9 +276,10 @@ impl Cluster {
         }
     }
 
-    pub async fn ledger_rows(&self) -> anyhow::Result<i64> {
+    /// Payments the database holds as credited (a count every schema version keeps).
+    pub async fn credited_payments(&self) -> anyhow::Result<i64> {
         Ok(
-            sqlx::query("SELECT COUNT(*) FROM ledger WHERE kind = 'payment'")
+            sqlx::query("SELECT COUNT(*) FROM payments WHERE status = 'credited'")
                 .fetch_one(&self.database)
                 .await?
                 .try_get(0)?,
@@ -529,15 +531,25 @@ async fn wait_ready(base: &str) -> anyhow::Result<()> {
     bail!("the server at {base} did not become ready")
 }
 
-fn user(id: i64) -> Value {
-    json!({ "id": id, "is_bot": false, "first_name": "Bench", "language_code": "en" })
+fn user(id: i64) -> User {
+    User::person(id, "Bench", "en")
+}
+
+fn encode(update: &Update) -> Bytes {
+    Bytes::from(serde_json::to_vec(update).unwrap_or_default())
 }
 
 pub fn pre_checkout(update_id: i64, buyer: i64, order: &str, amount: i64) -> Bytes {
-    let update = json!({ "update_id": update_id, "pre_checkout_query": {
-        "id": format!("bench-q-{update_id}"), "from": user(buyer), "currency": "XTR",
-        "total_amount": amount, "invoice_payload": order } });
-    Bytes::from(update.to_string())
+    encode(&Update::pre_checkout(
+        update_id,
+        PreCheckoutQuery {
+            id: format!("bench-q-{update_id}"),
+            from: user(buyer),
+            currency: "XTR".into(),
+            total_amount: amount,
+            invoice_payload: order.into(),
+        },
+    ))
 }
 
 pub fn successful_payment(
@@ -547,10 +559,9 @@ pub fn successful_payment(
     amount: i64,
     charge: &str,
 ) -> Bytes {
-    let update = json!({ "update_id": update_id, "message": {
-        "message_id": update_id, "from": user(buyer), "chat": { "id": buyer, "type": "private" },
-        "date": server::clock::now_ms() / 1000,
-        "successful_payment": { "currency": "XTR", "total_amount": amount, "invoice_payload": order,
-            "telegram_payment_charge_id": charge, "provider_payment_charge_id": "" } } });
-    Bytes::from(update.to_string())
+    encode(&Update::message(
+        update_id,
+        Message::private(update_id, user(buyer))
+            .with_payment(SuccessfulPayment::stars(order, amount, charge)),
+    ))
 }

@@ -251,15 +251,10 @@ impl BotApi {
 
     pub async fn answer_pre_checkout_query(
         &self,
-        query_id: &str,
-        ok: bool,
-        error_message: Option<&str>,
+        answer: &crate::updates::PreCheckoutAnswer,
     ) -> Result<bool, BotApiError> {
-        let mut params = json!({ "pre_checkout_query_id": query_id, "ok": ok });
-        if let Some(message) = error_message {
-            params["error_message"] = json!(message);
-        }
-        self.call("answerPreCheckoutQuery", &params).await
+        self.call(crate::updates::PreCheckoutAnswer::METHOD, answer)
+            .await
     }
 
     /// Sends a message; `params` may add `reply_markup` and the like.

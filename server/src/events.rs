@@ -190,9 +190,14 @@ pub struct StreamQuery {
 /// (or learns that the launch data expired too) instead of reconnecting with this one.
 pub const EXPIRED_EVENT: &str = "expired";
 
+/// `GET /api/events`.
+pub fn router() -> axum::Router<AppState> {
+    axum::Router::new().route("/api/events", axum::routing::get(stream))
+}
+
 /// `GET /api/events?token=…`: one JSON `BalanceEvent` per message for the token's user, until
 /// the token expires; then one `expired` event, and the stream ends.
-pub async fn stream(State(state): State<AppState>, Query(query): Query<StreamQuery>) -> Response {
+async fn stream(State(state): State<AppState>, Query(query): Query<StreamQuery>) -> Response {
     let now_ms = crate::clock::now_ms();
     let Some(StreamGrant { user_id, expires }) = state.tokens.verify(&query.token, now_ms / 1000)
     else {

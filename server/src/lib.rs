@@ -12,6 +12,7 @@ mod health;
 pub mod init_data;
 pub mod ledger;
 pub mod metrics;
+mod mini_app;
 pub mod notifier;
 pub mod ops;
 mod pages;
@@ -27,19 +28,13 @@ pub mod wallet;
 pub mod webhook;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use app::backend::Backend;
-use app::{App, ShellConfig, shell};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderValue, Request, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::http::{HeaderValue, Request, header};
+use axum::response::Response;
 use futures::FutureExt;
-use leptos::prelude::provide_context;
-use leptos_axum::{LeptosRoutes, generate_route_list};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -58,9 +53,6 @@ use crate::state::{AppState, Shared};
 use crate::store::Store;
 
 const TELEGRAM_SCRIPT: &str = "https://telegram.org/js/telegram-web-app.js";
-const SANDBOX_SCRIPT_ROUTE: &str = "/sandbox/telegram-web-app.js";
-/// Where the setup installs the official script (npm package `@twa-dev/sdk`).
-const SANDBOX_SCRIPT_FILE: &str = "end2end/node_modules/@twa-dev/sdk/dist/telegram-web-apps.js";
 
 /// A server started by [`start`].
 pub struct Running {
@@ -185,7 +177,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         store,
         leptos,
         telegram_script: if sandbox.is_some() {
-            SANDBOX_SCRIPT_ROUTE
+            sandbox::TELEGRAM_SCRIPT_ROUTE
         } else {
             TELEGRAM_SCRIPT
         }
@@ -213,9 +205,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         tokio::spawn(state::learn_bot_username(state.clone())),
     ];
     if let Some(listener) = metrics_listener {
-        let metrics = Router::new()
-            .route("/metrics", get(metrics::serve))
-            .with_state(state.clone());
+        let metrics = metrics::router().with_state(state.clone());
         let shutdown = shutdown.clone();
         workers.push(tokio::spawn(async move {
             let served = axum::serve(listener, metrics)
@@ -251,63 +241,24 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
     })
 }
 
+/// Every resource's routes, merged, with the layers every answer passes through.
 fn router(state: AppState, sandbox: Option<&Sandbox>) -> Router {
-    let shell_config = ShellConfig {
-        telegram_script: state.telegram_script.clone(),
-    };
-    let backend = Backend(Arc::new(shop::Shop::new(state.clone())));
     let dev = state.leptos.env == leptos::config::Env::DEV && state.config.mode == Mode::Sandbox;
-    let app_shell = {
-        let leptos = state.leptos.clone();
-        let shell_config = shell_config.clone();
-        move || shell(leptos.clone(), shell_config.clone())
-    };
-    let fallback_shell = move |options| shell(options, shell_config.clone());
-
-    let mut router = Router::new()
-        .route(
-            "/webhook/telegram",
-            post(webhook::receive).layer(DefaultBodyLimit::max(webhook::BODY_LIMIT)),
-        )
-        .route("/api/events", get(events::stream))
-        .route("/healthz", get(health::live))
-        .route("/readyz", get(health::ready))
-        .route("/privacy", get(pages::privacy))
-        .route("/support", get(pages::support))
-        .leptos_routes_with_context(
-            &state,
-            generate_route_list(App),
-            move || {
-                provide_context(backend.clone());
-                // The page's policy allows exactly the inline script Leptos signs with this
-                // request's nonce.
-                if let (Some(nonce), Some(response)) = (
-                    leptos::nonce::use_nonce(),
-                    leptos::prelude::use_context::<leptos_axum::ResponseOptions>(),
-                ) && let Ok(policy) =
-                    HeaderValue::from_str(&security::content_security_policy(Some(&nonce), dev))
-                {
-                    response.insert_header(header::CONTENT_SECURITY_POLICY, policy);
-                }
-            },
-            app_shell,
-        )
-        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(
-            fallback_shell,
-        ));
+    let mut router = mini_app::router(&state, dev)
+        .merge(webhook::router())
+        .merge(events::router())
+        .merge(health::router())
+        .merge(pages::router());
     if metrics::served_beside_the_app(&state.config) {
-        router = router.route("/metrics", get(metrics::serve));
+        router = router.merge(metrics::router());
     }
     if let Some(sandbox) = sandbox {
         router = router
-            .route(SANDBOX_SCRIPT_ROUTE, get(sandbox_script))
-            .merge(sandbox.router());
+            .merge(sandbox.router())
+            .layer(axum::middleware::from_fn(security::this_machine_only));
     }
     let default_policy = HeaderValue::from_str(&security::content_security_policy(None, dev))
         .expect("the policy is a valid header value");
-    if sandbox.is_some() {
-        router = router.layer(axum::middleware::from_fn(security::this_machine_only));
-    }
     router
         .layer(axum::middleware::from_fn(security::client_errors_are_4xx))
         .layer(SetResponseHeaderLayer::if_not_present(header::CONTENT_SECURITY_POLICY, default_policy))
@@ -386,26 +337,4 @@ fn loggable_path(path: &str) -> untrusted::Untrusted<'_> {
     } else {
         untrusted::Untrusted(path)
     }
-}
-
-/// The official `telegram-web-app.js` from the npm package the setup installs.
-async fn sandbox_script() -> Response {
-    let candidates = [
-        PathBuf::from(SANDBOX_SCRIPT_FILE),
-        PathBuf::from("..").join(SANDBOX_SCRIPT_FILE),
-    ];
-    for path in candidates {
-        if let Ok(script) = tokio::fs::read(&path).await {
-            return (
-                [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
-                script,
-            )
-                .into_response();
-        }
-    }
-    (
-        StatusCode::NOT_FOUND,
-        "telegram-web-app.js is not installed: run ./setup (it installs @twa-dev/sdk in end2end/)",
-    )
-        .into_response()
 }

@@ -153,6 +153,11 @@ impl Metrics {
     }
 }
 
+/// `GET /metrics`, beside the app or on `METRICS_ADDR`.
+pub fn router() -> axum::Router<AppState> {
+    axum::Router::new().route("/metrics", axum::routing::get(serve))
+}
+
 /// Whether `/metrics` is on the app's own port: not when it has an address of its own, and
 /// with a real bot only behind `METRICS_TOKEN` (it tells anyone the shop's sales).
 pub fn served_beside_the_app(config: &Config) -> bool {
@@ -161,7 +166,7 @@ pub fn served_beside_the_app(config: &Config) -> bool {
 }
 
 /// `GET /metrics`, with `Authorization: Bearer <METRICS_TOKEN>` when a token is configured.
-pub async fn serve(State(state): State<AppState>, headers: HeaderMap) -> Response {
+async fn serve(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if let Some(token) = &state.config.metrics_token {
         let presented = headers
             .get(header::AUTHORIZATION)

@@ -1,9 +1,18 @@
 //! Plain server-rendered pages that need no WebAssembly: privacy policy and payment support.
 
+use axum::Router;
 use axum::extract::State;
 use axum::response::Html;
+use axum::routing::get;
 
 use crate::state::AppState;
+
+/// `GET /privacy`, `GET /support`.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/privacy", get(privacy))
+        .route("/support", get(support))
+}
 
 /// A page styled like the Mini App; inside Telegram, its BackButton returns to the app.
 fn page(state: &AppState, title: &str, body: &str) -> Html<String> {
@@ -18,7 +27,7 @@ fn page(state: &AppState, title: &str, body: &str) -> Html<String> {
     ))
 }
 
-pub async fn privacy(State(state): State<AppState>) -> Html<String> {
+async fn privacy(State(state): State<AppState>) -> Html<String> {
     page(
         &state,
         "Privacy policy",
@@ -36,7 +45,7 @@ pub async fn privacy(State(state): State<AppState>) -> Html<String> {
     )
 }
 
-pub async fn support(State(state): State<AppState>) -> Html<String> {
+async fn support(State(state): State<AppState>) -> Html<String> {
     page(
         &state,
         "Payment support",

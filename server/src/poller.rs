@@ -72,21 +72,9 @@ async fn deliver(state: &AppState, update: Update) -> bool {
     match process(state, update).await {
         Handled::Done => true,
         Handled::Retry(_) => false,
-        Handled::Answer(mut call) => {
+        Handled::Answer(answer) => {
             // Without a webhook response to carry it, the answer is a Bot API call.
-            let method = call
-                .get("method")
-                .and_then(serde_json::Value::as_str)
-                .map(str::to_owned);
-            if let Some(object) = call.as_object_mut() {
-                object.remove("method");
-            }
-            if method.as_deref() == Some("answerPreCheckoutQuery")
-                && let Err(error) = state
-                    .bot
-                    .call::<_, bool>("answerPreCheckoutQuery", &call)
-                    .await
-            {
+            if let Err(error) = state.bot.answer_pre_checkout_query(&answer).await {
                 tracing::error!(%error, "polling: answerPreCheckoutQuery failed");
             }
             true

@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use axum::extract::{ConnectInfo, FromRequest, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use crate::bot_text;
@@ -17,7 +16,10 @@ use crate::security::client_ip;
 use crate::state::AppState;
 use crate::store::StoreError;
 use crate::untrusted::Untrusted;
-use crate::updates::{Message, PreCheckoutQuery, RefundedPayment, SuccessfulPayment, Update};
+use crate::updates::{
+    InlineCall, Message, PreCheckoutAnswer, PreCheckoutQuery, RefundedPayment, SuccessfulPayment,
+    Update,
+};
 use crate::wallet::checkout::judge_pre_checkout;
 use crate::wallet::model::{Buyer, IncomingPayment};
 
@@ -25,9 +27,17 @@ pub const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
 /// Telegram's updates are small; anything larger is not from Telegram.
 pub const BODY_LIMIT: usize = 256 * 1024;
 
+/// `POST /webhook/telegram`.
+pub fn router() -> axum::Router<AppState> {
+    axum::Router::new().route(
+        "/webhook/telegram",
+        axum::routing::post(receive).layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT)),
+    )
+}
+
 /// The source and the secret are checked before the body is read: a caller without the secret
 /// gets its 401 without the server waiting for (or buffering) what it sends.
-pub async fn receive(
+async fn receive(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
@@ -76,8 +86,8 @@ pub async fn receive(
 pub enum Handled {
     /// Stored (or nothing to store): acknowledge.
     Done,
-    /// Acknowledge with this Bot API call (the pre-checkout answer).
-    Answer(serde_json::Value),
+    /// Acknowledge with the pre-checkout's answer, a Bot API call Telegram performs.
+    Answer(PreCheckoutAnswer),
     /// Not stored: the update must be delivered again.
     Retry(String),
 }
@@ -86,7 +96,11 @@ pub enum Handled {
 pub async fn handle(state: &AppState, update: Update) -> Response {
     match process(state, update).await {
         Handled::Done => StatusCode::OK.into_response(),
-        Handled::Answer(call) => axum::Json(call).into_response(),
+        Handled::Answer(answer) => axum::Json(InlineCall {
+            method: PreCheckoutAnswer::METHOD,
+            parameters: answer,
+        })
+        .into_response(),
         // 5xx: Telegram delivers the update again, so nothing acknowledged is lost.
         Handled::Retry(_) => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -137,14 +151,18 @@ async fn answer_pre_checkout(
 ) -> Result<Handled, StoreError> {
     let order = state.store.order(&query.invoice_payload).await?;
     let verdict = judge_pre_checkout(order.as_ref(), query, now_ms());
-    let call = match verdict {
+    let answer = match verdict {
         Ok(()) => {
             tracing::info!(
                 order_id = %Untrusted(&query.invoice_payload),
                 user_id = query.from.id,
                 "pre-checkout accepted"
             );
-            json!({ "method": "answerPreCheckoutQuery", "pre_checkout_query_id": query.id, "ok": true })
+            PreCheckoutAnswer {
+                pre_checkout_query_id: query.id.clone(),
+                ok: true,
+                error_message: None,
+            }
         }
         Err(refusal) => {
             tracing::info!(
@@ -160,15 +178,14 @@ async fn answer_pre_checkout(
                 })
                 .inc();
             let language = query.from.language_code.as_deref().unwrap_or("en");
-            json!({
-                "method": "answerPreCheckoutQuery",
-                "pre_checkout_query_id": query.id,
-                "ok": false,
-                "error_message": bot_text::refusal(language, refusal),
-            })
+            PreCheckoutAnswer {
+                pre_checkout_query_id: query.id.clone(),
+                ok: false,
+                error_message: Some(bot_text::refusal(language, refusal).to_owned()),
+            }
         }
     };
-    Ok(Handled::Answer(call))
+    Ok(Handled::Answer(answer))
 }
 
 async fn credit(

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use server::bot_api::{BotApi, BotApiError, StarsInvoice};
 use server::fake_telegram::FakeTelegram;
+use server::updates::PreCheckoutAnswer;
 use support::*;
 
 fn description(result: Result<impl std::fmt::Debug, BotApiError>) -> String {
@@ -79,23 +80,34 @@ async fn fake_bot_api_keeps_telegrams_invoice_rules() {
     assert!(description(call(with("currency", json!("XTS"))).await).contains("CURRENCY_INVALID"));
 }
 
+fn answer(query_id: &str, ok: bool, error_message: Option<&str>) -> PreCheckoutAnswer {
+    PreCheckoutAnswer {
+        pre_checkout_query_id: query_id.into(),
+        ok,
+        error_message: error_message.map(str::to_owned),
+    }
+}
+
 #[tokio::test]
 async fn fake_bot_api_checks_pre_checkout_answers_and_refunds() {
     let (telegram, bot) = fake_bot_api().await;
     assert!(
         description(
-            bot.answer_pre_checkout_query("never-sent", true, None)
+            bot.answer_pre_checkout_query(&answer("never-sent", true, None))
                 .await
         )
         .contains("QUERY_ID_INVALID")
     );
     telegram.open_pre_checkout("q1");
     assert!(
-        description(bot.answer_pre_checkout_query("q1", false, None).await)
-            .contains("ERROR_MESSAGE_EMPTY")
+        description(
+            bot.answer_pre_checkout_query(&answer("q1", false, None))
+                .await
+        )
+        .contains("ERROR_MESSAGE_EMPTY")
     );
     assert!(
-        bot.answer_pre_checkout_query("q1", false, Some("sold out"))
+        bot.answer_pre_checkout_query(&answer("q1", false, Some("sold out")))
             .await
             .unwrap()
     );
@@ -104,8 +116,11 @@ async fn fake_bot_api_checks_pre_checkout_answers_and_refunds() {
         Some((false, Some("sold out".into())))
     );
     assert!(
-        description(bot.answer_pre_checkout_query("q1", true, None).await)
-            .contains("QUERY_ID_INVALID")
+        description(
+            bot.answer_pre_checkout_query(&answer("q1", true, None))
+                .await
+        )
+        .contains("QUERY_ID_INVALID")
     );
 
     let charge = telegram.record_charge(BUYER, 50, "order");

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::fake_telegram::{FakeTelegram, PRE_CHECKOUT_DEADLINE};
+use crate::updates::Update;
 use crate::webhook::SECRET_HEADER;
 
 /// Faults to inject into deliveries, set from the sandbox page or its HTTP API.
@@ -99,7 +100,7 @@ impl Delivery {
     }
 
     /// One POST of an update; the status and the body of a 2xx answer.
-    async fn post(&self, update: &Value) -> Result<(u16, Value), String> {
+    async fn post(&self, update: &Update) -> Result<(u16, Value), String> {
         let response = self
             .http
             .post(&self.webhook_url)
@@ -115,7 +116,7 @@ impl Delivery {
 
     /// Sends a pre-checkout query and waits for its answer, given in the webhook response or by
     /// an `answerPreCheckoutQuery` call, for at most Telegram's 10 seconds.
-    pub async fn ask_pre_checkout(&self, query_id: &str, update: Value) -> PreCheckout {
+    pub async fn ask_pre_checkout(&self, query_id: &str, update: Update) -> PreCheckout {
         self.telegram.open_pre_checkout(query_id);
         let started = tokio::time::Instant::now();
         let deadline = started + PRE_CHECKOUT_DEADLINE;
@@ -150,7 +151,7 @@ impl Delivery {
 
     /// Delivers a message update to its chat at least once, with the knobs applied; returns
     /// when every copy was acknowledged (or given up).
-    pub async fn deliver(&self, chat_id: i64, update: Value, delay: bool) {
+    pub async fn deliver(&self, chat_id: i64, update: Update, delay: bool) {
         let knobs = self.knobs();
         let lock = self.chat_lock(chat_id);
         let _in_flight = lock.lock().await;
@@ -165,7 +166,7 @@ impl Delivery {
         futures::future::join_all(copies).await;
     }
 
-    async fn deliver_once(&self, update: &Value) {
+    async fn deliver_once(&self, update: &Update) {
         let mut backoff = Duration::from_secs(1);
         for attempt in 1..=MAX_ATTEMPTS {
             match self.post(update).await {

@@ -18,6 +18,8 @@ pub use delivery::{Delivery, Knobs, PreCheckout};
 
 use crate::fake_telegram::FakeTelegram;
 use crate::init_data::InitDataValidator;
+use crate::updates::{Message, PreCheckoutQuery, RefundedPayment, SuccessfulPayment, Update, User};
+use crate::wallet::checkout::STARS;
 
 /// A buyer the sandbox can act as.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -40,6 +42,11 @@ pub const USERS: [SandboxUser; 2] = [
     },
 ];
 
+/// Where pages load `telegram-web-app.js` from in the sandbox, which has no internet.
+pub const TELEGRAM_SCRIPT_ROUTE: &str = "/sandbox/telegram-web-app.js";
+/// Where the setup installs the official script (npm package `@twa-dev/sdk`).
+const TELEGRAM_SCRIPT_FILE: &str = "end2end/node_modules/@twa-dev/sdk/dist/telegram-web-apps.js";
+
 #[derive(Clone)]
 pub struct Sandbox {
     pub telegram: FakeTelegram,
@@ -59,6 +66,7 @@ impl Sandbox {
     pub fn router<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
         Router::new()
             .route("/sandbox", get(page))
+            .route(TELEGRAM_SCRIPT_ROUTE, get(telegram_script))
             .route("/sandbox/host.js", get(script))
             .route("/sandbox/host.css", get(stylesheet))
             .route("/sandbox/api/users", get(users))
@@ -74,30 +82,53 @@ impl Sandbox {
             .nest("/sandbox/bot-api", self.telegram.router())
     }
 
-    /// A `message` update in the user's private chat carrying `content`.
-    fn message_update(&self, user: SandboxUser, content: Value) -> Value {
+    /// A `message` update in the user's private chat, made by `content` from a bare message.
+    fn message_update(
+        &self,
+        user: SandboxUser,
+        content: impl FnOnce(Message) -> Message,
+    ) -> Update {
         let update_id = self.delivery.next_update_id();
-        let mut message = json!({
-            "message_id": update_id,
-            "from": user_json(user),
-            "chat": { "id": user.id, "type": "private", "first_name": user.first_name },
-            "date": crate::clock::now_ms() / 1000,
-        });
-        if let (Some(message), Some(content)) = (message.as_object_mut(), content.as_object()) {
-            message.extend(content.clone());
-        }
-        json!({ "update_id": update_id, "message": message })
+        Update::message(
+            update_id,
+            content(Message::private(update_id, user.telegram())),
+        )
     }
 }
 
-fn user_json(user: SandboxUser) -> Value {
-    json!({ "id": user.id, "is_bot": false, "first_name": user.first_name, "language_code": user.language_code })
+impl SandboxUser {
+    /// The user as Telegram describes them in updates and initData.
+    fn telegram(self) -> User {
+        User::person(self.id, self.first_name, self.language_code)
+    }
 }
 
 fn find_user(id: i64) -> Result<SandboxUser, Box<Response>> {
     USERS.into_iter().find(|user| user.id == id).ok_or_else(|| {
         Box::new((StatusCode::NOT_FOUND, format!("no sandbox user {id}")).into_response())
     })
+}
+
+/// The official `telegram-web-app.js` from the npm package the setup installs.
+async fn telegram_script() -> Response {
+    let candidates = [
+        std::path::PathBuf::from(TELEGRAM_SCRIPT_FILE),
+        std::path::PathBuf::from("..").join(TELEGRAM_SCRIPT_FILE),
+    ];
+    for path in candidates {
+        if let Ok(script) = tokio::fs::read(&path).await {
+            return (
+                [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+                script,
+            )
+                .into_response();
+        }
+    }
+    (
+        StatusCode::NOT_FOUND,
+        "telegram-web-app.js is not installed: run ./scripts/setup (it installs @twa-dev/sdk in end2end/)",
+    )
+        .into_response()
 }
 
 async fn page() -> Html<&'static str> {
@@ -133,7 +164,7 @@ async fn launch(State(sandbox): State<Sandbox>, Query(query): Query<UserQuery>) 
         Ok(user) => user,
         Err(response) => return *response,
     };
-    let user_field = user_json(user).to_string();
+    let user_field = serde_json::to_string(&user.telegram()).unwrap_or_default();
     let auth_date = (crate::clock::now_ms() / 1000).to_string();
     let query_id = format!("AAE{}", uuid::Uuid::new_v4().simple());
     let init_data = sandbox.signer.sign(&[
@@ -176,7 +207,7 @@ async fn command(
     if text.is_empty() || text.chars().count() > 4096 {
         return (StatusCode::BAD_REQUEST, "text must be 1-4096 characters").into_response();
     }
-    let update = sandbox.message_update(user, json!({ "text": text }));
+    let update = sandbox.message_update(user, |message| message.with_text(text));
     tokio::spawn(async move { sandbox.delivery.deliver(user.id, update, false).await });
     StatusCode::ACCEPTED.into_response()
 }
@@ -215,13 +246,16 @@ async fn pay(
         return (StatusCode::NOT_FOUND, "no such invoice").into_response();
     };
     let query_id = uuid::Uuid::new_v4().simple().to_string();
-    let query = json!({
-        "update_id": sandbox.delivery.next_update_id(),
-        "pre_checkout_query": {
-            "id": query_id, "from": user_json(user), "currency": "XTR",
-            "total_amount": link.amount, "invoice_payload": link.payload,
+    let query = Update::pre_checkout(
+        sandbox.delivery.next_update_id(),
+        PreCheckoutQuery {
+            id: query_id.clone(),
+            from: user.telegram(),
+            currency: STARS.into(),
+            total_amount: link.amount,
+            invoice_payload: link.payload.clone(),
         },
-    });
+    );
     let failed =
         |error: String| axum::Json(json!({ "status": "failed", "error": error })).into_response();
     match sandbox.delivery.ask_pre_checkout(&query_id, query).await {
@@ -240,13 +274,13 @@ async fn pay(
     let charge_id = sandbox
         .telegram
         .record_charge(user.id, link.amount, &link.payload);
-    let update = sandbox.message_update(
-        user,
-        json!({ "successful_payment": {
-        "currency": "XTR", "total_amount": link.amount, "invoice_payload": link.payload,
-        "telegram_payment_charge_id": charge_id, "provider_payment_charge_id": "",
-    } }),
-    );
+    let update = sandbox.message_update(user, |message| {
+        message.with_payment(SuccessfulPayment::stars(
+            &link.payload,
+            link.amount,
+            &charge_id,
+        ))
+    });
     let delivery = sandbox.delivery.clone();
     tokio::spawn(async move { delivery.deliver(user.id, update, true).await });
     axum::Json(json!({ "status": "paid", "charge_id": charge_id })).into_response()
@@ -269,13 +303,13 @@ async fn refund(
         Ok(user) => user,
         Err(response) => return *response,
     };
-    let update = sandbox.message_update(
-        user,
-        json!({ "refunded_payment": {
-        "currency": "XTR", "total_amount": charge.amount, "invoice_payload": charge.payload,
-        "telegram_payment_charge_id": charge.id,
-    } }),
-    );
+    let update = sandbox.message_update(user, |message| {
+        message.with_refund(RefundedPayment::stars(
+            &charge.payload,
+            charge.amount,
+            &charge.id,
+        ))
+    });
     let delivery = sandbox.delivery.clone();
     tokio::spawn(async move { delivery.deliver(user.id, update, false).await });
     axum::Json(json!({ "ok": true })).into_response()

@@ -104,12 +104,7 @@ mod tests {
     fn query(from: i64, currency: &str, amount: i64) -> PreCheckoutQuery {
         PreCheckoutQuery {
             id: "q".into(),
-            from: User {
-                id: from,
-                first_name: "A".into(),
-                username: None,
-                language_code: None,
-            },
+            from: User::person(from, "A", "en"),
             currency: currency.into(),
             total_amount: amount,
             invoice_payload: "o1".into(),

@@ -9,6 +9,9 @@ use serde_json::{Value, json};
 use server::clock::now_ms;
 use server::fake_telegram::{FakeTelegram, SentMessage};
 use server::init_data::InitDataValidator;
+use server::updates::{
+    Message, PreCheckoutQuery, RefundedPayment, SuccessfulPayment, Update, User,
+};
 
 pub const TOKEN: &str = "4242:integration-test-token";
 pub const SECRET: &str = "integration_test_secret";
@@ -422,7 +425,11 @@ async fn send(request: reqwest::RequestBuilder) -> (u16, Value) {
 }
 
 pub fn user(id: i64, language: &str) -> Value {
-    json!({ "id": id, "is_bot": false, "first_name": "Vladislav", "language_code": language })
+    to_value(&User::person(id, "Vladislav", language))
+}
+
+fn to_value(value: &impl serde::Serialize) -> Value {
+    serde_json::to_value(value).expect("updates encode")
 }
 
 pub fn pre_checkout(
@@ -432,21 +439,27 @@ pub fn pre_checkout(
     currency: &str,
     amount: i64,
 ) -> Value {
-    json!({ "update_id": update_id, "pre_checkout_query": {
-        "id": format!("pcq{update_id}"), "from": user(from, "en"), "currency": currency,
-        "total_amount": amount, "invoice_payload": payload } })
+    to_value(&Update::pre_checkout(
+        update_id,
+        PreCheckoutQuery {
+            id: format!("pcq{update_id}"),
+            from: User::person(from, "Vladislav", "en"),
+            currency: currency.into(),
+            total_amount: amount,
+            invoice_payload: payload.into(),
+        },
+    ))
 }
 
-/// A `message` update in the user's private chat carrying `content`.
-fn private_message(update_id: i64, from: i64, language: &str, content: Value) -> Value {
-    let mut message = json!({
-        "message_id": update_id, "from": user(from, language),
-        "chat": { "id": from, "type": "private" }, "date": now_ms() / 1000,
-    });
-    if let (Some(message), Value::Object(content)) = (message.as_object_mut(), content) {
-        message.extend(content);
-    }
-    json!({ "update_id": update_id, "message": message })
+/// A `message` update in the user's private chat, made by `content` from a bare message.
+fn private_message(
+    update_id: i64,
+    from: i64,
+    language: &str,
+    content: impl FnOnce(Message) -> Message,
+) -> Value {
+    let message = Message::private(update_id, User::person(from, "Vladislav", language));
+    to_value(&Update::message(update_id, content(message)))
 }
 
 pub fn successful_payment(
@@ -456,14 +469,9 @@ pub fn successful_payment(
     amount: i64,
     charge_id: &str,
 ) -> Value {
-    private_message(
-        update_id,
-        from,
-        "en",
-        json!({ "successful_payment": {
-        "currency": "XTR", "total_amount": amount, "invoice_payload": payload,
-        "telegram_payment_charge_id": charge_id, "provider_payment_charge_id": "" } }),
-    )
+    private_message(update_id, from, "en", |message| {
+        message.with_payment(SuccessfulPayment::stars(payload, amount, charge_id))
+    })
 }
 
 pub fn refunded_payment(
@@ -473,16 +481,11 @@ pub fn refunded_payment(
     amount: i64,
     charge_id: &str,
 ) -> Value {
-    private_message(
-        update_id,
-        from,
-        "en",
-        json!({ "refunded_payment": {
-        "currency": "XTR", "total_amount": amount, "invoice_payload": payload,
-        "telegram_payment_charge_id": charge_id } }),
-    )
+    private_message(update_id, from, "en", |message| {
+        message.with_refund(RefundedPayment::stars(payload, amount, charge_id))
+    })
 }
 
 pub fn command(update_id: i64, from: i64, language: &str, text: &str) -> Value {
-    private_message(update_id, from, language, json!({ "text": text }))
+    private_message(update_id, from, language, |message| message.with_text(text))
 }

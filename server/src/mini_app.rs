@@ -1,0 +1,100 @@
+//! The Mini App over HTTP: its server-rendered page and its server functions (Leptos), the
+//! buyer of each server-function call authenticated once from `Authorization: tma <initData>`,
+//! and the page's Content-Security-Policy with this request's nonce.
+
+use std::sync::Arc;
+
+use app::api::AuthFailure;
+use app::backend::{Backend, Caller, SignedBuyer};
+use app::{App, ShellConfig, shell};
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use leptos::prelude::provide_context;
+use leptos_axum::{LeptosRoutes, generate_route_list};
+
+use crate::clock::now_ms;
+use crate::init_data::InitDataError;
+use crate::security;
+use crate::shop::Shop;
+use crate::state::AppState;
+
+/// The page, the server functions (`/api/wallet`, …), and the static files as the fallback.
+/// `dev`: the page's policy allows Leptos' live-reload socket (the sandbox during development).
+pub fn router(state: &AppState, dev: bool) -> Router<AppState> {
+    let shell_config = ShellConfig {
+        telegram_script: state.telegram_script.clone(),
+    };
+    let backend = Backend(Arc::new(Shop::new(state.clone())));
+    let app_shell = {
+        let leptos = state.leptos.clone();
+        let shell_config = shell_config.clone();
+        move || shell(leptos.clone(), shell_config.clone())
+    };
+    let fallback_shell = move |options| shell(options, shell_config.clone());
+    Router::new()
+        .leptos_routes_with_context(
+            state,
+            generate_route_list(App),
+            move || {
+                provide_context(backend.clone());
+                // The page's policy allows exactly the inline script Leptos signs with this
+                // request's nonce.
+                if let (Some(nonce), Some(response)) = (
+                    leptos::nonce::use_nonce(),
+                    leptos::prelude::use_context::<leptos_axum::ResponseOptions>(),
+                ) && let Ok(policy) =
+                    HeaderValue::from_str(&security::content_security_policy(Some(&nonce), dev))
+                {
+                    response.insert_header(header::CONTENT_SECURITY_POLICY, policy);
+                }
+            },
+            app_shell,
+        )
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(
+            fallback_shell,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authenticate,
+        ))
+}
+
+/// Checks a server-function call's `Authorization: tma <initData>` once, and hands the server
+/// functions the buyer Telegram signed (or why there is none) in the request's extensions.
+async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    if request.uri().path().starts_with("/api/") {
+        let caller = caller(&state, request.headers().get(header::AUTHORIZATION));
+        request.extensions_mut().insert(caller);
+    }
+    next.run(request).await
+}
+
+fn caller(state: &AppState, authorization: Option<&HeaderValue>) -> Caller {
+    let Some(raw) = authorization
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("tma "))
+        .map(str::trim)
+        .filter(|raw| !raw.is_empty())
+    else {
+        return Caller(Err(AuthFailure::Missing));
+    };
+    Caller(match state.validator.validate(raw, now_ms() / 1000) {
+        Ok(data) => Ok(SignedBuyer {
+            id: data.user.id,
+            first_name: data.user.first_name,
+            username: data.user.username,
+            language_code: data.user.language_code,
+            auth_date: data.auth_date,
+        }),
+        Err(error) => {
+            tracing::info!(%error, "initData refused");
+            Err(match error {
+                InitDataError::Expired => AuthFailure::Expired,
+                _ => AuthFailure::Invalid,
+            })
+        }
+    })
+}
