@@ -186,6 +186,7 @@ async fn sigkill_mid_load_loses_nothing_and_doubles_nothing() {
         (PAYMENTS as i64, PAYMENTS as i64),
         "each charge credited exactly once"
     );
+    assert_books_balance(&store).await;
 
     for _ in 0..300 {
         if telegram.sent_messages().len() >= PAYMENTS {

@@ -108,6 +108,7 @@ async fn concurrent_duplicate_payment_credits_once(database: Database) {
     assert_eq!(app.count("SELECT COUNT(*) FROM transfers").await, 1);
     assert_eq!(app.count("SELECT COUNT(*) FROM payments").await, 1);
     assert_eq!(app.messages_after_settling(1).await.len(), 1);
+    assert_books_balance(&app.server.state.store).await;
 }
 
 async fn pre_checkout_refuses_what_it_must(database: Database) {

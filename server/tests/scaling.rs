@@ -119,6 +119,7 @@ async fn duplicate_deliveries_spread_over_two_instances_credit_once() {
         cluster.wait_for_messages(1, Duration::from_secs(5)).await,
         1
     );
+    assert_books_balance(&cluster.instances[0].state.store).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -180,6 +181,7 @@ async fn two_hundred_purchases_over_two_instances_credit_and_notify_each_once() 
             .count();
         assert_eq!(received, 20, "buyer {buyer}");
     }
+    assert_books_balance(&cluster.instances[0].state.store).await;
 }
 
 /// A Bot API that accepts connections and never answers.

@@ -3,42 +3,8 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use server::fake_telegram::Fault;
 use support::*;
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Every line logged by this test binary (one subscriber serves all its tests).
-fn captured_logs() -> Captured {
-    static CAPTURED: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
-    CAPTURED
-        .get_or_init(|| {
-            let captured = Captured::default();
-            let writer = captured.clone();
-            tracing_subscriber::fmt()
-                .with_max_level(tracing::Level::TRACE)
-                .with_ansi(false)
-                .with_writer(move || writer.clone())
-                .init();
-            captured
-        })
-        .clone()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unauthenticated_text_cannot_forge_a_log_line() {
@@ -57,7 +23,7 @@ async fn unauthenticated_text_cannot_forge_a_log_line() {
     let path = format!("/%0A{}", forged.replace(' ', "%20"));
     app.status_of(&path).await;
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     assert!(logs.contains("initData refused"), "the refusal was logged");
     assert!(logs.contains("x\\nFORGED-LINE"), "shown escaped:\n{logs}");
     for line in logs.lines() {
@@ -113,7 +79,7 @@ async fn token_and_webhook_secret_never_appear_in_logs() {
     tracing::error!(%error, "unreachable Bot API");
     assert!(!error.to_string().contains(TOKEN));
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     assert!(
         logs.contains("createInvoiceLink failed"),
         "the failures were logged"

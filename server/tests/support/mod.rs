@@ -207,12 +207,17 @@ impl TestApp {
     /// Runs the `server` binary with `args` against this app's database and fake Telegram;
     /// returns its exit code and output.
     pub async fn cli(&self, args: &[&str]) -> (i32, String) {
+        self.cli_logging(args, "error").await
+    }
+
+    /// Like [`TestApp::cli`], logging at `level` (the log lines are in the output).
+    pub async fn cli_logging(&self, args: &[&str], level: &str) -> (i32, String) {
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_server"));
         command
             .args(args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("RUST_LOG", "error")
+            .env("RUST_LOG", level)
             .current_dir(std::env::temp_dir());
         for (key, value) in production_vars(&self.database.url, &self.telegram_url) {
             command.env(key, value);
@@ -400,6 +405,108 @@ pub fn ledger(store: &server::store::Store) -> server::ledger::Ledger {
         std::sync::Arc::new(tokio::sync::Notify::new()),
     );
     server::ledger::Ledger::new(store.clone(), effects)
+}
+
+/// Every line this test binary logs (one subscriber serves all its tests; each test looks for
+/// its own ids in it).
+pub fn captured_logs() -> CapturedLogs {
+    static CAPTURED: std::sync::OnceLock<CapturedLogs> = std::sync::OnceLock::new();
+    CAPTURED
+        .get_or_init(|| {
+            let captured = CapturedLogs::default();
+            let writer = captured.clone();
+            tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::TRACE)
+                .with_ansi(false)
+                .with_writer(move || writer.clone())
+                .init();
+            captured
+        })
+        .clone()
+}
+
+#[derive(Clone, Default)]
+pub struct CapturedLogs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl CapturedLogs {
+    pub fn text(&self) -> String {
+        let bytes = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A live event stream of one buyer, read in the background.
+pub struct EventStream {
+    seen: std::sync::Arc<std::sync::Mutex<String>>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl EventStream {
+    /// Opens `user_id`'s stream on the server at `base` with a token from `wallet`.
+    pub async fn open(http: &reqwest::Client, base: &str, user_id: i64) -> Self {
+        let wallet = server_function(http, base, "wallet", &signed_init_data(user_id), "").await;
+        let token = wallet["events_token"].as_str().expect("a token");
+        let mut response = http
+            .get(format!("{base}/api/events?token={token}"))
+            .send()
+            .await
+            .expect("the stream opens");
+        assert_eq!(response.status(), 200);
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let reader = tokio::spawn({
+            let seen = seen.clone();
+            async move {
+                while let Ok(Some(chunk)) = response.chunk().await {
+                    seen.lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push_str(&String::from_utf8_lossy(&chunk));
+                }
+            }
+        });
+        // Let the subscription (and on PostgreSQL the listener) settle.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        Self { seen, reader }
+    }
+
+    /// The event data received so far.
+    pub fn events(&self) -> Vec<Value> {
+        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.lines()
+            .filter_map(|line| line.strip_prefix("data: "))
+            .filter_map(|data| serde_json::from_str(data).ok())
+            .collect()
+    }
+
+    /// Waits (up to 5 s) for an event matching `wanted`.
+    pub async fn wait_for(&self, wanted: impl Fn(&Value) -> bool) -> Option<Value> {
+        for _ in 0..100 {
+            if let Some(event) = self.events().into_iter().find(|event| wanted(event)) {
+                return Some(event);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+}
+
+impl Drop for EventStream {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
 }
 
 /// The one integer a query answers (a count, a sum, a balance).
