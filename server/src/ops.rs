@@ -259,13 +259,8 @@ async fn apply_transaction(
             username: text(user, "username"),
             language_code: text(user, "language_code"),
         };
-        let payment = IncomingPayment {
-            charge_id: transaction.id.clone(),
-            provider_charge_id: None,
-            payload: text(&source, "invoice_payload").unwrap_or_default(),
-            currency: "XTR".into(),
-            stars: transaction.amount,
-        };
+        let payload = text(&source, "invoice_payload").unwrap_or_default();
+        let payment = IncomingPayment::in_stars(&transaction.id, &payload, transaction.amount);
         match ledger.pay(payer, payment).await? {
             PaymentOutcome::Credited { .. } => report.credited.push(transaction.id.clone()),
             PaymentOutcome::Held { .. } => report.held.push(transaction.id.clone()),

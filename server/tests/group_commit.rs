@@ -135,13 +135,7 @@ fn buyer(id: i64, language: &str) -> Buyer {
 }
 
 fn payment(charge: &str, payload: &str, stars: i64) -> IncomingPayment {
-    IncomingPayment {
-        charge_id: charge.into(),
-        provider_charge_id: None,
-        payload: payload.into(),
-        currency: "XTR".into(),
-        stars,
-    }
+    IncomingPayment::in_stars(charge, payload, stars)
 }
 
 /// Several buyers (two of them unknown until they pay), first and second payments of the same

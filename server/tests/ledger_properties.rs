@@ -115,13 +115,9 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 payer,
             } => {
                 let right = matches!(op, Op::Pay { .. }) && order < 4;
-                let payment = IncomingPayment {
-                    charge_id: format!("c{charge}"),
-                    provider_charge_id: None,
-                    payload: format!("o{order}"),
-                    currency: "XTR".into(),
-                    stars: if matches!(op, Op::Pay { .. }) { 50 } else { 49 },
-                };
+                let stars = if matches!(op, Op::Pay { .. }) { 50 } else { 49 };
+                let payment =
+                    IncomingPayment::in_stars(&format!("c{charge}"), &format!("o{order}"), stars);
                 ledger.pay(buyer(payer), payment).await.unwrap();
                 if model.seen.insert(charge) {
                     if right {

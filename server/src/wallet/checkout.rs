@@ -84,13 +84,11 @@ pub fn judge_pre_checkout(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::updates::User;
-
-    fn order(status: OrderState) -> Order {
-        Order {
-            id: "o1".into(),
+impl Order {
+    /// Buyer 7's order `id` of 500 NDN for 225 Stars, expiring at 1 000 ms.
+    pub(crate) fn sample(id: &str, status: OrderState) -> Self {
+        Self {
+            id: id.into(),
             user_id: 7,
             package_id: "ndn-500".into(),
             ndn: 500,
@@ -99,6 +97,16 @@ mod tests {
             created_at: 0,
             expires_at: 1_000,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::updates::User;
+
+    fn order(status: OrderState) -> Order {
+        Order::sample("o1", status)
     }
 
     fn query(from: i64, currency: &str, amount: i64) -> PreCheckoutQuery {

@@ -3,6 +3,8 @@
 
 use app::i18n::Lang;
 
+use super::checkout::STARS;
+
 /// An account of the books. Every buyer has one (its id is their Telegram user id); the system
 /// accounts take the other side of every movement, so that the books always sum to zero.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -193,6 +195,17 @@ pub struct IncomingPayment {
 }
 
 impl IncomingPayment {
+    /// A payment of `stars` Stars for `payload`, with no provider charge id (as Stars are).
+    pub fn in_stars(charge_id: &str, payload: &str, stars: i64) -> Self {
+        Self {
+            charge_id: charge_id.to_owned(),
+            provider_charge_id: None,
+            payload: payload.to_owned(),
+            currency: STARS.to_owned(),
+            stars,
+        }
+    }
+
     pub fn make_storable(&mut self) {
         for text in [&mut self.charge_id, &mut self.payload, &mut self.currency]
             .into_iter()

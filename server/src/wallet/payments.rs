@@ -194,26 +194,11 @@ mod tests {
     use super::*;
 
     fn order(id: &str, status: OrderState) -> Order {
-        Order {
-            id: id.into(),
-            user_id: 7,
-            package_id: "ndn-500".into(),
-            ndn: 500,
-            stars: 225,
-            status,
-            created_at: 0,
-            expires_at: 1_000,
-        }
+        Order::sample(id, status)
     }
 
     fn payment(charge: &str, payload: &str, stars: i64) -> IncomingPayment {
-        IncomingPayment {
-            charge_id: charge.into(),
-            provider_charge_id: None,
-            payload: payload.into(),
-            currency: "XTR".into(),
-            stars,
-        }
+        IncomingPayment::in_stars(charge, payload, stars)
     }
 
     #[test]
