@@ -25,8 +25,10 @@ CREATE TABLE transfers (
     CHECK (debit_account <> credit_account),
     UNIQUE (kind, reference)                    -- a charge is credited once and refunded once
 );
-CREATE INDEX transfers_by_debit ON transfers (debit_account, id);
-CREATE INDEX transfers_by_credit ON transfers (credit_account, id);
+-- A buyer's statement: their side of each transfer. System accounts are read by kind instead,
+-- so each transfer enters one of these two indexes, not both.
+CREATE INDEX transfers_by_debit ON transfers (debit_account, id) WHERE debit_account > 0;
+CREATE INDEX transfers_by_credit ON transfers (credit_account, id) WHERE credit_account > 0;
 
 -- The single-entry ledger of schema 1, converted in order: a payment became sales → buyer, a
 -- refund buyer → refunds, each with the Stars of its payment. Cached balances are unchanged.
