@@ -61,13 +61,33 @@ impl OrderState {
     }
 }
 
-/// One line of the purchase history.
+/// What a line of the history is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntryKind {
+    /// NDN bought with Stars.
+    Purchase,
+    /// NDN spent in the operator's product.
+    Spend,
+    /// NDN given by the operator.
+    Credit,
+}
+
+/// One line of the history: a purchase (with its status: paid or refunded), a spend or a
+/// credit, newest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Purchase {
-    pub order_id: String,
+pub struct HistoryEntry {
+    pub kind: EntryKind,
+    /// The purchase's order, when it was made through the Mini App.
+    pub order_id: Option<String>,
+    /// NDN added (positive) or taken (negative).
     pub ndn: i64,
-    pub stars: i64,
-    pub status: OrderState,
+    /// Stars paid, for a purchase.
+    pub stars: Option<i64>,
+    /// A purchase's status: paid, or refunded.
+    pub status: Option<OrderState>,
+    /// Why, for spends and credits (the operator's words).
+    pub reason: Option<String>,
     /// Unix seconds.
     pub created_at: i64,
 }
@@ -77,8 +97,10 @@ pub struct Purchase {
 pub struct WalletView {
     pub user: UserView,
     pub balance: i64,
+    /// NDN reserved by holds of the operator's product (not yet spent, not available).
+    pub held: i64,
     pub packages: Vec<Package>,
-    pub history: Vec<Purchase>,
+    pub history: Vec<HistoryEntry>,
     /// Short-lived token for the live event stream (`GET /api/events?token=…`), which cannot
     /// carry an `Authorization` header.
     pub events_token: String,

@@ -4,7 +4,7 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use wasm_bindgen::prelude::*;
 
-use crate::api::{self, BalanceEvent, OrderState, Package, Purchase, WalletView};
+use crate::api::{self, BalanceEvent, EntryKind, HistoryEntry, OrderState, Package, WalletView};
 use crate::format;
 use crate::i18n::{self, Lang, Problem};
 use crate::live;
@@ -387,12 +387,24 @@ fn Wallet(shop: Shop, view: WalletView) -> impl IntoView {
                 {format::grouped(view.balance)}
                 " NDN"
             </p>
+            {(view.held > 0)
+                .then(|| {
+                    view! {
+                        <p class="held" data-testid="held">
+                            <span>
+                                {texts.available} ": " {format::grouped(view.balance - view.held)}
+                                " NDN"
+                            </span>
+                            <span>{texts.held} ": " {format::grouped(view.held)} " NDN"</span>
+                        </p>
+                    }
+                })}
         </section>
         <section class="packages">
             <h2>{texts.packages}</h2>
             {packages}
         </section>
-        <History lang purchases=view.history />
+        <History lang entries=view.history />
         <footer class="links">
             <a href="/privacy">{texts.privacy}</a>
             <a href="/support">{texts.support}</a>
@@ -438,35 +450,52 @@ fn PackageCard(shop: Shop, package: Package, is_best: bool) -> impl IntoView {
 }
 
 #[component]
-fn History(lang: Lang, purchases: Vec<Purchase>) -> impl IntoView {
+fn History(lang: Lang, entries: Vec<HistoryEntry>) -> impl IntoView {
     let texts = i18n::texts(lang);
-    let body = if purchases.is_empty() {
+    let body = if entries.is_empty() {
         view! { <p class="hint">{texts.history_empty}</p> }.into_any()
     } else {
-        view! {
-            <ul>
-                {purchases
-                    .into_iter()
-                    .map(|purchase| {
-                        view! {
-                            <li class=format!("purchase {}", purchase.status.as_str())>
-                                <span class="date">{format::date(purchase.created_at)}</span>
-                                <span class="ndn">"+" {format::grouped(purchase.ndn)} " NDN"</span>
-                                <span class="stars">{format::grouped(purchase.stars)} " ⭐"</span>
-                                <span class="status">{i18n::status(lang, purchase.status)}</span>
-                            </li>
-                        }
-                    })
-                    .collect_view()}
-            </ul>
-        }
-        .into_any()
+        view! { <ul>{entries.into_iter().map(|entry| view! { <Entry lang entry /> }).collect_view()}</ul> }
+            .into_any()
     };
     view! {
         <section class="history" data-testid="history">
             <h2>{texts.history}</h2>
             {body}
         </section>
+    }
+}
+
+/// A purchase (with its Stars and status), or a spend or credit (with its reason).
+#[component]
+fn Entry(lang: Lang, entry: HistoryEntry) -> impl IntoView {
+    let texts = i18n::texts(lang);
+    let (class, label) = match (entry.kind, entry.status) {
+        (EntryKind::Purchase, status) => {
+            let status = status.unwrap_or(OrderState::Paid);
+            (
+                format!("purchase {}", status.as_str()),
+                i18n::status(lang, status),
+            )
+        }
+        (EntryKind::Spend, _) => ("spend".to_owned(), texts.spent),
+        (EntryKind::Credit, _) => ("credit".to_owned(), texts.credited_by_shop),
+    };
+    let sign = if entry.ndn < 0 { "−" } else { "+" };
+    let detail = match (entry.stars, entry.reason) {
+        (Some(stars), _) => {
+            view! { <span class="stars">{format::grouped(stars)} " ⭐"</span> }.into_any()
+        }
+        (None, Some(reason)) => view! { <span class="reason">{reason}</span> }.into_any(),
+        (None, None) => ().into_any(),
+    };
+    view! {
+        <li class=class>
+            <span class="date">{format::date(entry.created_at)}</span>
+            <span class="ndn">{sign} {format::grouped(entry.ndn.abs())} " NDN"</span>
+            {detail}
+            <span class="status">{label}</span>
+        </li>
     }
 }
 

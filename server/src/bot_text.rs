@@ -5,6 +5,7 @@ use app::i18n::Lang;
 
 use crate::wallet::checkout::Refusal;
 use crate::wallet::model::{Notice, PaymentOutcome, RefundOutcome};
+use crate::wallet::operations::Receipt;
 
 pub fn lang(code: &str) -> Lang {
     Lang::from_code(code)
@@ -41,6 +42,30 @@ impl Notice for BotNotice {
             }),
             PaymentOutcome::Duplicate => None,
         }
+    }
+
+    fn credit(&self, language: &str, receipt: &Receipt) -> Option<String> {
+        let Receipt::Credit {
+            amount,
+            reason,
+            funds,
+            ..
+        } = receipt
+        else {
+            return None;
+        };
+        Some(match lang(language) {
+            Lang::En => format!(
+                "+{} NDN: {reason} — balance {} NDN.",
+                grouped(*amount),
+                grouped(funds.balance)
+            ),
+            Lang::Ru => format!(
+                "+{} NDN: {reason} — баланс {} NDN.",
+                grouped(*amount),
+                grouped(funds.balance)
+            ),
+        })
     }
 
     fn refund(&self, language: &str, outcome: &RefundOutcome, stars: i64) -> Option<String> {

@@ -1,6 +1,7 @@
 //! The NDN server: the Mini App (Leptos SSR + hydration), its server functions and Telegram's
 //! webhook on one axum server.
 
+pub mod api;
 pub mod bot_api;
 pub mod bot_text;
 pub mod clock;
@@ -183,6 +184,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         }
         .to_owned(),
         bot_username: std::sync::OnceLock::new(),
+        api_keys: api::keys::KeyBook::default(),
         shutdown: CancellationToken::new(),
         config,
     });
@@ -203,6 +205,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
     let mut workers = vec![
         tokio::spawn(notifier::run(state.clone(), shutdown.clone())),
         tokio::spawn(state::learn_bot_username(state.clone())),
+        tokio::spawn(ledger::keep_up(state.ledger.clone(), shutdown.clone())),
     ];
     if let Some(listener) = metrics_listener {
         let metrics = metrics::router().with_state(state.clone());
@@ -248,7 +251,8 @@ fn router(state: AppState, sandbox: Option<&Sandbox>) -> Router {
         .merge(webhook::router())
         .merge(events::router())
         .merge(health::router())
-        .merge(pages::router());
+        .merge(pages::router())
+        .merge(api::router());
     if metrics::served_beside_the_app(&state.config) {
         router = router.merge(metrics::router());
     }

@@ -2,6 +2,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use server::api::keys::{self, Scope};
 use server::bot_api::BotApi;
 use server::config::{Config, Mode};
 use server::ledger::{Effects, Ledger};
@@ -40,11 +41,33 @@ enum Command {
     },
     /// Credit payments (and apply refunds) that Telegram lists but the ledger lacks.
     Reconcile,
+    /// Keys of the service API (`/v1/…`) for the operator's other services.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
     /// Check the books.
     Ledger {
         #[command(subcommand)]
         action: LedgerAction,
     },
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// Make a key and print it, once (only its hash is kept).
+    Create {
+        /// A name for the service that will use it (revoke by it).
+        #[arg(long)]
+        name: String,
+        /// What it may do: read (balances, statements), spend (debits, holds), grant (credits).
+        #[arg(long, default_value = "read")]
+        scopes: String,
+    },
+    /// The keys: name, scopes, when created and last used, revoked or not (never the key).
+    List,
+    /// Revoke the active key of this name (at once on this machine, within 2 s everywhere).
+    Revoke { name: String },
 }
 
 #[derive(Subcommand)]
@@ -139,6 +162,7 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
             print!("{}", ops::reconcile(&bot, &ledger).await?);
             Ok(())
         }
+        Command::Keys { action } => keys(action, &open_store(&config).await?).await,
         Command::Ledger {
             action: LedgerAction::Verify,
         } => {
@@ -151,6 +175,57 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
             }
         }
     }
+}
+
+async fn keys(action: KeysAction, store: &Store) -> anyhow::Result<()> {
+    match action {
+        KeysAction::Create { name, scopes } => {
+            let scopes = Scope::parse_list(&scopes).map_err(|problem| anyhow::anyhow!(problem))?;
+            let key = keys::create(store, &name, &scopes)
+                .await
+                .map_err(|problem| anyhow::anyhow!(problem))?;
+            println!("{key}");
+            eprintln!("key `{name}` created; it is shown this once, store it as a secret");
+        }
+        KeysAction::List => {
+            let listed = store.api_keys().await?;
+            if listed.is_empty() {
+                println!("no keys: `server keys create --name NAME --scopes read,spend`");
+            }
+            for key in listed {
+                let when = |ms: Option<i64>| ms.map_or("never".to_owned(), format_time);
+                println!(
+                    "{:<24} {:<18} created {}  last used {}{}",
+                    key.name,
+                    key.scopes,
+                    format_time(key.created_at),
+                    when(key.last_used_at),
+                    key.revoked_at
+                        .map_or(String::new(), |at| format!("  REVOKED {}", format_time(at))),
+                );
+            }
+        }
+        KeysAction::Revoke { name } => {
+            if !store.revoke_api_key(&name, server::clock::now_ms()).await? {
+                anyhow::bail!("no active key named `{name}`");
+            }
+            println!("key `{name}` revoked");
+        }
+    }
+    Ok(())
+}
+
+/// A moment as `2026-12-01 09:30:00 UTC`.
+fn format_time(ms: i64) -> String {
+    let seconds = ms.div_euclid(1000);
+    let (days, of_day) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
+    let (year, month, day) = server::clock::civil_date(days);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        of_day / 3600,
+        of_day % 3600 / 60,
+        of_day % 60
+    )
 }
 
 /// `ledger verify` found something wrong (already printed).

@@ -27,6 +27,12 @@ pub struct Reason {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Operated {
+    pub operation: &'static str,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Method {
     pub method: &'static str,
 }
@@ -51,6 +57,7 @@ pub struct Metrics {
     pub payment_commits: Gauge,
     pub payment_batches_split: Gauge,
     pub bot_api_errors: Family<Method, Counter>,
+    pub operations: Family<Operated, Counter>,
 }
 
 impl Default for Metrics {
@@ -70,6 +77,7 @@ impl Default for Metrics {
             payment_commits: Gauge::default(),
             payment_batches_split: Gauge::default(),
             bot_api_errors: Family::default(),
+            operations: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -126,6 +134,11 @@ impl Default for Metrics {
             "bot_api_errors",
             "Bot API calls that failed, by method",
             metrics.bot_api_errors.clone(),
+        );
+        registry.register(
+            "api_operations",
+            "Service API requests by operation and outcome (applied, repeated, refused)",
+            metrics.operations.clone(),
         );
         registry.register(
             "payment_commits",

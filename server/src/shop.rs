@@ -57,9 +57,12 @@ fn language(buyer: &SignedBuyer) -> Lang {
 impl WalletBackend for Shop {
     async fn wallet(&self, buyer: &SignedBuyer) -> Result<WalletView, ApiError> {
         let state = &self.state;
-        let balance = match self.signed_and_stored(buyer).await? {
-            (signed, Some(stored)) if stored.buyer == signed => stored.balance,
-            (changed, _) => state.store.upsert_buyer(&changed).await?,
+        let funds = match self.signed_and_stored(buyer).await? {
+            (signed, Some(stored)) if stored.buyer == signed => stored.funds,
+            (changed, _) => {
+                state.store.upsert_buyer(&changed).await?;
+                state.store.funds(buyer.id).await?.unwrap_or_default()
+            }
         };
         let history = state.store.history(buyer.id, HISTORY_LENGTH).await?;
         Ok(WalletView {
@@ -68,7 +71,8 @@ impl WalletBackend for Shop {
                 first_name: buyer.first_name.clone(),
                 language: language(buyer).code().into(),
             },
-            balance,
+            balance: funds.balance,
+            held: funds.held,
             packages: state.config.packages.clone(),
             history,
             // Expires with the launch data, not a day after this call.

@@ -35,6 +35,8 @@ pub struct Shared {
     pub telegram_script: String,
     /// The bot's @username, learned from `getMe` once after the start (see `learn_bot_username`).
     pub bot_username: std::sync::OnceLock<String>,
+    /// The service API's keys found recently.
+    pub api_keys: crate::api::keys::KeyBook,
     /// Cancelled when the server stops (open event streams end with it).
     pub shutdown: tokio_util::sync::CancellationToken,
 }

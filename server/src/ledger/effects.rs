@@ -9,9 +9,11 @@ use tokio::sync::Notify;
 
 use crate::events::LiveEvents;
 use crate::metrics::Metrics;
+use crate::metrics::Operated;
 use crate::store::{Engine, Reach};
 use crate::untrusted::Untrusted;
 use crate::wallet::model::{PaymentOutcome, RefundOutcome};
+use crate::wallet::operations::{Decision, HoldStatus, Operation, Receipt, Request};
 
 #[derive(Clone)]
 pub struct Effects {
@@ -145,6 +147,88 @@ impl Effects {
                 tracing::info!(charge_id = %Untrusted(charge_id), outcome = ?other, "refund recorded");
             }
         }
+    }
+
+    pub(super) fn operated(&self, request: &Request, decision: &Decision) {
+        let operation = match &request.operation {
+            Operation::Debit { .. } => "debit",
+            Operation::Grant { .. } => "credit",
+            Operation::Hold { .. } => "hold",
+            Operation::Capture { .. } => "capture",
+            Operation::Void { .. } => "void",
+            Operation::Expire { .. } => "expire",
+        };
+        let outcome = match decision {
+            Decision::Applied(change) => {
+                let receipt = &change.receipt;
+                let funds = receipt.funds();
+                match receipt {
+                    Receipt::Debit {
+                        id,
+                        user_id,
+                        amount,
+                        ..
+                    } => tracing::info!(
+                        debit_id = id,
+                        user_id,
+                        amount,
+                        balance = funds.balance,
+                        "debit created"
+                    ),
+                    Receipt::Credit {
+                        id,
+                        user_id,
+                        amount,
+                        ..
+                    } => tracing::info!(
+                        credit_id = id,
+                        user_id,
+                        amount,
+                        balance = funds.balance,
+                        "credit granted"
+                    ),
+                    Receipt::Hold { hold, .. } => {
+                        let what = match hold.status {
+                            HoldStatus::Active => "hold created",
+                            HoldStatus::Captured => "hold captured",
+                            HoldStatus::Voided | HoldStatus::Expired => "hold released",
+                        };
+                        tracing::info!(
+                            hold_id = hold.id,
+                            user_id = hold.user_id,
+                            amount = hold.amount,
+                            captured = hold.captured,
+                            status = hold.status.as_str(),
+                            balance = funds.balance,
+                            held = funds.held,
+                            "{what}"
+                        );
+                    }
+                }
+                self.publish(
+                    receipt.user_id(),
+                    BalanceEvent {
+                        balance: funds.balance,
+                        order_id: None,
+                        status: None,
+                    },
+                );
+                if matches!(receipt, Receipt::Credit { .. }) {
+                    self.wake_notifier();
+                }
+                "applied"
+            }
+            Decision::Repeated(_) => "repeated",
+            Decision::Refused(refusal) => {
+                tracing::info!(operation, ?refusal, "service request refused");
+                "refused"
+            }
+            Decision::Nothing => return,
+        };
+        self.metrics
+            .operations
+            .get_or_create(&Operated { operation, outcome })
+            .inc();
     }
 
     /// On SQLite the server publishes its own changes to its streams right after the commit.

@@ -5,13 +5,16 @@
 //! becomes; the store carries the plan out in one transaction.
 
 mod effects;
+mod upkeep;
 pub mod verify;
 
 pub use effects::Effects;
+pub use upkeep::keep_up;
 
 use crate::bot_text::BotNotice;
 use crate::store::{Store, StoreResult};
 use crate::wallet::model::{Buyer, IncomingPayment, PaymentOutcome, RefundOutcome};
+use crate::wallet::operations::{Decision, Request};
 
 #[derive(Clone)]
 pub struct Ledger {
@@ -42,6 +45,17 @@ impl Ledger {
             .await?;
         self.effects.paid(&charge_id, &payload, stars, &outcome);
         Ok(outcome)
+    }
+
+    /// Decides and applies a service request (a debit, hold, capture, void, expiry or grant) with
+    /// the others arriving at the same moment, and runs what follows.
+    pub async fn operate(&self, request: Request) -> StoreResult<Decision> {
+        let decision = self
+            .store
+            .apply_operation(request.clone(), &BotNotice, self.effects.reach())
+            .await?;
+        self.effects.operated(&request, &decision);
+        Ok(decision)
     }
 
     /// Applies a refund of `charge_id` (once, whatever the redeliveries) and runs what follows.

@@ -71,6 +71,11 @@ pub fn judge(audit: &Audit) -> Report {
             cached, derived
         ));
     }
+    for (buyer, cached, holds) in &audit.held_mismatches {
+        discrepancies.push(format!(
+            "buyer {buyer}: {cached} NDN cached as held, active holds reserve {holds} NDN"
+        ));
+    }
     for account in &audit.unknown_accounts {
         discrepancies.push(format!(
             "a transfer names account {account}, which does not exist"
@@ -169,6 +174,7 @@ mod tests {
             .charge_mismatches
             .push(("c1".into(), "two purchases".into()));
         audit.credited_stars = 1;
+        audit.held_mismatches.push((8, 10, 0));
         let report = judge(&audit);
         let text = report.to_string();
         for expected in [
@@ -178,7 +184,8 @@ mod tests {
             "account -9",
             "charge c1: two purchases",
             "Stars received minus Stars refunded is 225, but credited payments hold 1",
-            "FAILED: 6 discrepancies",
+            "buyer 8: 10 NDN cached as held, active holds reserve 0 NDN",
+            "FAILED: 7 discrepancies",
         ] {
             assert!(text.contains(expected), "missing `{expected}` in\n{text}");
         }

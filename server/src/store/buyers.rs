@@ -8,12 +8,13 @@ use sqlx::{Any, Row, Transaction};
 use super::{Engine, Store, StoreResult, json_rows, to_json};
 use crate::clock::now_ms;
 use crate::wallet::model::Buyer;
+use crate::wallet::operations::Funds;
 
-/// A buyer as stored, with their balance.
+/// A buyer as stored, with their balance and held NDN.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredBuyer {
     pub buyer: Buyer,
-    pub balance: i64,
+    pub funds: Funds,
 }
 
 impl Store {
@@ -31,7 +32,8 @@ impl Store {
     /// The buyer as stored (profile and balance), if known.
     pub async fn buyer(&self, user_id: i64) -> StoreResult<Option<StoredBuyer>> {
         let row = sqlx::query(
-            "SELECT id, first_name, username, language_code, balance FROM users WHERE id = $1",
+            "SELECT id, first_name, username, language_code, balance, held FROM users
+             WHERE id = $1",
         )
         .bind(user_id)
         .fetch_optional(&self.pool)
@@ -44,7 +46,10 @@ impl Store {
                     username: row.try_get("username")?,
                     language_code: Some(row.try_get("language_code")?),
                 },
-                balance: row.try_get("balance")?,
+                funds: Funds {
+                    balance: row.try_get("balance")?,
+                    held: row.try_get("held")?,
+                },
             })
         })
         .transpose()
@@ -62,11 +67,13 @@ impl Store {
     }
 }
 
-/// One buyer's row to write: their balance moved by `net`, and their profile when given.
+/// One buyer's row to write: their balance moved by `net`, their held NDN by `held`, and their
+/// profile when given.
 #[derive(serde::Serialize)]
 pub(super) struct BuyerRow<'a> {
     id: i64,
     net: i64,
+    held: i64,
     first_name: &'a str,
     username: Option<&'a str>,
     language_code: &'a str,
@@ -76,10 +83,16 @@ pub(super) struct BuyerRow<'a> {
 }
 
 impl<'a> BuyerRow<'a> {
+    /// The same row, moving the buyer's held NDN by `held` too.
+    pub(super) fn holding(self, held: i64) -> Self {
+        Self { held, ..self }
+    }
+
     pub(super) fn new(id: i64, net: i64, profile: Option<&'a Buyer>, at: i64) -> Self {
         Self {
             id,
             net,
+            held: 0,
             first_name: profile.map_or("", |buyer| buyer.first_name.as_str()),
             username: profile.and_then(|buyer| buyer.username.as_deref()),
             language_code: profile
@@ -109,6 +122,7 @@ pub(super) async fn write_buyers(
         &[
             ("id", "bigint"),
             ("net", "bigint"),
+            ("held", "bigint"),
             ("first_name", "text"),
             ("username", "text"),
             ("language_code", "text"),
@@ -132,7 +146,11 @@ pub(super) async fn write_buyers(
         );
         let unmoved: Vec<BuyerRow> = profiles
             .iter()
-            .map(|row| BuyerRow { net: 0, ..**row })
+            .map(|row| BuyerRow {
+                net: 0,
+                held: 0,
+                ..**row
+            })
             .collect();
         sqlx::query(&sql)
             .bind(to_json(&unmoved)?)
@@ -159,6 +177,18 @@ pub(super) async fn write_buyers(
         .await?
     {
         balances.insert(row.try_get::<i64, _>(0)?, row.try_get::<i64, _>(1)?);
+    }
+    // Held NDN apart: a buyer's row may not even for a moment be proposed with a negative held.
+    let holding: Vec<&BuyerRow> = rows.iter().filter(|row| row.held != 0).collect();
+    if !holding.is_empty() {
+        let sql = format!(
+            "UPDATE users SET held = users.held + r.held FROM {} WHERE users.id = r.id",
+            json_rows(engine, 1, &[("id", "bigint"), ("held", "bigint")])
+        );
+        sqlx::query(&sql)
+            .bind(to_json(&holding)?)
+            .execute(&mut **tx)
+            .await?;
     }
     Ok(balances)
 }

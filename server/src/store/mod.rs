@@ -5,36 +5,46 @@
 //! |---|---|
 //! | `pool` | the connection pool, SQLite's settings and WAL checkpoints |
 //! | `buyers` | buyers' profiles and cached balances |
-//! | `orders` | orders, the invoice limits, the purchase history |
+//! | `orders` | orders and the invoice limits |
+//! | `statements` | a buyer's history and statement |
 //! | `transfers` | the books: the one place transfers are written, and read |
-//! | `payments` | the group-commit writer of `successful_payment`s |
+//! | `writer` | group commit: many jobs in one transaction |
+//! | `payments` | `successful_payment`s, applied by a group-commit writer |
 //! | `refunds` | refunds |
+//! | `operations` | the service API's debits, holds and grants, applied by a group-commit writer |
 //! | `outbox` | the bot's messages waiting to be sent |
 //! | `broadcast` | balance changes told to other processes |
 //! | `bot_state` | small durable values and cross-instance locks |
+//! | `api_keys` | the service API's keys (their hashes) |
 
+mod api_keys;
 mod bot_state;
 mod broadcast;
 mod buyers;
+mod operations;
 mod orders;
 mod outbox;
 mod payments;
 mod pool;
 mod refunds;
+mod statements;
 mod transfers;
+mod writer;
 
 use std::fmt::Write as _;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use sqlx::{Any, AnyPool, Transaction};
-use tokio::sync::mpsc;
 
+use writer::{Counters, Writer};
+
+pub use api_keys::ApiKeyRecord;
 pub use broadcast::{BALANCE_CHANNEL, BalanceBroadcast, Reach, RelayedEvent};
 pub use buyers::StoredBuyer;
 pub use orders::{Admission, OrderLimits};
 pub use outbox::ClaimedMessage;
+pub use statements::{StatementCursor, StatementEntry};
 pub use transfers::{Audit, TransferTotals};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -64,12 +74,11 @@ pub enum Engine {
 pub struct Store {
     pool: AnyPool,
     engine: Engine,
-    /// The group-commit writer that applies `successful_payment`s.
-    payments: mpsc::Sender<payments::PaymentJob>,
-    /// Transactions the writer committed (each holding one or more payments).
-    payment_commits: Arc<AtomicU64>,
-    /// Shared transactions that failed and were retried payment by payment.
-    payment_batches_split: Arc<AtomicU64>,
+    /// The group-commit writer that applies `successful_payment`s, and its counts.
+    payments: Writer<payments::Payments>,
+    payment_counters: Counters,
+    /// The group-commit writer of the service API's requests.
+    operations: Writer<operations::Operations>,
 }
 
 impl Store {
@@ -85,20 +94,25 @@ impl Store {
         statement_timeout: Option<Duration>,
     ) -> StoreResult<Self> {
         let (pool, engine) = pool::open(url, max_connections, statement_timeout).await?;
-        let payment_commits = Arc::new(AtomicU64::new(0));
-        let payment_batches_split = Arc::new(AtomicU64::new(0));
-        let payments = payments::start_writer(
+        let payment_counters = Counters::default();
+        let payments = Writer::start(
             pool.clone(),
             engine,
-            payment_commits.clone(),
-            payment_batches_split.clone(),
+            payments::Payments,
+            payment_counters.clone(),
+        );
+        let operations = Writer::start(
+            pool.clone(),
+            engine,
+            operations::Operations,
+            Counters::default(),
         );
         Ok(Self {
             pool,
             engine,
             payments,
-            payment_commits,
-            payment_batches_split,
+            payment_counters,
+            operations,
         })
     }
 
@@ -112,12 +126,12 @@ impl Store {
 
     /// How many transactions the payment writer committed so far.
     pub fn payment_commits(&self) -> u64 {
-        self.payment_commits.load(Ordering::Relaxed)
+        self.payment_counters.commits.load(Ordering::Relaxed)
     }
 
     /// How many shared payment transactions failed and were retried one payment at a time.
     pub fn payment_batches_split(&self) -> u64 {
-        self.payment_batches_split.load(Ordering::Relaxed)
+        self.payment_counters.splits.load(Ordering::Relaxed)
     }
 
     pub fn engine(&self) -> Engine {
@@ -179,6 +193,16 @@ fn json_rows(engine: Engine, param: usize, columns: &[(&str, &str)]) -> String {
         }
     }
     sql
+}
+
+/// The integers of the JSON array in parameter `$param`, as a subquery.
+fn json_ids(engine: Engine, param: usize) -> String {
+    match engine {
+        Engine::Postgres => {
+            format!("SELECT CAST(json_array_elements_text(${param}::json) AS BIGINT)")
+        }
+        Engine::Sqlite => format!("SELECT value FROM json_each(${param})"),
+    }
 }
 
 /// The strings of the JSON array in parameter `$param`, as a subquery.

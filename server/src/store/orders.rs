@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use app::api::{OrderState, Package, Purchase};
+use app::api::{OrderState, Package};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
@@ -171,31 +171,6 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
         row.map(|row| order_from_row(&row)).transpose()
-    }
-
-    /// The buyer's paid and refunded orders, newest first: what they bought, not what they
-    /// tapped and abandoned.
-    pub async fn history(&self, user_id: i64, limit: i64) -> StoreResult<Vec<Purchase>> {
-        let rows = sqlx::query(
-            "SELECT id, ndn, stars, status, created_at FROM orders
-             WHERE user_id = $1 AND status IN ('paid', 'refunded')
-             ORDER BY created_at DESC LIMIT $2",
-        )
-        .bind(user_id)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(Purchase {
-                    order_id: row.try_get("id")?,
-                    ndn: row.try_get("ndn")?,
-                    stars: row.try_get("stars")?,
-                    status: parse_state(row.try_get("status")?)?,
-                    created_at: row.try_get::<i64, _>("created_at")? / 1000,
-                })
-            })
-            .collect()
     }
 }
 

@@ -1,26 +1,17 @@
-//! `successful_payment`s, applied by one group-commit writer: every payment waiting shares a
-//! transaction (one fsync for many), each caller answered only after it committed; a batch is
-//! a handful of multi-row statements whatever its size. If the shared transaction fails, its
-//! payments are tried one at a time, so only a payment that fails by itself gets the error.
+//! `successful_payment`s, applied by a group-commit writer (see `writer`): a batch of payments is
+//! a handful of multi-row statements whatever its size.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use app::api::{BalanceEvent, OrderState};
 use sqlx::any::AnyRow;
-use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyConnection, AnyPool, Connection, Row, Transaction};
-use tokio::sync::{mpsc, oneshot};
+use sqlx::{Any, Row, Transaction};
 
 use super::broadcast::{BalanceBroadcast, Reach, balances_changed};
 use super::orders::{ORDER_SELECT, order_from_row};
 use super::outbox::enqueue_all;
-use super::{
-    Engine, Store, StoreError, StoreResult, begin_write, json_list, json_rows, to_json, transfers,
-};
-use crate::clock::now_ms;
+use super::writer::Batch;
+use super::{Engine, Store, StoreError, StoreResult, json_list, json_rows, to_json, transfers};
 use crate::wallet::model::{
     Buyer, IncomingPayment, Notice, OutgoingMessage, PaymentOutcome, PaymentRecord, PaymentStatus,
     make_storable,
@@ -33,14 +24,7 @@ pub(super) struct PaymentJob {
     payment: IncomingPayment,
     notice: &'static (dyn Notice + Sync),
     reach: Reach,
-    reply: oneshot::Sender<StoreResult<PaymentOutcome>>,
 }
-
-/// The payment writer gives its connection back to the pool after this long without work.
-const WRITER_KEEPS_CONNECTION: Duration = Duration::from_millis(100);
-
-/// Payments committed together at most (one fsync for all of them).
-const MAX_BATCH: usize = 256;
 
 impl Store {
     /// Records a `successful_payment` and carries out its plan in one transaction: payment row
@@ -56,17 +40,14 @@ impl Store {
     ) -> StoreResult<PaymentOutcome> {
         payer.make_storable();
         payment.make_storable();
-        let stopped = || StoreError::Writer("the payment writer stopped".into());
-        let (reply, answer) = oneshot::channel();
-        let job = PaymentJob {
-            payer,
-            payment,
-            notice,
-            reach,
-            reply,
-        };
-        self.payments.send(job).await.map_err(|_| stopped())?;
-        answer.await.unwrap_or_else(|_| Err(stopped()))
+        self.payments
+            .submit(PaymentJob {
+                payer,
+                payment,
+                notice,
+                reach,
+            })
+            .await
     }
 
     /// The payment behind a charge id (for the operator's refund command).
@@ -108,121 +89,28 @@ pub(super) fn payment_from_row(row: &AnyRow) -> StoreResult<PaymentRecord> {
     })
 }
 
-/// Starts the writer; payments reach it through the returned sender.
-pub(super) fn start_writer(
-    pool: AnyPool,
-    engine: Engine,
-    commits: Arc<AtomicU64>,
-    splits: Arc<AtomicU64>,
-) -> mpsc::Sender<PaymentJob> {
-    let (payments, jobs) = mpsc::channel(4 * MAX_BATCH);
-    tokio::spawn(write_payments(pool, engine, jobs, commits, splits));
-    payments
-}
+/// The payments writer's batches.
+pub(super) struct Payments;
 
-/// The group-commit writer: takes every payment waiting, applies them in one transaction, and
-/// answers each after the commit. If the shared transaction fails, each of its payments is
-/// tried alone, so only the ones that fail by themselves get an error.
-async fn write_payments(
-    pool: AnyPool,
-    engine: Engine,
-    mut jobs: mpsc::Receiver<PaymentJob>,
-    commits: Arc<AtomicU64>,
-    splits: Arc<AtomicU64>,
-) {
-    // One connection for a run of batches: SQLite keeps its page cache across them (a cache is
-    // dropped whenever another connection wrote), and no batch waits on the pool. Given back
-    // after a short idle spell, or once it failed.
-    let mut connection: Option<PoolConnection<Any>> = None;
-    loop {
-        let first = if connection.is_some() {
-            match tokio::time::timeout(WRITER_KEEPS_CONNECTION, jobs.recv()).await {
-                Ok(Some(job)) => job,
-                Ok(None) => break,
-                Err(_) => {
-                    connection = None;
-                    continue;
-                }
-            }
-        } else {
-            match jobs.recv().await {
-                Some(job) => job,
-                None => break,
-            }
-        };
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
-        // Every batch takes its row locks in the same order, so that batches of two instances
-        // wait for each other instead of deadlocking.
-        batch.sort_by(|a, b| {
-            (a.payer.id, &a.payment.charge_id).cmp(&(b.payer.id, &b.payment.charge_id))
-        });
-        let mut conn = match connection.take() {
-            Some(conn) => conn,
-            None => match pool.acquire().await {
-                Ok(conn) => conn,
-                Err(error) => {
-                    let error = StoreError::from(error);
-                    for job in batch {
-                        let _ = job.reply.send(Err(StoreError::Writer(error.to_string())));
-                    }
-                    continue;
-                }
-            },
-        };
-        let result = commit_payments(&mut conn, engine, &batch).await;
-        if result.is_ok() {
-            // Kept for the next batch; after a failure (the connection may be what broke)
-            // the next batch starts on a fresh one.
-            connection = Some(conn);
-        }
-        match result {
-            Ok(outcomes) => {
-                commits.fetch_add(1, Ordering::Relaxed);
-                for (job, outcome) in batch.into_iter().zip(outcomes) {
-                    let _ = job.reply.send(Ok(outcome));
-                }
-            }
-            Err(error) if batch.len() == 1 => {
-                if let Some(job) = batch.pop() {
-                    let _ = job.reply.send(Err(error));
-                }
-            }
-            Err(error) => {
-                tracing::warn!(%error, size = batch.len(), "payment batch failed; applying one by one");
-                splits.fetch_add(1, Ordering::Relaxed);
-                for job in batch {
-                    let alone = match pool.acquire().await {
-                        Ok(mut conn) => {
-                            commit_payments(&mut conn, engine, std::slice::from_ref(&job)).await
-                        }
-                        Err(error) => Err(error.into()),
-                    };
-                    if alone.is_ok() {
-                        commits.fetch_add(1, Ordering::Relaxed);
-                    }
-                    let _ = job.reply.send(alone.map(|mut outcomes| outcomes.remove(0)));
-                }
-            }
-        }
+impl Batch for Payments {
+    type Job = PaymentJob;
+    type Outcome = PaymentOutcome;
+    const NAME: &'static str = "payment";
+
+    /// Payments lock their buyers' rows as they go: in payer id order.
+    fn lock_order(a: &PaymentJob, b: &PaymentJob) -> std::cmp::Ordering {
+        (a.payer.id, &a.payment.charge_id).cmp(&(b.payer.id, &b.payment.charge_id))
     }
-}
 
-async fn commit_payments(
-    conn: &mut AnyConnection,
-    engine: Engine,
-    jobs: &[PaymentJob],
-) -> StoreResult<Vec<PaymentOutcome>> {
-    let now = now_ms();
-    let mut tx = conn.begin_with(begin_write(engine)).await?;
-    let outcomes = apply_payments_in(&mut tx, engine, jobs, now).await?;
-    tx.commit().await?;
-    Ok(outcomes)
+    async fn apply(
+        &self,
+        tx: &mut Transaction<'_, Any>,
+        engine: Engine,
+        jobs: &[PaymentJob],
+        now: i64,
+    ) -> StoreResult<Vec<PaymentOutcome>> {
+        apply_payments_in(tx, engine, jobs, now).await
+    }
 }
 
 /// A batch of payments inside one write transaction. The outcome of each is what applying them
@@ -326,7 +214,11 @@ async fn apply_payments_in(
         profiles.insert(job.payer.id, &job.payer);
     }
     let profiles: Vec<&Buyer> = profiles.into_values().collect();
-    let balances = transfers::post(tx, engine, &transfers, &profiles, now).await?;
+    let around = transfers::Around {
+        profiles: &profiles,
+        held: &[],
+    };
+    let balances = transfers::post(tx, engine, &transfers, around, now).await?;
 
     // The orders these payments opened. The status condition repeats what the plan saw, so an
     // order refunded since (by another instance) is left as it is.

@@ -74,7 +74,9 @@ impl Store {
                 }
                 let buyer = transfer.from.buyer().unwrap_or(user_id);
                 let ndn = transfer.amount;
-                let balances = transfers::post(&mut tx, self.engine, &[transfer], &[], now).await?;
+                let balances =
+                    transfers::post(&mut tx, self.engine, &[transfer], Default::default(), now)
+                        .await?;
                 RefundOutcome::Debited {
                     user_id: buyer,
                     order_id,

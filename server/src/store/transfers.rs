@@ -10,15 +10,23 @@ use super::buyers::{BuyerRow, write_buyers};
 use super::{Engine, Store, StoreResult, json_rows, to_json};
 use crate::wallet::model::{Account, Buyer, Transfer, TransferKind};
 
+/// What a transaction changes in the books besides its transfers.
+#[derive(Default)]
+pub(super) struct Around<'a> {
+    /// Profiles to store (each buyer once), creating buyers who are new.
+    pub profiles: &'a [&'a Buyer],
+    /// Changes to buyers' held NDN: (buyer, change).
+    pub held: &'a [(i64, i64)],
+}
+
 /// Writes `transfers` and moves the cached balance of every buyer they touch by their net
-/// amount, inside the caller's transaction: the one place the books are written. `profiles`
-/// (each buyer once) are stored on the way, creating buyers who are new. Returns the balance
-/// after of every buyer written.
+/// amount (and their held NDN as `around` says), inside the caller's transaction: the one place
+/// the books are written. Returns the balance after of every buyer written.
 pub(super) async fn post(
     tx: &mut Transaction<'_, Any>,
     engine: Engine,
     transfers: &[Transfer],
-    profiles: &[&Buyer],
+    around: Around<'_>,
     now: i64,
 ) -> StoreResult<HashMap<i64, i64>> {
     if !transfers.is_empty() {
@@ -32,14 +40,16 @@ pub(super) async fn post(
                 reference: &transfer.reference,
                 stars: transfer.stars,
                 reason: transfer.reason.as_deref(),
+                external_reference: transfer.external_reference.as_deref(),
+                metadata: transfer.metadata.as_deref(),
                 created_at: now,
             })
             .collect();
         let sql = format!(
             "INSERT INTO transfers (debit_account, credit_account, amount, kind, reference, stars,
-                 reason, created_at)
+                 reason, external_reference, metadata, created_at)
              SELECT debit_account, credit_account, amount, kind, reference, stars, reason,
-                 created_at FROM {}",
+                 external_reference, metadata, created_at FROM {}",
             json_rows(
                 engine,
                 1,
@@ -51,6 +61,8 @@ pub(super) async fn post(
                     ("reference", "text"),
                     ("stars", "bigint"),
                     ("reason", "text"),
+                    ("external_reference", "text"),
+                    ("metadata", "text"),
                     ("created_at", "bigint"),
                 ]
             )
@@ -60,8 +72,8 @@ pub(super) async fn post(
             .execute(&mut **tx)
             .await?;
     }
-    // Each buyer once, in id order, with their net movement and profile.
-    let mut buyers: BTreeMap<i64, (i64, Option<&Buyer>)> = BTreeMap::new();
+    // Each buyer once, in id order, with their net movement, held change and profile.
+    let mut buyers: BTreeMap<i64, (i64, i64, Option<&Buyer>)> = BTreeMap::new();
     for transfer in transfers {
         for account in [transfer.from, transfer.to] {
             if let Some(id) = account.buyer() {
@@ -69,12 +81,15 @@ pub(super) async fn post(
             }
         }
     }
-    for profile in profiles {
-        buyers.entry(profile.id).or_default().1 = Some(profile);
+    for (id, change) in around.held {
+        buyers.entry(*id).or_default().1 += change;
+    }
+    for profile in around.profiles {
+        buyers.entry(profile.id).or_default().2 = Some(profile);
     }
     let rows: Vec<BuyerRow> = buyers
         .iter()
-        .map(|(id, (net, profile))| BuyerRow::new(*id, *net, *profile, now))
+        .map(|(id, (net, held, profile))| BuyerRow::new(*id, *net, *profile, now).holding(*held))
         .collect();
     write_buyers(tx, engine, &rows).await
 }
@@ -88,6 +103,8 @@ struct TransferRow<'a> {
     reference: &'a str,
     stars: i64,
     reason: Option<&'a str>,
+    external_reference: Option<&'a str>,
+    metadata: Option<&'a str>,
     created_at: i64,
 }
 
@@ -118,6 +135,8 @@ pub struct Audit {
     pub charge_mismatches: Vec<(String, String)>,
     /// Stars of the payments the books hold as credited.
     pub credited_stars: i64,
+    /// Buyers whose cached held NDN differ from their active holds: (id, cached, holds).
+    pub held_mismatches: Vec<(i64, i64, i64)>,
 }
 
 /// Problems listed at most per kind (the count is reported whole).
@@ -252,6 +271,20 @@ impl Store {
             ));
         }
         audit.charge_mismatches.truncate(LISTED);
+        let rows = sqlx::query(
+            "SELECT u.id, u.held, CAST(COALESCE(SUM(h.amount), 0) AS BIGINT)
+             FROM users u LEFT JOIN holds h ON h.user_id = u.id AND h.status = 'active'
+             GROUP BY u.id, u.held
+             HAVING u.held <> COALESCE(SUM(h.amount), 0)
+             LIMIT 20",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        for row in rows {
+            audit
+                .held_mismatches
+                .push((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?));
+        }
         audit.credited_stars = sqlx::query(
             "SELECT CAST(COALESCE(SUM(stars), 0) AS BIGINT) FROM payments WHERE status = 'credited'",
         )

@@ -4,5 +4,6 @@
 
 pub mod checkout;
 pub mod model;
+pub mod operations;
 pub mod payments;
 pub mod refunds;

@@ -112,6 +112,10 @@ pub struct Transfer {
     /// Stars received (purchase) or given back (refund); 0 otherwise.
     pub stars: i64,
     pub reason: Option<String>,
+    /// The client's own reference, for a transfer made through the service API.
+    pub external_reference: Option<String>,
+    /// The client's metadata (a JSON object), likewise.
+    pub metadata: Option<String>,
 }
 
 impl Transfer {
@@ -124,6 +128,8 @@ impl Transfer {
             reference: charge_id.to_owned(),
             stars,
             reason: None,
+            external_reference: None,
+            metadata: None,
         }
     }
 
@@ -136,6 +142,8 @@ impl Transfer {
             reference: charge_id.to_owned(),
             stars,
             reason: None,
+            external_reference: None,
+            metadata: None,
         }
     }
 
@@ -289,6 +297,8 @@ pub enum RefundOutcome {
 pub trait Notice {
     fn payment(&self, language: &str, outcome: &PaymentOutcome, stars: i64) -> Option<String>;
     fn refund(&self, language: &str, outcome: &RefundOutcome, stars: i64) -> Option<String>;
+    /// NDN the operator granted.
+    fn credit(&self, language: &str, receipt: &super::operations::Receipt) -> Option<String>;
 }
 
 /// A message to a chat, sent later by the notification worker.

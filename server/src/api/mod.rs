@@ -1,0 +1,534 @@
+//! The service API (`/v1/…`): how the operator's other services read balances and spend, hold
+//! and grant NDN. Every change is a request to the ledger's one door, decided with the others
+//! arriving at the same moment; money-moving requests carry an `Idempotency-Key`, and the same
+//! key answers the same. Documented by the OpenAPI 3.1 document at `/v1/openapi.json`, made
+//! from this code.
+
+mod errors;
+mod input;
+pub mod keys;
+mod views;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use utoipa::OpenApi;
+
+use crate::clock::now_ms;
+use crate::state::AppState;
+use crate::store::StatementCursor;
+use crate::wallet::operations::{Decision, Operation, Request};
+use errors::{ApiError, ErrorBody};
+use input::{BODY_LIMIT, Body, idempotency, new_id};
+use keys::{Scope, ServiceKey};
+use views::{
+    AccountView, CreditView, DebitView, HoldView, ReceiptView, TransactionPage, TransactionView,
+};
+
+/// The longest a hold may last.
+const MAX_HOLD: Duration = Duration::from_secs(30 * 86_400);
+/// Statement pages: 20 lines unless asked, 100 at most.
+const PAGE: i64 = 20;
+const MAX_PAGE: i64 = 100;
+
+/// `/v1/…`; anything else under it answers a JSON 404.
+pub fn router() -> Router<AppState> {
+    let v1 = Router::new()
+        .route("/openapi.json", get(openapi))
+        .route("/accounts/{user_id}", get(account))
+        .route("/accounts/{user_id}/transactions", get(transactions))
+        .route("/debits", post(debit))
+        .route("/credits", post(credit))
+        .route("/holds", post(hold))
+        .route("/holds/{hold_id}/capture", post(capture))
+        .route("/holds/{hold_id}/void", post(void))
+        .fallback(|| async { ApiError::not_found("endpoint") })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT));
+    Router::new().nest("/v1", v1)
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "NDN service API",
+        version = "1",
+        description = "Read balances and spend, hold and grant NDN from the operator's own \
+                       services. Authenticate with `Authorization: Bearer <key>` (`server keys \
+                       create`). Money-moving requests take an `Idempotency-Key` header: the \
+                       same key with the same body answers the first answer again (also after \
+                       a restart and from another instance, for at least 24 hours); with \
+                       another body, 422."
+    ),
+    paths(account, transactions, debit, credit, hold, capture, void),
+    components(schemas(
+        AccountView,
+        DebitView,
+        CreditView,
+        HoldView,
+        TransactionView,
+        TransactionPage,
+        ErrorBody
+    )),
+    modifiers(&BearerKeys),
+    security(("api_key" = []))
+)]
+struct ApiDoc;
+
+struct BearerKeys;
+
+impl utoipa::Modify for BearerKeys {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("An API key, `ndn_…`"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The OpenAPI 3.1 document of this API.
+async fn openapi() -> Response {
+    match ApiDoc::openapi().to_pretty_json() {
+        Ok(document) => (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            document,
+        )
+            .into_response(),
+        Err(error) => {
+            tracing::error!(%error, "the OpenAPI document does not encode");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+fn user_id(text: &str) -> Result<i64, ApiError> {
+    text.parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| ApiError::invalid("user_id", "must be a Telegram user id"))
+}
+
+/// The answer to a decided request: `status` and the receipt (the same one again for a request
+/// answered before, marked `Idempotent-Replayed: true`), or the refusal.
+fn answer(decision: Decision, status: StatusCode) -> Result<Response, ApiError> {
+    match decision {
+        Decision::Applied(change) => {
+            Ok((status, Json(ReceiptView::from(&change.receipt))).into_response())
+        }
+        Decision::Repeated(receipt) => {
+            let mut response = (status, Json(ReceiptView::from(&receipt))).into_response();
+            response
+                .headers_mut()
+                .insert("idempotent-replayed", HeaderValue::from_static("true"));
+            Ok(response)
+        }
+        Decision::Refused(refusal) => Err(ApiError::refused(&refusal)),
+        Decision::Nothing => Err(ApiError::not_found("hold")),
+    }
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/accounts/{user_id}",
+    tag = "accounts",
+    params(("user_id" = i64, Path, description = "The buyer's Telegram user id")),
+    responses(
+        (status = 200, description = "The buyer's balance", body = AccountView),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, description = "No such buyer", body = ErrorBody)
+    )
+)]
+async fn account(
+    caller: ServiceKey,
+    State(state): State<AppState>,
+    Path(user): Path<String>,
+) -> Result<Json<AccountView>, ApiError> {
+    caller.require(Scope::Read)?;
+    let user_id = user_id(&user)?;
+    let funds = state
+        .store
+        .funds(user_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("account"))?;
+    Ok(Json(AccountView::new(user_id, funds)))
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/accounts/{user_id}/transactions",
+    tag = "accounts",
+    params(
+        ("user_id" = i64, Path, description = "The buyer's Telegram user id"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+        ("limit" = Option<i64>, Query, description = "Lines per page, 1-100 (20)")
+    ),
+    responses(
+        (status = 200, description = "Purchases, refunds, debits, credits and holds, newest first", body = TransactionPage),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)
+    )
+)]
+async fn transactions(
+    caller: ServiceKey,
+    State(state): State<AppState>,
+    Path(user): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<TransactionPage>, ApiError> {
+    caller.require(Scope::Read)?;
+    let user_id = user_id(&user)?;
+    if let Some(unknown) = query
+        .keys()
+        .find(|name| *name != "cursor" && *name != "limit")
+    {
+        return Err(ApiError::invalid(
+            unknown,
+            "unknown parameter; use cursor and limit",
+        ));
+    }
+    let limit = match query.get("limit") {
+        None => PAGE,
+        Some(text) => text
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=MAX_PAGE).contains(n))
+            .ok_or_else(|| ApiError::invalid("limit", format!("must be 1-{MAX_PAGE}")))?,
+    };
+    let cursor = query
+        .get("cursor")
+        .map(|text| {
+            parse_cursor(text)
+                .ok_or_else(|| ApiError::invalid("cursor", "is not a cursor this API gave"))
+        })
+        .transpose()?;
+    if state.store.funds(user_id).await?.is_none() {
+        return Err(ApiError::not_found("account"));
+    }
+    let entries = state
+        .store
+        .statement(user_id, cursor.as_ref(), limit + 1)
+        .await?;
+    let more = entries.len() > usize::try_from(limit).unwrap_or(usize::MAX);
+    let page: Vec<_> = entries
+        .iter()
+        .take(usize::try_from(limit).unwrap_or(0))
+        .collect();
+    let next_cursor = page
+        .last()
+        .filter(|_| more)
+        .map(|entry| write_cursor(&entry.cursor()));
+    Ok(Json(TransactionPage {
+        data: page.into_iter().map(TransactionView::from).collect(),
+        next_cursor,
+    }))
+}
+
+/// A cursor is opaque to clients: the position's fields, hex-encoded.
+fn write_cursor(cursor: &StatementCursor) -> String {
+    hex::encode(format!(
+        "{}.{}.{}.{}",
+        cursor.created_at, cursor.source, cursor.number, cursor.text
+    ))
+}
+
+fn parse_cursor(text: &str) -> Option<StatementCursor> {
+    let decoded = String::from_utf8(hex::decode(text).ok()?).ok()?;
+    let mut parts = decoded.splitn(4, '.');
+    Some(StatementCursor {
+        created_at: parts.next()?.parse().ok()?,
+        source: parts.next()?.parse().ok().filter(|s| (0..=1).contains(s))?,
+        number: parts.next()?.parse().ok()?,
+        text: parts.next()?.to_owned(),
+    })
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/debits",
+    tag = "money",
+    params(("Idempotency-Key" = String, Header, description = "A unique key per debit, sent again on retries")),
+    request_body(content = inline(DebitRequest), description = "What to debit"),
+    responses(
+        (status = 201, description = "Debited (or answered again for the same key)", body = DebitView),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, description = "No such buyer", body = ErrorBody),
+        (status = 409, description = "Not enough available NDN; nothing changed", body = ErrorBody),
+        (status = 413, body = ErrorBody),
+        (status = 422, description = "The key was used for another request", body = ErrorBody)
+    )
+)]
+async fn debit(
+    caller: ServiceKey,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    caller.require(Scope::Spend)?;
+    let asked = DebitRequest::read(&body)?;
+    let operation = Operation::Debit {
+        id: new_id("dbt")?,
+        user_id: asked.user_id,
+        amount: asked.amount,
+        reason: asked.reason,
+        reference: asked.reference,
+        metadata: asked.metadata,
+    };
+    let key = idempotency(&headers, &caller, "POST /v1/debits", &body, true)?;
+    let decision = state.ledger.operate(Request { operation, key }).await?;
+    answer(decision, StatusCode::CREATED)
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/credits",
+    tag = "money",
+    params(("Idempotency-Key" = String, Header, description = "A unique key per credit, sent again on retries")),
+    request_body(content = inline(CreditRequest), description = "What to give"),
+    responses(
+        (status = 201, description = "Credited (or answered again for the same key)", body = CreditView),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, description = "No such buyer", body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)
+    )
+)]
+async fn credit(
+    caller: ServiceKey,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    caller.require(Scope::Grant)?;
+    let asked = CreditRequest::read(&body)?;
+    let operation = Operation::Grant {
+        id: new_id("crd")?,
+        user_id: asked.user_id,
+        amount: asked.amount,
+        reason: asked.reason,
+    };
+    let key = idempotency(&headers, &caller, "POST /v1/credits", &body, true)?;
+    let decision = state.ledger.operate(Request { operation, key }).await?;
+    answer(decision, StatusCode::CREATED)
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/holds",
+    tag = "money",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Optional: a unique key per hold")),
+    request_body(content = inline(HoldRequest), description = "What to reserve, and for how long"),
+    responses(
+        (status = 201, description = "Reserved", body = HoldView),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "Not enough available NDN", body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)
+    )
+)]
+async fn hold(
+    caller: ServiceKey,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    caller.require(Scope::Spend)?;
+    let asked = HoldRequest::read(&body)?;
+    let operation = Operation::Hold {
+        id: new_id("hold")?,
+        user_id: asked.user_id,
+        amount: asked.amount,
+        reason: asked.reason,
+        reference: asked.reference,
+        expires_at: now_ms() + asked.expires_in * 1000,
+    };
+    let key = idempotency(&headers, &caller, "POST /v1/holds", &body, false)?;
+    let decision = state.ledger.operate(Request { operation, key }).await?;
+    answer(decision, StatusCode::CREATED)
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/holds/{hold_id}/capture",
+    tag = "money",
+    params(("hold_id" = String, Path, description = "The hold")),
+    request_body(content = inline(CaptureRequest), description = "How much of the hold to spend (all when absent)"),
+    responses(
+        (status = 200, description = "Captured: the amount debited, the rest released (the same answer again for the same capture)", body = HoldView),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "The hold was voided or expired, or the amount exceeds it", body = ErrorBody)
+    )
+)]
+async fn capture(
+    caller: ServiceKey,
+    State(state): State<AppState>,
+    Path(hold_id): Path<String>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    caller.require(Scope::Spend)?;
+    let asked = CaptureRequest::read(&body)?;
+    let operation = Operation::Capture {
+        hold_id,
+        amount: asked.amount,
+    };
+    let decision = state
+        .ledger
+        .operate(Request {
+            operation,
+            key: None,
+        })
+        .await?;
+    answer(decision, StatusCode::OK)
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/holds/{hold_id}/void",
+    tag = "money",
+    params(("hold_id" = String, Path, description = "The hold")),
+    responses(
+        (status = 200, description = "Released (the same answer again for a voided hold)", body = HoldView),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "The hold was captured or expired", body = ErrorBody)
+    )
+)]
+async fn void(
+    caller: ServiceKey,
+    State(state): State<AppState>,
+    Path(hold_id): Path<String>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    caller.require(Scope::Spend)?;
+    body.only(&[])?;
+    let decision = state
+        .ledger
+        .operate(Request {
+            operation: Operation::Void { hold_id },
+            key: None,
+        })
+        .await?;
+    answer(decision, StatusCode::OK)
+}
+
+// The request bodies, read field by field (to name the field at fault) into these types,
+// which also describe them in the document.
+
+/// A debit.
+#[derive(utoipa::ToSchema)]
+struct DebitRequest {
+    user_id: i64,
+    /// 1 to 10^12.
+    amount: i64,
+    /// 1-200 characters; shown to the buyer in their history.
+    reason: String,
+    /// Your own reference, at most 128 characters.
+    reference: Option<String>,
+    /// A JSON object of at most 4 KB, kept with the debit.
+    #[schema(value_type = Option<Object>)]
+    metadata: Option<String>,
+}
+
+impl DebitRequest {
+    fn read(body: &Body) -> Result<Self, ApiError> {
+        body.only(&["user_id", "amount", "reason", "reference", "metadata"])?;
+        Ok(Self {
+            user_id: body.user_id()?,
+            amount: body.required_amount()?,
+            reason: body.reason(true)?.unwrap_or_default(),
+            reference: body.reference()?,
+            metadata: body.metadata()?,
+        })
+    }
+}
+
+/// A credit (NDN the operator gives).
+#[derive(utoipa::ToSchema)]
+struct CreditRequest {
+    user_id: i64,
+    /// 1 to 10^12.
+    amount: i64,
+    /// 1-200 characters; shown to the buyer and in the bot's message.
+    reason: String,
+}
+
+impl CreditRequest {
+    fn read(body: &Body) -> Result<Self, ApiError> {
+        body.only(&["user_id", "amount", "reason"])?;
+        Ok(Self {
+            user_id: body.user_id()?,
+            amount: body.required_amount()?,
+            reason: body.reason(true)?.unwrap_or_default(),
+        })
+    }
+}
+
+/// A hold.
+#[derive(utoipa::ToSchema)]
+struct HoldRequest {
+    user_id: i64,
+    /// 1 to 10^12.
+    amount: i64,
+    /// Seconds until it is released by itself (at most 30 days).
+    expires_in: i64,
+    reason: Option<String>,
+    reference: Option<String>,
+}
+
+impl HoldRequest {
+    fn read(body: &Body) -> Result<Self, ApiError> {
+        body.only(&["user_id", "amount", "expires_in", "reason", "reference"])?;
+        let max = i64::try_from(MAX_HOLD.as_secs()).unwrap_or(i64::MAX);
+        Ok(Self {
+            user_id: body.user_id()?,
+            amount: body.required_amount()?,
+            expires_in: body.required_integer("expires_in", 1, max)?,
+            reason: body.reason(false)?,
+            reference: body.reference()?,
+        })
+    }
+}
+
+/// A capture.
+#[derive(utoipa::ToSchema)]
+struct CaptureRequest {
+    /// At most what the hold reserves; all of it when absent.
+    amount: Option<i64>,
+}
+
+impl CaptureRequest {
+    fn read(body: &Body) -> Result<Self, ApiError> {
+        body.only(&["amount"])?;
+        Ok(Self {
+            amount: body.amount()?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_garbage_is_refused() {
+        let cursor = StatementCursor {
+            created_at: 1_700_000_000_123,
+            source: 0,
+            number: 0,
+            text: "hold_ab.cd".into(),
+        };
+        assert_eq!(parse_cursor(&write_cursor(&cursor)), Some(cursor));
+        assert_eq!(parse_cursor("zz"), None);
+        assert_eq!(parse_cursor(&hex::encode("1.7.0.x")), None);
+    }
+}

@@ -1,0 +1,418 @@
+//! The service API's requests (debits, holds, captures, voids, expiries, grants), applied by a
+//! group-commit writer: a batch locks the holds and buyers it names up front (in id order),
+//! reads the answers remembered under its idempotency keys, lets the wallet's rules decide every
+//! request in order, and writes what they decided — transfers, holds, held NDN, the answers,
+//! notices and balance events — in one transaction.
+
+use app::api::BalanceEvent;
+use sqlx::{Any, Row, Transaction};
+
+use super::broadcast::{BalanceBroadcast, Reach, balances_changed};
+use super::outbox::enqueue_all;
+use super::transfers::{self, Around};
+use super::writer::Batch;
+use super::{Engine, Store, StoreError, StoreResult, json_ids, json_list, json_rows, to_json};
+use crate::wallet::model::{Notice, OutgoingMessage};
+use crate::wallet::operations::{
+    Books, Decision, Funds, Hold, HoldStatus, Receipt, Remembered, Request, decide,
+};
+
+/// A request waiting for the operations writer.
+pub(super) struct OperationJob {
+    request: Request,
+    notice: &'static (dyn Notice + Sync),
+    reach: Reach,
+}
+
+/// The operations writer's batches.
+pub(super) struct Operations;
+
+impl Batch for Operations {
+    type Job = OperationJob;
+    type Outcome = Decision;
+    const NAME: &'static str = "operation";
+
+    async fn apply(
+        &self,
+        tx: &mut Transaction<'_, Any>,
+        engine: Engine,
+        jobs: &[OperationJob],
+        now: i64,
+    ) -> StoreResult<Vec<Decision>> {
+        apply_operations_in(tx, engine, jobs, now).await
+    }
+}
+
+impl Store {
+    /// Decides and applies a service request with the others arriving at the same moment; the
+    /// decision comes back once its transaction committed.
+    pub async fn apply_operation(
+        &self,
+        request: Request,
+        notice: &'static (dyn Notice + Sync),
+        reach: Reach,
+    ) -> StoreResult<Decision> {
+        self.operations
+            .submit(OperationJob {
+                request,
+                notice,
+                reach,
+            })
+            .await
+    }
+
+    /// Active holds whose time ran out (for the expiry worker), oldest first.
+    pub async fn holds_due(&self, now: i64, limit: i64) -> StoreResult<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT id FROM holds WHERE status = 'active' AND expires_at <= $1
+             ORDER BY expires_at LIMIT $2",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|row| Ok(row.try_get(0)?)).collect()
+    }
+
+    /// Forgets the answers remembered before `before` (Unix ms); how many.
+    pub async fn forget_answers(&self, before: i64) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM api_requests WHERE created_at < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// A buyer's balance and held NDN, if the buyer is known.
+    pub async fn funds(&self, user_id: i64) -> StoreResult<Option<Funds>> {
+        let row = sqlx::query("SELECT balance, held FROM users WHERE id = $1")
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| {
+            Ok(Funds {
+                balance: row.try_get(0)?,
+                held: row.try_get(1)?,
+            })
+        })
+        .transpose()
+    }
+}
+
+async fn apply_operations_in(
+    tx: &mut Transaction<'_, Any>,
+    engine: Engine,
+    jobs: &[OperationJob],
+    now: i64,
+) -> StoreResult<Vec<Decision>> {
+    let lock = match engine {
+        Engine::Postgres => " FOR UPDATE",
+        Engine::Sqlite => "",
+    };
+    // The holds the requests name, then every buyer involved: locked in id order, holds first
+    // (as every batch does), so concurrent batches wait for each other instead of deadlocking.
+    let mut hold_ids: Vec<&str> = jobs
+        .iter()
+        .filter_map(|job| job.request.operation.hold_id())
+        .collect();
+    hold_ids.sort_unstable();
+    hold_ids.dedup();
+    let mut books = Books::default();
+    if !hold_ids.is_empty() {
+        let sql = format!(
+            "SELECT id, user_id, amount, status, captured, reason, external_reference,
+                 created_at, expires_at
+             FROM holds WHERE id IN ({}) ORDER BY id{lock}",
+            json_list(engine, 1)
+        );
+        for row in sqlx::query(&sql)
+            .bind(to_json(&hold_ids)?)
+            .fetch_all(&mut **tx)
+            .await?
+        {
+            let status: String = row.try_get("status")?;
+            let hold = Hold {
+                id: row.try_get("id")?,
+                user_id: row.try_get("user_id")?,
+                amount: row.try_get("amount")?,
+                status: HoldStatus::parse(&status)
+                    .ok_or_else(|| StoreError::Corrupt(format!("hold status `{status}`")))?,
+                captured: row.try_get("captured")?,
+                reason: row.try_get("reason")?,
+                reference: row.try_get("external_reference")?,
+                created_at: row.try_get("created_at")?,
+                expires_at: row.try_get("expires_at")?,
+            };
+            books.holds.insert(hold.id.clone(), hold);
+        }
+    }
+    let mut user_ids: Vec<i64> = jobs
+        .iter()
+        .filter_map(|job| job.request.operation.user_id())
+        .chain(books.holds.values().map(|hold| hold.user_id))
+        .collect();
+    user_ids.sort_unstable();
+    user_ids.dedup();
+    let sql = format!(
+        "SELECT id, balance, held FROM users WHERE id IN ({}) ORDER BY id{lock}",
+        json_ids(engine, 1)
+    );
+    for row in sqlx::query(&sql)
+        .bind(to_json(&user_ids)?)
+        .fetch_all(&mut **tx)
+        .await?
+    {
+        books.funds.insert(
+            row.try_get(0)?,
+            Funds {
+                balance: row.try_get(1)?,
+                held: row.try_get(2)?,
+            },
+        );
+    }
+    // The answers remembered under the batch's keys.
+    let keys: Vec<KeyRow> = jobs
+        .iter()
+        .filter_map(|job| job.request.key.as_ref())
+        .map(|key| KeyRow {
+            api_key_id: key.api_key_id,
+            idempotency_key: &key.key,
+        })
+        .collect();
+    if !keys.is_empty() {
+        let sql = format!(
+            "SELECT a.api_key_id, a.idempotency_key, a.fingerprint, a.receipt
+             FROM api_requests a JOIN {} ON a.api_key_id = r.api_key_id
+                 AND a.idempotency_key = r.idempotency_key",
+            json_rows(
+                engine,
+                1,
+                &[("api_key_id", "bigint"), ("idempotency_key", "text")]
+            )
+        );
+        for row in sqlx::query(&sql)
+            .bind(to_json(&keys)?)
+            .fetch_all(&mut **tx)
+            .await?
+        {
+            let receipt: String = row.try_get(3)?;
+            books.remembered.insert(
+                (row.try_get(0)?, row.try_get(1)?),
+                Remembered {
+                    fingerprint: row.try_get(2)?,
+                    receipt: serde_json::from_str(&receipt).map_err(|error| {
+                        StoreError::Corrupt(format!("remembered answer: {error}"))
+                    })?,
+                },
+            );
+        }
+    }
+
+    let requests: Vec<Request> = jobs.iter().map(|job| job.request.clone()).collect();
+    let decisions = decide(&requests, &books, now);
+
+    // What the decisions change.
+    let mut transfers = Vec::new();
+    let mut held: Vec<(i64, i64)> = Vec::new();
+    let mut opened = Vec::new();
+    let mut closed = Vec::new();
+    let mut answers = Vec::new();
+    let mut messages = Vec::new();
+    let mut changes = Vec::new();
+    for (job, decision) in jobs.iter().zip(&decisions) {
+        let Decision::Applied(change) = decision else {
+            continue;
+        };
+        let user_id = change.receipt.user_id();
+        transfers.extend(change.transfer.clone());
+        if change.held != 0 {
+            held.push((user_id, change.held));
+        }
+        if let Some(hold) = &change.opened {
+            opened.push(HoldRow::from(hold, now));
+        }
+        if let Some((id, status, captured)) = &change.closed {
+            closed.push(ClosedHoldRow {
+                id: id.clone(),
+                status: status.as_str(),
+                captured: *captured,
+                closed_at: now,
+            });
+        }
+        if let Some(key) = &job.request.key {
+            answers.push(AnswerRow {
+                api_key_id: key.api_key_id,
+                idempotency_key: key.key.clone(),
+                fingerprint: key.fingerprint.clone(),
+                receipt: to_json(&change.receipt)?,
+                created_at: now,
+            });
+        }
+        if let Receipt::Credit { id, .. } = &change.receipt
+            && let Some(text) = job
+                .notice
+                .credit(&language_of(tx, user_id).await?, &change.receipt)
+        {
+            messages.push(OutgoingMessage {
+                dedupe_key: format!("credit:{id}"),
+                chat_id: user_id,
+                text,
+                reply_markup: None,
+            });
+        }
+        changes.push(BalanceBroadcast {
+            user_id,
+            event: BalanceEvent {
+                balance: change.receipt.funds().balance,
+                order_id: None,
+                status: None,
+            },
+        });
+    }
+    if transfers.is_empty() && held.is_empty() {
+        return Ok(decisions);
+    }
+    transfers::post(
+        tx,
+        engine,
+        &transfers,
+        Around {
+            profiles: &[],
+            held: &held,
+        },
+        now,
+    )
+    .await?;
+    if !opened.is_empty() {
+        let sql = format!(
+            "INSERT INTO holds (id, user_id, amount, status, reason, external_reference,
+                 created_at, expires_at)
+             SELECT id, user_id, amount, 'active', reason, external_reference, created_at,
+                 expires_at FROM {}",
+            json_rows(
+                engine,
+                1,
+                &[
+                    ("id", "text"),
+                    ("user_id", "bigint"),
+                    ("amount", "bigint"),
+                    ("reason", "text"),
+                    ("external_reference", "text"),
+                    ("created_at", "bigint"),
+                    ("expires_at", "bigint"),
+                ]
+            )
+        );
+        sqlx::query(&sql)
+            .bind(to_json(&opened)?)
+            .execute(&mut **tx)
+            .await?;
+    }
+    if !closed.is_empty() {
+        let sql = format!(
+            "UPDATE holds SET status = r.status, captured = r.captured, closed_at = r.closed_at
+             FROM {} WHERE holds.id = r.id",
+            json_rows(
+                engine,
+                1,
+                &[
+                    ("id", "text"),
+                    ("status", "text"),
+                    ("captured", "bigint"),
+                    ("closed_at", "bigint"),
+                ]
+            )
+        );
+        sqlx::query(&sql)
+            .bind(to_json(&closed)?)
+            .execute(&mut **tx)
+            .await?;
+    }
+    if !answers.is_empty() {
+        // A key another instance took a moment ago fails the batch; alone, the request then
+        // finds the answer remembered and is answered with it.
+        let sql = format!(
+            "INSERT INTO api_requests (api_key_id, idempotency_key, fingerprint, receipt,
+                 created_at)
+             SELECT api_key_id, idempotency_key, fingerprint, receipt, created_at FROM {}",
+            json_rows(
+                engine,
+                1,
+                &[
+                    ("api_key_id", "bigint"),
+                    ("idempotency_key", "text"),
+                    ("fingerprint", "text"),
+                    ("receipt", "text"),
+                    ("created_at", "bigint"),
+                ]
+            )
+        );
+        sqlx::query(&sql)
+            .bind(to_json(&answers)?)
+            .execute(&mut **tx)
+            .await?;
+    }
+    enqueue_all(tx, engine, &messages, now).await?;
+    let reach = jobs.first().map_or(Reach::ThisProcess, |job| job.reach);
+    balances_changed(tx, engine, reach, &changes).await?;
+    Ok(decisions)
+}
+
+async fn language_of(tx: &mut Transaction<'_, Any>, user_id: i64) -> StoreResult<String> {
+    let row = sqlx::query("SELECT language_code FROM users WHERE id = $1")
+        .bind(user_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(row
+        .map(|r| r.try_get::<String, _>(0))
+        .transpose()?
+        .unwrap_or_else(|| "en".into()))
+}
+
+#[derive(serde::Serialize)]
+struct KeyRow<'a> {
+    api_key_id: i64,
+    idempotency_key: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct HoldRow {
+    id: String,
+    user_id: i64,
+    amount: i64,
+    reason: Option<String>,
+    external_reference: Option<String>,
+    created_at: i64,
+    expires_at: i64,
+}
+
+impl HoldRow {
+    fn from(hold: &Hold, now: i64) -> Self {
+        Self {
+            id: hold.id.clone(),
+            user_id: hold.user_id,
+            amount: hold.amount,
+            reason: hold.reason.clone(),
+            external_reference: hold.reference.clone(),
+            created_at: now,
+            expires_at: hold.expires_at,
+        }
+    }
+}
+
+#[derive(serde::Serialize)]
+struct ClosedHoldRow {
+    id: String,
+    status: &'static str,
+    captured: Option<i64>,
+    closed_at: i64,
+}
+
+#[derive(serde::Serialize)]
+struct AnswerRow {
+    api_key_id: i64,
+    idempotency_key: String,
+    fingerprint: String,
+    receipt: String,
+    created_at: i64,
+}

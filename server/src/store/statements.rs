@@ -1,0 +1,184 @@
+//! A buyer's account read back: the Mini App's history (purchases with their status, spends,
+//! credits), and the service API's statement (every transfer and hold, newest first, in pages).
+
+use app::api::{EntryKind, HistoryEntry, OrderState};
+use sqlx::Row;
+
+use super::{Store, StoreError, StoreResult};
+use crate::wallet::model::TransferKind;
+use crate::wallet::operations::{Hold, HoldStatus};
+
+/// One line of a buyer's statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatementEntry {
+    Transfer {
+        id: i64,
+        kind: TransferKind,
+        /// What it did to the buyer's balance.
+        change: i64,
+        stars: i64,
+        /// The charge id (purchases, refunds), or the debit, capture or credit id.
+        reference: String,
+        reason: Option<String>,
+        external_reference: Option<String>,
+        metadata: Option<String>,
+        created_at: i64,
+    },
+    Hold(Hold),
+}
+
+/// Where a page of a statement ends: the next page starts below it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatementCursor {
+    pub created_at: i64,
+    /// 1 for transfers, 0 for holds.
+    pub source: i64,
+    pub number: i64,
+    pub text: String,
+}
+
+impl StatementEntry {
+    pub fn cursor(&self) -> StatementCursor {
+        match self {
+            Self::Transfer { id, created_at, .. } => StatementCursor {
+                created_at: *created_at,
+                source: 1,
+                number: *id,
+                text: String::new(),
+            },
+            Self::Hold(hold) => StatementCursor {
+                created_at: hold.created_at,
+                source: 0,
+                number: 0,
+                text: hold.id.clone(),
+            },
+        }
+    }
+}
+
+impl Store {
+    /// The buyer's latest purchases (paid, or refunded since), spends and credits.
+    pub async fn history(&self, user_id: i64, limit: i64) -> StoreResult<Vec<HistoryEntry>> {
+        let rows = sqlx::query(
+            "SELECT t.kind, t.amount, t.stars, t.reason, t.created_at, t.debit_account,
+                    p.order_id,
+                    (SELECT COUNT(*) FROM transfers r
+                     WHERE r.kind = 'refund' AND r.reference = t.reference) AS refunds
+             FROM transfers t
+             LEFT JOIN payments p ON t.kind = 'purchase' AND p.charge_id = t.reference
+             WHERE (t.credit_account = $1 OR t.debit_account = $1) AND t.kind <> 'refund'
+             ORDER BY t.id DESC LIMIT $2",
+        )
+        .bind(user_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let kind: String = row.try_get("kind")?;
+                let amount: i64 = row.try_get("amount")?;
+                let debited = row.try_get::<i64, _>("debit_account")? == user_id;
+                let purchase = kind == TransferKind::Purchase.as_str();
+                Ok(HistoryEntry {
+                    kind: match TransferKind::parse(&kind) {
+                        Some(TransferKind::Purchase) => EntryKind::Purchase,
+                        Some(TransferKind::Grant) => EntryKind::Credit,
+                        Some(TransferKind::Spend) => EntryKind::Spend,
+                        _ => return Err(StoreError::Corrupt(format!("history entry `{kind}`"))),
+                    },
+                    order_id: row.try_get("order_id")?,
+                    ndn: if debited { -amount } else { amount },
+                    stars: purchase.then(|| row.try_get("stars")).transpose()?,
+                    status: purchase.then(|| {
+                        if row.try_get::<i64, _>("refunds").unwrap_or(0) > 0 {
+                            OrderState::Refunded
+                        } else {
+                            OrderState::Paid
+                        }
+                    }),
+                    reason: row.try_get("reason")?,
+                    created_at: row.try_get::<i64, _>("created_at")? / 1000,
+                })
+            })
+            .collect()
+    }
+
+    /// A page of the buyer's statement, newest first, below `after` (the previous page's last
+    /// entry). New entries join at the top, so paging on is not disturbed by them.
+    pub async fn statement(
+        &self,
+        user_id: i64,
+        after: Option<&StatementCursor>,
+        limit: i64,
+    ) -> StoreResult<Vec<StatementEntry>> {
+        let everything = StatementCursor {
+            created_at: i64::MAX,
+            source: 2,
+            number: 0,
+            text: String::new(),
+        };
+        let after = after.unwrap_or(&everything);
+        let rows = sqlx::query(
+            "SELECT * FROM (
+                 SELECT created_at, 1 AS source, id AS number, '' AS text, kind, amount,
+                        debit_account, stars, reference, reason, external_reference, metadata,
+                        0 AS expires_at, '' AS status, 0 AS captured
+                 FROM transfers WHERE credit_account = $1 OR debit_account = $1
+                 UNION ALL
+                 SELECT created_at, 0, 0, id, 'hold', amount, user_id, 0, id, reason,
+                        external_reference, NULL, expires_at, status, COALESCE(captured, 0)
+                 FROM holds WHERE user_id = $1
+             ) AS e
+             WHERE created_at < $2
+                OR (created_at = $2 AND (source < $3
+                    OR (source = $3 AND (number < $4 OR (number = $4 AND text < $5)))))
+             ORDER BY created_at DESC, source DESC, number DESC, text DESC
+             LIMIT $6",
+        )
+        .bind(user_id)
+        .bind(after.created_at)
+        .bind(after.source)
+        .bind(after.number)
+        .bind(&after.text)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let kind: String = row.try_get("kind")?;
+                let created_at: i64 = row.try_get("created_at")?;
+                if kind == "hold" {
+                    let status: String = row.try_get("status")?;
+                    let captured: i64 = row.try_get("captured")?;
+                    return Ok(StatementEntry::Hold(Hold {
+                        id: row.try_get("text")?,
+                        user_id,
+                        amount: row.try_get("amount")?,
+                        status: HoldStatus::parse(&status).ok_or_else(|| {
+                            StoreError::Corrupt(format!("hold status `{status}`"))
+                        })?,
+                        captured: (captured > 0).then_some(captured),
+                        reason: row.try_get("reason")?,
+                        reference: row.try_get("external_reference")?,
+                        created_at,
+                        expires_at: row.try_get("expires_at")?,
+                    }));
+                }
+                let amount: i64 = row.try_get("amount")?;
+                let debited = row.try_get::<i64, _>("debit_account")? == user_id;
+                Ok(StatementEntry::Transfer {
+                    id: row.try_get("number")?,
+                    kind: TransferKind::parse(&kind)
+                        .ok_or_else(|| StoreError::Corrupt(format!("transfer kind `{kind}`")))?,
+                    change: if debited { -amount } else { amount },
+                    stars: row.try_get("stars")?,
+                    reference: row.try_get("reference")?,
+                    reason: row.try_get("reason")?,
+                    external_reference: row.try_get("external_reference")?,
+                    metadata: row.try_get("metadata")?,
+                    created_at,
+                })
+            })
+            .collect()
+    }
+}
