@@ -45,8 +45,9 @@ pub struct Options {
     #[arg(long)]
     smoke: bool,
     /// Scenarios to run (comma-separated): pre_checkout, payment (with its redelivery),
-    /// purchase, live, page. All by default; a subset is handy under a profiler.
-    #[arg(long, default_value = "pre_checkout,payment,purchase,live,page")]
+    /// purchase, debit (the service API: credits, debits, replays, a hot account), live, page.
+    /// All by default; a subset is handy under a profiler.
+    #[arg(long, default_value = "pre_checkout,payment,purchase,debit,live,page")]
     scenarios: String,
 }
 
@@ -223,6 +224,12 @@ async fn bench_engine(options: &Options, engine: Engine) -> anyhow::Result<Vec<R
         ));
     }
 
+    // The service API: credits, then debits on distinct accounts, on one hot account, and the
+    // same debits again under their keys.
+    if options.runs("debit") {
+        runs.extend(bench_service_api(&cluster, n, c, &label).await?);
+    }
+
     // Webhook 2xx → live event at a subscribed client (through the other instance if two).
     if options.runs("live") {
         let samples = if options.smoke { 20 } else { 500 };
@@ -244,7 +251,161 @@ async fn bench_engine(options: &Options, engine: Engine) -> anyhow::Result<Vec<R
         ));
     }
 
+    // The books, checked by the server itself after everything above.
+    let verified = cluster.command(&["ledger", "verify"]).await;
+    let (ok, note) = match &verified {
+        Ok(report) => (true, report.lines().last().unwrap_or_default().to_owned()),
+        Err(error) => (false, error.to_string()),
+    };
+    runs.push(Run::check(format!("ledger verify [{label}]"), ok, note));
+
     cluster.stop().await;
     tokio::time::sleep(Duration::from_millis(200)).await;
+    Ok(runs)
+}
+
+/// Credits, debits and replayed debits through the service API, each run checked against the
+/// database: one transfer per 2xx, no account below zero, balances as the answers say.
+async fn bench_service_api(
+    cluster: &Cluster,
+    n: usize,
+    c: usize,
+    label: &str,
+) -> anyhow::Result<Vec<Run>> {
+    let mut runs = Vec::new();
+    let key = cluster
+        .command(&[
+            "keys",
+            "create",
+            "--name",
+            "bench",
+            "--scopes",
+            "read,spend,grant",
+        ])
+        .await?;
+    let key = key.trim().to_owned();
+    let accounts: Vec<i64> = (0..n as i64).map(|i| 9_000_000 + i).collect();
+    let hot = 8_999_999;
+    let mut buyers = accounts.clone();
+    buyers.push(hot);
+    cluster.add_buyers(&buyers).await?;
+    let spends = "SELECT COUNT(*) FROM transfers WHERE kind = 'spend'";
+    let grants = "SELECT COUNT(*) FROM transfers WHERE kind = 'grant'";
+    let total = "SELECT CAST(COALESCE(SUM(balance), 0) AS BIGINT) FROM users WHERE id >= 8999999";
+    let lowest = "SELECT CAST(COALESCE(MIN(balance), 0) AS BIGINT) FROM users WHERE id >= 8999999";
+
+    // Credits of 10 NDN to distinct accounts (the grants the debits then spend).
+    let bodies: Vec<Vec<u8>> = accounts
+        .iter()
+        .map(|id| format!(r#"{{"user_id":{id},"amount":10,"reason":"bench"}}"#).into_bytes())
+        .collect();
+    let rss = cluster.rss_sampler();
+    let outcome = run_load(c, n, |i| {
+        cluster.post_api(i, "/v1/credits", &key, format!("credit-{i}"), &bodies[i])
+    })
+    .await;
+    let granted = cluster.scalar(grants).await?;
+    let sum = cluster.scalar(total).await?;
+    runs.push(Run::new(
+        format!("credit, distinct accounts [{label}]"),
+        &outcome,
+        Some(rss.stop().await),
+        granted == outcome.ok as i64 && sum == 10 * granted,
+        format!(
+            "{granted} credits for {} 2xx; {sum} NDN in the accounts",
+            outcome.ok
+        ),
+    ));
+
+    // Debits of 1 NDN, each on an account of its own.
+    let bodies: Vec<Vec<u8>> = accounts
+        .iter()
+        .map(|id| format!(r#"{{"user_id":{id},"amount":1,"reason":"bench"}}"#).into_bytes())
+        .collect();
+    let rss = cluster.rss_sampler();
+    let outcome = run_load(c, n, |i| {
+        cluster.post_api(i, "/v1/debits", &key, format!("debit-{i}"), &bodies[i])
+    })
+    .await;
+    let debited = cluster.scalar(spends).await?;
+    let sum = cluster.scalar(total).await?;
+    runs.push(Run::new(
+        format!("debit, distinct accounts [{label}]"),
+        &outcome,
+        Some(rss.stop().await),
+        debited == outcome.ok as i64 && sum == 10 * granted - debited,
+        format!(
+            "{debited} debits for {} 2xx; balances sum to {sum}",
+            outcome.ok
+        ),
+    ));
+
+    // The same debits again, under the same keys: answered from memory, nothing moves.
+    let replays = n;
+    let rss = cluster.rss_sampler();
+    let outcome = run_load(c, replays, |i| {
+        cluster.post_api(i, "/v1/debits", &key, format!("debit-{i}"), &bodies[i])
+    })
+    .await;
+    let after = cluster.scalar(spends).await?;
+    runs.push(Run::new(
+        format!("replayed debit keys [{label}]"),
+        &outcome,
+        Some(rss.stop().await),
+        after == debited && outcome.ok == replays,
+        format!("debits unchanged: {after}"),
+    ));
+
+    // Every debit on one account, funded for all but a hundred of them: those are refused.
+    let short = 100.min(n / 10);
+    let funding = format!(
+        r#"{{"user_id":{hot},"amount":{},"reason":"bench"}}"#,
+        n - short
+    );
+    cluster
+        .post_api(
+            0,
+            "/v1/credits",
+            &key,
+            "hot-funding".into(),
+            funding.as_bytes(),
+        )
+        .await
+        .map_err(|error| anyhow::anyhow!("funding the hot account: {error}"))?;
+    let body = format!(r#"{{"user_id":{hot},"amount":1,"reason":"bench"}}"#).into_bytes();
+    let before = cluster.scalar(spends).await?;
+    let rss = cluster.rss_sampler();
+    let outcome = run_load(c, n, |i| {
+        let body = &body;
+        let key = &key;
+        async move {
+            match cluster
+                .post_api(i, "/v1/debits", key, format!("hot-{i}"), body)
+                .await
+            {
+                // Refused for want of NDN: a right answer too.
+                Err(error) if error.starts_with("HTTP 409") => Ok("refused".to_owned()),
+                other => other,
+            }
+        }
+    })
+    .await;
+    let refused = outcome
+        .bodies
+        .iter()
+        .filter(|body| *body == "refused")
+        .count();
+    let debited = cluster.scalar(spends).await? - before;
+    let hot_balance = cluster
+        .scalar(&format!("SELECT balance FROM users WHERE id = {hot}"))
+        .await?;
+    let none_below_zero = cluster.scalar(lowest).await? >= 0;
+    runs.push(Run::new(
+        format!("debit, one hot account [{label}]"),
+        &outcome,
+        Some(rss.stop().await),
+        refused == short && debited == (n - short) as i64 && hot_balance == 0 && none_below_zero,
+        format!("{debited} debited, {refused} refused for want of NDN; balance {hot_balance}"),
+    ));
     Ok(runs)
 }

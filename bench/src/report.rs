@@ -66,6 +66,26 @@ impl Run {
     }
 }
 
+impl Run {
+    /// A check without a load: its verdict and what it said.
+    pub fn check(name: String, correct: bool, note: String) -> Self {
+        Self {
+            name,
+            requests: 0,
+            ok: 0,
+            errors: 0,
+            per_second: 0.0,
+            p50: 0.0,
+            p90: 0.0,
+            p99: 0.0,
+            max: 0.0,
+            peak_rss_mb: None,
+            correct,
+            note,
+        }
+    }
+}
+
 pub struct BundleFile {
     pub name: String,
     pub raw: usize,

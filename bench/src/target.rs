@@ -39,6 +39,8 @@ struct Instance {
 
 pub struct Cluster {
     engine: Engine,
+    /// How a command-line run of the server binary reaches this cluster's database.
+    command_line: (std::path::PathBuf, String, String),
     instances: Vec<Instance>,
     http: reqwest::Client,
     database: sqlx::AnyPool,
@@ -138,6 +140,7 @@ impl Cluster {
         let database = sqlx::AnyPool::connect(&url).await?;
         Ok(Self {
             engine,
+            command_line: (options.server.clone(), url.clone(), api_url.clone()),
             instances,
             http: reqwest::Client::builder()
                 .pool_max_idle_per_host(256)
@@ -229,6 +232,86 @@ impl Cluster {
             .filter_map(|line| line.split_once(' '))
             .map(|(buyer, order)| (buyer.parse().unwrap_or_default(), order.to_owned()))
             .collect())
+    }
+
+    /// Runs the server binary with `args` as an operator would, against this cluster.
+    pub async fn command(&self, args: &[&str]) -> anyhow::Result<String> {
+        let (binary, url, api_url) = &self.command_line;
+        let output = tokio::process::Command::new(binary)
+            .args(args)
+            .env("TELEGRAM_BOT_TOKEN", TOKEN)
+            .env("TELEGRAM_WEBHOOK_SECRET", SECRET)
+            .env("TELEGRAM_API_URL", api_url)
+            .env("DATABASE_URL", url)
+            .env("PUBLIC_URL", "https://bench.invalid")
+            .env("RUST_LOG", "error")
+            .output()
+            .await?;
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        if !output.status.success() {
+            bail!(
+                "server {}: {text}{}",
+                args.join(" "),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(text)
+    }
+
+    /// Buyers with empty accounts (as if each had opened the Mini App), written directly.
+    pub async fn add_buyers(&self, ids: &[i64]) -> anyhow::Result<()> {
+        for chunk in ids.chunks(500) {
+            let values: Vec<String> = chunk
+                .iter()
+                .map(|id| format!("({id}, 'Bench', 'en', 0, 0, 0)"))
+                .collect();
+            sqlx::query(&format!(
+                "INSERT INTO users (id, first_name, language_code, balance, created_at, updated_at)
+                 VALUES {}",
+                values.join(", ")
+            ))
+            .execute(&self.database)
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// `POST path` of the service API with `key` and an `Idempotency-Key`; the body of a 2xx.
+    pub async fn post_api(
+        &self,
+        index: usize,
+        path: &str,
+        key: &str,
+        idempotency_key: String,
+        body: &[u8],
+    ) -> Result<String, String> {
+        let instance = &self.instances[index % self.instances.len()];
+        let authorization = format!("Bearer {key}");
+        let answer = instance
+            .webhook
+            .post(
+                path,
+                &[
+                    ("Authorization", &authorization),
+                    ("Idempotency-Key", &idempotency_key),
+                    ("Content-Type", "application/json"),
+                ],
+                body,
+            )
+            .await?;
+        if (200..300).contains(&answer.status) {
+            Ok(answer.body)
+        } else {
+            Err(format!("HTTP {}: {}", answer.status, answer.body))
+        }
+    }
+
+    /// The one integer `sql` answers.
+    pub async fn scalar(&self, sql: &str) -> anyhow::Result<i64> {
+        Ok(sqlx::query(sql)
+            .fetch_one(&self.database)
+            .await?
+            .try_get(0)?)
     }
 
     pub async fn post_webhook(&self, index: usize, body: Bytes) -> Result<String, String> {

@@ -1,5 +1,6 @@
 // Launches the Mini App the way Telegram does: signed initData, version, platform and theme in
 // the URL fragment, read by the official telegram-web-app.js.
+import { execFileSync } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { APIRequestContext, expect, Page } from '@playwright/test';
 
@@ -91,4 +92,26 @@ export function successfulPayment(updateId: number, buyer: Buyer, orderId: strin
       },
     },
   };
+}
+
+let serviceKey: string | undefined;
+
+/**
+ * A service API key with every scope, made once with the server binary's `keys create` against
+ * the end-to-end database (as an operator would).
+ */
+export function apiKey(): string {
+  if (serviceKey) return serviceKey;
+  const binary = process.env.NDN_SERVER_BIN;
+  const database = process.env.NDN_E2E_DATABASE_URL;
+  if (!binary || !database) throw new Error('NDN_SERVER_BIN and NDN_E2E_DATABASE_URL are needed');
+  const output = execFileSync(
+    binary,
+    ['keys', 'create', '--name', `e2e-${Date.now()}`, '--scopes', 'read,spend,grant'],
+    { cwd: '..', env: { PATH: process.env.PATH ?? '', NDN_SANDBOX: '1', DATABASE_URL: database, RUST_LOG: 'error' } },
+  ).toString();
+  const key = output.split('\n').find((line) => line.startsWith('ndn_'));
+  if (!key) throw new Error(`no key in: ${output}`);
+  serviceKey = key.trim();
+  return serviceKey;
 }

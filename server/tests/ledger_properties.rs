@@ -1,7 +1,8 @@
 //! The books under any interleaving of credits, duplicate deliveries, second payments, held
-//! payments and refunds, by two buyers (property tests on a real SQLite store, through the
-//! ledger's one door): every balance is the sum of its transfers, the books sum to zero, and
-//! `ledger verify` finds nothing.
+//! payments, refunds, and the service API's debits, grants, holds, captures and voids, by two
+//! buyers (property tests on a real SQLite store, through the ledger's one door): every balance
+//! is what a simple model says and the sum of its transfers, nothing but a refund overdraws, the
+//! books sum to zero, and `ledger verify` finds nothing.
 
 mod support;
 
@@ -12,6 +13,7 @@ use app::api::Package;
 use proptest::prelude::*;
 use server::store::Store;
 use server::wallet::model::{Buyer, IncomingPayment};
+use server::wallet::operations::{Decision, Operation, Request};
 use support::{NO_LIMITS, assert_books_balance, balance_from_transfers, ledger, scalar};
 
 const BUYERS: [i64; 2] = [42, 43];
@@ -35,6 +37,24 @@ enum Op {
     Refund {
         charge: u8,
     },
+    Debit {
+        amount: i64,
+        payer: usize,
+    },
+    Grant {
+        amount: i64,
+        payer: usize,
+    },
+    Hold {
+        amount: i64,
+        payer: usize,
+    },
+    Capture {
+        hold: usize,
+    },
+    Void {
+        hold: usize,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -44,10 +64,15 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0u8..10, 0u8..4, 0usize..2)
             .prop_map(|(charge, order, payer)| Op::PayWrongAmount { charge, order, payer }),
         2 => (0u8..10).prop_map(|charge| Op::Refund { charge }),
+        2 => (1i64..150, 0usize..2).prop_map(|(amount, payer)| Op::Debit { amount, payer }),
+        1 => (1i64..100, 0usize..2).prop_map(|(amount, payer)| Op::Grant { amount, payer }),
+        2 => (1i64..150, 0usize..2).prop_map(|(amount, payer)| Op::Hold { amount, payer }),
+        1 => (0usize..6).prop_map(|hold| Op::Capture { hold }),
+        1 => (0usize..6).prop_map(|hold| Op::Void { hold }),
     ]
 }
 
-/// What the model says a charge became.
+/// What the model says happened.
 #[derive(Default)]
 struct Model {
     seen: HashSet<u8>,
@@ -55,16 +80,12 @@ struct Model {
     credited: Vec<(u8, usize)>,
     held: HashSet<u8>,
     refunded: HashSet<u8>,
-}
-
-impl Model {
-    fn balance(&self, payer: usize) -> i64 {
-        self.credited
-            .iter()
-            .filter(|(charge, by)| *by == payer && !self.refunded.contains(charge))
-            .count() as i64
-            * 100
-    }
+    balances: [i64; 2],
+    reserved: [i64; 2],
+    /// Holds made: id, payer, amount, still active.
+    holds: Vec<(String, usize, i64, bool)>,
+    /// Credits granted (each is told to the buyer).
+    grants: usize,
 }
 
 async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
@@ -81,6 +102,7 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         language_code: None,
     };
     store.upsert_buyer(&buyer(0)).await.unwrap();
+    store.upsert_buyer(&buyer(1)).await.unwrap();
     let package = Package {
         id: "ndn-100".into(),
         ndn: 100,
@@ -102,7 +124,7 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     }
 
     let mut model = Model::default();
-    for op in ops {
+    for (step, op) in ops.into_iter().enumerate() {
         match op {
             Op::Pay {
                 charge,
@@ -122,6 +144,7 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 if model.seen.insert(charge) {
                     if right {
                         model.credited.push((charge, payer));
+                        model.balances[payer] += 100;
                     } else {
                         model.held.insert(charge);
                     }
@@ -133,8 +156,99 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     .await
                     .unwrap();
                 model.seen.insert(charge);
-                if model.credited.iter().any(|(c, _)| *c == charge) {
-                    model.refunded.insert(charge);
+                if let Some((_, payer)) = model.credited.iter().find(|(c, _)| *c == charge)
+                    && model.refunded.insert(charge)
+                {
+                    model.balances[*payer] -= 100;
+                }
+            }
+            Op::Debit { amount, payer } => {
+                let available = model.balances[payer] - model.reserved[payer];
+                let decision = operate(
+                    &ledger,
+                    Operation::Debit {
+                        id: format!("d{step}"),
+                        user_id: BUYERS[payer],
+                        amount,
+                        reason: "spend".into(),
+                        reference: None,
+                        metadata: None,
+                    },
+                )
+                .await;
+                prop_assert_eq!(
+                    matches!(decision, Decision::Applied(_)),
+                    available >= amount
+                );
+                if available >= amount {
+                    model.balances[payer] -= amount;
+                }
+            }
+            Op::Grant { amount, payer } => {
+                operate(
+                    &ledger,
+                    Operation::Grant {
+                        id: format!("g{step}"),
+                        user_id: BUYERS[payer],
+                        amount,
+                        reason: "gift".into(),
+                    },
+                )
+                .await;
+                model.balances[payer] += amount;
+                model.grants += 1;
+            }
+            Op::Hold { amount, payer } => {
+                let id = format!("h{step}");
+                let available = model.balances[payer] - model.reserved[payer];
+                let decision = operate(
+                    &ledger,
+                    Operation::Hold {
+                        id: id.clone(),
+                        user_id: BUYERS[payer],
+                        amount,
+                        reason: None,
+                        reference: None,
+                        expires_at: i64::MAX / 2,
+                    },
+                )
+                .await;
+                prop_assert_eq!(
+                    matches!(decision, Decision::Applied(_)),
+                    available >= amount
+                );
+                if available >= amount {
+                    model.reserved[payer] += amount;
+                    model.holds.push((id, payer, amount, true));
+                }
+            }
+            Op::Capture { hold } | Op::Void { hold } => {
+                let Some((id, payer, amount, active)) = model.holds.get(hold).cloned() else {
+                    continue;
+                };
+                let capture = matches!(op, Op::Capture { .. });
+                let operation = if capture {
+                    Operation::Capture {
+                        hold_id: id,
+                        amount: None,
+                    }
+                } else {
+                    Operation::Void { hold_id: id }
+                };
+                let decision = operate(&ledger, operation).await;
+                let applies = active && (!capture || model.balances[payer] >= amount);
+                prop_assert_eq!(
+                    matches!(decision, Decision::Applied(_)),
+                    applies,
+                    "{:?}",
+                    decision
+                );
+                if applies {
+                    model.reserved[payer] -= amount;
+                    if capture {
+                        model.balances[payer] -= amount;
+                    }
+                    model.holds[hold].3 = false;
                 }
             }
         }
@@ -145,7 +259,9 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 balance_from_transfers(&store, *id).await,
                 "the cached balance is the sum of the transfers"
             );
-            prop_assert_eq!(balance, model.balance(index), "buyer {}", id);
+            prop_assert_eq!(balance, model.balances[index], "buyer {}", id);
+            let funds = store.funds(*id).await.unwrap().unwrap();
+            prop_assert_eq!(funds.held, model.reserved[index], "held by buyer {}", id);
         }
         let report = server::ledger::verify::verify(&store).await.unwrap();
         prop_assert!(report.is_clean(), "{}", report);
@@ -175,18 +291,28 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let notices = scalar(&store, "SELECT COUNT(*) FROM outbox").await;
     prop_assert_eq!(
         notices,
-        (model.credited.len() + model.held.len() + model.refunded.len()) as i64,
-        "one notice per credit, held payment and refund"
+        (model.credited.len() + model.held.len() + model.refunded.len() + model.grants) as i64,
+        "one notice per credit, held payment, refund and grant"
     );
     assert_books_balance(&store).await;
     Ok(())
+}
+
+async fn operate(ledger: &server::ledger::Ledger, operation: Operation) -> Decision {
+    ledger
+        .operate(Request {
+            operation,
+            key: None,
+        })
+        .await
+        .unwrap()
 }
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
-    fn the_books_balance_for_any_interleaving(ops in prop::collection::vec(op(), 1..28)) {
+    fn the_books_balance_for_any_interleaving(ops in prop::collection::vec(op(), 1..32)) {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         runtime.block_on(run(ops))?;
     }

@@ -78,6 +78,27 @@ async fn token_and_webhook_secret_never_appear_in_logs() {
     let error = unreachable.get_me().await.unwrap_err();
     tracing::error!(%error, "unreachable Bot API");
     assert!(!error.to_string().contains(TOKEN));
+    // A service API key: used, refused for a scope, mistyped.
+    let key = server::api::keys::create(
+        &app.server.state.store,
+        "secrets",
+        &[server::api::keys::Scope::Read],
+    )
+    .await
+    .unwrap();
+    for presented in [key.clone(), format!("{key}x")] {
+        let status = app
+            .http
+            .post(format!("{}/v1/debits", app.base))
+            .bearer_auth(&presented)
+            .header("Idempotency-Key", "k")
+            .json(&serde_json::json!({ "user_id": BUYER, "amount": 1, "reason": "r" }))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert!(status == 401 || status == 403, "{status}");
+    }
 
     let logs = captured.text();
     assert!(
@@ -86,7 +107,8 @@ async fn token_and_webhook_secret_never_appear_in_logs() {
     );
     assert!(logs.contains("payment credited"));
     let token_secret = TOKEN.split_once(':').unwrap().1;
-    for secret in [TOKEN, token_secret, SECRET] {
+    let key_secret = &key[4..];
+    for secret in [TOKEN, token_secret, SECRET, key_secret] {
         assert!(!logs.contains(secret), "`{secret}` leaked into the logs");
     }
 }

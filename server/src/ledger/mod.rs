@@ -14,7 +14,7 @@ pub use upkeep::keep_up;
 use crate::bot_text::BotNotice;
 use crate::store::{Store, StoreResult};
 use crate::wallet::model::{Buyer, IncomingPayment, PaymentOutcome, RefundOutcome};
-use crate::wallet::operations::{Decision, Request};
+use crate::wallet::operations::{Decision, Request, answer_again};
 
 #[derive(Clone)]
 pub struct Ledger {
@@ -50,10 +50,19 @@ impl Ledger {
     /// Decides and applies a service request (a debit, hold, capture, void, expiry or grant) with
     /// the others arriving at the same moment, and runs what follows.
     pub async fn operate(&self, request: Request) -> StoreResult<Decision> {
-        let decision = self
-            .store
-            .apply_operation(request.clone(), &BotNotice, self.effects.reach())
-            .await?;
+        // A key used before is answered from what it remembered, without a transaction.
+        let earlier = match &request.key {
+            Some(key) => self.store.remembered(key).await?.zip(Some(key)),
+            None => None,
+        };
+        let decision = match earlier {
+            Some((earlier, key)) => answer_again(&earlier, key),
+            None => {
+                self.store
+                    .apply_operation(request.clone(), &BotNotice, self.effects.reach())
+                    .await?
+            }
+        };
         self.effects.operated(&request, &decision);
         Ok(decision)
     }

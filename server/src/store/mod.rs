@@ -195,21 +195,26 @@ fn json_rows(engine: Engine, param: usize, columns: &[(&str, &str)]) -> String {
     sql
 }
 
-/// The integers of the JSON array in parameter `$param`, as a subquery.
-fn json_ids(engine: Engine, param: usize) -> String {
+/// `column` is one of the integers of the JSON array in parameter `$param`. On PostgreSQL an
+/// `= ANY` of an array, which the planner answers with the column's index whatever it thinks
+/// of the table's size (an `IN` subquery can become a hash join over the whole table).
+fn in_json_ids(engine: Engine, column: &str, param: usize) -> String {
     match engine {
-        Engine::Postgres => {
-            format!("SELECT CAST(json_array_elements_text(${param}::json) AS BIGINT)")
-        }
-        Engine::Sqlite => format!("SELECT value FROM json_each(${param})"),
+        Engine::Postgres => format!(
+            "{column} = ANY(ARRAY(SELECT CAST(json_array_elements_text(${param}::json) AS BIGINT)))"
+        ),
+        Engine::Sqlite => format!("{column} IN (SELECT value FROM json_each(${param}))"),
     }
 }
 
-/// The strings of the JSON array in parameter `$param`, as a subquery.
-fn json_list(engine: Engine, param: usize) -> String {
+/// `column` is one of the strings of the JSON array in parameter `$param` (see
+/// [`in_json_ids`]).
+fn in_json_texts(engine: Engine, column: &str, param: usize) -> String {
     match engine {
-        Engine::Postgres => format!("SELECT json_array_elements_text(${param}::json)"),
-        Engine::Sqlite => format!("SELECT value FROM json_each(${param})"),
+        Engine::Postgres => {
+            format!("{column} = ANY(ARRAY(SELECT json_array_elements_text(${param}::json)))")
+        }
+        Engine::Sqlite => format!("{column} IN (SELECT value FROM json_each(${param}))"),
     }
 }
 

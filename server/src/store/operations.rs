@@ -1,8 +1,10 @@
 //! The service API's requests (debits, holds, captures, voids, expiries, grants), applied by a
-//! group-commit writer: a batch locks the holds and buyers it names up front (in id order),
-//! reads the answers remembered under its idempotency keys, lets the wallet's rules decide every
-//! request in order, and writes what they decided — transfers, holds, held NDN, the answers,
-//! notices and balance events — in one transaction.
+//! group-commit writer: a batch reads the answers remembered under its idempotency keys, locks
+//! the holds and buyers its other requests name (in id order), lets the wallet's rules decide
+//! every request in order, and writes what they decided — transfers, holds, held NDN, the
+//! answers, notices and balance events — in one transaction.
+
+use std::collections::HashMap;
 
 use app::api::BalanceEvent;
 use sqlx::{Any, Row, Transaction};
@@ -11,10 +13,12 @@ use super::broadcast::{BalanceBroadcast, Reach, balances_changed};
 use super::outbox::enqueue_all;
 use super::transfers::{self, Around};
 use super::writer::Batch;
-use super::{Engine, Store, StoreError, StoreResult, json_ids, json_list, json_rows, to_json};
+use super::{
+    Engine, Store, StoreError, StoreResult, in_json_ids, in_json_texts, json_rows, to_json,
+};
 use crate::wallet::model::{Notice, OutgoingMessage};
 use crate::wallet::operations::{
-    Books, Decision, Funds, Hold, HoldStatus, Receipt, Remembered, Request, decide,
+    Books, Decision, Funds, Hold, HoldStatus, IdempotencyKey, Receipt, Remembered, Request, decide,
 };
 
 /// A request waiting for the operations writer.
@@ -32,14 +36,21 @@ impl Batch for Operations {
     type Outcome = Decision;
     const NAME: &'static str = "operation";
 
+    /// Another instance took one of the batch's idempotency keys a moment ago.
+    fn retry(error: &StoreError) -> bool {
+        matches!(error, StoreError::Database(sqlx::Error::Database(error))
+            if error.is_unique_violation())
+    }
+
     async fn apply(
         &self,
         tx: &mut Transaction<'_, Any>,
         engine: Engine,
         jobs: &[OperationJob],
         now: i64,
+        attempt: u32,
     ) -> StoreResult<Vec<Decision>> {
-        apply_operations_in(tx, engine, jobs, now).await
+        apply_operations_in(tx, engine, jobs, now, attempt > 0).await
     }
 }
 
@@ -59,6 +70,28 @@ impl Store {
                 reach,
             })
             .await
+    }
+
+    /// The answer remembered under an idempotency key, if any (a read: a request answered
+    /// before needs no transaction).
+    pub async fn remembered(&self, key: &IdempotencyKey) -> StoreResult<Option<Remembered>> {
+        let row = sqlx::query(
+            "SELECT fingerprint, receipt FROM api_requests
+             WHERE api_key_id = $1 AND idempotency_key = $2",
+        )
+        .bind(key.api_key_id)
+        .bind(&key.key)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            let receipt: String = row.try_get(1)?;
+            Ok(Remembered {
+                fingerprint: row.try_get(0)?,
+                receipt: serde_json::from_str(&receipt)
+                    .map_err(|error| StoreError::Corrupt(format!("remembered answer: {error}")))?,
+            })
+        })
+        .transpose()
     }
 
     /// Active holds whose time ran out (for the expiry worker), oldest first.
@@ -99,78 +132,20 @@ impl Store {
     }
 }
 
+/// `recheck`: read the answers remembered under the batch's keys (the ledger read them before
+/// the batch, so a first attempt does not; a retry after a key conflict, or a job tried alone,
+/// does, and answers from them).
 async fn apply_operations_in(
     tx: &mut Transaction<'_, Any>,
     engine: Engine,
     jobs: &[OperationJob],
     now: i64,
+    recheck: bool,
 ) -> StoreResult<Vec<Decision>> {
-    let lock = match engine {
-        Engine::Postgres => " FOR UPDATE",
-        Engine::Sqlite => "",
-    };
-    // The holds the requests name, then every buyer involved: locked in id order, holds first
-    // (as every batch does), so concurrent batches wait for each other instead of deadlocking.
-    let mut hold_ids: Vec<&str> = jobs
-        .iter()
-        .filter_map(|job| job.request.operation.hold_id())
-        .collect();
-    hold_ids.sort_unstable();
-    hold_ids.dedup();
+    // The answers remembered under the batch's keys. The ledger answered the keys it found
+    // before the batch; one another instance takes meanwhile fails the insert below, and the
+    // retry reads it here and answers from it.
     let mut books = Books::default();
-    if !hold_ids.is_empty() {
-        let sql = format!(
-            "SELECT id, user_id, amount, status, captured, reason, external_reference,
-                 created_at, expires_at
-             FROM holds WHERE id IN ({}) ORDER BY id{lock}",
-            json_list(engine, 1)
-        );
-        for row in sqlx::query(&sql)
-            .bind(to_json(&hold_ids)?)
-            .fetch_all(&mut **tx)
-            .await?
-        {
-            let status: String = row.try_get("status")?;
-            let hold = Hold {
-                id: row.try_get("id")?,
-                user_id: row.try_get("user_id")?,
-                amount: row.try_get("amount")?,
-                status: HoldStatus::parse(&status)
-                    .ok_or_else(|| StoreError::Corrupt(format!("hold status `{status}`")))?,
-                captured: row.try_get("captured")?,
-                reason: row.try_get("reason")?,
-                reference: row.try_get("external_reference")?,
-                created_at: row.try_get("created_at")?,
-                expires_at: row.try_get("expires_at")?,
-            };
-            books.holds.insert(hold.id.clone(), hold);
-        }
-    }
-    let mut user_ids: Vec<i64> = jobs
-        .iter()
-        .filter_map(|job| job.request.operation.user_id())
-        .chain(books.holds.values().map(|hold| hold.user_id))
-        .collect();
-    user_ids.sort_unstable();
-    user_ids.dedup();
-    let sql = format!(
-        "SELECT id, balance, held FROM users WHERE id IN ({}) ORDER BY id{lock}",
-        json_ids(engine, 1)
-    );
-    for row in sqlx::query(&sql)
-        .bind(to_json(&user_ids)?)
-        .fetch_all(&mut **tx)
-        .await?
-    {
-        books.funds.insert(
-            row.try_get(0)?,
-            Funds {
-                balance: row.try_get(1)?,
-                held: row.try_get(2)?,
-            },
-        );
-    }
-    // The answers remembered under the batch's keys.
     let keys: Vec<KeyRow> = jobs
         .iter()
         .filter_map(|job| job.request.key.as_ref())
@@ -179,7 +154,7 @@ async fn apply_operations_in(
             idempotency_key: &key.key,
         })
         .collect();
-    if !keys.is_empty() {
+    if recheck && !keys.is_empty() {
         let sql = format!(
             "SELECT a.api_key_id, a.idempotency_key, a.fingerprint, a.receipt
              FROM api_requests a JOIN {} ON a.api_key_id = r.api_key_id
@@ -205,6 +180,89 @@ async fn apply_operations_in(
                     })?,
                 },
             );
+        }
+    }
+    let fresh: Vec<&Request> = jobs
+        .iter()
+        .map(|job| &job.request)
+        .filter(|request| {
+            request.key.as_ref().is_none_or(|key| {
+                !books
+                    .remembered
+                    .contains_key(&(key.api_key_id, key.key.clone()))
+            })
+        })
+        .collect();
+
+    // The holds the fresh requests name, then every buyer involved: locked in id order, holds
+    // first (as every batch does), so concurrent batches wait for each other instead of
+    // deadlocking.
+    let lock = match engine {
+        // No key column changes: orders may still take their key-share locks meanwhile.
+        Engine::Postgres => " FOR NO KEY UPDATE",
+        Engine::Sqlite => "",
+    };
+    let mut hold_ids: Vec<&str> = fresh
+        .iter()
+        .filter_map(|request| request.operation.hold_id())
+        .collect();
+    hold_ids.sort_unstable();
+    hold_ids.dedup();
+    if !hold_ids.is_empty() {
+        let sql = format!(
+            "SELECT id, user_id, amount, status, captured, reason, external_reference,
+                 created_at, expires_at
+             FROM holds WHERE {} ORDER BY id{lock}",
+            in_json_texts(engine, "id", 1)
+        );
+        for row in sqlx::query(&sql)
+            .bind(to_json(&hold_ids)?)
+            .fetch_all(&mut **tx)
+            .await?
+        {
+            let status: String = row.try_get("status")?;
+            let hold = Hold {
+                id: row.try_get("id")?,
+                user_id: row.try_get("user_id")?,
+                amount: row.try_get("amount")?,
+                status: HoldStatus::parse(&status)
+                    .ok_or_else(|| StoreError::Corrupt(format!("hold status `{status}`")))?,
+                captured: row.try_get("captured")?,
+                reason: row.try_get("reason")?,
+                reference: row.try_get("external_reference")?,
+                created_at: row.try_get("created_at")?,
+                expires_at: row.try_get("expires_at")?,
+            };
+            books.holds.insert(hold.id.clone(), hold);
+        }
+    }
+    let mut user_ids: Vec<i64> = fresh
+        .iter()
+        .filter_map(|request| request.operation.user_id())
+        .chain(books.holds.values().map(|hold| hold.user_id))
+        .collect();
+    user_ids.sort_unstable();
+    user_ids.dedup();
+    let mut languages: HashMap<i64, String> = HashMap::new();
+    if !user_ids.is_empty() {
+        let sql = format!(
+            "SELECT id, balance, held, language_code FROM users WHERE {} ORDER BY id{lock}",
+            in_json_ids(engine, "id", 1)
+        );
+        for row in sqlx::query(&sql)
+            .bind(to_json(&user_ids)?)
+            .fetch_all(&mut **tx)
+            .await?
+        {
+            let id: i64 = row.try_get(0)?;
+            books.funds.insert(
+                id,
+                Funds {
+                    balance: row.try_get(1)?,
+                    held: row.try_get(2)?,
+                },
+            );
+            languages.insert(id, row.try_get(3)?);
         }
     }
 
@@ -248,10 +306,9 @@ async fn apply_operations_in(
                 created_at: now,
             });
         }
+        let language = languages.get(&user_id).map_or("en", String::as_str);
         if let Receipt::Credit { id, .. } = &change.receipt
-            && let Some(text) = job
-                .notice
-                .credit(&language_of(tx, user_id).await?, &change.receipt)
+            && let Some(text) = job.notice.credit(language, &change.receipt)
         {
             messages.push(OutgoingMessage {
                 dedupe_key: format!("credit:{id}"),
@@ -356,17 +413,6 @@ async fn apply_operations_in(
     let reach = jobs.first().map_or(Reach::ThisProcess, |job| job.reach);
     balances_changed(tx, engine, reach, &changes).await?;
     Ok(decisions)
-}
-
-async fn language_of(tx: &mut Transaction<'_, Any>, user_id: i64) -> StoreResult<String> {
-    let row = sqlx::query("SELECT language_code FROM users WHERE id = $1")
-        .bind(user_id)
-        .fetch_optional(&mut **tx)
-        .await?;
-    Ok(row
-        .map(|r| r.try_get::<String, _>(0))
-        .transpose()?
-        .unwrap_or_else(|| "en".into()))
 }
 
 #[derive(serde::Serialize)]

@@ -176,11 +176,12 @@ impl Store {
 
 macro_rules! order_select {
     () => {
-        "SELECT id, user_id, package_id, ndn, stars, status, created_at, expires_at FROM orders WHERE id"
+        "SELECT id, user_id, package_id, ndn, stars, status, created_at, expires_at FROM orders"
     };
 }
+/// The columns an [`Order`] is read from, before a `WHERE`.
 pub(super) const ORDER_SELECT: &str = order_select!();
-const ORDER_BY_ID: &str = concat!(order_select!(), " = $1");
+const ORDER_BY_ID: &str = concat!(order_select!(), " WHERE id = $1");
 
 fn parse_state(text: String) -> StoreResult<OrderState> {
     OrderState::parse(&text).ok_or(StoreError::Corrupt(format!("order status `{text}`")))

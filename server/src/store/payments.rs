@@ -11,7 +11,7 @@ use super::broadcast::{BalanceBroadcast, Reach, balances_changed};
 use super::orders::{ORDER_SELECT, order_from_row};
 use super::outbox::enqueue_all;
 use super::writer::Batch;
-use super::{Engine, Store, StoreError, StoreResult, json_list, json_rows, to_json, transfers};
+use super::{Engine, Store, StoreError, StoreResult, in_json_texts, json_rows, to_json, transfers};
 use crate::wallet::model::{
     Buyer, IncomingPayment, Notice, OutgoingMessage, PaymentOutcome, PaymentRecord, PaymentStatus,
     make_storable,
@@ -108,6 +108,7 @@ impl Batch for Payments {
         engine: Engine,
         jobs: &[PaymentJob],
         now: i64,
+        _attempt: u32,
     ) -> StoreResult<Vec<PaymentOutcome>> {
         apply_payments_in(tx, engine, jobs, now).await
     }
@@ -127,7 +128,7 @@ async fn apply_payments_in(
     let mut payloads: Vec<&str> = jobs.iter().map(|j| j.payment.payload.as_str()).collect();
     payloads.sort_unstable();
     payloads.dedup();
-    let sql = format!("{ORDER_SELECT} IN ({})", json_list(engine, 1));
+    let sql = format!("{ORDER_SELECT} WHERE {}", in_json_texts(engine, "id", 1));
     let query = sqlx::query(&sql).bind(to_json(&payloads)?);
     let mut orders = HashMap::with_capacity(payloads.len());
     for row in query.fetch_all(&mut **tx).await? {
@@ -226,8 +227,8 @@ async fn apply_payments_in(
     if !opened.is_empty() {
         let sql = format!(
             "UPDATE orders SET status = 'paid', paid_at = $1
-             WHERE status IN ('pending', 'expired', 'failed') AND id IN ({})",
-            json_list(engine, 2)
+             WHERE status IN ('pending', 'expired', 'failed') AND {}",
+            in_json_texts(engine, "id", 2)
         );
         sqlx::query(&sql)
             .bind(now)

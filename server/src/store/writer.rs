@@ -36,12 +36,20 @@ pub(super) trait Batch: Send + Sync + 'static {
         std::cmp::Ordering::Equal
     }
 
+    /// Whether a failed batch is worth one more attempt as it is (a conflict with another
+    /// instance that the next attempt sees and answers), before its jobs are tried alone.
+    fn retry(_error: &StoreError) -> bool {
+        false
+    }
+
+    /// Applies `jobs`; `attempt` counts from 0 (a retry, or a job tried alone, is 1).
     fn apply(
         &self,
         tx: &mut Transaction<'_, Any>,
         engine: Engine,
         jobs: &[Self::Job],
         now: i64,
+        attempt: u32,
     ) -> impl Future<Output = StoreResult<Vec<Self::Outcome>>> + Send;
 }
 
@@ -135,7 +143,15 @@ async fn write<B: Batch>(
                 }
             },
         };
-        let result = commit(&batch_kind, &mut conn, engine, &jobs).await;
+        let mut result = commit(&batch_kind, &mut conn, engine, &jobs, 0).await;
+        if let Err(error) = &result
+            && B::retry(error)
+        {
+            result = match pool.acquire().await {
+                Ok(mut fresh) => commit(&batch_kind, &mut fresh, engine, &jobs, 1).await,
+                Err(error) => Err(error.into()),
+            };
+        }
         if result.is_ok() {
             // Kept for the next batch; after a failure (the connection may be what broke)
             // the next batch starts on a fresh one.
@@ -159,7 +175,8 @@ async fn write<B: Batch>(
                 for (job, reply) in jobs.iter().zip(replies) {
                     let alone = match pool.acquire().await {
                         Ok(mut conn) => {
-                            commit(&batch_kind, &mut conn, engine, std::slice::from_ref(job)).await
+                            commit(&batch_kind, &mut conn, engine, std::slice::from_ref(job), 1)
+                                .await
                         }
                         Err(error) => Err(error.into()),
                     };
@@ -183,10 +200,13 @@ async fn commit<B: Batch>(
     conn: &mut AnyConnection,
     engine: Engine,
     jobs: &[B::Job],
+    attempt: u32,
 ) -> StoreResult<Vec<B::Outcome>> {
     let now = now_ms();
     let mut tx = conn.begin_with(begin_write(engine)).await?;
-    let outcomes = batch_kind.apply(&mut tx, engine, jobs, now).await?;
+    let outcomes = batch_kind
+        .apply(&mut tx, engine, jobs, now, attempt)
+        .await?;
     tx.commit().await?;
     Ok(outcomes)
 }

@@ -256,6 +256,16 @@ pub enum Decision {
     Nothing,
 }
 
+/// The answer to a request whose key was used before: the same answer for the same request,
+/// a refusal for another one.
+pub fn answer_again(earlier: &Remembered, key: &IdempotencyKey) -> Decision {
+    if earlier.fingerprint == key.fingerprint {
+        Decision::Repeated(earlier.receipt.clone())
+    } else {
+        Decision::Refused(Refusal::KeyReused)
+    }
+}
+
 /// Decides every request of a batch, in order, from what the batch read at `now` (Unix ms).
 pub fn decide(requests: &[Request], books: &Books, now: i64) -> Vec<Decision> {
     let mut funds = books.funds.clone();
@@ -267,11 +277,7 @@ pub fn decide(requests: &[Request], books: &Books, now: i64) -> Vec<Decision> {
             if let Some(key) = &request.key
                 && let Some(earlier) = remembered.get(&(key.api_key_id, key.key.clone()))
             {
-                return if earlier.fingerprint == key.fingerprint {
-                    Decision::Repeated(earlier.receipt.clone())
-                } else {
-                    Decision::Refused(Refusal::KeyReused)
-                };
+                return answer_again(earlier, key);
             }
             let decision = decide_one(&request.operation, &mut funds, &mut holds, now);
             if let (Some(key), Decision::Applied(change)) = (&request.key, &decision) {
