@@ -49,6 +49,8 @@ impl Run {
         if let Some(error) = &outcome.first_error {
             note.push_str(&format!("; first error: {error}"));
         }
+        // Progress, so a long run shows where it is (and a profiler knows what comes next).
+        eprintln!("done: {name}");
         Self {
             name,
             requests: outcome.ok + outcome.errors,
