@@ -10,7 +10,21 @@ pub struct ShellConfig {
     /// `https://telegram.org/js/telegram-web-app.js` in production; a local copy of the
     /// official script in the sandbox (which has no internet).
     pub telegram_script: String,
+    /// The stylesheet's address (its name carries the build's content hash).
+    pub stylesheet: String,
 }
+
+/// Starts the first wallet request as soon as the page's head is parsed, in parallel with the
+/// WebAssembly download (and before Telegram's script has run): the launch data is read from
+/// the URL fragment, where Telegram puts it (`tgWebAppData`, decoded as `telegram-web-app.js`
+/// decodes it). The same request the `wallet` server function makes: `Authorization: tma
+/// <initData>`, an empty form body; it resolves to the JSON of a 200, else `null`, and the app
+/// adopts it ([`crate::telegram::early_wallet`]). Without launch data in the fragment (a page
+/// reloaded inside Telegram) nothing starts and the app asks the usual way.
+pub const EARLY_WALLET: &str = "(function(){try{var d=new URLSearchParams(location.hash.slice(1))\
+.get('tgWebAppData');if(!d)return;window.__ndnWallet=fetch('/api/wallet',{method:'POST',\
+headers:{'Authorization':'tma '+d,'Content-Type':'application/x-www-form-urlencoded'},body:''})\
+.then(function(r){return r.ok?r.text():null},function(){return null})}catch(e){}})()";
 
 pub fn shell(options: LeptosOptions, config: ShellConfig) -> impl IntoView {
     view! {
@@ -25,10 +39,11 @@ pub fn shell(options: LeptosOptions, config: ShellConfig) -> impl IntoView {
                 <meta name="color-scheme" content="light dark" />
                 <title>"NDN"</title>
                 <link rel="icon" href="/favicon.svg" type="image/svg+xml" />
+                <script>{EARLY_WALLET}</script>
+                <link rel="stylesheet" href=config.stylesheet />
+                <HydrationScripts options=options.clone() />
                 <script src=config.telegram_script></script>
-                <link rel="stylesheet" href="/pkg/ndn.css" />
-                <AutoReload options=options.clone() />
-                <HydrationScripts options />
+                <AutoReload options />
             </head>
             <body>
                 <App />

@@ -79,6 +79,28 @@ pub fn language_code() -> Option<String> {
         .as_string()
 }
 
+/// The wallet answer the page's inline script asked for while the WebAssembly was loading
+/// ([`crate::shell::EARLY_WALLET`]): its JSON body when it was a 200, else `None` (then ask
+/// again the usual way, which also reports the error). Taken once.
+pub async fn early_wallet() -> Option<String> {
+    #[cfg(target_arch = "wasm32")]
+    {
+        let window = web_sys::window()?;
+        let name = JsValue::from_str("__ndnWallet");
+        let promise = js_sys::Reflect::get(&window, &name).ok()?;
+        let _ = js_sys::Reflect::delete_property(&window, &name);
+        let promise: js_sys::Promise = promise.dyn_into().ok()?;
+        wasm_bindgen_futures::JsFuture::from(promise)
+            .await
+            .ok()?
+            .as_string()
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        None
+    }
+}
+
 /// A success, error or warning vibration, where the client supports it.
 pub fn haptic(kind: &str) {
     if let Some(app) = web_app()

@@ -111,7 +111,35 @@ impl Shop {
     }
 
     fn load(self) {
-        self.fetch(false);
+        spawn_local(async move {
+            // The page started the first wallet request while the WebAssembly loaded.
+            match telegram::early_wallet()
+                .await
+                .and_then(|json| serde_json::from_str::<WalletView>(&json).ok())
+            {
+                Some(view) => self.show_wallet(view),
+                None => self.fetch(false),
+            }
+        });
+    }
+
+    /// Shows the wallet and, the first time, subscribes to its live events.
+    fn show_wallet(self, view: WalletView) {
+        self.lang.set(Lang::from_code(&view.user.language));
+        let token = view.events_token.clone();
+        // The balance first; the stream opens behind it.
+        self.screen.set(Screen::Ready(view));
+        if self.subscription.with_value(Option::is_none) {
+            let subscription = live::subscribe(
+                &token,
+                live::Callbacks {
+                    on_event: move |event| self.on_balance_event(event),
+                    on_health: move |open| self.on_stream_health(open),
+                    on_closed: move || self.on_stream_closed(),
+                },
+            );
+            self.subscription.set_value(subscription);
+        }
     }
 
     /// Asks for the wallet (and a stream token). `reconnecting`: the wallet is on screen and
@@ -119,21 +147,7 @@ impl Shop {
     fn fetch(self, reconnecting: bool) {
         spawn_local(async move {
             match api::wallet().await {
-                Ok(view) => {
-                    self.lang.set(Lang::from_code(&view.user.language));
-                    if self.subscription.with_value(Option::is_none) {
-                        let subscription = live::subscribe(
-                            &view.events_token,
-                            live::Callbacks {
-                                on_event: move |event| self.on_balance_event(event),
-                                on_health: move |open| self.on_stream_health(open),
-                                on_closed: move || self.on_stream_closed(),
-                            },
-                        );
-                        self.subscription.set_value(subscription);
-                    }
-                    self.screen.set(Screen::Ready(view));
-                }
+                Ok(view) => self.show_wallet(view),
                 Err(error) => {
                     let problem = Problem::from_api(&error, false);
                     let signed_out =

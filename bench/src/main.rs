@@ -26,6 +26,10 @@ pub struct Options {
     /// The site folder of the release build (for the page and the bundle sizes).
     #[arg(long, default_value = "target/site")]
     site: PathBuf,
+    /// The hash file of the release build (cargo-leptos `hash-files`): the hashed file names.
+    /// By default `hash.txt` beside the server binary.
+    #[arg(long)]
+    hash_file: Option<PathBuf>,
     /// Requests in flight at once.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
@@ -52,6 +56,15 @@ pub struct Options {
 }
 
 impl Options {
+    pub fn hash_file(&self) -> PathBuf {
+        self.hash_file.clone().unwrap_or_else(|| {
+            self.server
+                .parent()
+                .map(|dir| dir.join("hash.txt"))
+                .unwrap_or_else(|| "hash.txt".into())
+        })
+    }
+
     fn runs(&self, scenario: &str) -> bool {
         self.scenarios.split(',').any(|s| s.trim() == scenario)
     }
@@ -82,7 +95,7 @@ async fn main() -> anyhow::Result<()> {
             .with_context(|| format!("{name} run"))?;
         report.runs.extend(runs);
     }
-    report.bundle = bundle_sizes(&options.site.join("pkg"))?;
+    report.bundle = bundle_sizes(&options.site.join("pkg"), &options.hash_file())?;
     print!("{}", report.table());
     std::fs::write(&options.json, serde_json::to_string_pretty(&report.json())?)?;
     println!("JSON report: {}", options.json.display());
@@ -355,6 +368,24 @@ async fn bench_service_api(
         after == debited && outcome.ok == replays,
         format!("debits unchanged: {after}"),
     ));
+
+    // With two instances, the same keys once more at the instance that did not answer them:
+    // it has no copy in memory and reads the remembered answer from the database.
+    if cluster.instance_count() > 1 {
+        let rss = cluster.rss_sampler();
+        let outcome = run_load(c, replays, |i| {
+            cluster.post_api(i + 1, "/v1/debits", &key, format!("debit-{i}"), &bodies[i])
+        })
+        .await;
+        let after = cluster.scalar(spends).await?;
+        runs.push(Run::new(
+            format!("replayed debit keys, at the other instance [{label}]"),
+            &outcome,
+            Some(rss.stop().await),
+            after == debited && outcome.ok == replays,
+            format!("debits unchanged: {after}"),
+        ));
+    }
 
     // Every debit on one account, funded for all but a hundred of them: those are refused.
     let short = 100.min(n / 10);

@@ -181,11 +181,21 @@ impl Report {
     }
 }
 
-/// Raw, gzip (level 9) and brotli (quality 11) sizes of the first-load files.
-pub fn bundle_sizes(pkg: &Path) -> anyhow::Result<Vec<BundleFile>> {
+/// Raw, gzip (level 9) and brotli (quality 11) sizes of the first-load files (their hashed
+/// names from `hash_file`, when the build wrote one).
+pub fn bundle_sizes(pkg: &Path, hash_file: &Path) -> anyhow::Result<Vec<BundleFile>> {
+    let hashes = std::fs::read_to_string(hash_file).unwrap_or_default();
+    let named = |kind: &str| {
+        hashes
+            .lines()
+            .filter_map(|line| line.split_once(':'))
+            .find(|(name, _)| name.trim() == kind)
+            .map(|(_, hash)| format!("ndn.{}.{kind}", hash.trim()))
+            .unwrap_or_else(|| format!("ndn.{kind}"))
+    };
     let mut files = Vec::new();
-    for name in ["ndn.wasm", "ndn.js", "ndn.css"] {
-        let bytes = std::fs::read(pkg.join(name))?;
+    for name in [named("wasm"), named("js"), named("css")] {
+        let bytes = std::fs::read(pkg.join(&name))?;
         let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
         gzip.write_all(&bytes)?;
         let gzip = gzip.finish()?.len();
@@ -196,7 +206,7 @@ pub fn bundle_sizes(pkg: &Path) -> anyhow::Result<Vec<BundleFile>> {
         };
         brotli::BrotliCompress(&mut bytes.as_slice(), &mut brotli, &params)?;
         files.push(BundleFile {
-            name: name.to_owned(),
+            name,
             raw: bytes.len(),
             gzip,
             brotli: brotli.len(),

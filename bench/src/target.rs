@@ -110,6 +110,7 @@ impl Cluster {
                 .env("LEPTOS_SITE_ADDR", format!("127.0.0.1:{port}"))
                 .env("LEPTOS_SITE_ROOT", &options.site)
                 .env("LEPTOS_OUTPUT_NAME", "ndn")
+                .env("LEPTOS_HASH_FILE_NAME", options.hash_file())
                 .env("LEPTOS_ENV", "PROD")
                 .env("PUBLIC_URL", "https://bench.invalid")
                 .env("RUST_LOG", "error")
@@ -277,6 +278,10 @@ impl Cluster {
     }
 
     /// `POST path` of the service API with `key` and an `Idempotency-Key`; the body of a 2xx.
+    pub fn instance_count(&self) -> usize {
+        self.instances.len()
+    }
+
     pub async fn post_api(
         &self,
         index: usize,

@@ -7,7 +7,35 @@ test('server renders the skeleton before any wasm runs', async ({ request }) => 
   const html = await (await request.get('/')).text();
   expect(html).toContain('data-testid="skeleton"');
   expect(html).toContain('/sandbox/telegram-web-app.js');
-  expect(html).toContain('/pkg/ndn.js');
+  expect(html).toMatch(/\/pkg\/ndn\.[\w-]+\.js/);
+});
+
+test('the release build is hashed, precompressed and cached for a year; the page revalidates', async ({ request }) => {
+  const page = await request.get('/', { headers: { 'Accept-Encoding': 'br, gzip' } });
+  expect(page.headers()['content-encoding']).toBe('br');
+  expect(page.headers()['cache-control']).toBe('no-cache');
+  const etag = page.headers()['etag'];
+  expect(etag).toBeTruthy();
+  const html = await page.text();
+  // The page names only this build's files, each with its content hash.
+  const names = [...html.matchAll(/\/pkg\/([^"]+)"/g)].map((match) => match[1]);
+  expect(new Set(names.map((name) => name.split('.').pop()))).toEqual(new Set(['css', 'js', 'wasm']));
+  for (const name of names) {
+    expect(name).toMatch(/^ndn\.[\w-]{8,}\.(css|js|wasm)$/);
+    for (const [accept, encoding] of [['br', 'br'], ['gzip', 'gzip'], ['identity', undefined]] as const) {
+      const file = await request.get(`/pkg/${name}`, { headers: { 'Accept-Encoding': accept } });
+      expect(file.status(), name).toBe(200);
+      expect(file.headers()['content-encoding'], `${name} asked ${accept}`).toBe(encoding);
+      expect(file.headers()['cache-control']).toBe('public, max-age=31536000, immutable');
+      expect(file.headers()['vary']).toMatch(/accept-encoding/i);
+    }
+  }
+  // Unchanged page: 304, nothing sent again.
+  const again = await request.get('/', { headers: { 'If-None-Match': etag } });
+  expect(again.status()).toBe(304);
+  // A name that is not this build's answers 404.
+  expect((await request.get('/pkg/ndn.AAAAAAAAAAAAAAAAAAAAAA.wasm')).status()).toBe(404);
+  expect((await request.get('/pkg/ndn.wasm')).status()).toBe(404);
 });
 
 test('hydrates and loads the wallet through a server function', async ({ page }) => {

@@ -73,6 +73,11 @@ pub struct Config {
     pub metrics_token: Option<String>,
     /// `/metrics` is served on this address only, not beside the app (`METRICS_ADDR`).
     pub metrics_addr: Option<SocketAddr>,
+    /// The site folder of the build (`LEPTOS_SITE_ROOT`; `target/site` by default).
+    pub site_root: Option<std::path::PathBuf>,
+    /// The build's hash file (`LEPTOS_HASH_FILE_NAME`; `hash.txt` beside the server by
+    /// default): the content-hashed file names.
+    pub hash_file: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Config {
@@ -284,6 +289,8 @@ impl Config {
                     ));
                 }
             },
+            site_root: get("LEPTOS_SITE_ROOT").map(Into::into),
+            hash_file: get("LEPTOS_HASH_FILE_NAME").map(Into::into),
             metrics_addr: get("METRICS_ADDR")
                 .map(|text| {
                     text.parse::<SocketAddr>().map_err(|_| {

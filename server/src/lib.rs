@@ -2,6 +2,7 @@
 //! webhook on one axum server.
 
 pub mod api;
+pub mod assets;
 pub mod bot_api;
 pub mod bot_text;
 pub mod clock;
@@ -16,6 +17,7 @@ pub mod metrics;
 mod mini_app;
 pub mod notifier;
 pub mod ops;
+mod page_cache;
 mod pages;
 mod poller;
 pub mod sandbox;
@@ -40,6 +42,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tower_http::compression::CompressionLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
@@ -143,6 +146,10 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         leptos.output_name = "ndn".into();
     }
     leptos.site_addr = addr;
+    if let Some(root) = &config.site_root {
+        leptos.site_root = root.to_string_lossy().into_owned().into();
+    }
+    let bundle = bundle(&mut leptos, config.hash_file.as_deref());
     // A real bot serves production pages whatever LEPTOS_ENV says: Leptos defaults to its
     // development settings, whose policy lets pages open live-reload sockets anywhere.
     if config.mode == Mode::Production {
@@ -177,6 +184,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         ledger: Ledger::new(store.clone(), effects),
         store,
         leptos,
+        bundle,
         telegram_script: if sandbox.is_some() {
             sandbox::TELEGRAM_SCRIPT_ROUTE
         } else {
@@ -247,11 +255,19 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
 /// Every resource's routes, merged, with the layers every answer passes through.
 fn router(state: AppState, sandbox: Option<&Sandbox>) -> Router {
     let dev = state.leptos.env == leptos::config::Env::DEV && state.config.mode == Mode::Sandbox;
-    let mut router = mini_app::router(&state, dev)
+    // The Mini App's page, its files, its server functions and the plain pages: revalidated
+    // with an ETag and compressed (br or gzip) when the browser accepts it; the event stream and
+    // the APIs are outside this.
+    let site = mini_app::router(&state)
+        .merge(pages::router())
+        .layer(axum::middleware::from_fn(move |request, next| {
+            page_cache::page_headers(dev, request, next)
+        }))
+        .layer(CompressionLayer::new());
+    let mut router = site
         .merge(webhook::router())
         .merge(events::router())
         .merge(health::router())
-        .merge(pages::router())
         .merge(api::router());
     if metrics::served_beside_the_app(&state.config) {
         router = router.merge(metrics::router());
@@ -261,7 +277,7 @@ fn router(state: AppState, sandbox: Option<&Sandbox>) -> Router {
             .merge(sandbox.router())
             .layer(axum::middleware::from_fn(security::this_machine_only));
     }
-    let default_policy = HeaderValue::from_str(&security::content_security_policy(None, dev))
+    let default_policy = HeaderValue::from_str(&security::content_security_policy(&[], dev))
         .expect("the policy is a valid header value");
     router
         .layer(axum::middleware::from_fn(security::client_errors_are_4xx))
@@ -288,6 +304,36 @@ fn router(state: AppState, sandbox: Option<&Sandbox>) -> Router {
                 ),
         )
         .with_state(state)
+}
+
+/// The build's file names: hashed when cargo-leptos wrote its hash file (beside this program, or
+/// at `hash_file`), plain otherwise. Leptos' page scripts are told the same.
+fn bundle(
+    leptos: &mut leptos::config::LeptosOptions,
+    hash_file: Option<&std::path::Path>,
+) -> assets::Bundle {
+    let path = hash_file.map_or_else(
+        || std::path::PathBuf::from(leptos.hash_file.as_ref()),
+        std::path::Path::to_owned,
+    );
+    let path = if path.is_absolute() {
+        path
+    } else {
+        std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(|dir| dir.join(&path)))
+            .unwrap_or(path)
+    };
+    let pkg = std::path::Path::new(leptos.site_root.as_ref()).join(leptos.site_pkg_dir.as_ref());
+    let bundle = assets::Bundle::load(&pkg, &leptos.output_name, Some(&path));
+    leptos.hash_files = bundle.hashed;
+    if bundle.hashed {
+        leptos.hash_file = path.to_string_lossy().into_owned().into();
+        if !pkg.join(&bundle.wasm).exists() {
+            tracing::warn!(hash_file = %path.display(), site = %pkg.display(), "the hash file names files the site does not have: was the site built with this server?");
+        }
+    }
+    bundle
 }
 
 /// The advisory lock key of periodic reconciliation.

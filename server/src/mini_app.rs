@@ -1,6 +1,6 @@
 //! The Mini App over HTTP: its server-rendered page and its server functions (Leptos), the
 //! buyer of each server-function call authenticated once from `Authorization: tma <initData>`,
-//! and the page's Content-Security-Policy with this request's nonce.
+//! and the build's files under `/pkg/` (see `assets`).
 
 use std::sync::Arc;
 
@@ -9,7 +9,7 @@ use app::backend::{Backend, Caller, SignedBuyer};
 use app::{App, ShellConfig, shell};
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use leptos::prelude::provide_context;
@@ -17,15 +17,15 @@ use leptos_axum::{LeptosRoutes, generate_route_list};
 
 use crate::clock::now_ms;
 use crate::init_data::InitDataError;
-use crate::security;
+use crate::page_cache::NONCE_HEADER;
 use crate::shop::Shop;
 use crate::state::AppState;
 
 /// The page, the server functions (`/api/wallet`, …), and the static files as the fallback.
-/// `dev`: the page's policy allows Leptos' live-reload socket (the sandbox during development).
-pub fn router(state: &AppState, dev: bool) -> Router<AppState> {
+pub fn router(state: &AppState) -> Router<AppState> {
     let shell_config = ShellConfig {
         telegram_script: state.telegram_script.clone(),
+        stylesheet: state.bundle.stylesheet(),
     };
     let backend = Backend(Arc::new(Shop::new(state.clone())));
     let app_shell = {
@@ -40,19 +40,19 @@ pub fn router(state: &AppState, dev: bool) -> Router<AppState> {
             generate_route_list(App),
             move || {
                 provide_context(backend.clone());
-                // The page's policy allows exactly the inline script Leptos signs with this
-                // request's nonce.
+                // The page's policy lists its inline scripts by hash (`page_cache`), which takes
+                // out the nonce Leptos writes into it: say which one.
                 if let (Some(nonce), Some(response)) = (
                     leptos::nonce::use_nonce(),
                     leptos::prelude::use_context::<leptos_axum::ResponseOptions>(),
-                ) && let Ok(policy) =
-                    HeaderValue::from_str(&security::content_security_policy(Some(&nonce), dev))
+                ) && let Ok(nonce) = HeaderValue::from_str(&nonce.to_string())
                 {
-                    response.insert_header(header::CONTENT_SECURITY_POLICY, policy);
+                    response.insert_header(HeaderName::from_static(NONCE_HEADER), nonce);
                 }
             },
             app_shell,
         )
+        .merge(state.bundle.router())
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(
             fallback_shell,
         ))

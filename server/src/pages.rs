@@ -17,11 +17,12 @@ pub fn router() -> Router<AppState> {
 /// A page styled like the Mini App; inside Telegram, its BackButton returns to the app.
 fn page(state: &AppState, title: &str, body: &str) -> Html<String> {
     let script = &state.telegram_script;
+    let stylesheet = state.bundle.stylesheet();
     Html(format!(
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>{title}</title><script src=\"{script}\"></script>\
-         <link rel=\"stylesheet\" href=\"/pkg/ndn.css\"></head>\
+         <link rel=\"stylesheet\" href=\"{stylesheet}\"></head>\
          <body><main class=\"app prose\"><p><a href=\"/\">← NDN</a></p><h1>{title}</h1>{body}</main>\
          <script src=\"/nav.js\"></script></body></html>"
     ))

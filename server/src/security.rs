@@ -12,13 +12,14 @@ use axum::response::{IntoResponse, Response};
 /// Telegram's web clients embed the Mini App in an iframe; nobody else may.
 const FRAME_ANCESTORS: &str = "'self' https://web.telegram.org https://*.telegram.org";
 
-/// The Content-Security-Policy of our pages. With a `nonce`, Leptos' inline hydration script
-/// (which carries it) may run; nothing else inline does. `dev` allows the live-reload socket.
-pub fn content_security_policy(nonce: Option<&str>, dev: bool) -> String {
-    let nonce = nonce.map(|n| format!(" 'nonce-{n}'")).unwrap_or_default();
+/// The Content-Security-Policy of our pages. `scripts`: the inline scripts the page may run, as
+/// `'sha256-…'` sources (the Mini App's page lists its own; nothing else inline runs). `dev`
+/// allows the live-reload socket.
+pub fn content_security_policy(scripts: &[String], dev: bool) -> String {
+    let inline: String = scripts.iter().map(|source| format!(" {source}")).collect();
     let reload = if dev { " ws: wss:" } else { "" };
     format!(
-        "default-src 'self'; script-src 'self'{nonce} 'wasm-unsafe-eval' https://telegram.org; \
+        "default-src 'self'; script-src 'self'{inline} 'wasm-unsafe-eval' https://telegram.org; \
          style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'{reload}; \
          frame-ancestors {FRAME_ANCESTORS}; base-uri 'none'; object-src 'none'; form-action 'self'"
     )
@@ -189,18 +190,18 @@ mod tests {
     }
 
     #[test]
-    fn the_policy_carries_the_nonce_and_frames_only_for_telegram() {
-        let policy = content_security_policy(Some("abc"), false);
-        assert!(
-            policy
-                .contains("script-src 'self' 'nonce-abc' 'wasm-unsafe-eval' https://telegram.org;")
-        );
+    fn the_policy_carries_the_script_hashes_and_frames_only_for_telegram() {
+        let policy =
+            content_security_policy(&["'sha256-abc'".into(), "'sha256-def'".into()], false);
+        assert!(policy.contains(
+            "script-src 'self' 'sha256-abc' 'sha256-def' 'wasm-unsafe-eval' https://telegram.org;"
+        ));
         assert!(
             policy.contains(
                 "frame-ancestors 'self' https://web.telegram.org https://*.telegram.org;"
             )
         );
         assert!(!policy.contains("ws:"));
-        assert!(content_security_policy(None, true).contains("connect-src 'self' ws: wss:"));
+        assert!(content_security_policy(&[], true).contains("connect-src 'self' ws: wss:"));
     }
 }

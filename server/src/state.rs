@@ -31,6 +31,8 @@ pub struct Shared {
     /// Wakes the notification worker when a message is queued.
     pub outbox: Arc<Notify>,
     pub leptos: LeptosOptions,
+    /// The current build's file names under `/pkg/`.
+    pub bundle: crate::assets::Bundle,
     /// Where pages load `telegram-web-app.js` from (telegram.org, or the sandbox's copy).
     pub telegram_script: String,
     /// The bot's @username, learned from `getMe` once after the start (see `learn_bot_username`).

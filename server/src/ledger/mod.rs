@@ -4,6 +4,7 @@
 //! live event and the notifier's wake-up. The wallet's rules decide what a payment or a refund
 //! becomes; the store carries the plan out in one transaction.
 
+mod answers;
 mod effects;
 mod upkeep;
 pub mod verify;
@@ -11,20 +12,28 @@ pub mod verify;
 pub use effects::Effects;
 pub use upkeep::keep_up;
 
+use std::sync::Arc;
+
 use crate::bot_text::BotNotice;
+use crate::clock::now_ms;
 use crate::store::{Store, StoreResult};
 use crate::wallet::model::{Buyer, IncomingPayment, PaymentOutcome, RefundOutcome};
-use crate::wallet::operations::{Decision, Request, answer_again};
+use crate::wallet::operations::{Decision, Remembered, Request, answer_again};
 
 #[derive(Clone)]
 pub struct Ledger {
     store: Store,
     effects: Effects,
+    answers: answers::Answers,
 }
 
 impl Ledger {
     pub fn new(store: Store, effects: Effects) -> Self {
-        Self { store, effects }
+        Self {
+            store,
+            effects,
+            answers: answers::Answers::new(),
+        }
     }
 
     pub fn store(&self) -> &Store {
@@ -50,19 +59,37 @@ impl Ledger {
     /// Decides and applies a service request (a debit, hold, capture, void, expiry or grant) with
     /// the others arriving at the same moment, and runs what follows.
     pub async fn operate(&self, request: Request) -> StoreResult<Decision> {
-        // A key used before is answered from what it remembered, without a transaction.
+        // A key used before is answered from what it remembered, without a transaction (and
+        // without a read when this instance has the answer in memory).
         let earlier = match &request.key {
-            Some(key) => self.store.remembered(key).await?.zip(Some(key)),
+            Some(key) => match self.answers.get(key) {
+                Some(kept) => Some(kept),
+                None => self
+                    .store
+                    .remembered(key)
+                    .await?
+                    .map(|(earlier, created_at)| {
+                        self.answers.keep(key, earlier.clone(), created_at);
+                        Arc::new(earlier)
+                    }),
+            },
             None => None,
         };
-        let decision = match earlier {
-            Some((earlier, key)) => answer_again(&earlier, key),
-            None => {
+        let decision = match (earlier, &request.key) {
+            (Some(earlier), Some(key)) => answer_again(&earlier, key),
+            _ => {
                 self.store
                     .apply_operation(request.clone(), &BotNotice, self.effects.reach())
                     .await?
             }
         };
+        if let (Some(key), Decision::Applied(change)) = (&request.key, &decision) {
+            let answer = Remembered {
+                fingerprint: key.fingerprint.clone(),
+                receipt: change.receipt.clone(),
+            };
+            self.answers.keep(key, answer, now_ms());
+        }
         self.effects.operated(&request, &decision);
         Ok(decision)
     }

@@ -118,7 +118,11 @@ async fn telegram_script() -> Response {
     for path in candidates {
         if let Ok(script) = tokio::fs::read(&path).await {
             return (
-                [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+                [
+                    (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+                    // Cached for a day, as phones keep the copy from telegram.org.
+                    (header::CACHE_CONTROL, "public, max-age=86400"),
+                ],
                 script,
             )
                 .into_response();

@@ -72,11 +72,11 @@ impl Store {
             .await
     }
 
-    /// The answer remembered under an idempotency key, if any (a read: a request answered
-    /// before needs no transaction).
-    pub async fn remembered(&self, key: &IdempotencyKey) -> StoreResult<Option<Remembered>> {
+    /// The answer remembered under an idempotency key, if any, with when it was written (a
+    /// read: a request answered before needs no transaction).
+    pub async fn remembered(&self, key: &IdempotencyKey) -> StoreResult<Option<(Remembered, i64)>> {
         let row = sqlx::query(
-            "SELECT fingerprint, receipt FROM api_requests
+            "SELECT fingerprint, receipt, created_at FROM api_requests
              WHERE api_key_id = $1 AND idempotency_key = $2",
         )
         .bind(key.api_key_id)
@@ -85,11 +85,12 @@ impl Store {
         .await?;
         row.map(|row| {
             let receipt: String = row.try_get(1)?;
-            Ok(Remembered {
+            let remembered = Remembered {
                 fingerprint: row.try_get(0)?,
                 receipt: serde_json::from_str(&receipt)
                     .map_err(|error| StoreError::Corrupt(format!("remembered answer: {error}")))?,
-            })
+            };
+            Ok((remembered, row.try_get(2)?))
         })
         .transpose()
     }

@@ -1,0 +1,142 @@
+// The first open of the Mini App on a phone, measured in Chromium with Chrome's throttling:
+// navigation to the balance on screen, and the bytes of our own files on the wire.
+// Each run is a fresh browser context (an empty HTTP cache): the first open, then a reopen in a
+// new page of the same context (Telegram's webview opened again, its HTTP cache kept).
+// Telegram's script is run before each run, as a phone that has opened Mini Apps before has it
+// cached from telegram.org (HTTP cache and V8's code cache), and is not counted in our bytes.
+//
+// Usage: node first-open.mjs --url http://127.0.0.1:PORT [--runs 5] [--json FILE]
+import { createHmac } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { chromium } from '@playwright/test';
+
+const args = Object.fromEntries(
+  process.argv.slice(2).reduce((pairs, arg, i, all) => (arg.startsWith('--') ? [...pairs, [arg.slice(2), all[i + 1]]] : pairs), []),
+);
+const base = args.url ?? 'http://127.0.0.1:3000';
+const runs = Number(args.runs ?? 5);
+
+// The sandbox's public token (server/src/config.rs): it signs launch data for the sandbox only.
+const SANDBOX_TOKEN = '1000000001:SANDBOX-local-ndn-token-is-not-a-secret';
+const TELEGRAM_SCRIPT = '/sandbox/telegram-web-app.js';
+
+const profiles = {
+  // Chrome's mobile presets as the issue names them; throughput in bytes per second.
+  '3G': { latency: 150, download: 1.6e6 / 8, upload: 750e3 / 8, cpu: 4 },
+  '4G': { latency: 40, download: 9e6 / 8, upload: 1.5e6 / 8, cpu: 2 },
+};
+
+function launchUrl(id) {
+  const user = JSON.stringify({ id, first_name: 'Phone', language_code: 'en' });
+  const fields = { auth_date: String(Math.floor(Date.now() / 1000)), query_id: 'AAHfirstOpen', user };
+  const check = Object.keys(fields).sort().map((key) => `${key}=${fields[key]}`).join('\n');
+  const secret = createHmac('sha256', 'WebAppData').update(SANDBOX_TOKEN).digest();
+  const hash = createHmac('sha256', secret).update(check).digest('hex');
+  const fragment = new URLSearchParams({
+    tgWebAppData: new URLSearchParams({ ...fields, hash }).toString(),
+    tgWebAppVersion: '8.0',
+    tgWebAppPlatform: 'android',
+    tgWebAppThemeParams: JSON.stringify({ bg_color: '#ffffff', text_color: '#000000', button_color: '#3390ec', button_text_color: '#ffffff' }),
+  });
+  return `${base}/#${fragment}`;
+}
+
+/** Opens the app in a new page of `context`; milliseconds to the balance and our bytes. */
+async function open(context, profile, id) {
+  const page = await context.newPage();
+  const cdp = await context.newCDPSession(page);
+  await cdp.send('Network.enable');
+  await cdp.send('Network.emulateNetworkConditions', {
+    offline: false,
+    latency: profile.latency,
+    downloadThroughput: profile.download,
+    uploadThroughput: profile.upload,
+  });
+  await cdp.send('Emulation.setCPUThrottlingRate', { rate: profile.cpu });
+  const urls = new Map();
+  const files = [];
+  cdp.on('Network.requestWillBeSent', (event) => urls.set(event.requestId, event.request.url));
+  cdp.on('Network.loadingFinished', (event) => {
+    const url = urls.get(event.requestId) ?? '';
+    if (url.startsWith(base) && !url.includes(TELEGRAM_SCRIPT)) {
+      files.push({ url: url.slice(base.length).split('#')[0], bytes: event.encodedDataLength });
+    }
+  });
+  // The moment the balance is on screen: the first frame after its text is in the page,
+  // noted by the page itself (asking from here would add the round trips of the test driver).
+  await page.addInitScript(() => {
+    const shown = () => /^\d[\d\s,.]*\s*NDN$/.test(document.querySelector('[data-testid=balance]')?.textContent?.trim() ?? '');
+    const observer = new MutationObserver(() => {
+      if (shown()) {
+        observer.disconnect();
+        requestAnimationFrame(() => {
+          window.__balanceShownAt = performance.now();
+        });
+      }
+    });
+    observer.observe(document, { subtree: true, childList: true, characterData: true });
+  });
+  await page.goto(launchUrl(id), { waitUntil: 'commit' });
+  const ms = await (await page.waitForFunction(() => window.__balanceShownAt, null, { timeout: 60_000 })).jsonValue();
+  // Let requests in flight (the event stream's first bytes, the icon) be counted.
+  await page.waitForTimeout(300);
+  await cdp.detach();
+  await page.close();
+  const bytes = files.filter((file) => !file.url.startsWith('/api/events')).reduce((sum, file) => sum + file.bytes, 0);
+  return { ms, bytes, files };
+}
+
+const median = (values) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)];
+};
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+  args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+});
+const results = {};
+let buyer = 880_000_000 + Math.floor(Math.random() * 10_000_000);
+for (const [name, profile] of Object.entries(profiles)) {
+  const first = [];
+  const again = [];
+  for (let run = 0; run < runs; run++) {
+    const context = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+    // Telegram's script, cached as on a phone that has opened Mini Apps before: in the HTTP
+    // cache and, having run, in V8's code cache (which Chrome fills on a script's second run).
+    const warm = await context.newPage();
+    await warm.route(`${base}/__warm`, (route) =>
+      route.fulfill({ contentType: 'text/html', body: `<script src="${TELEGRAM_SCRIPT}"></script>` }),
+    );
+    for (let i = 0; i < 3; i++) await warm.goto(`${base}/__warm`, { waitUntil: 'load' });
+    await warm.close();
+    first.push(await open(context, profile, ++buyer));
+    again.push(await open(context, profile, buyer));
+    await context.close();
+  }
+  results[name] = {
+    first_open_ms: median(first.map((r) => r.ms)),
+    first_open_ms_all: first.map((r) => Math.round(r.ms)),
+    first_open_bytes: median(first.map((r) => r.bytes)),
+    reopen_ms: median(again.map((r) => r.ms)),
+    reopen_ms_all: again.map((r) => Math.round(r.ms)),
+    reopen_bytes: median(again.map((r) => r.bytes)),
+    first_open_files: first[0].files,
+    reopen_files: again[0].files,
+  };
+}
+await browser.close();
+
+const kb = (bytes) => `${(bytes / 1000).toFixed(1)} KB`;
+console.log(`\nFirst open of the Mini App in Chromium (median of ${runs}; our files on the wire, Telegram's script excluded)`);
+console.log('profile  first open           reopen');
+for (const [name, r] of Object.entries(results)) {
+  console.log(
+    `${name.padEnd(8)} ${`${Math.round(r.first_open_ms)} ms, ${kb(r.first_open_bytes)}`.padEnd(20)} ${Math.round(r.reopen_ms)} ms, ${kb(r.reopen_bytes)}` +
+      `   (runs: ${r.first_open_ms_all.join(' ')} / ${r.reopen_ms_all.join(' ')} ms)`,
+  );
+}
+for (const [label, files] of [['first open', results['3G'].first_open_files], ['reopen', results['3G'].reopen_files]]) {
+  console.log(`3G ${label}: ${files.map((file) => `${file.url} ${kb(file.bytes)}`).join(', ')}`);
+}
+if (args.json) writeFileSync(args.json, JSON.stringify(results, null, 2));

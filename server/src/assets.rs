@@ -1,0 +1,115 @@
+//! The site's files. The app's build output (`/pkg/…`) carries a content hash in its names
+//! (cargo-leptos `hash-files`, listed in its hash file): those names are served for a year,
+//! `immutable`, and every other name under `/pkg/` answers 404 (an old release's file must not
+//! be mixed with this one's). Each is sent as brotli or gzip made at build time (`--precompress`)
+//! when the browser accepts it, else as is. Public files (the icon, `nav.js`) are revalidated.
+
+use std::path::{Path, PathBuf};
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tower::ServiceExt;
+use tower_http::services::ServeFile;
+
+/// A year: hashed names never change content.
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+/// Names that may change content: the browser asks again each time (a 304 when unchanged).
+pub const REVALIDATE: &str = "no-cache";
+
+/// The current build's file names under `/pkg/`.
+#[derive(Debug, Clone)]
+pub struct Bundle {
+    dir: PathBuf,
+    pub js: String,
+    pub wasm: String,
+    pub css: String,
+    /// Whether the names carry a content hash (a build with `hash-files`).
+    pub hashed: bool,
+}
+
+impl Bundle {
+    /// The names in `hash_file` (`js: …`, `wasm: …`, `css: …`, as cargo-leptos writes it), or
+    /// the plain names when there is none (a build without hashing, or no build: tests).
+    pub fn load(pkg_dir: &Path, output_name: &str, hash_file: Option<&Path>) -> Self {
+        let plain = Self {
+            dir: pkg_dir.to_owned(),
+            js: format!("{output_name}.js"),
+            wasm: format!("{output_name}.wasm"),
+            css: format!("{output_name}.css"),
+            hashed: false,
+        };
+        let Some(text) = hash_file.and_then(|path| std::fs::read_to_string(path).ok()) else {
+            return plain;
+        };
+        let hash_of = |kind: &str| {
+            text.lines().find_map(|line| {
+                let (name, hash) = line.split_once(':')?;
+                (name.trim() == kind && !hash.trim().is_empty()).then(|| hash.trim().to_owned())
+            })
+        };
+        match (hash_of("js"), hash_of("wasm"), hash_of("css")) {
+            (Some(js), Some(wasm), Some(css)) => Self {
+                dir: pkg_dir.to_owned(),
+                js: format!("{output_name}.{js}.js"),
+                wasm: format!("{output_name}.{wasm}.wasm"),
+                css: format!("{output_name}.{css}.css"),
+                hashed: true,
+            },
+            _ => {
+                tracing::warn!(file = %hash_file.unwrap_or(Path::new("")).display(), "the hash file does not name js, wasm and css; serving plain names");
+                plain
+            }
+        }
+    }
+
+    /// The stylesheet's address, for the pages.
+    pub fn stylesheet(&self) -> String {
+        format!("/pkg/{}", self.css)
+    }
+
+    fn is_current(&self, name: &str) -> bool {
+        name == self.js || name == self.wasm || name == self.css
+    }
+
+    /// `GET /pkg/{file}`.
+    pub fn router<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
+        Router::new()
+            .route("/pkg/{*file}", get(bundle_file))
+            .with_state(self.clone())
+    }
+}
+
+async fn bundle_file(
+    State(bundle): State<Bundle>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    request: Request,
+) -> Response {
+    let known = bundle.is_current(&name);
+    // Without hashing (development), whatever the build left is served, and revalidated.
+    let servable = known
+        || (!bundle.hashed && !name.contains("..") && !name.starts_with('/') && !name.is_empty());
+    if !servable {
+        return (StatusCode::NOT_FOUND, "no such file in this release").into_response();
+    }
+    let service = ServeFile::new(bundle.dir.join(&name))
+        .precompressed_br()
+        .precompressed_gzip();
+    let mut response = match service.oneshot(request).await {
+        Ok(response) => response.into_response(),
+        Err(error) => match error {},
+    };
+    if response.status().is_success() || response.status() == StatusCode::NOT_MODIFIED {
+        let cache = if known && bundle.hashed {
+            IMMUTABLE
+        } else {
+            REVALIDATE
+        };
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+        headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    }
+    response
+}

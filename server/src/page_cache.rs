@@ -1,0 +1,149 @@
+//! The Mini App's page is the same for every buyer (the buyer's data comes later, from the
+//! server functions), so it can be cached and revalidated: each page answer gets an ETag made
+//! from its bytes, `Cache-Control: no-cache`, and a `304 Not Modified` when the browser already
+//! has it. Its Content-Security-Policy allows exactly the inline scripts it carries, by their
+//! SHA-256 (a per-request nonce would make every copy of the page different). Leptos still
+//! writes a nonce into the markup; it allows nothing, so it is taken out.
+
+use axum::body::{Body, to_bytes};
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use sha2::{Digest, Sha256};
+
+use crate::assets::REVALIDATE;
+use crate::security;
+
+/// Set by the page's render with the nonce Leptos wrote into it; removed before sending.
+pub const NONCE_HEADER: &str = "x-ndn-page-nonce";
+/// Pages are a few kilobytes; anything bigger is not ours to buffer.
+const PAGE_LIMIT: usize = 2 * 1024 * 1024;
+
+/// The page's headers, for every HTML answer of the router it wraps. `dev`: the policy allows
+/// the live-reload socket.
+pub async fn page_headers(dev: bool, request: Request, next: Next) -> Response {
+    let asked = request.headers().get(header::IF_NONE_MATCH).cloned();
+    let response = next.run(request).await;
+    let is_html = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("text/html"));
+    if !is_html {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let nonce = parts
+        .headers
+        .remove(NONCE_HEADER)
+        .and_then(|value| value.to_str().ok().map(str::to_owned));
+    let bytes = match to_bytes(body, PAGE_LIMIT).await {
+        Ok(bytes) => bytes,
+        Err(error) => {
+            tracing::error!(%error, "the page could not be read");
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+    };
+    let html = match nonce {
+        Some(nonce) if !nonce.is_empty() => without_nonce(&String::from_utf8_lossy(&bytes), &nonce),
+        _ => String::from_utf8_lossy(&bytes).into_owned(),
+    };
+    let hashes: Vec<String> = inline_scripts(&html)
+        .map(|script| format!("'sha256-{}'", STANDARD.encode(Sha256::digest(script))))
+        .collect();
+    let policy = security::content_security_policy(&hashes, dev);
+    let etag = format!(
+        "W/\"{}\"",
+        URL_SAFE_NO_PAD.encode(&Sha256::digest(html.as_bytes())[..16])
+    );
+    let headers = &mut parts.headers;
+    if let Ok(policy) = HeaderValue::from_str(&policy) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, policy);
+    }
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(REVALIDATE));
+    headers.remove(header::CONTENT_LENGTH);
+    if let Ok(value) = HeaderValue::from_str(&etag) {
+        headers.insert(header::ETAG, value);
+    }
+    let unchanged = parts.status == StatusCode::OK
+        && asked
+            .as_ref()
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|asked| matches(asked, &etag));
+    if unchanged {
+        parts.status = StatusCode::NOT_MODIFIED;
+        parts.headers.remove(header::CONTENT_TYPE);
+        return Response::from_parts(parts, Body::empty());
+    }
+    Response::from_parts(parts, Body::from(html))
+}
+
+/// `If-None-Match` (a list, or `*`) against our ETag, compared weakly as RFC 9110 says.
+fn matches(asked: &str, etag: &str) -> bool {
+    let ours = etag.trim_start_matches("W/");
+    asked
+        .split(',')
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag.trim_start_matches("W/") == ours)
+}
+
+/// The page without the inert nonce: `nonce="…"` attributes dropped, and the `crossorigin`
+/// Leptos fills with it made the empty (anonymous) value it amounts to.
+fn without_nonce(html: &str, nonce: &str) -> String {
+    html.replace(&format!(" nonce=\"{nonce}\""), "")
+        .replace(&format!("crossorigin=\"{nonce}\""), "crossorigin=\"\"")
+}
+
+/// The text of each inline `<script>` (one without `src`), as the browser hashes it.
+fn inline_scripts(html: &str) -> impl Iterator<Item = &str> {
+    let mut rest = html;
+    std::iter::from_fn(move || {
+        loop {
+            let start = rest.find("<script")?;
+            let after = &rest[start + "<script".len()..];
+            let open_end = after.find('>')?;
+            let attributes = &after[..open_end];
+            let content = &after[open_end + 1..];
+            let close = content.find("</script")?;
+            rest = &content[close..];
+            if attributes.contains(" src=") || attributes.contains("\tsrc=") {
+                continue;
+            }
+            return Some(&content[..close]);
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inline_scripts_are_found_and_scripts_with_src_skipped() {
+        let html = r#"<head><script src="/t.js"></script><script>a()</script>
+            <script type="module">b()</script><p>x</p><script></script></head>"#;
+        let found: Vec<_> = inline_scripts(html).collect();
+        assert_eq!(found, ["a()", "b()", ""]);
+    }
+
+    #[test]
+    fn the_nonce_is_taken_out_everywhere_it_was_written() {
+        let html = r#"<link crossorigin="n0nce"><script nonce="n0nce">x</script>"#;
+        assert_eq!(
+            without_nonce(html, "n0nce"),
+            r#"<link crossorigin=""><script>x</script>"#
+        );
+    }
+
+    #[test]
+    fn etags_compare_weakly_and_in_lists() {
+        assert!(matches(r#"W/"abc""#, r#"W/"abc""#));
+        assert!(matches(r#""abc""#, r#"W/"abc""#));
+        assert!(matches(r#""x", W/"abc""#, r#"W/"abc""#));
+        assert!(matches("*", r#"W/"abc""#));
+        assert!(!matches(r#"W/"abd""#, r#"W/"abc""#));
+    }
+}
