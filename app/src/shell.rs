@@ -10,8 +10,10 @@ pub struct ShellConfig {
     /// `https://telegram.org/js/telegram-web-app.js` in production; a local copy of the
     /// official script in the sandbox (which has no internet).
     pub telegram_script: String,
-    /// The stylesheet's address (its name carries the build's content hash).
+    /// The build's files' addresses (their names carry the build's content hash).
     pub stylesheet: String,
+    pub script: String,
+    pub wasm: String,
 }
 
 /// Starts the first wallet request as soon as the page's head is parsed, in parallel with the
@@ -41,7 +43,7 @@ pub fn shell(options: LeptosOptions, config: ShellConfig) -> impl IntoView {
                 <link rel="icon" href="/favicon.svg" type="image/svg+xml" />
                 <script>{EARLY_WALLET}</script>
                 <link rel="stylesheet" href=config.stylesheet />
-                <HydrationScripts options=options.clone() />
+                <Hydration script=config.script wasm=config.wasm />
                 <script src=config.telegram_script></script>
                 <AutoReload options />
             </head>
@@ -49,6 +51,21 @@ pub fn shell(options: LeptosOptions, config: ShellConfig) -> impl IntoView {
                 <App />
             </body>
         </html>
+    }
+}
+
+/// Loads the app's JS and wasm (both preloaded, fetched while the page is parsed) and hydrates
+/// the page; what Leptos' `HydrationScripts` does, with the names the server read from the
+/// build's hash file, and no nonce (the page's policy allows this script by its hash).
+#[component]
+fn Hydration(script: String, wasm: String) -> impl IntoView {
+    let start = format!(
+        "import init,{{hydrate}}from'{script}';init({{module_or_path:'{wasm}'}}).then(()=>hydrate())"
+    );
+    view! {
+        <link rel="modulepreload" href=script.clone() crossorigin="" />
+        <link rel="preload" href=wasm r#as="fetch" r#type="application/wasm" crossorigin="" />
+        <script type="module">{start}</script>
     }
 }
 

@@ -18,7 +18,7 @@ test('the release build is hashed, precompressed and cached for a year; the page
   expect(etag).toBeTruthy();
   const html = await page.text();
   // The page names only this build's files, each with its content hash.
-  const names = [...html.matchAll(/\/pkg\/([^"]+)"/g)].map((match) => match[1]);
+  const names = [...html.matchAll(/\/pkg\/([^"']+)["']/g)].map((match) => match[1]);
   expect(new Set(names.map((name) => name.split('.').pop()))).toEqual(new Set(['css', 'js', 'wasm']));
   for (const name of names) {
     expect(name).toMatch(/^ndn\.[\w-]{8,}\.(css|js|wasm)$/);

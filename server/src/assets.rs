@@ -65,9 +65,17 @@ impl Bundle {
         }
     }
 
-    /// The stylesheet's address, for the pages.
+    /// The files' addresses, for the pages.
     pub fn stylesheet(&self) -> String {
         format!("/pkg/{}", self.css)
+    }
+
+    pub fn script(&self) -> String {
+        format!("/pkg/{}", self.js)
+    }
+
+    pub fn wasm(&self) -> String {
+        format!("/pkg/{}", self.wasm)
     }
 
     fn is_current(&self, name: &str) -> bool {

@@ -149,7 +149,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
     if let Some(root) = &config.site_root {
         leptos.site_root = root.to_string_lossy().into_owned().into();
     }
-    let bundle = bundle(&mut leptos, config.hash_file.as_deref());
+    let bundle = bundle(&leptos, config.hash_file.as_deref());
     // A real bot serves production pages whatever LEPTOS_ENV says: Leptos defaults to its
     // development settings, whose policy lets pages open live-reload sockets anywhere.
     if config.mode == Mode::Production {
@@ -307,9 +307,9 @@ fn router(state: AppState, sandbox: Option<&Sandbox>) -> Router {
 }
 
 /// The build's file names: hashed when cargo-leptos wrote its hash file (beside this program, or
-/// at `hash_file`), plain otherwise. Leptos' page scripts are told the same.
+/// at `hash_file`), plain otherwise.
 fn bundle(
-    leptos: &mut leptos::config::LeptosOptions,
+    leptos: &leptos::config::LeptosOptions,
     hash_file: Option<&std::path::Path>,
 ) -> assets::Bundle {
     let path = hash_file.map_or_else(
@@ -326,12 +326,8 @@ fn bundle(
     };
     let pkg = std::path::Path::new(leptos.site_root.as_ref()).join(leptos.site_pkg_dir.as_ref());
     let bundle = assets::Bundle::load(&pkg, &leptos.output_name, Some(&path));
-    leptos.hash_files = bundle.hashed;
-    if bundle.hashed {
-        leptos.hash_file = path.to_string_lossy().into_owned().into();
-        if !pkg.join(&bundle.wasm).exists() {
-            tracing::warn!(hash_file = %path.display(), site = %pkg.display(), "the hash file names files the site does not have: was the site built with this server?");
-        }
+    if bundle.hashed && !pkg.join(&bundle.wasm).exists() {
+        tracing::warn!(hash_file = %path.display(), site = %pkg.display(), "the hash file names files the site does not have: was the site built with this server?");
     }
     bundle
 }

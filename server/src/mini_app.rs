@@ -26,6 +26,8 @@ pub fn router(state: &AppState) -> Router<AppState> {
     let shell_config = ShellConfig {
         telegram_script: state.telegram_script.clone(),
         stylesheet: state.bundle.stylesheet(),
+        script: state.bundle.script(),
+        wasm: state.bundle.wasm(),
     };
     let backend = Backend(Arc::new(Shop::new(state.clone())));
     let app_shell = {

@@ -2,10 +2,13 @@
 //! server functions), so it can be cached and revalidated: each page answer gets an ETag made
 //! from its bytes, `Cache-Control: no-cache`, and a `304 Not Modified` when the browser already
 //! has it. Its Content-Security-Policy allows exactly the inline scripts it carries, by their
-//! SHA-256 (a per-request nonce would make every copy of the page different). Leptos still
-//! writes a nonce into the markup; it allows nothing, so it is taken out.
+//! SHA-256 (a per-request nonce would make every copy of the page different). Where Leptos still
+//! writes a nonce into the markup (the development reload script), it allows nothing, so it is
+//! taken out.
 
-use axum::body::{Body, to_bytes};
+use std::sync::{Arc, Mutex};
+
+use axum::body::{Body, Bytes, to_bytes};
 use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
@@ -21,6 +24,47 @@ use crate::security;
 pub const NONCE_HEADER: &str = "x-ndn-page-nonce";
 /// Pages are a few kilobytes; anything bigger is not ours to buffer.
 const PAGE_LIMIT: usize = 2 * 1024 * 1024;
+
+/// What a page's bytes make of its headers: the policy with its scripts' hashes, the ETag.
+struct Described {
+    html: Bytes,
+    policy: Option<HeaderValue>,
+    etag: HeaderValue,
+}
+
+/// The pages seen last (the Mini App's page, its 404, the plain pages): the page is the same
+/// for everyone, so its hashes are computed once, not per request. A few, replaced in turn.
+static RECENT: Mutex<Vec<Arc<Described>>> = Mutex::new(Vec::new());
+const RECENT_PAGES: usize = 8;
+
+fn describe(html: Bytes, dev: bool) -> Arc<Described> {
+    let recent = RECENT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(known) = recent.iter().find(|known| known.html == html) {
+        return known.clone();
+    }
+    drop(recent);
+    let text = String::from_utf8_lossy(&html);
+    let hashes: Vec<String> = inline_scripts(&text)
+        .map(|script| format!("'sha256-{}'", STANDARD.encode(Sha256::digest(script))))
+        .collect();
+    let policy = HeaderValue::from_str(&security::content_security_policy(&hashes, dev)).ok();
+    let etag = HeaderValue::from_str(&format!(
+        "W/\"{}\"",
+        URL_SAFE_NO_PAD.encode(&Sha256::digest(&html)[..16])
+    ))
+    .expect("base64 is a valid header value");
+    let described = Arc::new(Described { html, policy, etag });
+    let mut recent = RECENT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if recent.len() >= RECENT_PAGES {
+        recent.remove(0);
+    }
+    recent.push(described.clone());
+    described
+}
 
 /// The page's headers, for every HTML answer of the router it wraps. `dev`: the policy allows
 /// the live-reload socket.
@@ -47,38 +91,34 @@ pub async fn page_headers(dev: bool, request: Request, next: Next) -> Response {
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
         }
     };
-    let html = match nonce {
-        Some(nonce) if !nonce.is_empty() => without_nonce(&String::from_utf8_lossy(&bytes), &nonce),
-        _ => String::from_utf8_lossy(&bytes).into_owned(),
+    // Only the development reload script carries the nonce (the app writes its own
+    // hydration script); a production page passes as it is.
+    let html = match (nonce, std::str::from_utf8(&bytes)) {
+        (Some(nonce), Ok(text)) if !nonce.is_empty() && text.contains(&format!("\"{nonce}\"")) => {
+            Bytes::from(without_nonce(text, &nonce))
+        }
+        _ => bytes,
     };
-    let hashes: Vec<String> = inline_scripts(&html)
-        .map(|script| format!("'sha256-{}'", STANDARD.encode(Sha256::digest(script))))
-        .collect();
-    let policy = security::content_security_policy(&hashes, dev);
-    let etag = format!(
-        "W/\"{}\"",
-        URL_SAFE_NO_PAD.encode(&Sha256::digest(html.as_bytes())[..16])
-    );
+    let described = describe(html, dev);
     let headers = &mut parts.headers;
-    if let Ok(policy) = HeaderValue::from_str(&policy) {
-        headers.insert(header::CONTENT_SECURITY_POLICY, policy);
+    if let Some(policy) = &described.policy {
+        headers.insert(header::CONTENT_SECURITY_POLICY, policy.clone());
     }
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(REVALIDATE));
     headers.remove(header::CONTENT_LENGTH);
-    if let Ok(value) = HeaderValue::from_str(&etag) {
-        headers.insert(header::ETAG, value);
-    }
+    headers.insert(header::ETAG, described.etag.clone());
     let unchanged = parts.status == StatusCode::OK
         && asked
             .as_ref()
             .and_then(|value| value.to_str().ok())
-            .is_some_and(|asked| matches(asked, &etag));
+            .zip(described.etag.to_str().ok())
+            .is_some_and(|(asked, etag)| matches(asked, etag));
     if unchanged {
         parts.status = StatusCode::NOT_MODIFIED;
         parts.headers.remove(header::CONTENT_TYPE);
         return Response::from_parts(parts, Body::empty());
     }
-    Response::from_parts(parts, Body::from(html))
+    Response::from_parts(parts, Body::from(described.html.clone()))
 }
 
 /// `If-None-Match` (a list, or `*`) against our ETag, compared weakly as RFC 9110 says.

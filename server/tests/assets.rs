@@ -129,7 +129,7 @@ async fn a_previous_releases_file_answers_404_and_the_page_names_only_this_one()
         let named: Vec<&str> = html
             .split("/pkg/")
             .skip(1)
-            .map(|rest| rest.split('"').next().unwrap())
+            .map(|rest| rest.split(['"', '\'']).next().unwrap())
             .collect();
         assert!(!named.is_empty(), "{page} names no files");
         for name in named {
