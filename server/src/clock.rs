@@ -29,9 +29,68 @@ pub fn civil_date(days: i64) -> (i64, u32, u32) {
     (year, month, day)
 }
 
+/// The day counted from 1970-01-01 of a calendar date (Hinnant's `days_from_civil`), or `None`
+/// for a date that does not exist.
+pub fn days_from_civil(year: i64, month: u32, day: u32) -> Option<i64> {
+    let days_in_month = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        _ => return None,
+    };
+    if day == 0 || day > days_in_month {
+        return None;
+    }
+    let year = year - i64::from(month <= 2);
+    let era = year.div_euclid(400);
+    let year_of_era = year.rem_euclid(400);
+    let month = i64::from(month);
+    let day_of_year =
+        (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    Some(era * 146_097 + day_of_era - 719_468)
+}
+
+/// `2026-12-01` → the day counted from 1970-01-01.
+pub fn parse_date(text: &str) -> Option<i64> {
+    let mut parts = text.trim().splitn(3, '-');
+    let year = parts.next()?.parse().ok()?;
+    let month = parts.next()?.parse().ok()?;
+    let day = parts.next()?.parse().ok()?;
+    days_from_civil(year, month, day)
+}
+
+/// Unix milliseconds as `2026-12-01T09:30:00Z`.
+pub fn iso_time(ms: i64) -> String {
+    let seconds = ms.div_euclid(1000);
+    let (days, of_day) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
+    let (year, month, day) = civil_date(days);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        of_day / 3600,
+        of_day % 3600 / 60,
+        of_day % 60
+    )
+}
+
 #[cfg(test)]
 mod tests {
-    use super::civil_date;
+    use super::*;
+
+    #[test]
+    fn dates_and_days_convert_both_ways() {
+        for days in [-800_000, -1, 0, 59, 11_016, 20_788, 2_932_896] {
+            let (year, month, day) = civil_date(days);
+            assert_eq!(days_from_civil(year, month, day), Some(days));
+        }
+        assert_eq!(parse_date("2026-12-01"), Some(20_788));
+        assert_eq!(parse_date("2026-02-29"), None);
+        assert_eq!(parse_date("2024-02-29"), Some(19_782));
+        assert_eq!(parse_date("2026-13-01"), None);
+        assert_eq!(parse_date("yesterday"), None);
+        assert_eq!(iso_time(1_796_114_128_075), "2026-12-01T08:35:28Z");
+    }
 
     #[test]
     fn days_become_calendar_dates() {

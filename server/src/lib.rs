@@ -9,6 +9,7 @@ pub mod clock;
 mod commands;
 pub mod config;
 pub mod events;
+pub mod export;
 pub mod fake_telegram;
 mod health;
 pub mod init_data;

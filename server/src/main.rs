@@ -51,6 +51,22 @@ enum Command {
         #[command(subcommand)]
         action: LedgerAction,
     },
+    /// Every transfer of a period (UTC days, both included), for the accountant: time, kind,
+    /// buyer, NDN, Stars, charge id, references and reason, then a totals line per kind.
+    Export {
+        /// The first day, e.g. 2026-12-01.
+        #[arg(long)]
+        from: String,
+        /// The last day, e.g. 2026-12-31.
+        #[arg(long)]
+        to: String,
+        /// csv (UTF-8, opens in spreadsheets) or json.
+        #[arg(long, default_value = "csv")]
+        format: String,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        output: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -163,6 +179,37 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Keys { action } => keys(action, &open_store(&config).await?).await,
+        Command::Export {
+            from,
+            to,
+            format,
+            output,
+        } => {
+            let day = |text: &str| {
+                server::clock::parse_date(text)
+                    .ok_or_else(|| anyhow::anyhow!("`{text}` is not a date like 2026-12-01"))
+            };
+            let (from, to) = (day(&from)?, day(&to)?);
+            if to < from {
+                anyhow::bail!("--to is before --from");
+            }
+            let format = server::export::Format::parse(&format)
+                .map_err(|problem| anyhow::anyhow!(problem))?;
+            let store = open_store(&config).await?;
+            let totals = match output {
+                Some(path) => {
+                    let mut file = std::io::BufWriter::new(std::fs::File::create(&path)?);
+                    server::export::export(&store, from, to, format, &mut file).await?
+                }
+                None => {
+                    let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+                    server::export::export(&store, from, to, format, &mut stdout).await?
+                }
+            };
+            let count: i64 = totals.values().map(|kind| kind.count).sum();
+            eprintln!("{count} transfers exported");
+            Ok(())
+        }
         Command::Ledger {
             action: LedgerAction::Verify,
         } => {
