@@ -327,8 +327,12 @@ fn bundle(
     };
     let pkg = std::path::Path::new(leptos.site_root.as_ref()).join(leptos.site_pkg_dir.as_ref());
     let bundle = assets::Bundle::load(&pkg, &leptos.output_name, Some(&path));
-    if bundle.hashed && !pkg.join(&bundle.wasm).exists() {
-        tracing::warn!(hash_file = %path.display(), site = %pkg.display(), "the hash file names files the site does not have: was the site built with this server?");
+    if pkg.exists() && !pkg.join(&bundle.wasm).exists() {
+        if bundle.hashed {
+            tracing::warn!(hash_file = %path.display(), site = %pkg.display(), "the hash file names files the site does not have: was the site built with this server?");
+        } else {
+            tracing::warn!(hash_file = %path.display(), site = %pkg.display(), "no hash file, and the site has no {}: copy the build's hash.txt beside the server (or set LEPTOS_HASH_FILE_NAME)", bundle.wasm);
+        }
     }
     bundle
 }
