@@ -6,7 +6,6 @@
 // cached from telegram.org (HTTP cache and V8's code cache), and is not counted in our bytes.
 //
 // Usage: node first-open.mjs --url http://127.0.0.1:PORT [--runs 5] [--json FILE]
-import { createHmac } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { chromium } from '@playwright/test';
 
@@ -16,9 +15,9 @@ const args = Object.fromEntries(
 const base = args.url ?? 'http://127.0.0.1:3000';
 const runs = Number(args.runs ?? 5);
 
-// The sandbox's public token (server/src/config.rs): it signs launch data for the sandbox only.
-const SANDBOX_TOKEN = '1000000001:SANDBOX-local-ndn-token-is-not-a-secret';
 const TELEGRAM_SCRIPT = '/sandbox/telegram-web-app.js';
+// Alice, one of the sandbox's users: the sandbox signs her launch data as Telegram would.
+const SANDBOX_USER = 100_001;
 
 const profiles = {
   // Chrome's mobile presets as the issue names them; throughput in bytes per second.
@@ -26,14 +25,13 @@ const profiles = {
   '4G': { latency: 40, download: 9e6 / 8, upload: 1.5e6 / 8, cpu: 2 },
 };
 
-function launchUrl(id) {
-  const user = JSON.stringify({ id, first_name: 'Phone', language_code: 'en' });
-  const fields = { auth_date: String(Math.floor(Date.now() / 1000)), query_id: 'AAHfirstOpen', user };
-  const check = Object.keys(fields).sort().map((key) => `${key}=${fields[key]}`).join('\n');
-  const secret = createHmac('sha256', 'WebAppData').update(SANDBOX_TOKEN).digest();
-  const hash = createHmac('sha256', secret).update(check).digest('hex');
+/** The address Telegram would open: fresh launch data from the sandbox, in the fragment. */
+async function launchUrl() {
+  const launch = await fetch(`${base}/sandbox/api/launch?user=${SANDBOX_USER}`);
+  if (!launch.ok) throw new Error(`sandbox launch data: HTTP ${launch.status}`);
+  const { init_data: initData } = await launch.json();
   const fragment = new URLSearchParams({
-    tgWebAppData: new URLSearchParams({ ...fields, hash }).toString(),
+    tgWebAppData: initData,
     tgWebAppVersion: '8.0',
     tgWebAppPlatform: 'android',
     tgWebAppThemeParams: JSON.stringify({ bg_color: '#ffffff', text_color: '#000000', button_color: '#3390ec', button_text_color: '#ffffff' }),
@@ -42,7 +40,7 @@ function launchUrl(id) {
 }
 
 /** Opens the app in a new page of `context`; milliseconds to the balance and our bytes. */
-async function open(context, profile, id) {
+async function open(context, profile) {
   const page = await context.newPage();
   const cdp = await context.newCDPSession(page);
   await cdp.send('Network.enable');
@@ -76,7 +74,7 @@ async function open(context, profile, id) {
     });
     observer.observe(document, { subtree: true, childList: true, characterData: true });
   });
-  await page.goto(launchUrl(id), { waitUntil: 'commit' });
+  await page.goto(await launchUrl(), { waitUntil: 'commit' });
   const ms = await (await page.waitForFunction(() => window.__balanceShownAt, null, { timeout: 60_000 })).jsonValue();
   // Let requests in flight (the event stream's first bytes, the icon) be counted.
   await page.waitForTimeout(300);
@@ -96,7 +94,6 @@ const browser = await chromium.launch({
   args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
 });
 const results = {};
-let buyer = 880_000_000 + Math.floor(Math.random() * 10_000_000);
 for (const [name, profile] of Object.entries(profiles)) {
   const first = [];
   const again = [];
@@ -110,8 +107,8 @@ for (const [name, profile] of Object.entries(profiles)) {
     );
     for (let i = 0; i < 3; i++) await warm.goto(`${base}/__warm`, { waitUntil: 'load' });
     await warm.close();
-    first.push(await open(context, profile, ++buyer));
-    again.push(await open(context, profile, buyer));
+    first.push(await open(context, profile));
+    again.push(await open(context, profile));
     await context.close();
   }
   results[name] = {

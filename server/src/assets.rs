@@ -33,7 +33,7 @@ pub struct Bundle {
 impl Bundle {
     /// The names in `hash_file` (`js: …`, `wasm: …`, `css: …`, as cargo-leptos writes it), or
     /// the plain names when there is none (a build without hashing, or no build: tests).
-    pub fn load(pkg_dir: &Path, output_name: &str, hash_file: Option<&Path>) -> Self {
+    pub fn load(pkg_dir: &Path, output_name: &str, hash_file: &Path) -> Self {
         let plain = Self {
             dir: pkg_dir.to_owned(),
             js: format!("{output_name}.js"),
@@ -41,7 +41,7 @@ impl Bundle {
             css: format!("{output_name}.css"),
             hashed: false,
         };
-        let Some(text) = hash_file.and_then(|path| std::fs::read_to_string(path).ok()) else {
+        let Ok(text) = std::fs::read_to_string(hash_file) else {
             return plain;
         };
         let hash_of = |kind: &str| {
@@ -59,7 +59,7 @@ impl Bundle {
                 hashed: true,
             },
             _ => {
-                tracing::warn!(file = %hash_file.unwrap_or(Path::new("")).display(), "the hash file does not name js, wasm and css; serving plain names");
+                tracing::warn!(file = %hash_file.display(), "the hash file does not name js, wasm and css; serving plain names");
                 plain
             }
         }

@@ -259,10 +259,11 @@ fn router(state: AppState, sandbox: Option<&Sandbox>) -> Router {
     // The Mini App's page, its files, its server functions and the plain pages: revalidated
     // with an ETag and compressed (br or gzip) when the browser accepts it; the event stream and
     // the APIs are outside this.
+    let pages = page_cache::PageCache::new(dev);
     let site = mini_app::router(&state)
         .merge(pages::router())
         .layer(axum::middleware::from_fn(move |request, next| {
-            page_cache::page_headers(dev, request, next)
+            page_cache::page_headers(pages.clone(), request, next)
         }))
         .layer(CompressionLayer::new());
     let mut router = site
@@ -326,7 +327,7 @@ fn bundle(
             .unwrap_or(path)
     };
     let pkg = std::path::Path::new(leptos.site_root.as_ref()).join(leptos.site_pkg_dir.as_ref());
-    let bundle = assets::Bundle::load(&pkg, &leptos.output_name, Some(&path));
+    let bundle = assets::Bundle::load(&pkg, &leptos.output_name, &path);
     if pkg.exists() && !pkg.join(&bundle.wasm).exists() {
         if bundle.hashed {
             tracing::warn!(hash_file = %path.display(), site = %pkg.display(), "the hash file names files the site does not have: was the site built with this server?");

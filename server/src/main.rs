@@ -264,15 +264,10 @@ async fn keys(action: KeysAction, store: &Store) -> anyhow::Result<()> {
 
 /// A moment as `2026-12-01 09:30:00 UTC`.
 fn format_time(ms: i64) -> String {
-    let seconds = ms.div_euclid(1000);
-    let (days, of_day) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
-    let (year, month, day) = server::clock::civil_date(days);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
-        of_day / 3600,
-        of_day % 3600 / 60,
-        of_day % 60
-    )
+    // `2026-12-01T09:30:00Z` as `2026-12-01 09:30:00 UTC`.
+    server::clock::iso_time(ms)
+        .replacen('T', " ", 1)
+        .replacen('Z', " UTC", 1)
 }
 
 /// `ledger verify` found something wrong (already printed).

@@ -32,43 +32,61 @@ struct Described {
     etag: HeaderValue,
 }
 
-/// The pages seen last (the Mini App's page, its 404, the plain pages): the page is the same
-/// for everyone, so its hashes are computed once, not per request. A few, replaced in turn.
-static RECENT: Mutex<Vec<Arc<Described>>> = Mutex::new(Vec::new());
-const RECENT_PAGES: usize = 8;
-
-fn describe(html: Bytes, dev: bool) -> Arc<Described> {
-    let recent = RECENT
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Some(known) = recent.iter().find(|known| known.html == html) {
-        return known.clone();
-    }
-    drop(recent);
-    let text = String::from_utf8_lossy(&html);
-    let hashes: Vec<String> = inline_scripts(&text)
-        .map(|script| format!("'sha256-{}'", STANDARD.encode(Sha256::digest(script))))
-        .collect();
-    let policy = HeaderValue::from_str(&security::content_security_policy(&hashes, dev)).ok();
-    let etag = HeaderValue::from_str(&format!(
-        "W/\"{}\"",
-        URL_SAFE_NO_PAD.encode(&Sha256::digest(&html)[..16])
-    ))
-    .expect("base64 is a valid header value");
-    let described = Arc::new(Described { html, policy, etag });
-    let mut recent = RECENT
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if recent.len() >= RECENT_PAGES {
-        recent.remove(0);
-    }
-    recent.push(described.clone());
-    described
+/// The pages one router served last (the Mini App's page, its 404, the plain pages) with their
+/// headers: the page is the same for everyone, so its hashes are computed once, not per request.
+#[derive(Clone)]
+pub struct PageCache {
+    /// The policy allows the live-reload socket.
+    dev: bool,
+    recent: Arc<Mutex<Vec<Arc<Described>>>>,
 }
 
-/// The page's headers, for every HTML answer of the router it wraps. `dev`: the policy allows
-/// the live-reload socket.
-pub async fn page_headers(dev: bool, request: Request, next: Next) -> Response {
+/// Pages remembered, the oldest replaced first.
+const RECENT_PAGES: usize = 8;
+
+impl PageCache {
+    pub fn new(dev: bool) -> Self {
+        Self {
+            dev,
+            recent: Arc::default(),
+        }
+    }
+
+    fn describe(&self, html: Bytes) -> Arc<Described> {
+        let recent = self
+            .recent
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(known) = recent.iter().find(|known| known.html == html) {
+            return known.clone();
+        }
+        drop(recent);
+        let text = String::from_utf8_lossy(&html);
+        let hashes: Vec<String> = inline_scripts(&text)
+            .map(|script| format!("'sha256-{}'", STANDARD.encode(Sha256::digest(script))))
+            .collect();
+        let policy =
+            HeaderValue::from_str(&security::content_security_policy(&hashes, self.dev)).ok();
+        let etag = HeaderValue::from_str(&format!(
+            "W/\"{}\"",
+            URL_SAFE_NO_PAD.encode(&Sha256::digest(&html)[..16])
+        ))
+        .expect("base64 is a valid header value");
+        let described = Arc::new(Described { html, policy, etag });
+        let mut recent = self
+            .recent
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if recent.len() >= RECENT_PAGES {
+            recent.remove(0);
+        }
+        recent.push(described.clone());
+        described
+    }
+}
+
+/// The page's headers, for every HTML answer of the router it wraps.
+pub async fn page_headers(cache: PageCache, request: Request, next: Next) -> Response {
     let asked = request.headers().get(header::IF_NONE_MATCH).cloned();
     let response = next.run(request).await;
     let is_html = response
@@ -99,7 +117,7 @@ pub async fn page_headers(dev: bool, request: Request, next: Next) -> Response {
         }
         _ => bytes,
     };
-    let described = describe(html, dev);
+    let described = cache.describe(html);
     let headers = &mut parts.headers;
     if let Some(policy) = &described.policy {
         headers.insert(header::CONTENT_SECURITY_POLICY, policy.clone());

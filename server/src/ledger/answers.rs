@@ -55,7 +55,7 @@ impl Answers {
 
     /// Keeps `answer`, written at `created_at` (Unix ms), unless it is near the end of the time
     /// the database keeps it (a copy must never answer for a key the database has forgotten).
-    pub(super) fn keep(&self, key: &IdempotencyKey, answer: Remembered, created_at: i64) {
+    pub(super) fn keep(&self, key: &IdempotencyKey, answer: Arc<Remembered>, created_at: i64) {
         let margin = i64::try_from((ANSWERS_KEPT / 2).as_millis()).unwrap_or(i64::MAX);
         if now_ms().saturating_sub(created_at) > margin {
             return;
@@ -70,7 +70,7 @@ impl Answers {
         }
         generations
             .young
-            .insert((key.api_key_id, key.key.clone()), Arc::new(answer));
+            .insert((key.api_key_id, key.key.clone()), answer);
     }
 }
 
@@ -107,7 +107,7 @@ mod tests {
     #[test]
     fn answers_are_found_under_their_key_and_api_key_only() {
         let answers = Answers::new();
-        answers.keep(&key("a"), answer(1), now_ms());
+        answers.keep(&key("a"), Arc::new(answer(1)), now_ms());
         assert_eq!(answers.get(&key("a")).as_deref(), Some(&answer(1)));
         assert!(answers.get(&key("b")).is_none());
         let other_api_key = IdempotencyKey {
@@ -121,7 +121,7 @@ mod tests {
     fn answers_near_the_end_of_their_time_are_not_kept() {
         let answers = Answers::new();
         let old = now_ms() - i64::try_from(ANSWERS_KEPT.as_millis()).unwrap() + 60_000;
-        answers.keep(&key("a"), answer(1), old);
+        answers.keep(&key("a"), Arc::new(answer(1)), old);
         assert!(answers.get(&key("a")).is_none());
     }
 
@@ -129,7 +129,7 @@ mod tests {
     fn a_full_generation_ages_out_and_memory_stays_bounded() {
         let answers = Answers::new();
         for i in 0..GENERATION * 2 + 1 {
-            answers.keep(&key(&format!("k{i}")), answer(1), now_ms());
+            answers.keep(&key(&format!("k{i}")), Arc::new(answer(1)), now_ms());
         }
         // The first generation was dropped, the second is the old one, one answer is young.
         assert!(answers.get(&key("k0")).is_none());

@@ -69,8 +69,9 @@ impl Ledger {
                     .remembered(key)
                     .await?
                     .map(|(earlier, created_at)| {
+                        let earlier = Arc::new(earlier);
                         self.answers.keep(key, earlier.clone(), created_at);
-                        Arc::new(earlier)
+                        earlier
                     }),
             },
             None => None,
@@ -84,10 +85,10 @@ impl Ledger {
             }
         };
         if let (Some(key), Decision::Applied(change)) = (&request.key, &decision) {
-            let answer = Remembered {
+            let answer = Arc::new(Remembered {
                 fingerprint: key.fingerprint.clone(),
                 receipt: change.receipt.clone(),
-            };
+            });
             self.answers.keep(key, answer, now_ms());
         }
         self.effects.operated(&request, &decision);

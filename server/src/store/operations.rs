@@ -84,13 +84,10 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         row.map(|row| {
-            let receipt: String = row.try_get(1)?;
-            let remembered = Remembered {
-                fingerprint: row.try_get(0)?,
-                receipt: serde_json::from_str(&receipt)
-                    .map_err(|error| StoreError::Corrupt(format!("remembered answer: {error}")))?,
-            };
-            Ok((remembered, row.try_get(2)?))
+            Ok((
+                remembered(row.try_get(0)?, &row.try_get::<String, _>(1)?)?,
+                row.try_get(2)?,
+            ))
         })
         .transpose()
     }
@@ -133,6 +130,15 @@ impl Store {
     }
 }
 
+/// An answer remembered under a key, as stored: its request's fingerprint and its receipt's JSON.
+fn remembered(fingerprint: String, receipt: &str) -> StoreResult<Remembered> {
+    Ok(Remembered {
+        fingerprint,
+        receipt: serde_json::from_str(receipt)
+            .map_err(|error| StoreError::Corrupt(format!("remembered answer: {error}")))?,
+    })
+}
+
 /// `recheck`: read the answers remembered under the batch's keys (the ledger read them before
 /// the batch, so a first attempt does not; a retry after a key conflict, or a job tried alone,
 /// does, and answers from them).
@@ -171,15 +177,9 @@ async fn apply_operations_in(
             .fetch_all(&mut **tx)
             .await?
         {
-            let receipt: String = row.try_get(3)?;
             books.remembered.insert(
                 (row.try_get(0)?, row.try_get(1)?),
-                Remembered {
-                    fingerprint: row.try_get(2)?,
-                    receipt: serde_json::from_str(&receipt).map_err(|error| {
-                        StoreError::Corrupt(format!("remembered answer: {error}"))
-                    })?,
-                },
+                remembered(row.try_get(2)?, &row.try_get::<String, _>(3)?)?,
             );
         }
     }
