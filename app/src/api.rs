@@ -104,6 +104,10 @@ pub struct WalletView {
     /// Short-lived token for the live event stream (`GET /api/events?token=…`), which cannot
     /// carry an `Authorization` header.
     pub events_token: String,
+    /// The signed-in user runs the shop (`ADMIN_USER_IDS`): the Mini App shows the console.
+    /// Absent from a buyer's answer.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub operator: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -144,6 +148,9 @@ pub enum AuthFailure {
 pub enum ApiError {
     #[error("not authorised: {0:?}")]
     Unauthorized(AuthFailure),
+    /// Signed in, but not allowed (the console, for anyone not an operator).
+    #[error("forbidden")]
+    Forbidden,
     #[error("invalid input: {0}")]
     InvalidInput(String),
     #[error("not found")]
@@ -163,6 +170,7 @@ impl ApiError {
     pub fn status(&self) -> u16 {
         match self {
             Self::Unauthorized(_) => 401,
+            Self::Forbidden => 403,
             Self::InvalidInput(_) => 400,
             Self::NotFound => 404,
             Self::RateLimited { .. } => 429,

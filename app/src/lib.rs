@@ -7,6 +7,7 @@ pub mod api;
 #[cfg(feature = "ssr")]
 pub mod backend;
 mod client;
+pub mod console;
 pub mod format;
 pub mod i18n;
 mod live;

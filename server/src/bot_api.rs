@@ -105,6 +105,12 @@ pub struct StarTransaction {
     pub receiver: Option<serde_json::Value>,
 }
 
+/// The bot's own Stars (`getMyStarBalance`); fractions of a Star are not used here.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+pub struct StarAmount {
+    pub amount: i64,
+}
+
 /// What `createInvoiceLink` needs for a Stars invoice: one price, no provider token, no tips.
 #[derive(Debug, Clone)]
 pub struct StarsInvoice<'a> {
@@ -290,6 +296,10 @@ impl BotApi {
             &json!({ "offset": offset, "limit": limit }),
         )
         .await
+    }
+
+    pub async fn get_my_star_balance(&self) -> Result<StarAmount, BotApiError> {
+        self.call("getMyStarBalance", &json!({})).await
     }
 
     pub async fn set_webhook(&self, params: &serde_json::Value) -> Result<bool, BotApiError> {

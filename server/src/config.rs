@@ -75,6 +75,9 @@ pub struct Config {
     pub metrics_addr: Option<SocketAddr>,
     /// The site folder of the build (`LEPTOS_SITE_ROOT`; `target/site` by default).
     pub site_root: Option<std::path::PathBuf>,
+    /// Telegram user ids of the operators, who see the console (`ADMIN_USER_IDS`; empty: no
+    /// console). The sandbox's operator by default in sandbox mode.
+    pub admin_user_ids: Vec<i64>,
     /// The build's hash file (`LEPTOS_HASH_FILE_NAME`; `hash.txt` beside the server by
     /// default): the content-hashed file names.
     pub hash_file: Option<std::path::PathBuf>,
@@ -289,6 +292,14 @@ impl Config {
                     ));
                 }
             },
+            admin_user_ids: match get("ADMIN_USER_IDS") {
+                Some(text) => parse_user_ids(text)?,
+                None if vars.contains_key("ADMIN_USER_IDS") => Vec::new(),
+                None => match mode {
+                    Mode::Sandbox => vec![crate::sandbox::OPERATOR.id],
+                    Mode::Production => Vec::new(),
+                },
+            },
             site_root: get("LEPTOS_SITE_ROOT").map(Into::into),
             hash_file: get("LEPTOS_HASH_FILE_NAME").map(Into::into),
             metrics_addr: get("METRICS_ADDR")
@@ -312,6 +323,10 @@ impl Config {
         Ok(config)
     }
 
+    pub fn is_operator(&self, user_id: i64) -> bool {
+        self.admin_user_ids.contains(&user_id)
+    }
+
     pub fn package(&self, id: &str) -> Option<&Package> {
         self.packages.iter().find(|package| package.id == id)
     }
@@ -325,6 +340,22 @@ impl Config {
             (None, Mode::Production) => None,
         }
     }
+}
+
+/// `ADMIN_USER_IDS`: Telegram user ids, comma-separated.
+fn parse_user_ids(text: &str) -> Result<Vec<i64>, ConfigError> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|id| !id.is_empty())
+        .map(|id| {
+            id.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
+                invalid(
+                    "ADMIN_USER_IDS",
+                    format!("`{id}` is not a Telegram user id (comma-separated numbers, e.g. 279058397,100001)"),
+                )
+            })
+        })
+        .collect()
 }
 
 /// An address a local client can reach (a wildcard bind address is not one).
@@ -539,6 +570,36 @@ mod tests {
         }
         let both = config(&[("TELEGRAM_BOT_TOKEN", "123:abc"), ("NDN_SANDBOX", "1")]).unwrap_err();
         assert_eq!(both.variable, "NDN_SANDBOX");
+    }
+
+    #[test]
+    fn operators_are_listed_by_user_id() {
+        let production = [
+            ("TELEGRAM_BOT_TOKEN", "123:abc"),
+            ("TELEGRAM_WEBHOOK_SECRET", "s3cret"),
+        ];
+        let listed = config(&[
+            production[0],
+            production[1],
+            ("ADMIN_USER_IDS", " 7, 279058397 ,"),
+        ])
+        .unwrap();
+        assert_eq!(listed.admin_user_ids, vec![7, 279_058_397]);
+        assert!(listed.is_operator(7) && !listed.is_operator(8));
+        assert!(
+            config(&production).unwrap().admin_user_ids.is_empty(),
+            "no console by default"
+        );
+        for wrong in ["@boss", "-5", "7;8", "0"] {
+            let error =
+                config(&[production[0], production[1], ("ADMIN_USER_IDS", wrong)]).unwrap_err();
+            assert_eq!(error.variable, "ADMIN_USER_IDS", "{wrong}");
+        }
+        // The sandbox's operator, unless the variable is set (even to nothing).
+        let sandbox = config(&[("NDN_SANDBOX", "1")]).unwrap();
+        assert_eq!(sandbox.admin_user_ids, vec![crate::sandbox::OPERATOR.id]);
+        let none = config(&[("NDN_SANDBOX", "1"), ("ADMIN_USER_IDS", "")]).unwrap();
+        assert!(none.admin_user_ids.is_empty());
     }
 
     #[test]

@@ -5,10 +5,10 @@
 //! spreadsheet would run as a formula is made inert.)
 
 use std::collections::BTreeMap;
-use std::io::Write;
 
 use futures::StreamExt;
 use serde_json::json;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::clock::iso_time;
 use crate::store::{ExportLine, Store};
@@ -59,19 +59,21 @@ pub async fn export(
     from: i64,
     to: i64,
     format: Format,
-    out: &mut impl Write,
+    out: &mut (impl AsyncWrite + Unpin),
 ) -> anyhow::Result<BTreeMap<String, KindTotals>> {
     const DAY_MS: i64 = 86_400_000;
     let mut totals: BTreeMap<String, KindTotals> = BTreeMap::new();
     let mut lines = store.transfers_between(from * DAY_MS, (to + 1) * DAY_MS);
     match format {
         Format::Csv => {
-            out.write_all("\u{feff}".as_bytes())?;
-            write_csv_row(out, COLUMNS.iter().map(|column| Some((*column).to_owned())))?;
+            out.write_all("\u{feff}".as_bytes()).await?;
+            let header = csv_row(COLUMNS.iter().map(|column| Some((*column).to_owned())));
+            out.write_all(header.as_bytes()).await?;
         }
         Format::Json => {
             let (from, to) = (day_text(from), day_text(to));
-            write!(out, "{{\"from\":\"{from}\",\"to\":\"{to}\",\"transfers\":[")?;
+            let head = format!("{{\"from\":\"{from}\",\"to\":\"{to}\",\"transfers\":[");
+            out.write_all(head.as_bytes()).await?;
         }
     }
     let mut first = true;
@@ -81,36 +83,33 @@ pub async fn export(
         kind.count += 1;
         kind.ndn += line.ndn;
         kind.stars += line.stars;
-        match format {
-            Format::Csv => write_csv_row(out, csv_fields(&line))?,
+        let text = match format {
+            Format::Csv => csv_row(csv_fields(&line)),
             Format::Json => {
-                if !first {
-                    out.write_all(b",")?;
-                }
-                serde_json::to_writer(&mut *out, &json_line(&line))?;
+                let object = json_line(&line).to_string();
+                if first { object } else { format!(",{object}") }
             }
-        }
+        };
+        out.write_all(text.as_bytes()).await?;
         first = false;
     }
     match format {
         Format::Csv => {
             for (kind, sums) in &totals {
-                write_csv_row(
-                    out,
-                    [
-                        Some("total".to_owned()),
-                        Some(kind.clone()),
-                        None,
-                        None,
-                        None,
-                        Some(sums.ndn.to_string()),
-                        Some(sums.stars.to_string()),
-                        None,
-                        None,
-                        None,
-                        Some(format!("{} transfers", sums.count)),
-                    ],
-                )?;
+                let row = csv_row([
+                    Some("total".to_owned()),
+                    Some(kind.clone()),
+                    None,
+                    None,
+                    None,
+                    Some(sums.ndn.to_string()),
+                    Some(sums.stars.to_string()),
+                    None,
+                    None,
+                    None,
+                    Some(format!("{} transfers", sums.count)),
+                ]);
+                out.write_all(row.as_bytes()).await?;
             }
         }
         Format::Json => {
@@ -123,11 +122,11 @@ pub async fn export(
                     )
                 })
                 .collect();
-            write!(out, "],\"totals\":{}}}", serde_json::Value::Object(sums))?;
-            out.write_all(b"\n")?;
+            let tail = format!("],\"totals\":{}}}\n", serde_json::Value::Object(sums));
+            out.write_all(tail.as_bytes()).await?;
         }
     }
-    out.flush()?;
+    out.flush().await?;
     Ok(totals)
 }
 
@@ -174,10 +173,8 @@ fn json_line(line: &ExportLine) -> serde_json::Value {
     })
 }
 
-fn write_csv_row(
-    out: &mut impl Write,
-    fields: impl IntoIterator<Item = Option<String>>,
-) -> std::io::Result<()> {
+/// One CSV line, with its line break.
+fn csv_row(fields: impl IntoIterator<Item = Option<String>>) -> String {
     let mut row = String::new();
     for (index, field) in fields.into_iter().enumerate() {
         if index > 0 {
@@ -188,7 +185,7 @@ fn write_csv_row(
         }
     }
     row.push_str("\r\n");
-    out.write_all(row.as_bytes())
+    row
 }
 
 /// One CSV field: quoted when it holds a comma, a quote or a line break (quotes doubled); text

@@ -358,6 +358,15 @@ impl FakeTelegram {
                     }
                 }
             }
+            "getMyStarBalance" => {
+                let kept: i64 = inner
+                    .charges
+                    .iter()
+                    .filter(|(id, _)| !inner.refunded.contains(*id))
+                    .map(|(_, (_, amount, ..))| *amount)
+                    .sum();
+                Ok(json!({ "amount": kept, "nanostar_amount": 0 }))
+            }
             "getStarTransactions" => {
                 let offset = params.get("offset").and_then(Value::as_u64).unwrap_or(0) as usize;
                 let limit = params

@@ -8,6 +8,7 @@ pub mod bot_text;
 pub mod clock;
 mod commands;
 pub mod config;
+pub mod console;
 pub mod events;
 pub mod export;
 pub mod fake_telegram;
@@ -269,6 +270,7 @@ fn router(state: AppState, sandbox: Option<&Sandbox>) -> Router {
     let mut router = site
         .merge(webhook::router())
         .merge(events::router())
+        .merge(console::router())
         .merge(health::router())
         .merge(api::router());
     if metrics::served_beside_the_app(&state.config) {

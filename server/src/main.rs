@@ -198,11 +198,11 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
             let store = open_store(&config).await?;
             let totals = match output {
                 Some(path) => {
-                    let mut file = std::io::BufWriter::new(std::fs::File::create(&path)?);
+                    let mut file = tokio::io::BufWriter::new(tokio::fs::File::create(&path).await?);
                     server::export::export(&store, from, to, format, &mut file).await?
                 }
                 None => {
-                    let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+                    let mut stdout = tokio::io::BufWriter::new(tokio::io::stdout());
                     server::export::export(&store, from, to, format, &mut stdout).await?
                 }
             };

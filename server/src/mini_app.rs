@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use app::api::AuthFailure;
-use app::backend::{Backend, Caller, SignedBuyer};
+use app::backend::{Backend, Caller, Console, SignedBuyer};
 use app::{App, ShellConfig, shell};
 use axum::Router;
 use axum::extract::{Request, State};
@@ -16,6 +16,7 @@ use leptos::prelude::provide_context;
 use leptos_axum::{LeptosRoutes, generate_route_list};
 
 use crate::clock::now_ms;
+use crate::console::OperatorConsole;
 use crate::init_data::InitDataError;
 use crate::page_cache::NONCE_HEADER;
 use crate::shop::Shop;
@@ -30,6 +31,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         wasm: state.bundle.wasm(),
     };
     let backend = Backend(Arc::new(Shop::new(state.clone())));
+    let console = Console(Arc::new(OperatorConsole::new(state.clone())));
     let app_shell = {
         let leptos = state.leptos.clone();
         let shell_config = shell_config.clone();
@@ -42,6 +44,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
             generate_route_list(App),
             move || {
                 provide_context(backend.clone());
+                provide_context(console.clone());
                 // The page's policy lists its inline scripts by hash (`page_cache`), which takes
                 // out the nonce Leptos writes into it: say which one.
                 if let (Some(nonce), Some(response)) = (

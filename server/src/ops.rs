@@ -8,7 +8,7 @@ use crate::bot_api::{BotApi, BotApiError, StarTransaction};
 use crate::bot_text::commands as text;
 use crate::config::Config;
 use crate::ledger::Ledger;
-use crate::store::StoreError;
+use crate::store::{Acted, NewAction, StoreError};
 use crate::wallet::model::{Buyer, IncomingPayment, PaymentOutcome, RefundOutcome};
 
 /// Every update kind the server handles. Sent explicitly with `setWebhook` and `getUpdates`:
@@ -152,6 +152,17 @@ pub async fn delete_webhook(bot: &BotApi, drop_pending: bool) -> Result<String, 
 /// `refund <charge-id>`: `refundStarPayment`, then the same debit as an incoming
 /// `refunded_payment`. Safe to repeat.
 pub async fn refund(bot: &BotApi, ledger: &Ledger, charge_id: &str) -> Result<String, OpsError> {
+    Ok(refund_as(bot, ledger, charge_id, None).await?.0)
+}
+
+/// [`refund`], for an operator's action from the console (its audit row is written with the
+/// debit): what was done, in words, and the action's answer.
+pub async fn refund_as(
+    bot: &BotApi,
+    ledger: &Ledger,
+    charge_id: &str,
+    action: Option<&NewAction>,
+) -> Result<(String, Option<Acted>), OpsError> {
     let payment = ledger
         .store()
         .payment(charge_id)
@@ -166,18 +177,18 @@ pub async fn refund(bot: &BotApi, ledger: &Ledger, charge_id: &str) -> Result<St
         }
         Err(error) => return Err(error.into()),
     };
-    let outcome = ledger
-        .refund(payment.user_id, charge_id, payment.stars)
+    let (outcome, acted) = ledger
+        .refund_for(
+            payment.user_id,
+            charge_id,
+            payment.stars,
+            action.map(|action| (action, telegram)),
+        )
         .await?;
-    let ledger = match outcome {
-        RefundOutcome::Debited { ndn, balance, .. } => {
-            format!("debited {ndn} NDN, balance now {balance}")
-        }
-        RefundOutcome::AlreadyRefunded => "the ledger already had the refund".into(),
-        RefundOutcome::ClosedHeld => "the held payment is closed (nothing was credited)".into(),
-        RefundOutcome::RecordedUnknown => "recorded".into(),
-    };
-    Ok(format!("{charge_id}: {telegram}; {ledger}"))
+    Ok((
+        format!("{charge_id}: {telegram}; {}", outcome.describe()),
+        acted,
+    ))
 }
 
 /// What `reconcile` changed.

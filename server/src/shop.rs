@@ -77,6 +77,7 @@ impl WalletBackend for Shop {
             history,
             // Expires with the launch data, not a day after this call.
             events_token: state.tokens.issue(buyer.id, buyer.auth_date),
+            operator: state.config.is_operator(buyer.id),
         })
     }
 

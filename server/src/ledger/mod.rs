@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use crate::bot_text::BotNotice;
 use crate::clock::now_ms;
-use crate::store::{Store, StoreResult};
+use crate::store::{Acted, NewAction, Store, StoreResult};
 use crate::wallet::model::{Buyer, IncomingPayment, PaymentOutcome, RefundOutcome};
 use crate::wallet::operations::{Decision, Remembered, Request, answer_again};
 
@@ -59,6 +59,15 @@ impl Ledger {
     /// Decides and applies a service request (a debit, hold, capture, void, expiry or grant) with
     /// the others arriving at the same moment, and runs what follows.
     pub async fn operate(&self, request: Request) -> StoreResult<Decision> {
+        self.operate_for(request, None).await
+    }
+
+    /// [`Ledger::operate`], for an operator's action: its audit row is written with the change.
+    pub async fn operate_for(
+        &self,
+        request: Request,
+        action: Option<NewAction>,
+    ) -> StoreResult<Decision> {
         // A key used before is answered from what it remembered, without a transaction (and
         // without a read when this instance has the answer in memory).
         let earlier = match &request.key {
@@ -80,7 +89,7 @@ impl Ledger {
             (Some(earlier), Some(key)) => answer_again(&earlier, key),
             _ => {
                 self.store
-                    .apply_operation(request.clone(), &BotNotice, self.effects.reach())
+                    .apply_operation(request.clone(), action, &BotNotice, self.effects.reach())
                     .await?
             }
         };
@@ -102,11 +111,50 @@ impl Ledger {
         charge_id: &str,
         stars: i64,
     ) -> StoreResult<RefundOutcome> {
-        let outcome = self
+        Ok(self.refund_for(user_id, charge_id, stars, None).await?.0)
+    }
+
+    /// [`Ledger::refund`], for an operator's action: its audit row (with `telegram`, what
+    /// Telegram said) is written with the change.
+    pub async fn refund_for(
+        &self,
+        user_id: i64,
+        charge_id: &str,
+        stars: i64,
+        action: Option<(&NewAction, &str)>,
+    ) -> StoreResult<(RefundOutcome, Option<Acted>)> {
+        let (outcome, acted) = self
             .store
-            .apply_refund(user_id, charge_id, stars, &BotNotice, self.effects.reach())
+            .apply_refund(
+                user_id,
+                charge_id,
+                stars,
+                &BotNotice,
+                self.effects.reach(),
+                action,
+            )
             .await?;
-        self.effects.refunded(charge_id, &outcome);
-        Ok(outcome)
+        if !matches!(acted, Some(Acted::Repeated(_))) {
+            self.effects.refunded(charge_id, &outcome);
+        }
+        Ok((outcome, acted))
+    }
+
+    /// Credits a held payment (an operator's action), once: see [`Store::credit_held`].
+    pub async fn credit_held(
+        &self,
+        charge_id: &str,
+        prices: &[(i64, i64)],
+        action: &NewAction,
+    ) -> StoreResult<Acted> {
+        let (acted, credit) = self
+            .store
+            .credit_held(charge_id, prices, &BotNotice, self.effects.reach(), action)
+            .await?;
+        if let Some(credit) = credit {
+            self.effects
+                .paid(charge_id, &credit.payload, credit.stars, &credit.outcome);
+        }
+        Ok(acted)
     }
 }

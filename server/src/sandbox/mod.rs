@@ -27,20 +27,33 @@ pub struct SandboxUser {
     pub id: i64,
     pub first_name: &'static str,
     pub language_code: &'static str,
+    /// The sandbox's operator, who sees the console (when `ADMIN_USER_IDS` is left unset).
+    pub operator: bool,
 }
 
-pub const USERS: [SandboxUser; 2] = [
+pub const USERS: [SandboxUser; 3] = [
     SandboxUser {
         id: 100_001,
         first_name: "Alice",
         language_code: "en",
+        operator: false,
     },
     SandboxUser {
         id: 100_002,
         first_name: "Борис",
         language_code: "ru",
+        operator: false,
     },
+    OPERATOR,
 ];
+
+/// The sandbox's operator (its `ADMIN_USER_IDS` unless set), who sees the console.
+pub const OPERATOR: SandboxUser = SandboxUser {
+    id: 100_003,
+    first_name: "Olga",
+    language_code: "en",
+    operator: true,
+};
 
 /// Where pages load `telegram-web-app.js` from in the sandbox, which has no internet.
 pub const TELEGRAM_SCRIPT_ROUTE: &str = "/sandbox/telegram-web-app.js";
@@ -153,7 +166,7 @@ async fn stylesheet() -> impl IntoResponse {
     )
 }
 
-async fn users() -> axum::Json<[SandboxUser; 2]> {
+async fn users() -> axum::Json<[SandboxUser; 3]> {
     axum::Json(USERS)
 }
 

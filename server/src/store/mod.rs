@@ -16,12 +16,16 @@
 //! | `broadcast` | balance changes told to other processes |
 //! | `bot_state` | small durable values and cross-instance locks |
 //! | `api_keys` | the service API's keys (their hashes) |
+//! | `console` | the operator console's reads, and its audit log |
+//! | `held` | held payments credited from the console |
 
 mod api_keys;
 mod bot_state;
 mod broadcast;
 mod buyers;
+mod console;
 mod export;
+mod held;
 mod operations;
 mod orders;
 mod outbox;
@@ -43,7 +47,9 @@ use writer::{Counters, Writer};
 pub use api_keys::ApiKeyRecord;
 pub use broadcast::{BALANCE_CHANNEL, BalanceBroadcast, Reach, RelayedEvent};
 pub use buyers::StoredBuyer;
+pub use console::{Acted, NewAction};
 pub use export::ExportLine;
+pub use held::HeldCredit;
 pub use orders::{Admission, OrderLimits};
 pub use outbox::ClaimedMessage;
 pub use statements::{StatementCursor, StatementEntry};

@@ -10,6 +10,7 @@ use app::api::BalanceEvent;
 use sqlx::{Any, Row, Transaction};
 
 use super::broadcast::{BalanceBroadcast, Reach, balances_changed};
+use super::console::NewAction;
 use super::outbox::enqueue_all;
 use super::transfers::{self, Around};
 use super::writer::Batch;
@@ -24,6 +25,9 @@ use crate::wallet::operations::{
 /// A request waiting for the operations writer.
 pub(super) struct OperationJob {
     request: Request,
+    /// The operator's action this request carries out (a grant from the console): its audit
+    /// row is written in the batch's transaction.
+    action: Option<NewAction>,
     notice: &'static (dyn Notice + Sync),
     reach: Reach,
 }
@@ -60,12 +64,14 @@ impl Store {
     pub async fn apply_operation(
         &self,
         request: Request,
+        action: Option<NewAction>,
         notice: &'static (dyn Notice + Sync),
         reach: Reach,
     ) -> StoreResult<Decision> {
         self.operations
             .submit(OperationJob {
                 request,
+                action,
                 notice,
                 reach,
             })
@@ -327,6 +333,47 @@ async fn apply_operations_in(
             },
         });
     }
+    // Operators' actions are recorded whatever was decided (a refused grant too); a second
+    // tap with the same id is answered from its remembered answer and writes nothing here.
+    let actions: Vec<ActionRow> = jobs
+        .iter()
+        .zip(&decisions)
+        .filter(|(_, decision)| matches!(decision, Decision::Applied(_) | Decision::Refused(_)))
+        .filter_map(|(job, decision)| {
+            let action = job.action.as_ref()?;
+            Some(ActionRow {
+                id: action.id.clone(),
+                operator_id: action.operator_id,
+                action: action.action,
+                target: action.target.clone(),
+                result: describe(decision),
+                created_at: now,
+            })
+        })
+        .collect();
+    if !actions.is_empty() {
+        let sql = format!(
+            "INSERT INTO operator_actions (id, operator_id, action, target, result, created_at)
+             SELECT id, operator_id, action, target, result, created_at FROM {}
+             WHERE true ON CONFLICT (id) DO NOTHING",
+            json_rows(
+                engine,
+                1,
+                &[
+                    ("id", "text"),
+                    ("operator_id", "bigint"),
+                    ("action", "text"),
+                    ("target", "text"),
+                    ("result", "text"),
+                    ("created_at", "bigint"),
+                ]
+            )
+        );
+        sqlx::query(&sql)
+            .bind(to_json(&actions)?)
+            .execute(&mut **tx)
+            .await?;
+    }
     if transfers.is_empty() && held.is_empty() {
         return Ok(decisions);
     }
@@ -414,6 +461,48 @@ async fn apply_operations_in(
     let reach = jobs.first().map_or(Reach::ThisProcess, |job| job.reach);
     balances_changed(tx, engine, reach, &changes).await?;
     Ok(decisions)
+}
+
+/// A decision in the audit log's words.
+fn describe(decision: &Decision) -> String {
+    match decision {
+        Decision::Applied(change) => match &change.receipt {
+            Receipt::Credit {
+                amount,
+                user_id,
+                funds,
+                ..
+            } => format!(
+                "granted {amount} NDN to buyer {user_id}; balance now {}",
+                funds.balance
+            ),
+            Receipt::Debit {
+                amount,
+                user_id,
+                funds,
+                ..
+            } => format!(
+                "debited {amount} NDN from buyer {user_id}; balance now {}",
+                funds.balance
+            ),
+            Receipt::Hold { hold, .. } => {
+                format!("held {} NDN of buyer {}", hold.amount, hold.user_id)
+            }
+        },
+        Decision::Refused(refusal) => format!("refused: {}", refusal.describe()),
+        Decision::Repeated(_) => "answered as before".into(),
+        Decision::Nothing => "nothing to do".into(),
+    }
+}
+
+#[derive(serde::Serialize)]
+struct ActionRow {
+    id: String,
+    operator_id: i64,
+    action: &'static str,
+    target: String,
+    result: String,
+    created_at: i64,
 }
 
 #[derive(serde::Serialize)]

@@ -4,6 +4,7 @@
 use app::api::{BalanceEvent, OrderState};
 
 use super::broadcast::{BalanceBroadcast, Reach, balances_changed};
+use super::console::{Acted, NewAction, earlier_result};
 use super::outbox::enqueue;
 use super::payments::payment_from_row;
 use super::{Engine, Store, StoreResult, transfers};
@@ -12,7 +13,8 @@ use crate::wallet::model::{Notice, OutgoingMessage, RefundOutcome, make_storable
 use crate::wallet::refunds::{RefundPlan, plan_refund};
 
 impl Store {
-    /// Applies a refund of `charge_id` once, as the wallet's refund rule plans it.
+    /// Applies a refund of `charge_id` once, as the wallet's refund rule plans it. An operator's
+    /// refund writes its audit row in the same transaction: `(action, what Telegram said)`.
     pub async fn apply_refund(
         &self,
         user_id: i64,
@@ -20,12 +22,21 @@ impl Store {
         stars: i64,
         notice: &(dyn Notice + Sync),
         reach: Reach,
-    ) -> StoreResult<RefundOutcome> {
+        action: Option<(&NewAction, &str)>,
+    ) -> StoreResult<(RefundOutcome, Option<Acted>)> {
         let mut charge_id = charge_id.to_owned();
         make_storable(&mut charge_id);
         let charge_id = charge_id.as_str();
         let now = now_ms();
         let mut tx = self.write().await?;
+        if let Some((action, _)) = action
+            && let Some(earlier) = earlier_result(&mut tx, &action.id).await?
+        {
+            return Ok((
+                RefundOutcome::AlreadyRefunded,
+                Some(Acted::Repeated(earlier)),
+            ));
+        }
         // Two refunds of one charge at once: the second waits here, then finds it refunded.
         let lock = match self.engine {
             Engine::Postgres => " FOR UPDATE",
@@ -112,8 +123,17 @@ impl Store {
             };
             balances_changed(&mut tx, self.engine, reach, &[change]).await?;
         }
-        tx.commit().await?;
-        Ok(outcome)
+        match action {
+            None => {
+                tx.commit().await?;
+                Ok((outcome, None))
+            }
+            Some((action, telegram)) => {
+                let result = format!("{charge_id}: {telegram}; {}", outcome.describe());
+                let acted = self.finish(tx, action, result, now).await?;
+                Ok((outcome, Some(acted)))
+            }
+        }
     }
 }
 
@@ -130,7 +150,7 @@ async fn mark_refunded(
     Ok(())
 }
 
-async fn language_of(
+pub(super) async fn language_of(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     user_id: i64,
 ) -> StoreResult<String> {

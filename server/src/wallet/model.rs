@@ -293,6 +293,20 @@ pub enum RefundOutcome {
     AlreadyRefunded,
 }
 
+impl RefundOutcome {
+    /// What the refund did to the books, in words (the command line's and the audit log's).
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Debited { ndn, balance, .. } => {
+                format!("debited {ndn} NDN, balance now {balance}")
+            }
+            Self::AlreadyRefunded => "the ledger already had the refund".into(),
+            Self::ClosedHeld => "the held payment is closed (nothing was credited)".into(),
+            Self::RecordedUnknown => "recorded".into(),
+        }
+    }
+}
+
 /// Writes the text of a notification once the outcome (and the new balance) is known.
 pub trait Notice {
     fn payment(&self, language: &str, outcome: &PaymentOutcome, stars: i64) -> Option<String>;

@@ -233,6 +233,24 @@ pub enum Refusal {
     },
 }
 
+impl Refusal {
+    /// Why, in words.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::UnknownAccount => "no such buyer".into(),
+            Self::UnknownHold => "no such hold".into(),
+            Self::InsufficientFunds { available } => {
+                format!("insufficient funds ({available} NDN available)")
+            }
+            Self::KeyReused => "the id was used for another request".into(),
+            Self::HoldClosed { status } => format!("the hold is {}", status.as_str()),
+            Self::CaptureExceedsHold { held } => {
+                format!("the capture exceeds the hold ({held} NDN)")
+            }
+        }
+    }
+}
+
 /// What changes in the books for one applied request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {

@@ -191,17 +191,24 @@ impl TestApp {
 
     /// Stops this server and starts a new one on the same database and fake Telegram.
     pub async fn restart(self) -> Self {
+        self.restart_configured(&[]).await
+    }
+
+    /// Stops this server and starts a new one with `extra` configuration on top of its own.
+    pub async fn restart_configured(self, extra: &[(&str, &str)]) -> Self {
         let Self {
             server,
             telegram,
             database,
             telegram_url,
             poll,
-            extra,
+            extra: mut vars,
             ..
         } = self;
         server.stop().await;
-        Self::start(database, telegram, telegram_url, poll, extra).await
+        vars.retain(|(key, _)| !extra.iter().any(|(name, _)| name == key));
+        vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        Self::start(database, telegram, telegram_url, poll, vars).await
     }
 
     /// Runs the `server` binary with `args` against this app's database and fake Telegram;

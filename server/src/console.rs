@@ -1,0 +1,593 @@
+//! The operator console behind its server functions (`app::console`): figures, held payments,
+//! buyers, health, and the operator's actions — each balance change through the ledger's one
+//! door with its audit row in the same transaction — and the download of the books
+//! (`GET /api/console/export?token=…`, a short-lived signed link, since a download cannot carry
+//! the `Authorization` header).
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use app::api::ApiError;
+use app::backend::ConsoleBackend;
+use app::console::{
+    ActionDone, BuyerCard, Day, Health, HeldPayment, KeyLine, Overview, StarBalance, TransferLine,
+};
+use async_trait::async_trait;
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use hmac::{Hmac, Mac};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::clock::{now_ms, parse_date};
+use crate::export::{Format, export};
+use crate::ops::{self, OpsError};
+use crate::state::AppState;
+use crate::store::{Acted, NewAction, StatementEntry};
+use crate::wallet::operations::{Decision, IdempotencyKey, MAX_AMOUNT, Operation, Request};
+
+const DAY_MS: i64 = 86_400_000;
+/// How long `getMyStarBalance`'s answer is shown before Telegram is asked again.
+const STAR_BALANCE_FRESH: Duration = Duration::from_secs(60);
+/// How long a download link works.
+const EXPORT_LINK_LIFETIME_SECS: i64 = 300;
+/// The API key id under which the console's grants remember their answers (real keys start at 1).
+const CONSOLE_KEY_ID: i64 = 0;
+const LISTED: i64 = 100;
+
+pub struct OperatorConsole {
+    state: AppState,
+    star_balance: Mutex<Option<(StarBalance, Instant)>>,
+}
+
+impl OperatorConsole {
+    pub fn new(state: AppState) -> Self {
+        Self {
+            state,
+            star_balance: Mutex::new(None),
+        }
+    }
+
+    /// The bot's Stars, read from Telegram at most once a minute; the last reading (with its
+    /// time) when Telegram does not answer.
+    async fn star_balance(&self) -> Option<StarBalance> {
+        let kept = *self.star_balance.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((balance, at)) = kept
+            && at.elapsed() < STAR_BALANCE_FRESH
+        {
+            return Some(balance);
+        }
+        match self.state.bot.get_my_star_balance().await {
+            Ok(amount) => {
+                let balance = StarBalance {
+                    amount: amount.amount,
+                    read_at: now_ms() / 1000,
+                };
+                *self.star_balance.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some((balance, Instant::now()));
+                Some(balance)
+            }
+            Err(error) => {
+                tracing::warn!(%error, "getMyStarBalance failed");
+                kept.map(|(balance, _)| balance)
+            }
+        }
+    }
+
+    /// An action of `operator`, once its id is checked.
+    fn action(
+        operator: i64,
+        id: &str,
+        action: &'static str,
+        target: impl ToString,
+    ) -> Result<NewAction, ApiError> {
+        let id = id.trim();
+        if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ApiError::InvalidInput(
+                "action_id: 1-64 printable characters".into(),
+            ));
+        }
+        Ok(NewAction {
+            id: id.to_owned(),
+            operator_id: operator,
+            action,
+            target: target.to_string(),
+        })
+    }
+
+    /// The action recorded under this id before, if any.
+    async fn earlier(&self, action: &NewAction) -> Result<Option<ActionDone>, ApiError> {
+        Ok(self
+            .state
+            .store
+            .action(&action.id)
+            .await?
+            .map(|earlier| ActionDone {
+                result: earlier.result,
+                repeated: true,
+            }))
+    }
+
+    /// Records an action that failed before touching the books (e.g. Telegram refused).
+    async fn failed(&self, action: &NewAction, problem: String) -> Result<ActionDone, ApiError> {
+        let acted = self
+            .state
+            .store
+            .record_action(action, &problem, now_ms())
+            .await?;
+        Ok(done(acted))
+    }
+}
+
+fn done(acted: Acted) -> ActionDone {
+    match acted {
+        Acted::Done(result) => ActionDone {
+            result,
+            repeated: false,
+        },
+        Acted::Repeated(result) => ActionDone {
+            result,
+            repeated: true,
+        },
+    }
+}
+
+#[async_trait]
+impl ConsoleBackend for OperatorConsole {
+    fn is_operator(&self, user_id: i64) -> bool {
+        self.state.config.is_operator(user_id)
+    }
+
+    async fn overview(&self) -> Result<Overview, ApiError> {
+        let store = &self.state.store;
+        let now = now_ms();
+        let today = now - now.rem_euclid(DAY_MS);
+        let month = today - 29 * DAY_MS;
+        let mut days: Vec<Day> = (0..30)
+            .map(|index| Day {
+                start: (month + index * DAY_MS) / 1000,
+                stars: 0,
+                purchases: 0,
+            })
+            .collect();
+        for (index, stars, purchases) in store.daily_purchases(month).await? {
+            if let Some(day) = usize::try_from(index).ok().and_then(|i| days.get_mut(i)) {
+                day.stars = stars;
+                day.purchases = purchases;
+            }
+        }
+        let (pending, failed) = store.message_counts().await?;
+        Ok(Overview {
+            today: store.figures_since(today).await?,
+            week: store.figures_since(today - 6 * DAY_MS).await?,
+            month: store.figures_since(month).await?,
+            days,
+            held_payments: store.held_count().await?,
+            pending_notifications: pending,
+            failed_notifications: failed,
+            star_balance: self.star_balance().await,
+        })
+    }
+
+    async fn held(&self) -> Result<Vec<HeldPayment>, ApiError> {
+        let packages = &self.state.config.packages;
+        let mut held = self.state.store.held_payments(LISTED).await?;
+        for payment in held.iter_mut().filter(|payment| payment.ndn.is_none()) {
+            payment.ndn = packages
+                .iter()
+                .find(|package| package.stars == payment.stars)
+                .map(|package| package.ndn);
+        }
+        Ok(held)
+    }
+
+    async fn credit(
+        &self,
+        operator: i64,
+        action_id: &str,
+        charge_id: &str,
+    ) -> Result<ActionDone, ApiError> {
+        let action = Self::action(operator, action_id, "credit", charge_id)?;
+        let prices: Vec<(i64, i64)> = self
+            .state
+            .config
+            .packages
+            .iter()
+            .map(|package| (package.stars, package.ndn))
+            .collect();
+        let acted = self
+            .state
+            .ledger
+            .credit_held(charge_id, &prices, &action)
+            .await?;
+        Ok(done(acted))
+    }
+
+    async fn refund(
+        &self,
+        operator: i64,
+        action_id: &str,
+        charge_id: &str,
+    ) -> Result<ActionDone, ApiError> {
+        let action = Self::action(operator, action_id, "refund", charge_id)?;
+        // A repeated tap must not ask Telegram again.
+        if let Some(earlier) = self.earlier(&action).await? {
+            return Ok(earlier);
+        }
+        match ops::refund_as(
+            &self.state.bot,
+            &self.state.ledger,
+            charge_id,
+            Some(&action),
+        )
+        .await
+        {
+            Ok((_, Some(acted))) => Ok(done(acted)),
+            Ok((text, None)) => Ok(ActionDone {
+                result: text,
+                repeated: false,
+            }),
+            Err(OpsError::Store(error)) => Err(error.into()),
+            Err(error) => self.failed(&action, format!("not refunded: {error}")).await,
+        }
+    }
+
+    async fn find(&self, query: &str) -> Result<BuyerCard, ApiError> {
+        let store = &self.state.store;
+        if query.trim().is_empty() || query.len() > 200 {
+            return Err(ApiError::InvalidInput(
+                "a user id, @username or charge id".into(),
+            ));
+        }
+        let user_id = store.find_buyer(query).await?.ok_or(ApiError::NotFound)?;
+        let stored = store.buyer(user_id).await?.ok_or(ApiError::NotFound)?;
+        let payments = store.payments_of(user_id, LISTED).await?;
+        let history = store
+            .statement(user_id, None, LISTED)
+            .await?
+            .into_iter()
+            .filter_map(|entry| match entry {
+                StatementEntry::Transfer {
+                    kind,
+                    change,
+                    stars,
+                    reference,
+                    reason,
+                    created_at,
+                    ..
+                } => Some(TransferLine {
+                    kind: kind.as_str().to_owned(),
+                    ndn: change,
+                    stars,
+                    reference,
+                    reason,
+                    created_at: created_at / 1000,
+                }),
+                StatementEntry::Hold(_) => None,
+            })
+            .collect();
+        Ok(BuyerCard {
+            user_id,
+            first_name: stored.buyer.first_name,
+            username: stored.buyer.username,
+            balance: stored.funds.balance,
+            held: stored.funds.held,
+            payments,
+            history,
+        })
+    }
+
+    async fn grant(
+        &self,
+        operator: i64,
+        action_id: &str,
+        user_id: i64,
+        amount: i64,
+        reason: &str,
+    ) -> Result<ActionDone, ApiError> {
+        let action = Self::action(operator, action_id, "grant", user_id)?;
+        let reason = reason.trim();
+        if !(1..=MAX_AMOUNT).contains(&amount) {
+            return Err(ApiError::InvalidInput(format!(
+                "amount: 1 to {MAX_AMOUNT} NDN"
+            )));
+        }
+        if reason.is_empty() || reason.chars().count() > 200 {
+            return Err(ApiError::InvalidInput(
+                "reason: 1-200 characters, shown to the buyer".into(),
+            ));
+        }
+        // A refused grant remembers no answer: its audit row is what answers a repeated tap.
+        if let Some(earlier) = self.earlier(&action).await? {
+            return Ok(earlier);
+        }
+        let reason = format!("{reason} (operator {operator})");
+        let fingerprint = hex::encode(Sha256::digest(
+            format!("console grant\n{user_id}\n{amount}\n{reason}").as_bytes(),
+        ));
+        let request = Request {
+            operation: Operation::Grant {
+                id: format!("crd_{}", uuid::Uuid::new_v4().simple()),
+                user_id,
+                amount,
+                reason,
+            },
+            key: Some(IdempotencyKey {
+                api_key_id: CONSOLE_KEY_ID,
+                key: format!("console:{}", action.id),
+                fingerprint,
+            }),
+        };
+        let decision = self
+            .state
+            .ledger
+            .operate_for(request, Some(action.clone()))
+            .await?;
+        Ok(match decision {
+            Decision::Repeated(_) => self.earlier(&action).await?.unwrap_or(ActionDone {
+                result: "granted before".into(),
+                repeated: true,
+            }),
+            _ => match self.state.store.action(&action.id).await? {
+                Some(recorded) => ActionDone {
+                    result: recorded.result,
+                    repeated: false,
+                },
+                None => return Err(ApiError::Internal),
+            },
+        })
+    }
+
+    async fn health(&self) -> Result<Health, ApiError> {
+        let store = &self.state.store;
+        Ok(Health {
+            failed: store.failed_messages(LISTED).await?,
+            keys: store
+                .api_keys()
+                .await?
+                .into_iter()
+                .map(|key| KeyLine {
+                    id: key.id,
+                    name: key.name,
+                    scopes: key.scopes,
+                    created_at: key.created_at / 1000,
+                    last_used_at: key.last_used_at.map(|at| at / 1000),
+                    revoked_at: key.revoked_at.map(|at| at / 1000),
+                })
+                .collect(),
+            actions: store.actions(50).await?,
+        })
+    }
+
+    async fn reconcile(&self, operator: i64, action_id: &str) -> Result<ActionDone, ApiError> {
+        let action = Self::action(operator, action_id, "reconcile", "Star transactions")?;
+        if let Some(earlier) = self.earlier(&action).await? {
+            return Ok(earlier);
+        }
+        // Each change takes the webhook's own transaction; the audit row follows them.
+        let result = match ops::reconcile(&self.state.bot, &self.state.ledger).await {
+            Ok(report) => report.to_string().trim_end().replace('\n', "; "),
+            Err(OpsError::Store(error)) => return Err(error.into()),
+            Err(error) => format!("not reconciled: {error}"),
+        };
+        self.failed(&action, result).await
+    }
+
+    async fn retry(
+        &self,
+        operator: i64,
+        action_id: &str,
+        message_id: i64,
+    ) -> Result<ActionDone, ApiError> {
+        let action = Self::action(
+            operator,
+            action_id,
+            "retry",
+            format!("message {message_id}"),
+        )?;
+        let acted = self
+            .state
+            .store
+            .retry_message(message_id, &action, now_ms())
+            .await?;
+        self.state.outbox.notify_one();
+        Ok(done(acted))
+    }
+
+    async fn revoke(
+        &self,
+        operator: i64,
+        action_id: &str,
+        key_id: i64,
+    ) -> Result<ActionDone, ApiError> {
+        let action = Self::action(operator, action_id, "revoke", format!("key {key_id}"))?;
+        let acted = self
+            .state
+            .store
+            .revoke_key(key_id, &action, now_ms())
+            .await?;
+        Ok(done(acted))
+    }
+
+    async fn export_link(
+        &self,
+        operator: i64,
+        from: &str,
+        to: &str,
+        format: &str,
+    ) -> Result<String, ApiError> {
+        let period = Period::parse(from, to, format).map_err(ApiError::InvalidInput)?;
+        let expires = now_ms() / 1000 + EXPORT_LINK_LIFETIME_SECS;
+        let token =
+            ExportLinks::new(&self.state.config.bot_token).issue(operator, &period, expires);
+        Ok(format!("/api/console/export?token={token}"))
+    }
+}
+
+/// What a download covers: the days `from..=to` (days since 1970-01-01, UTC), in `format`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Period {
+    pub from: i64,
+    pub to: i64,
+    pub format: Format,
+}
+
+impl Period {
+    pub fn parse(from: &str, to: &str, format: &str) -> Result<Self, String> {
+        let day = |text: &str| {
+            parse_date(text).ok_or_else(|| format!("`{text}` is not a date like 2026-12-01"))
+        };
+        let (from, to) = (day(from)?, day(to)?);
+        if to < from {
+            return Err("the period ends before it starts".into());
+        }
+        Ok(Self {
+            from,
+            to,
+            format: Format::parse(format)?,
+        })
+    }
+
+    fn format_name(&self) -> &'static str {
+        match self.format {
+            Format::Csv => "csv",
+            Format::Json => "json",
+        }
+    }
+}
+
+/// Signed download links: `operator.from.to.format.expires.signature`.
+struct ExportLinks {
+    key: Vec<u8>,
+}
+
+impl ExportLinks {
+    fn new(bot_token: &str) -> Self {
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"NDN console export").expect("any key");
+        mac.update(bot_token.as_bytes());
+        Self {
+            key: mac.finalize().into_bytes().to_vec(),
+        }
+    }
+
+    fn issue(&self, operator: i64, period: &Period, expires: i64) -> String {
+        let claims = format!(
+            "{operator}.{}.{}.{}.{expires}",
+            period.from,
+            period.to,
+            period.format_name()
+        );
+        let mut mac = self.mac();
+        mac.update(claims.as_bytes());
+        format!("{claims}.{}", hex::encode(mac.finalize().into_bytes()))
+    }
+
+    /// The operator and period of a genuine, unexpired link.
+    fn verify(&self, token: &str, now: i64) -> Option<(i64, Period)> {
+        let (claims, signature) = token.rsplit_once('.')?;
+        let mut mac = self.mac();
+        mac.update(claims.as_bytes());
+        mac.verify_slice(&hex::decode(signature).ok()?).ok()?;
+        let parts: Vec<&str> = claims.split('.').collect();
+        let [operator, from, to, format, expires] = parts.as_slice() else {
+            return None;
+        };
+        if expires.parse::<i64>().ok()? < now {
+            return None;
+        }
+        Some((
+            operator.parse().ok()?,
+            Period {
+                from: from.parse().ok()?,
+                to: to.parse().ok()?,
+                format: Format::parse(format).ok()?,
+            },
+        ))
+    }
+
+    fn mac(&self) -> Hmac<Sha256> {
+        Hmac::<Sha256>::new_from_slice(&self.key).expect("any key")
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ExportQuery {
+    token: String,
+}
+
+/// `GET /api/console/export?token=…`.
+pub fn router() -> axum::Router<AppState> {
+    axum::Router::new().route("/api/console/export", axum::routing::get(download))
+}
+
+/// The books of the link's period, streamed from the database to the client through a small
+/// pipe: memory stays flat whatever the period holds.
+async fn download(State(state): State<AppState>, Query(query): Query<ExportQuery>) -> Response {
+    let links = ExportLinks::new(&state.config.bot_token);
+    let Some((operator, period)) = links.verify(&query.token, now_ms() / 1000) else {
+        return (StatusCode::FORBIDDEN, "this link is not valid (any more)\n").into_response();
+    };
+    // An operator removed from ADMIN_USER_IDS loses the links issued to them.
+    if !state.config.is_operator(operator) {
+        return (StatusCode::FORBIDDEN, "this link is not valid (any more)\n").into_response();
+    }
+    let (reader, mut writer) = tokio::io::duplex(64 * 1024);
+    let store = state.store.clone();
+    let job = period.clone();
+    tokio::spawn(async move {
+        let mut out = tokio::io::BufWriter::with_capacity(32 * 1024, &mut writer);
+        if let Err(error) = export(&store, job.from, job.to, job.format, &mut out).await {
+            // The client sees a cut-off file; the log says why.
+            tracing::error!(%error, "console export failed");
+        }
+    });
+    tracing::info!(
+        operator,
+        from = period.from,
+        to = period.to,
+        "console export"
+    );
+    let day = |day: i64| crate::clock::iso_time(day * DAY_MS)[..10].to_owned();
+    let (content_type, extension) = match period.format {
+        Format::Csv => ("text/csv; charset=utf-8", "csv"),
+        Format::Json => ("application/json", "json"),
+    };
+    let file = format!(
+        "ndn-transfers-{}-to-{}.{extension}",
+        day(period.from),
+        day(period.to)
+    );
+    (
+        [
+            (header::CONTENT_TYPE, content_type.to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{file}\""),
+            ),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+        ],
+        Body::from_stream(tokio_util::io::ReaderStream::new(reader)),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn export_links_are_signed_and_expire() {
+        let links = ExportLinks::new("123:token");
+        let period = Period::parse("2026-12-01", "2026-12-31", "csv").unwrap();
+        let token = links.issue(7, &period, 1_000);
+        assert_eq!(links.verify(&token, 999), Some((7, period.clone())));
+        assert_eq!(links.verify(&token, 1_001), None, "expired");
+        let forged = token.replacen("7.", "8.", 1);
+        assert_eq!(links.verify(&forged, 999), None, "another operator");
+        assert_eq!(ExportLinks::new("other").verify(&token, 999), None);
+        assert!(Period::parse("2026-12-31", "2026-12-01", "csv").is_err());
+        assert!(Period::parse("2026-12-01", "2026-12-31", "xlsx").is_err());
+    }
+}
