@@ -31,6 +31,17 @@ pub fn date(unix_seconds: i64) -> String {
     format!("{year:04}-{month:02}-{day:02}")
 }
 
+/// Unix seconds → `YYYY-MM-DD HH:MM UTC`.
+pub fn date_time(unix_seconds: i64) -> String {
+    let minutes = unix_seconds.rem_euclid(86_400) / 60;
+    format!(
+        "{} {:02}:{:02} UTC",
+        date(unix_seconds),
+        minutes / 60,
+        minutes % 60
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -49,5 +60,6 @@ mod tests {
         assert_eq!(date(0), "1970-01-01");
         assert_eq!(date(1_764_270_000), "2025-11-27");
         assert_eq!(date(951_782_400), "2000-02-29");
+        assert_eq!(date_time(1_764_270_000), "2025-11-27 19:00 UTC");
     }
 }

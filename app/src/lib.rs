@@ -8,6 +8,7 @@ pub mod api;
 pub mod backend;
 mod client;
 pub mod console;
+mod console_ui;
 pub mod format;
 pub mod i18n;
 mod live;

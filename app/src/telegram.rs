@@ -29,6 +29,10 @@ extern "C" {
     pub fn open_telegram_link(this: &WebApp, url: &str);
     #[wasm_bindgen(method, js_name = onEvent)]
     pub fn on_event(this: &WebApp, name: &str, callback: &JsValue);
+    #[wasm_bindgen(method, catch, js_name = showConfirm)]
+    fn show_confirm(this: &WebApp, message: &str, callback: &JsValue) -> Result<(), JsValue>;
+    #[wasm_bindgen(method, catch, js_name = downloadFile)]
+    fn download_file(this: &WebApp, params: &JsValue) -> Result<(), JsValue>;
     #[wasm_bindgen(method, getter, js_name = HapticFeedback)]
     fn haptic_feedback(this: &WebApp) -> HapticFeedback;
     #[wasm_bindgen(method, getter, js_name = SettingsButton)]
@@ -118,5 +122,37 @@ pub fn show_settings_button(on_click: impl FnMut() + 'static) {
         let button = app.settings_button();
         button.on_click(&Closure::<dyn FnMut()>::new(on_click).into_js_value());
         button.show();
+    }
+}
+
+/// Telegram's confirmation popup (Bot API 6.2+); `on_answer(true)` when the user confirmed. Where
+/// the client has no popup, the browser's own confirmation stands in.
+pub fn confirm(message: &str, on_answer: impl FnOnce(bool) + 'static) {
+    if let Some(app) = web_app().filter(|app| app.is_version_at_least("6.2")) {
+        // A client that refuses the popup asked nothing: nothing happens.
+        let _ = app.show_confirm(message, &Closure::once_into_js(on_answer));
+        return;
+    }
+    let answer = web_sys::window()
+        .and_then(|window| window.confirm_with_message(message).ok())
+        .unwrap_or(false);
+    on_answer(answer);
+}
+
+/// Downloads `url` (absolute) as `file_name`: Telegram's download (Bot API 8.0+, HTTPS only),
+/// or the browser's own (the answer is an attachment) elsewhere, as in the sandbox.
+pub fn download(url: &str, file_name: &str) {
+    if url.starts_with("https://")
+        && let Some(app) = web_app().filter(|app| app.is_version_at_least("8.0"))
+    {
+        let params = js_sys::Object::new();
+        let _ = js_sys::Reflect::set(&params, &"url".into(), &url.into());
+        let _ = js_sys::Reflect::set(&params, &"file_name".into(), &file_name.into());
+        if app.download_file(&params).is_ok() {
+            return;
+        }
+    }
+    if let Some(window) = web_sys::window() {
+        let _ = window.location().set_href(url);
     }
 }

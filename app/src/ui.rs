@@ -330,9 +330,25 @@ pub fn Home() -> impl IntoView {
     // render both show the skeleton.
     Effect::new(move |_| shop.start());
     let lang = shop.lang;
+    // Operators only: their tabs, the console's element (filled when first opened), and
+    // whether it is the console that shows.
+    let console_open = RwSignal::new(false);
+    let console_host = NodeRef::<leptos::html::Div>::new();
+    let operator =
+        Memo::new(move |_| matches!(shop.screen.get(), Screen::Ready(view) if view.operator));
 
     view! {
         <main class="app" data-live=move || if shop.stream_open.get() { "open" } else { "closed" }>
+            {move || {
+                operator
+                    .get()
+                    .then(|| {
+                        view! {
+                            <OperatorTabs lang=lang.get_untracked() console=console_open host=console_host />
+                        }
+                    })
+            }}
+            <div class="screen" hidden=move || console_open.get()>
             {move || match shop.screen.get() {
                 Screen::Loading => view! { <Skeleton lang=lang.get() /> }.into_any(),
                 Screen::OutsideTelegram => {
@@ -359,9 +375,63 @@ pub fn Home() -> impl IntoView {
                 }
                 Screen::Ready(view) => view! { <Wallet shop view /> }.into_any(),
             }}
+            </div>
+            {move || {
+                operator
+                    .get()
+                    .then(|| {
+                        view! {
+                            <div class="console-host" node_ref=console_host hidden=move || !console_open.get()></div>
+                        }
+                    })
+            }}
             <CheckoutBanner shop />
         </main>
     }
+}
+
+/// An operator's tabs, above the screen: their own wallet, and the console. Rendered only
+/// once the server said the user is an operator.
+#[component]
+fn OperatorTabs(
+    lang: Lang,
+    console: RwSignal<bool>,
+    host: NodeRef<leptos::html::Div>,
+) -> impl IntoView {
+    let (wallet, console_label) = match lang {
+        Lang::En => ("Wallet", "Console"),
+        Lang::Ru => ("Кошелёк", "Консоль"),
+    };
+    let mounted = StoredValue::new(false);
+    let open = move |show: bool| {
+        console.set(show);
+        if show && !mounted.get_value() {
+            mounted.set_value(true);
+            if let Some(host) = host.get_untracked() {
+                let host: web_sys::HtmlElement = host.into();
+                leptos::task::spawn_local(async move { open_console(lang, host).await });
+            }
+        }
+    };
+    let tab = move |show: bool, label: &'static str| {
+        view! {
+            <button class="tab" role="tab" aria-selected=move || (console.get() == show).to_string()
+                on:click=move |_| open(show)>{label}</button>
+        }
+    };
+    view! {
+        <nav class="tabs" role="tablist" data-testid="operator-tabs">
+            {tab(false, wallet)}
+            {tab(true, console_label)}
+        </nav>
+    }
+}
+
+/// Mounts the console into `host`. Its code is a WebAssembly chunk of its own (`cargo leptos
+/// build --split`), fetched when an operator first opens the tab: buyers never download it.
+#[leptos::lazy]
+fn open_console(lang: Lang, host: web_sys::HtmlElement) {
+    leptos::mount::mount_to(host, move || view! { <crate::console_ui::Console lang /> }).forget();
 }
 
 #[component]

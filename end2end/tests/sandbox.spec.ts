@@ -19,6 +19,8 @@ async function openSandbox(page: Page, user = ALICE, theme = 'light'): Promise<F
     await page.selectOption('#theme', theme);
   }
   await expect(app.getByTestId('balance')).toBeVisible();
+  // The chat so far (earlier tests' messages too) is on the page before anyone counts it.
+  await expect(page.locator('#messages')).toHaveAttribute('data-loaded-for', user);
   return app;
 }
 

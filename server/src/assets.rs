@@ -26,6 +26,9 @@ pub struct Bundle {
     pub js: String,
     pub wasm: String,
     pub css: String,
+    /// Lazily loaded parts (`cargo leptos build --split`): the split loader, its manifest and
+    /// the WebAssembly chunks it names (the operator console).
+    pub chunks: Vec<String>,
     /// Whether the names carry a content hash (a build with `hash-files`).
     pub hashed: bool,
 }
@@ -39,6 +42,7 @@ impl Bundle {
             js: format!("{output_name}.js"),
             wasm: format!("{output_name}.wasm"),
             css: format!("{output_name}.css"),
+            chunks: Vec::new(),
             hashed: false,
         };
         let Ok(text) = std::fs::read_to_string(hash_file) else {
@@ -56,6 +60,7 @@ impl Bundle {
                 js: format!("{output_name}.{js}.js"),
                 wasm: format!("{output_name}.{wasm}.wasm"),
                 css: format!("{output_name}.{css}.css"),
+                chunks: split_files(pkg_dir, hash_of("split"), hash_of("manifest")),
                 hashed: true,
             },
             _ => {
@@ -79,7 +84,10 @@ impl Bundle {
     }
 
     fn is_current(&self, name: &str) -> bool {
-        name == self.js || name == self.wasm || name == self.css
+        name == self.js
+            || name == self.wasm
+            || name == self.css
+            || self.chunks.iter().any(|c| c == name)
     }
 
     /// `GET /pkg/{file}`.
@@ -88,6 +96,37 @@ impl Bundle {
             .route("/pkg/{*file}", get(bundle_file))
             .with_state(self.clone())
     }
+}
+
+/// The split loader, its manifest, and every chunk the manifest names (`{ "split point":
+/// ["chunk stem", …] }`, each chunk a `.wasm`); none without a split build.
+fn split_files(pkg_dir: &Path, split: Option<String>, manifest: Option<String>) -> Vec<String> {
+    let (Some(split), Some(manifest)) = (split, manifest) else {
+        return Vec::new();
+    };
+    let manifest = format!("__wasm_split_manifest.{manifest}.json");
+    let stems: std::collections::HashMap<String, Vec<String>> = match std::fs::read_to_string(
+        pkg_dir.join(&manifest),
+    )
+    .map_err(|error| error.to_string())
+    .and_then(|text| serde_json::from_str(&text).map_err(|error| error.to_string()))
+    {
+        Ok(stems) => stems,
+        Err(error) => {
+            tracing::warn!(%error, manifest, "cannot read the split manifest; lazy parts will 404");
+            return Vec::new();
+        }
+    };
+    let mut files = vec![format!("__wasm_split.{split}.js"), manifest];
+    files.extend(
+        stems
+            .into_values()
+            .flatten()
+            .map(|stem| format!("{stem}.wasm")),
+    );
+    files.sort();
+    files.dedup();
+    files
 }
 
 async fn bundle_file(

@@ -30,13 +30,61 @@ fn site(dir: &Path) -> std::path::PathBuf {
         std::fs::write(pkg.join(format!("{name}.gz")), format!("{kind} in gzip")).unwrap();
         std::fs::write(pkg.join(format!("ndn.0ld-release.{kind}")), "old").unwrap();
     }
+    // The split build's lazily loaded parts: the loader, its manifest, the console's chunk.
+    for name in [
+        SPLIT_LOADER,
+        SPLIT_MANIFEST,
+        CONSOLE_CHUNK,
+        "split_open_console_1.0ld.wasm",
+    ] {
+        std::fs::write(pkg.join(name), format!("{name} as is")).unwrap();
+        std::fs::write(pkg.join(format!("{name}.br")), format!("{name} in brotli")).unwrap();
+    }
+    std::fs::write(
+        pkg.join(SPLIT_MANIFEST),
+        r#"{"open_console_1":["split_open_console_1.Xh4sh-chunk"]}"#,
+    )
+    .unwrap();
     let hash_file = dir.join("hash.txt");
-    let text: String = HASHES
+    let mut text: String = HASHES
         .iter()
         .map(|(kind, hash)| format!("{kind}: {hash}\n"))
         .collect();
+    text.push_str("manifest: Mh4sh-manifest\nsplit: Sh4sh-split\n");
     std::fs::write(&hash_file, text).unwrap();
     hash_file
+}
+
+const SPLIT_LOADER: &str = "__wasm_split.Sh4sh-split.js";
+const SPLIT_MANIFEST: &str = "__wasm_split_manifest.Mh4sh-manifest.json";
+const CONSOLE_CHUNK: &str = "split_open_console_1.Xh4sh-chunk.wasm";
+
+#[tokio::test]
+async fn the_lazily_loaded_parts_of_a_split_build_are_served_like_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app_with_site(dir.path()).await;
+    for name in [SPLIT_LOADER, SPLIT_MANIFEST, CONSOLE_CHUNK] {
+        let response = get(&app, &format!("/pkg/{name}"), Some("br")).await;
+        assert_eq!(response.status(), 200, "{name}");
+        assert_eq!(
+            header(&response, "content-encoding").as_deref(),
+            Some("br"),
+            "{name}"
+        );
+        assert_eq!(
+            header(&response, "cache-control").as_deref(),
+            Some("public, max-age=31536000, immutable"),
+            "{name}"
+        );
+    }
+    let chunk = get(&app, &format!("/pkg/{CONSOLE_CHUNK}"), None).await;
+    assert_eq!(
+        chunk.text().await.unwrap(),
+        format!("{CONSOLE_CHUNK} as is")
+    );
+    // A chunk of another release is not this release's.
+    let old = get(&app, "/pkg/split_open_console_1.0ld.wasm", Some("br")).await;
+    assert_eq!(old.status(), 404);
 }
 
 async fn app_with_site(dir: &Path) -> TestApp {

@@ -35,7 +35,8 @@ function toMiniApp(eventType, eventData) {
 }
 
 async function launch() {
-  const { init_data: initData } = await api(`/sandbox/api/launch?user=${user.id}`);
+  const lang = $('lang').value ? `&lang=${$('lang').value}` : '';
+  const { init_data: initData } = await api(`/sandbox/api/launch?user=${user.id}${lang}`);
   const fragment = new URLSearchParams({
     tgWebAppData: initData,
     tgWebAppVersion: '8.0',
@@ -69,6 +70,14 @@ window.addEventListener('message', (event) => {
     case 'web_app_open_invoice':
       showSheet(eventData.slug);
       break;
+    case 'web_app_open_popup':
+      showPopup(eventData);
+      break;
+    case 'web_app_request_file_download':
+      // Telegram asks the user, then downloads; the sandbox downloads at once.
+      toMiniApp('file_download_requested', { status: 'downloading' });
+      download(eventData.url, eventData.file_name);
+      break;
     case 'web_app_trigger_haptic_feedback':
       document.body.dataset.lastHaptic = eventData.notification_type || eventData.impact_style || eventData.type;
       break;
@@ -76,6 +85,38 @@ window.addEventListener('message', (event) => {
       break;
   }
 });
+
+// Telegram's popup (showPopup, showConfirm, showAlert): a message and up to three buttons.
+function showPopup({ title, message, buttons }) {
+  $('popup-title').textContent = title || '';
+  $('popup-title').hidden = !title;
+  $('popup-message').textContent = message;
+  const labels = { ok: 'OK', close: 'Close', cancel: 'Cancel' };
+  const row = $('popup-buttons');
+  row.replaceChildren();
+  for (const button of buttons || [{ id: '', type: 'close' }]) {
+    const element = document.createElement('button');
+    element.textContent = button.text || labels[button.type] || 'OK';
+    element.dataset.buttonId = button.id;
+    if (button.type === 'ok' || button.type === 'default') element.className = 'primary';
+    if (button.type === 'destructive') element.className = 'destructive';
+    element.addEventListener('click', () => {
+      $('popup').hidden = true;
+      toMiniApp('popup_closed', { button_id: button.id });
+    });
+    row.append(element);
+  }
+  $('popup').hidden = false;
+}
+
+function download(url, fileName) {
+  const link = document.createElement('a');
+  link.href = url;
+  link.download = fileName;
+  document.body.append(link);
+  link.click();
+  link.remove();
+}
 
 async function showSheet(slug) {
   try {
@@ -168,6 +209,8 @@ async function refreshChat() {
     changed = true;
   }
   if (changed) renderChat();
+  // Tests wait for this before counting the chat's messages.
+  $('messages').dataset.loadedFor = String(user.id);
 }
 
 async function refreshCharges() {
@@ -209,7 +252,7 @@ async function start() {
   for (const candidate of users) {
     const option = document.createElement('option');
     option.value = candidate.id;
-    option.textContent = `${candidate.first_name} (${candidate.language_code})`;
+    option.textContent = `${candidate.first_name} (${candidate.language_code}${candidate.operator ? ', operator' : ''})`;
     $('user').append(option);
   }
   user = users[0];
@@ -223,6 +266,11 @@ async function start() {
     renderChat();
     refreshCharges();
     launch();
+  });
+  $('lang').addEventListener('change', launch);
+  $('unmatched').addEventListener('click', async () => {
+    await post('/sandbox/api/unmatched', { user: user.id, stars: 225 });
+    refreshCharges();
   });
   $('theme').addEventListener('change', () => {
     document.body.dataset.theme = $('theme').value;

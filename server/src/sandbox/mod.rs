@@ -89,6 +89,7 @@ impl Sandbox {
             .route("/sandbox/api/invoice/{slug}", get(invoice))
             .route("/sandbox/api/pay", post(pay))
             .route("/sandbox/api/refund", post(refund))
+            .route("/sandbox/api/unmatched", post(unmatched))
             .route("/sandbox/api/charges", get(charges))
             .route("/sandbox/api/knobs", get(knobs).post(set_knobs))
             .with_state(self.clone())
@@ -106,6 +107,20 @@ impl Sandbox {
             update_id,
             content(Message::private(update_id, user.telegram())),
         )
+    }
+}
+
+impl Sandbox {
+    /// Telegram takes the Stars and tells the bot: the charge is recorded, and its
+    /// `successful_payment` delivered to the webhook in the background.
+    fn charge(&self, user: SandboxUser, payload: &str, stars: i64) -> Response {
+        let charge_id = self.telegram.record_charge(user.id, stars, payload);
+        let update = self.message_update(user, |message| {
+            message.with_payment(SuccessfulPayment::stars(payload, stars, &charge_id))
+        });
+        let delivery = self.delivery.clone();
+        tokio::spawn(async move { delivery.deliver(user.id, update, true).await });
+        axum::Json(json!({ "status": "paid", "charge_id": charge_id })).into_response()
     }
 }
 
@@ -175,13 +190,28 @@ struct UserQuery {
     user: i64,
 }
 
+#[derive(Deserialize)]
+struct LaunchQuery {
+    user: i64,
+    /// The app's language for this launch (`en`, `ru`), instead of the user's own.
+    #[serde(default)]
+    lang: Option<String>,
+}
+
 /// Signed initData for the user, as Telegram puts it in the Mini App's URL fragment.
-async fn launch(State(sandbox): State<Sandbox>, Query(query): Query<UserQuery>) -> Response {
+async fn launch(State(sandbox): State<Sandbox>, Query(query): Query<LaunchQuery>) -> Response {
     let user = match find_user(query.user) {
         Ok(user) => user,
         Err(response) => return *response,
     };
-    let user_field = serde_json::to_string(&user.telegram()).unwrap_or_default();
+    let mut telegram_user = user.telegram();
+    if let Some(lang) = query
+        .lang
+        .filter(|lang| matches!(lang.as_str(), "en" | "ru"))
+    {
+        telegram_user.language_code = Some(lang);
+    }
+    let user_field = serde_json::to_string(&telegram_user).unwrap_or_default();
     let auth_date = (crate::clock::now_ms() / 1000).to_string();
     let query_id = format!("AAE{}", uuid::Uuid::new_v4().simple());
     let init_data = sandbox.signer.sign(&[
@@ -288,19 +318,31 @@ async fn pay(
     if request.fail {
         return failed("the payment was declined".into());
     }
-    let charge_id = sandbox
-        .telegram
-        .record_charge(user.id, link.amount, &link.payload);
-    let update = sandbox.message_update(user, |message| {
-        message.with_payment(SuccessfulPayment::stars(
-            &link.payload,
-            link.amount,
-            &charge_id,
-        ))
-    });
-    let delivery = sandbox.delivery.clone();
-    tokio::spawn(async move { delivery.deliver(user.id, update, true).await });
-    axum::Json(json!({ "status": "paid", "charge_id": charge_id })).into_response()
+    sandbox.charge(user, &link.payload, link.amount)
+}
+
+#[derive(Deserialize)]
+struct UnmatchedRequest {
+    user: i64,
+    stars: i64,
+}
+
+/// A payment the shop cannot match to an order (its payload names none, as after a lost
+/// database or a link from elsewhere): Telegram took the Stars, so the shop records it and
+/// holds it for the operator — what the console's Held tab is for.
+async fn unmatched(
+    State(sandbox): State<Sandbox>,
+    axum::Json(request): axum::Json<UnmatchedRequest>,
+) -> Response {
+    let user = match find_user(request.user) {
+        Ok(user) => user,
+        Err(response) => return *response,
+    };
+    if !(1..=100_000).contains(&request.stars) {
+        return (StatusCode::BAD_REQUEST, "stars: 1 to 100000").into_response();
+    }
+    let payload = format!("unmatched-{}", uuid::Uuid::new_v4().simple());
+    sandbox.charge(user, &payload, request.stars)
 }
 
 #[derive(Deserialize)]
