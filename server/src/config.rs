@@ -327,6 +327,14 @@ impl Config {
         self.admin_user_ids.contains(&user_id)
     }
 
+    /// The catalogue as (Stars, NDN): what a payment of that many Stars buys.
+    pub fn prices(&self) -> Vec<(i64, i64)> {
+        self.packages
+            .iter()
+            .map(|package| (package.stars, package.ndn))
+            .collect()
+    }
+
     pub fn package(&self, id: &str) -> Option<&Package> {
         self.packages.iter().find(|package| package.id == id)
     }

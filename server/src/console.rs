@@ -17,11 +17,11 @@ use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::clock::{now_ms, parse_date};
+use crate::events::Signer;
 use crate::export::{Format, export};
 use crate::ops::{self, OpsError};
 use crate::state::AppState;
@@ -110,12 +110,13 @@ impl OperatorConsole {
             }))
     }
 
-    /// Records an action that failed before touching the books (e.g. Telegram refused).
-    async fn failed(&self, action: &NewAction, problem: String) -> Result<ActionDone, ApiError> {
+    /// Records an action whose effects took transactions of their own (a reconciliation), or
+    /// none at all (Telegram refused a refund).
+    async fn record(&self, action: &NewAction, result: String) -> Result<ActionDone, ApiError> {
         let acted = self
             .state
             .store
-            .record_action(action, &problem, now_ms())
+            .record_action(action, &result, now_ms())
             .await?;
         Ok(done(acted))
     }
@@ -172,15 +173,8 @@ impl ConsoleBackend for OperatorConsole {
     }
 
     async fn held(&self) -> Result<Vec<HeldPayment>, ApiError> {
-        let packages = &self.state.config.packages;
-        let mut held = self.state.store.held_payments(LISTED).await?;
-        for payment in held.iter_mut().filter(|payment| payment.ndn.is_none()) {
-            payment.ndn = packages
-                .iter()
-                .find(|package| package.stars == payment.stars)
-                .map(|package| package.ndn);
-        }
-        Ok(held)
+        let prices = self.state.config.prices();
+        Ok(self.state.store.held_payments(&prices, LISTED).await?)
     }
 
     async fn credit(
@@ -190,13 +184,7 @@ impl ConsoleBackend for OperatorConsole {
         charge_id: &str,
     ) -> Result<ActionDone, ApiError> {
         let action = Self::action(operator, action_id, "credit", charge_id)?;
-        let prices: Vec<(i64, i64)> = self
-            .state
-            .config
-            .packages
-            .iter()
-            .map(|package| (package.stars, package.ndn))
-            .collect();
+        let prices = self.state.config.prices();
         let acted = self
             .state
             .ledger
@@ -230,7 +218,7 @@ impl ConsoleBackend for OperatorConsole {
                 repeated: false,
             }),
             Err(OpsError::Store(error)) => Err(error.into()),
-            Err(error) => self.failed(&action, format!("not refunded: {error}")).await,
+            Err(error) => self.record(&action, format!("not refunded: {error}")).await,
         }
     }
 
@@ -372,7 +360,7 @@ impl ConsoleBackend for OperatorConsole {
             Err(OpsError::Store(error)) => return Err(error.into()),
             Err(error) => format!("not reconciled: {error}"),
         };
-        self.failed(&action, result).await
+        self.record(&action, result).await
     }
 
     async fn retry(
@@ -459,38 +447,25 @@ impl Period {
 }
 
 /// Signed download links: `operator.from.to.format.expires.signature`.
-struct ExportLinks {
-    key: Vec<u8>,
-}
+struct ExportLinks(Signer);
 
 impl ExportLinks {
     fn new(bot_token: &str) -> Self {
-        let mut mac = Hmac::<Sha256>::new_from_slice(b"NDN console export").expect("any key");
-        mac.update(bot_token.as_bytes());
-        Self {
-            key: mac.finalize().into_bytes().to_vec(),
-        }
+        Self(Signer::new(b"NDN console export", bot_token))
     }
 
     fn issue(&self, operator: i64, period: &Period, expires: i64) -> String {
-        let claims = format!(
+        self.0.sign(&format!(
             "{operator}.{}.{}.{}.{expires}",
             period.from,
             period.to,
             period.format_name()
-        );
-        let mut mac = self.mac();
-        mac.update(claims.as_bytes());
-        format!("{claims}.{}", hex::encode(mac.finalize().into_bytes()))
+        ))
     }
 
     /// The operator and period of a genuine, unexpired link.
     fn verify(&self, token: &str, now: i64) -> Option<(i64, Period)> {
-        let (claims, signature) = token.rsplit_once('.')?;
-        let mut mac = self.mac();
-        mac.update(claims.as_bytes());
-        mac.verify_slice(&hex::decode(signature).ok()?).ok()?;
-        let parts: Vec<&str> = claims.split('.').collect();
+        let parts: Vec<&str> = self.0.open(token)?.split('.').collect();
         let [operator, from, to, format, expires] = parts.as_slice() else {
             return None;
         };
@@ -505,10 +480,6 @@ impl ExportLinks {
                 format: Format::parse(format).ok()?,
             },
         ))
-    }
-
-    fn mac(&self) -> Hmac<Sha256> {
-        Hmac::<Sha256>::new_from_slice(&self.key).expect("any key")
     }
 }
 

@@ -123,11 +123,48 @@ pub async fn relay(state: AppState, shutdown: tokio_util::sync::CancellationToke
     }
 }
 
+/// Short claims signed with a key derived from the bot token and a label of their own (so a
+/// token of one kind is never valid as another): `claims.hex(HMAC-SHA256)`.
+#[derive(Clone)]
+pub struct Signer {
+    key: Vec<u8>,
+}
+
+impl Signer {
+    pub fn new(label: &[u8], bot_token: &str) -> Self {
+        let mut mac = Hmac::<Sha256>::new_from_slice(label).expect("any key");
+        mac.update(bot_token.as_bytes());
+        Self {
+            key: mac.finalize().into_bytes().to_vec(),
+        }
+    }
+
+    /// `claims`, then a `.` and their signature.
+    pub fn sign(&self, claims: &str) -> String {
+        let mut mac = self.mac();
+        mac.update(claims.as_bytes());
+        format!("{claims}.{}", hex::encode(mac.finalize().into_bytes()))
+    }
+
+    /// The claims of a genuinely signed token.
+    pub fn open<'a>(&self, token: &'a str) -> Option<&'a str> {
+        let (claims, signature) = token.rsplit_once('.')?;
+        let mut mac = self.mac();
+        mac.update(claims.as_bytes());
+        mac.verify_slice(&hex::decode(signature).ok()?).ok()?;
+        Some(claims)
+    }
+
+    fn mac(&self) -> Hmac<Sha256> {
+        Hmac::<Sha256>::new_from_slice(&self.key).expect("any key")
+    }
+}
+
 /// Signed tokens for the stream (an `EventSource` cannot send headers). A token expires with
 /// the launch data it was issued for, and so does a stream opened with it.
 #[derive(Clone)]
 pub struct StreamTokens {
-    key: Vec<u8>,
+    signer: Signer,
     lifetime_secs: i64,
 }
 
@@ -140,10 +177,8 @@ pub struct StreamGrant {
 
 impl StreamTokens {
     pub fn new(bot_token: &str, lifetime: Duration) -> Self {
-        let mut mac = Hmac::<Sha256>::new_from_slice(b"NDN live event stream").expect("any key");
-        mac.update(bot_token.as_bytes());
         Self {
-            key: mac.finalize().into_bytes().to_vec(),
+            signer: Signer::new(b"NDN live event stream", bot_token),
             lifetime_secs: i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX),
         }
     }
@@ -152,32 +187,14 @@ impl StreamTokens {
     /// expires when that launch data does.
     pub fn issue(&self, user_id: i64, auth_date: i64) -> String {
         let expires = auth_date.saturating_add(self.lifetime_secs);
-        format!("{user_id}.{expires}.{}", self.signature(user_id, expires))
+        self.signer.sign(&format!("{user_id}.{expires}"))
     }
 
     /// What the token grants, if it is genuine and unexpired.
     pub fn verify(&self, token: &str, now: i64) -> Option<StreamGrant> {
-        let mut parts = token.split('.');
-        let user_id: i64 = parts.next()?.parse().ok()?;
-        let expires: i64 = parts.next()?.parse().ok()?;
-        let signature = hex::decode(parts.next()?).ok()?;
-        if parts.next().is_some() || expires < now {
-            return None;
-        }
-        let mut mac = self.mac();
-        mac.update(format!("{user_id}.{expires}").as_bytes());
-        mac.verify_slice(&signature).ok()?;
-        Some(StreamGrant { user_id, expires })
-    }
-
-    fn signature(&self, user_id: i64, expires: i64) -> String {
-        let mut mac = self.mac();
-        mac.update(format!("{user_id}.{expires}").as_bytes());
-        hex::encode(mac.finalize().into_bytes())
-    }
-
-    fn mac(&self) -> Hmac<Sha256> {
-        Hmac::<Sha256>::new_from_slice(&self.key).expect("any key")
+        let (user_id, expires) = self.signer.open(token)?.split_once('.')?;
+        let (user_id, expires): (i64, i64) = (user_id.parse().ok()?, expires.parse().ok()?);
+        (expires >= now).then_some(StreamGrant { user_id, expires })
     }
 }
 

@@ -185,10 +185,7 @@ pub async fn refund_as(
             action.map(|action| (action, telegram)),
         )
         .await?;
-    Ok((
-        format!("{charge_id}: {telegram}; {}", outcome.describe()),
-        acted,
-    ))
+    Ok((outcome.summary(charge_id, telegram), acted))
 }
 
 /// What `reconcile` changed.

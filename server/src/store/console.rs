@@ -5,6 +5,7 @@
 use app::console::{ActionLine, FailedMessage, Figures, HeldPayment, PaymentLine};
 use sqlx::{Any, Row, Transaction};
 
+use super::held::credit_for;
 use super::{Store, StoreResult};
 
 /// An operator action about to be taken: the audit row's columns but the result.
@@ -29,7 +30,7 @@ pub enum Acted {
 /// Writes the audit row of `action` in `tx`; `false` when a row with its id exists already (a
 /// concurrent tap with the same id: the caller answers with that row's result).
 pub(super) async fn record_action(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Transaction<'_, Any>,
     action: &NewAction,
     result: &str,
     now: i64,
@@ -204,8 +205,13 @@ impl Store {
             .collect()
     }
 
-    /// Payments waiting for the operator, newest first, with their order's NDN (if any).
-    pub async fn held_payments(&self, limit: i64) -> StoreResult<Vec<HeldPayment>> {
+    /// Payments waiting for the operator, newest first, with what Credit would give them
+    /// (see [`Store::credit_held`]; `prices`: Stars → NDN).
+    pub async fn held_payments(
+        &self,
+        prices: &[(i64, i64)],
+        limit: i64,
+    ) -> StoreResult<Vec<HeldPayment>> {
         let rows = sqlx::query(
             "SELECT p.charge_id, p.user_id, COALESCE(u.first_name, ''), u.username, p.stars,
                     COALESCE(p.hold_reason, ''), p.created_at, o.ndn
@@ -220,15 +226,16 @@ impl Store {
         .await?;
         rows.iter()
             .map(|row| {
+                let stars = row.try_get(4)?;
                 Ok(HeldPayment {
                     charge_id: row.try_get(0)?,
                     user_id: row.try_get(1)?,
                     first_name: row.try_get(2)?,
                     username: row.try_get(3)?,
-                    stars: row.try_get(4)?,
+                    stars,
                     reason: row.try_get(5)?,
                     created_at: row.try_get::<i64, _>(6)? / 1000,
-                    ndn: row.try_get(7)?,
+                    ndn: credit_for(row.try_get(7)?, stars, prices),
                 })
             })
             .collect()

@@ -21,6 +21,17 @@ pub struct HeldCredit {
     pub stars: i64,
 }
 
+/// What crediting a held payment of `stars` gives: its order's NDN, else the package of that
+/// price (`prices`: Stars → NDN), else nothing.
+pub(super) fn credit_for(order_ndn: Option<i64>, stars: i64, prices: &[(i64, i64)]) -> Option<i64> {
+    order_ndn.or_else(|| {
+        prices
+            .iter()
+            .find(|(price, _)| *price == stars)
+            .map(|(_, ndn)| *ndn)
+    })
+}
+
 impl Store {
     /// Credits the held payment `charge_id` with its order's NDN, or with the package of its
     /// price (`prices`: Stars → NDN) when it has no order. Anything but a held payment is left
@@ -62,12 +73,7 @@ impl Store {
                 let payload: String = row.try_get(4)?;
                 let reason: Option<String> = row.try_get(5)?;
                 let order_ndn: Option<i64> = row.try_get(6)?;
-                let ndn = order_ndn.or_else(|| {
-                    prices
-                        .iter()
-                        .find(|(price, _)| *price == stars)
-                        .map(|(_, ndn)| *ndn)
-                });
+                let ndn = credit_for(order_ndn, stars, prices);
                 match (status.as_str(), ndn) {
                     ("held", Some(ndn)) => {
                         let mut transfer = Transfer::purchase(user_id, ndn, charge_id, stars);

@@ -10,7 +10,7 @@ use app::api::BalanceEvent;
 use sqlx::{Any, Row, Transaction};
 
 use super::broadcast::{BalanceBroadcast, Reach, balances_changed};
-use super::console::NewAction;
+use super::console::{NewAction, record_action};
 use super::outbox::enqueue_all;
 use super::transfers::{self, Around};
 use super::writer::Batch;
@@ -335,44 +335,12 @@ async fn apply_operations_in(
     }
     // Operators' actions are recorded whatever was decided (a refused grant too); a second
     // tap with the same id is answered from its remembered answer and writes nothing here.
-    let actions: Vec<ActionRow> = jobs
-        .iter()
-        .zip(&decisions)
-        .filter(|(_, decision)| matches!(decision, Decision::Applied(_) | Decision::Refused(_)))
-        .filter_map(|(job, decision)| {
-            let action = job.action.as_ref()?;
-            Some(ActionRow {
-                id: action.id.clone(),
-                operator_id: action.operator_id,
-                action: action.action,
-                target: action.target.clone(),
-                result: describe(decision),
-                created_at: now,
-            })
-        })
-        .collect();
-    if !actions.is_empty() {
-        let sql = format!(
-            "INSERT INTO operator_actions (id, operator_id, action, target, result, created_at)
-             SELECT id, operator_id, action, target, result, created_at FROM {}
-             WHERE true ON CONFLICT (id) DO NOTHING",
-            json_rows(
-                engine,
-                1,
-                &[
-                    ("id", "text"),
-                    ("operator_id", "bigint"),
-                    ("action", "text"),
-                    ("target", "text"),
-                    ("result", "text"),
-                    ("created_at", "bigint"),
-                ]
-            )
-        );
-        sqlx::query(&sql)
-            .bind(to_json(&actions)?)
-            .execute(&mut **tx)
-            .await?;
+    // (Rare: one row per console grant, so one statement each.)
+    for (job, decision) in jobs.iter().zip(&decisions) {
+        if let (Some(action), Decision::Applied(_) | Decision::Refused(_)) = (&job.action, decision)
+        {
+            record_action(tx, action, &describe(decision), now).await?;
+        }
     }
     if transfers.is_empty() && held.is_empty() {
         return Ok(decisions);
@@ -493,16 +461,6 @@ fn describe(decision: &Decision) -> String {
         Decision::Repeated(_) => "answered as before".into(),
         Decision::Nothing => "nothing to do".into(),
     }
-}
-
-#[derive(serde::Serialize)]
-struct ActionRow {
-    id: String,
-    operator_id: i64,
-    action: &'static str,
-    target: String,
-    result: String,
-    created_at: i64,
 }
 
 #[derive(serde::Serialize)]

@@ -129,7 +129,7 @@ impl Store {
                 Ok((outcome, None))
             }
             Some((action, telegram)) => {
-                let result = format!("{charge_id}: {telegram}; {}", outcome.describe());
+                let result = outcome.summary(charge_id, telegram);
                 let acted = self.finish(tx, action, result, now).await?;
                 Ok((outcome, Some(acted)))
             }

@@ -305,6 +305,11 @@ impl RefundOutcome {
             Self::RecordedUnknown => "recorded".into(),
         }
     }
+
+    /// An operator's refund in words: the charge, what Telegram said, what the books did.
+    pub fn summary(&self, charge_id: &str, telegram: &str) -> String {
+        format!("{charge_id}: {telegram}; {}", self.describe())
+    }
 }
 
 /// Writes the text of a notification once the outcome (and the new balance) is known.
