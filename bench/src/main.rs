@@ -5,6 +5,7 @@
 
 mod http1;
 mod load;
+mod receiver;
 mod report;
 mod target;
 
@@ -49,9 +50,13 @@ pub struct Options {
     #[arg(long)]
     smoke: bool,
     /// Scenarios to run (comma-separated): pre_checkout, payment (with its redelivery),
-    /// purchase, debit (the service API: credits, debits, replays, a hot account), live, page.
+    /// purchase, debit (the service API: credits, debits, replays, a hot account), events
+    /// (payments without and then with a subscribed event receiver), live, page.
     /// All by default; a subset is handy under a profiler.
-    #[arg(long, default_value = "pre_checkout,payment,purchase,debit,live,page")]
+    #[arg(
+        long,
+        default_value = "pre_checkout,payment,purchase,debit,events,live,page"
+    )]
     scenarios: String,
 }
 
@@ -122,11 +127,13 @@ async fn bench_engine(options: &Options, engine: Engine) -> anyhow::Result<Vec<R
 
     // Orders for every scenario, created through the real server function.
     let buyers: Vec<i64> = (0..64).map(|i| 7_000_000 + i).collect();
+    let event_orders = if options.runs("events") { 2 * n } else { 0 };
     let orders = cluster
-        .create_orders(&buyers, n / 4 + 1 + 2 * n, c.min(32))
+        .create_orders(&buyers, n / 4 + 1 + 2 * n + event_orders, c.min(32))
         .await?;
     let (pre_orders, rest) = orders.split_at(n / 4 + 1);
-    let (pay_orders, mixed_orders) = rest.split_at(n);
+    let (pay_orders, rest) = rest.split_at(n);
+    let (mixed_orders, event_orders) = rest.split_at(n);
 
     // pre_checkout_query: read-only, answered in the response body.
     if options.runs("pre_checkout") {
@@ -235,6 +242,11 @@ async fn bench_engine(options: &Options, engine: Engine) -> anyhow::Result<Vec<R
             credited == outcome.ok as i64,
             format!("{credited} credited for {} 2xx", outcome.ok),
         ));
+    }
+
+    // Payments with no endpoint, then with one receiver subscribed to payment.credited.
+    if options.runs("events") {
+        runs.extend(receiver::bench_events(&cluster, event_orders, c, &label).await?);
     }
 
     // The service API: credits, then debits on distinct accounts, on one hot account, and the

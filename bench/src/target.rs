@@ -118,6 +118,8 @@ impl Cluster {
                 .env("INVOICE_RATE_PER_MINUTE", "1000000")
                 .env("MAX_PENDING_ORDERS", "1000000")
                 .env("METRICS_TOKEN", METRICS_TOKEN)
+                // The event receiver is the benchmark itself, on loopback.
+                .env("ENDPOINTS_ALLOW_PRIVATE", "true")
                 .stdout(Stdio::null())
                 .kill_on_drop(true);
             let child = command
@@ -246,6 +248,7 @@ impl Cluster {
             .env("DATABASE_URL", url)
             .env("PUBLIC_URL", "https://bench.invalid")
             .env("RUST_LOG", "error")
+            .env("ENDPOINTS_ALLOW_PRIVATE", "true")
             .output()
             .await?;
         let text = String::from_utf8_lossy(&output.stdout).into_owned();

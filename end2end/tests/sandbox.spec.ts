@@ -178,3 +178,23 @@ test('bot chat: /start answers with a button that opens the Mini App', async ({ 
   await expect(reply.getByRole('button', { name: 'Open shop' })).toBeVisible();
   assertNoErrors();
 });
+
+test("the operator's backend receives payment.credited, signed, in the receiver panel", async ({ page }) => {
+  const assertNoErrors = failOnConsoleErrors(page);
+  const app = await openSandbox(page);
+  const before = await balance(app);
+  const credited = page.locator('#received li[data-type="payment.credited"]');
+  const countBefore = await credited.count();
+  await buy(page, app, 'ndn-100');
+  await page.click('#pay');
+  await expectBalance(app, before + 100);
+  await expect(credited).toHaveCount(countBefore + 1);
+  const newest = credited.first();
+  await expect(newest).toHaveClass('verified');
+  await expect(newest).toContainText(`user ${ALICE}`);
+  await expect(newest).toContainText(`100 NDN, balance ${before + 100}`);
+  await expect(newest).toContainText('✓ signature valid');
+  await page.locator('#received').scrollIntoViewIfNeeded();
+  await page.screenshot({ path: `${SCREENSHOTS}/sandbox-receiver.png` });
+  assertNoErrors();
+});

@@ -61,6 +61,40 @@ pub fn parse_date(text: &str) -> Option<i64> {
     days_from_civil(year, month, day)
 }
 
+/// A moment typed on the command line, in Unix ms: `2026-12-01`, `2026-12-01T09:30:00Z` (or
+/// with a space, without seconds; always UTC), or a time ago: `90m`, `6h`, `3d`.
+pub fn parse_time(text: &str, now: i64) -> Option<i64> {
+    let text = text.trim();
+    if let Some(unit) = text.chars().last().filter(|c| matches!(c, 'm' | 'h' | 'd')) {
+        let count: i64 = text[..text.len() - 1].parse().ok()?;
+        let ms = match unit {
+            'm' => 60_000,
+            'h' => 3_600_000,
+            _ => 86_400_000,
+        };
+        return Some(now - count.checked_mul(ms)?);
+    }
+    let (date, time) = match text.split_once(['T', ' ']) {
+        Some((date, time)) => (date, Some(time.trim_end_matches('Z'))),
+        None => (text, None),
+    };
+    let mut ms = parse_date(date)? * 86_400_000;
+    if let Some(time) = time {
+        let mut parts = time.split(':');
+        let hours: i64 = parts.next()?.parse().ok().filter(|h| (0..24).contains(h))?;
+        let minutes: i64 = parts.next()?.parse().ok().filter(|m| (0..60).contains(m))?;
+        let seconds: i64 = match parts.next() {
+            Some(part) => part.parse().ok().filter(|s| (0..60).contains(s))?,
+            None => 0,
+        };
+        if parts.next().is_some() {
+            return None;
+        }
+        ms += (hours * 3600 + minutes * 60 + seconds) * 1000;
+    }
+    Some(ms)
+}
+
 /// Unix milliseconds as `2026-12-01T09:30:00Z`.
 pub fn iso_time(ms: i64) -> String {
     let seconds = ms.div_euclid(1000);
@@ -88,6 +122,17 @@ mod tests {
         assert_eq!(parse_date("2026-02-29"), None);
         assert_eq!(parse_date("2024-02-29"), Some(19_782));
         assert_eq!(parse_date("2026-13-01"), None);
+        let day = 20_788 * 86_400_000;
+        assert_eq!(parse_time("2026-12-01", 0), Some(day));
+        assert_eq!(
+            parse_time("2026-12-01T09:30:15Z", 0),
+            Some(day + 34_215_000)
+        );
+        assert_eq!(parse_time("2026-12-01 09:30", 0), Some(day + 34_200_000));
+        assert_eq!(parse_time("6h", day), Some(day - 21_600_000));
+        assert_eq!(parse_time("3d", day), Some(day - 3 * 86_400_000));
+        assert_eq!(parse_time("2026-12-01T25:00", 0), None);
+        assert_eq!(parse_time("yesterday", 0), None);
         assert_eq!(parse_date("yesterday"), None);
         assert_eq!(iso_time(1_796_114_128_075), "2026-12-01T08:35:28Z");
     }

@@ -81,6 +81,27 @@ pub struct Config {
     /// The build's hash file (`LEPTOS_HASH_FILE_NAME`; `hash.txt` beside the server by
     /// default): the content-hashed file names.
     pub hash_file: Option<std::path::PathBuf>,
+    /// Event endpoints may be private or loopback addresses, and plain http
+    /// (`ENDPOINTS_ALLOW_PRIVATE`; on in the sandbox, off otherwise).
+    pub endpoints_allow_private: bool,
+    /// Signed events to the operator's backend: how they are retried and leased.
+    pub events: EventDelivery,
+}
+
+/// How events are delivered (`EVENTS_*`).
+#[derive(Debug, Clone, Copy)]
+pub struct EventDelivery {
+    /// How long a worker owns the endpoint it is sending to; after a crash another resends
+    /// then (`EVENTS_LEASE`, seconds).
+    pub lease: Duration,
+    /// How long a receiver may take to answer (10 s, `EVENTS_TIMEOUT`).
+    pub timeout: Duration,
+    /// The first retry's wait; each next one doubles it, up to an hour, with jitter
+    /// (`EVENTS_FIRST_RETRY_MS`).
+    pub first_retry: Duration,
+    /// How long an event is retried before it is marked failed (`EVENTS_RETRY_WINDOW`,
+    /// seconds; 3 days).
+    pub retry_window: Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -299,6 +320,24 @@ impl Config {
                     Mode::Sandbox => vec![crate::sandbox::OPERATOR.id],
                     Mode::Production => Vec::new(),
                 },
+            },
+            endpoints_allow_private: match get("ENDPOINTS_ALLOW_PRIVATE") {
+                Some(text) => parse_bool(Some(text), "ENDPOINTS_ALLOW_PRIVATE")?,
+                None => mode == Mode::Sandbox,
+            },
+            events: EventDelivery {
+                lease: parse_seconds(get("EVENTS_LEASE"), "EVENTS_LEASE", 30)?,
+                timeout: parse_seconds(get("EVENTS_TIMEOUT"), "EVENTS_TIMEOUT", 10)?,
+                first_retry: Duration::from_millis(u64::from(parse_count(
+                    get("EVENTS_FIRST_RETRY_MS"),
+                    "EVENTS_FIRST_RETRY_MS",
+                    5_000,
+                )?)),
+                retry_window: parse_seconds(
+                    get("EVENTS_RETRY_WINDOW"),
+                    "EVENTS_RETRY_WINDOW",
+                    3 * 86_400,
+                )?,
             },
             site_root: get("LEPTOS_SITE_ROOT").map(Into::into),
             hash_file: get("LEPTOS_HASH_FILE_NAME").map(Into::into),

@@ -13,6 +13,7 @@ pub mod events;
 pub mod export;
 pub mod fake_telegram;
 mod health;
+pub mod hooks;
 pub mod init_data;
 pub mod ledger;
 pub mod metrics;
@@ -115,8 +116,25 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         let telegram = FakeTelegram::new(&config.bot_token);
         let webhook = format!("http://{}/webhook/telegram", config::loopback(addr));
         let delivery = Delivery::new(webhook, config.webhook_secret.clone(), telegram.clone());
-        Sandbox::new(telegram, delivery, &config.bot_token)
+        let receiver = sandbox::Receiver::new(
+            store.clone(),
+            format!(
+                "http://{}{}",
+                config::loopback(addr),
+                sandbox::RECEIVER_ROUTE
+            ),
+        );
+        Sandbox::new(telegram, delivery, receiver, &config.bot_token)
     });
+    if let Some(sandbox) = &sandbox {
+        if config.endpoints_allow_private {
+            sandbox.receiver.subscribe().await?;
+        } else {
+            tracing::warn!(
+                "ENDPOINTS_ALLOW_PRIVATE=false: the sandbox's receiver is not subscribed"
+            );
+        }
+    }
     let api_url = match &config.api_url {
         Some(url) => url.clone(),
         None => format!("http://{}/sandbox/bot-api", config::loopback(addr)),
@@ -170,18 +188,21 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
 
     let events = LiveEvents::default();
     let outbox = Arc::new(Notify::new());
+    let hooks = Arc::new(Notify::new());
     let effects = Effects::serving(
         metrics.clone(),
         store.engine(),
         events.clone(),
         outbox.clone(),
-    );
+    )
+    .waking_hooks(hooks.clone());
     let state = AppState::new(Shared {
         validator: InitDataValidator::new(&config.bot_token, config.init_data_max_age),
         tokens: StreamTokens::new(&config.bot_token, config.init_data_max_age),
         events,
         metrics,
         outbox,
+        hooks,
         bot,
         ledger: Ledger::new(store.clone(), effects),
         store,
@@ -214,6 +235,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
     });
     let mut workers = vec![
         tokio::spawn(notifier::run(state.clone(), shutdown.clone())),
+        tokio::spawn(hooks::worker::run(state.clone(), shutdown.clone())),
         tokio::spawn(state::learn_bot_username(state.clone())),
         tokio::spawn(ledger::keep_up(state.ledger.clone(), shutdown.clone())),
     ];

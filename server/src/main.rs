@@ -51,6 +51,16 @@ enum Command {
         #[command(subcommand)]
         action: LedgerAction,
     },
+    /// Where signed events go: the operator's backend (webhooks out).
+    Endpoints {
+        #[command(subcommand)]
+        action: EndpointsAction,
+    },
+    /// The events written for the endpoints, and their deliveries.
+    Events {
+        #[command(subcommand)]
+        action: EventsAction,
+    },
     /// Every transfer of a period (UTC days, both included), for the accountant: time, kind,
     /// buyer, NDN, Stars, charge id, references and reason, then a totals line per kind.
     Export {
@@ -84,6 +94,46 @@ enum KeysAction {
     List,
     /// Revoke the active key of this name (at once on this machine, within 2 s everywhere).
     Revoke { name: String },
+}
+
+#[derive(Subcommand)]
+enum EndpointsAction {
+    /// Add an endpoint and print its signing secret, once.
+    Add {
+        /// https://… (a private or loopback address only with ENDPOINTS_ALLOW_PRIVATE=true).
+        url: String,
+        /// The event types it receives, comma-separated, or `all`: payment.credited,
+        /// payment.held, payment.refunded, debit.created, hold.created, hold.captured,
+        /// hold.released, credit.granted.
+        #[arg(long, default_value = "all")]
+        events: String,
+    },
+    /// The endpoints: URL, events, deliveries waiting, delivered and failed, last error.
+    List,
+    /// Remove an endpoint (and the deliveries waiting for it).
+    Remove { id: i64 },
+    /// Give an endpoint a new secret and print it; the old one signs too for 24 hours.
+    RotateSecret { id: i64 },
+}
+
+#[derive(Subcommand)]
+enum EventsAction {
+    /// The latest events with each endpoint's delivery (newest first).
+    List {
+        /// Only events some endpoint gave up on.
+        #[arg(long)]
+        failed: bool,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Send events again to every endpoint subscribed to them (receivers deduplicate by id).
+    Replay {
+        /// The event's id (evt_…).
+        event_id: Option<String>,
+        /// Instead, every event since: 2026-12-01, 2026-12-01T09:30Z, or 6h, 3d ago.
+        #[arg(long, conflicts_with = "event_id")]
+        since: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -179,6 +229,8 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Keys { action } => keys(action, &open_store(&config).await?).await,
+        Command::Endpoints { action } => endpoints(action, &config).await,
+        Command::Events { action } => events(action, &open_store(&config).await?).await,
         Command::Export {
             from,
             to,
@@ -257,6 +309,134 @@ async fn keys(action: KeysAction, store: &Store) -> anyhow::Result<()> {
                 anyhow::bail!("no active key named `{name}`");
             }
             println!("key `{name}` revoked");
+        }
+    }
+    Ok(())
+}
+
+async fn endpoints(action: EndpointsAction, config: &Config) -> anyhow::Result<()> {
+    let store = open_store(config).await?;
+    match action {
+        EndpointsAction::Add { url, events } => {
+            let (id, secret) =
+                server::hooks::add_endpoint(&store, &url, &events, config.endpoints_allow_private)
+                    .await?;
+            println!("{secret}");
+            eprintln!(
+                "endpoint {id} added; its signing secret is shown this once: store it where \
+                 the receiver can read it"
+            );
+        }
+        EndpointsAction::List => {
+            let listed = store.endpoints().await?;
+            if listed.is_empty() {
+                println!(
+                    "no endpoints: `server endpoints add https://… --events payment.credited`"
+                );
+            }
+            for endpoint in listed {
+                println!("{:<4} {}", endpoint.id, endpoint.url);
+                println!("     events     {}", endpoint.types.join(", "));
+                println!(
+                    "     deliveries {} waiting, {} delivered, {} failed; last success {}",
+                    endpoint.pending,
+                    endpoint.delivered,
+                    endpoint.failed,
+                    endpoint.last_success_at.map_or("never".into(), format_time)
+                );
+                if endpoint.failures > 0 {
+                    println!(
+                        "     FAILING    {} attempts in a row, next {}: {}",
+                        endpoint.failures,
+                        format_time(endpoint.retry_at),
+                        endpoint.last_error.as_deref().unwrap_or("")
+                    );
+                }
+                if let Some(until) = endpoint
+                    .previous_until
+                    .filter(|until| *until > server::clock::now_ms())
+                {
+                    println!(
+                        "     rotating   the previous secret signs too until {}",
+                        format_time(until)
+                    );
+                }
+            }
+        }
+        EndpointsAction::Remove { id } => {
+            if !store.remove_endpoint(id).await? {
+                anyhow::bail!("no endpoint {id}");
+            }
+            println!("endpoint {id} removed");
+        }
+        EndpointsAction::RotateSecret { id } => {
+            let Some(secret) = server::hooks::rotate_secret(&store, id).await? else {
+                anyhow::bail!("no endpoint {id}");
+            };
+            println!("{secret}");
+            eprintln!(
+                "endpoint {id} has a new secret, shown this once; events are signed with both \
+                 for 24 hours"
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn events(action: EventsAction, store: &Store) -> anyhow::Result<()> {
+    let now = server::clock::now_ms();
+    match action {
+        EventsAction::List { failed, limit } => {
+            let lines = store.event_lines(failed, limit.clamp(1, 10_000)).await?;
+            if lines.is_empty() {
+                println!(
+                    "{}",
+                    if failed {
+                        "no failed events"
+                    } else {
+                        "no events"
+                    }
+                );
+            }
+            let mut last = None;
+            for line in lines {
+                if last.as_deref() != Some(line.id.as_str()) {
+                    println!(
+                        "{}  {}  {:<17} user {}",
+                        format_time(line.created_at),
+                        line.id,
+                        line.kind,
+                        line.user_id
+                    );
+                    last = Some(line.id.clone());
+                }
+                if let (Some(endpoint), Some(status)) = (line.endpoint_id, &line.status) {
+                    println!(
+                        "    endpoint {endpoint}: {status} after {} attempts{}",
+                        line.attempts,
+                        line.last_error
+                            .map_or(String::new(), |error| format!(" ({error})"))
+                    );
+                }
+            }
+        }
+        EventsAction::Replay { event_id, since } => {
+            let queued = match (event_id, since) {
+                (Some(id), _) => {
+                    if !store.event_exists(&id).await? {
+                        anyhow::bail!("no event {id}");
+                    }
+                    store.replay_events(Some(&id), None, now).await?
+                }
+                (None, Some(since)) => {
+                    let since = server::clock::parse_time(&since, now).ok_or_else(|| {
+                        anyhow::anyhow!("`{since}` is not a time like 2026-12-01T09:30Z or 6h")
+                    })?;
+                    store.replay_events(None, Some(since), now).await?
+                }
+                (None, None) => anyhow::bail!("name an event id, or --since TIME"),
+            };
+            println!("{queued} deliveries queued; the server sends them within a second");
         }
     }
     Ok(())

@@ -58,6 +58,12 @@ pub struct Metrics {
     pub payment_batches_split: Gauge,
     pub bot_api_errors: Family<Method, Counter>,
     pub operations: Family<Operated, Counter>,
+    pub events_delivered: Counter,
+    pub event_attempts_failed: Counter,
+    pub events_failed: Counter,
+    pub events_pending: Gauge,
+    pub events_oldest_pending_seconds: Gauge,
+    pub event_delivery_seconds: Histogram,
 }
 
 impl Default for Metrics {
@@ -78,6 +84,13 @@ impl Default for Metrics {
             payment_batches_split: Gauge::default(),
             bot_api_errors: Family::default(),
             operations: Family::default(),
+            events_delivered: Counter::default(),
+            event_attempts_failed: Counter::default(),
+            events_failed: Counter::default(),
+            events_pending: Gauge::default(),
+            events_oldest_pending_seconds: Gauge::default(),
+            // 5 ms … ~3 h
+            event_delivery_seconds: Histogram::new(exponential_buckets(0.005, 2.0, 22)),
             registry: Registry::default(),
         };
         registry.register(
@@ -150,6 +163,36 @@ impl Default for Metrics {
             "Shared payment transactions that failed and were retried one payment at a time",
             metrics.payment_batches_split.clone(),
         );
+        registry.register(
+            "events_delivered",
+            "Events accepted by an endpoint (2xx)",
+            metrics.events_delivered.clone(),
+        );
+        registry.register(
+            "event_attempts_failed",
+            "Event deliveries that failed and will be retried (or were given up)",
+            metrics.event_attempts_failed.clone(),
+        );
+        registry.register(
+            "events_failed",
+            "Events given up after the retry window (server events list --failed)",
+            metrics.events_failed.clone(),
+        );
+        registry.register(
+            "events_pending",
+            "Event deliveries waiting, over all endpoints",
+            metrics.events_pending.clone(),
+        );
+        registry.register(
+            "events_oldest_pending_seconds",
+            "Age of the oldest event delivery waiting",
+            metrics.events_oldest_pending_seconds.clone(),
+        );
+        registry.register(
+            "event_delivery_seconds",
+            "From an event's change to its endpoint's 2xx",
+            metrics.event_delivery_seconds.clone(),
+        );
         Self {
             registry,
             ..metrics
@@ -205,6 +248,16 @@ async fn serve(State(state): State<AppState>, headers: HeaderMap) -> Response {
             state.metrics.outbox_pending.set(pending);
         }
         Err(error) => tracing::warn!(%error, "metrics: cannot count the outbox"),
+    }
+    match state.store.deliveries_waiting(crate::clock::now_ms()).await {
+        Ok((pending, oldest_ms)) => {
+            state.metrics.events_pending.set(pending);
+            state
+                .metrics
+                .events_oldest_pending_seconds
+                .set(oldest_ms / 1000);
+        }
+        Err(error) => tracing::warn!(%error, "metrics: cannot count the event deliveries"),
     }
     (
         StatusCode::OK,

@@ -30,6 +30,8 @@ pub struct Shared {
     pub tokens: StreamTokens,
     /// Wakes the notification worker when a message is queued.
     pub outbox: Arc<Notify>,
+    /// Wakes the event delivery worker when an event is written.
+    pub hooks: Arc<Notify>,
     pub leptos: LeptosOptions,
     /// The current build's file names under `/pkg/`.
     pub bundle: crate::assets::Bundle,

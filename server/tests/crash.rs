@@ -35,19 +35,8 @@ async fn start_server(database: &Database, telegram_url: &str, port: u16) -> Pro
     command.env("OUTBOX_LEASE", "2");
     let child = command.spawn().expect("server binary starts");
     let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    for _ in 0..200 {
-        if http
-            .get(format!("{base}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-        {
-            return Process { child, base };
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("server did not start");
+    wait_ready(&base).await;
+    Process { child, base }
 }
 
 fn free_port() -> u16 {

@@ -7,7 +7,7 @@
 mod errors;
 mod input;
 pub mod keys;
-mod views;
+pub(crate) mod views;
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -25,6 +25,9 @@ pub struct Effects {
     /// The notification worker of this process, if it has one; the server's picks up a
     /// command-line run's messages by itself within half a second.
     outbox: Option<Arc<Notify>>,
+    /// The event delivery worker of this process, if it has one; the others find the events
+    /// written here within half a second.
+    hooks: Option<Arc<Notify>>,
 }
 
 impl Effects {
@@ -40,6 +43,15 @@ impl Effects {
             engine,
             live: Some(live),
             outbox: Some(outbox),
+            hooks: None,
+        }
+    }
+
+    /// Also wakes this process's event delivery worker after each change.
+    pub fn waking_hooks(self, hooks: Arc<Notify>) -> Self {
+        Self {
+            hooks: Some(hooks),
+            ..self
         }
     }
 
@@ -50,6 +62,7 @@ impl Effects {
             engine,
             live: None,
             outbox: None,
+            hooks: None,
         }
     }
 
@@ -95,6 +108,7 @@ impl Effects {
                     },
                 );
                 self.wake_notifier();
+                self.wake_hooks();
             }
             PaymentOutcome::Held { user_id, reason } => {
                 tracing::warn!(
@@ -106,6 +120,7 @@ impl Effects {
                 );
                 self.metrics.payments_held.inc();
                 self.wake_notifier();
+                self.wake_hooks();
             }
             PaymentOutcome::Duplicate => {
                 tracing::info!(
@@ -142,8 +157,13 @@ impl Effects {
                     },
                 );
                 self.wake_notifier();
+                self.wake_hooks();
+            }
+            RefundOutcome::AlreadyRefunded => {
+                tracing::info!(charge_id = %Untrusted(charge_id), "refund already recorded");
             }
             other => {
+                self.wake_hooks();
                 tracing::info!(charge_id = %Untrusted(charge_id), outcome = ?other, "refund recorded");
             }
         }
@@ -216,6 +236,7 @@ impl Effects {
                 if matches!(receipt, Receipt::Credit { .. }) {
                     self.wake_notifier();
                 }
+                self.wake_hooks();
                 "applied"
             }
             Decision::Repeated(_) => "repeated",
@@ -237,6 +258,12 @@ impl Effects {
     fn publish(&self, user_id: i64, event: BalanceEvent) {
         if let (Engine::Sqlite, Some(live)) = (self.engine, &self.live) {
             live.publish(user_id, event);
+        }
+    }
+
+    fn wake_hooks(&self) {
+        if let Some(hooks) = &self.hooks {
+            hooks.notify_one();
         }
     }
 

@@ -238,6 +238,34 @@ async function refreshCharges() {
   }
 }
 
+let receivedShown = '';
+
+async function refreshReceived() {
+  const received = await api('/sandbox/api/received');
+  const key = JSON.stringify(received);
+  if (key === receivedShown) return;
+  receivedShown = key;
+  const list = $('received');
+  list.replaceChildren();
+  if (received.length === 0) {
+    const empty = document.createElement('li');
+    empty.textContent = 'No events yet: buy NDN to see payment.credited arrive';
+    list.append(empty);
+  }
+  for (const event of received) {
+    const item = document.createElement('li');
+    item.className = event.verified ? 'verified' : 'invalid';
+    item.dataset.type = event.event_type;
+    const mark = event.verified ? '✓ signature valid' : `✗ ${event.problem}`;
+    const who = event.user_id ? ` · user ${event.user_id}` : '';
+    const what = event.summary ? ` · ${event.summary}` : '';
+    const again = event.repeat ? ' · repeat (ignored)' : '';
+    item.textContent = `${event.event_type}${who}${what} — ${mark}${again}`;
+    item.title = event.event_id;
+    list.append(item);
+  }
+}
+
 async function saveKnobs() {
   const knobs = await post('/sandbox/api/knobs', {
     copies: Number($('copies').value) || 1,
@@ -294,6 +322,8 @@ async function start() {
   await launch();
   refreshCharges();
   setInterval(() => refreshChat().catch((error) => log(`chat: ${error.message}`)), 500);
+  refreshReceived();
+  setInterval(() => refreshReceived().catch((error) => log(`receiver: ${error.message}`)), 500);
 }
 
 start().catch((error) => log(`sandbox failed to start: ${error.message}`));

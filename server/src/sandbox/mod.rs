@@ -3,6 +3,7 @@
 //! Mounted only when no bot token is configured.
 
 mod delivery;
+mod receiver;
 
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 pub use delivery::{Delivery, Knobs, PreCheckout};
+pub use receiver::{RECEIVER_ROUTE, Received, Receiver};
 
 use crate::fake_telegram::FakeTelegram;
 use crate::init_data::InitDataValidator;
@@ -64,14 +66,22 @@ const TELEGRAM_SCRIPT_FILE: &str = "end2end/node_modules/@twa-dev/sdk/dist/teleg
 pub struct Sandbox {
     pub telegram: FakeTelegram,
     pub delivery: Delivery,
+    /// The operator's backend, played: it receives the signed events.
+    pub receiver: Receiver,
     signer: InitDataValidator,
 }
 
 impl Sandbox {
-    pub fn new(telegram: FakeTelegram, delivery: Delivery, bot_token: &str) -> Self {
+    pub fn new(
+        telegram: FakeTelegram,
+        delivery: Delivery,
+        receiver: Receiver,
+        bot_token: &str,
+    ) -> Self {
         Self {
             telegram,
             delivery,
+            receiver,
             signer: InitDataValidator::new(bot_token, Duration::from_secs(86_400)),
         }
     }
@@ -92,6 +102,8 @@ impl Sandbox {
             .route("/sandbox/api/unmatched", post(unmatched))
             .route("/sandbox/api/charges", get(charges))
             .route("/sandbox/api/knobs", get(knobs).post(set_knobs))
+            .route(RECEIVER_ROUTE, post(receive))
+            .route("/sandbox/api/received", get(received))
             .with_state(self.clone())
             .nest("/sandbox/bot-api", self.telegram.router())
     }
@@ -161,6 +173,18 @@ async fn telegram_script() -> Response {
         "telegram-web-app.js is not installed: run ./scripts/setup (it installs @twa-dev/sdk in end2end/)",
     )
         .into_response()
+}
+
+async fn receive(
+    State(sandbox): State<Sandbox>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> StatusCode {
+    sandbox.receiver.receive(&headers, &body).await
+}
+
+async fn received(State(sandbox): State<Sandbox>) -> axum::Json<Vec<Received>> {
+    axum::Json(sandbox.receiver.received())
 }
 
 async fn page() -> Html<&'static str> {

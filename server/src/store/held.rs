@@ -7,10 +7,12 @@ use sqlx::Row;
 
 use super::broadcast::{BalanceBroadcast, Reach, balances_changed};
 use super::console::{Acted, NewAction, earlier_result};
+use super::events;
 use super::outbox::enqueue;
 use super::refunds::language_of;
 use super::{Engine, Store, StoreResult, transfers};
 use crate::clock::now_ms;
+use crate::hooks::event::NewEvent;
 use crate::wallet::model::{Notice, OutgoingMessage, PaymentOutcome, Transfer};
 
 /// A held payment credited now: what the ledger's effects need.
@@ -133,6 +135,11 @@ impl Store {
                             },
                         };
                         balances_changed(&mut tx, self.engine, reach, &[change]).await?;
+                        if let Some(event) =
+                            NewEvent::payment(&outcome, charge_id, &payload, stars, now)
+                        {
+                            events::record(&mut tx, self.engine, &[event]).await?;
+                        }
                         credit = Some(HeldCredit {
                             outcome,
                             payload,

@@ -13,6 +13,7 @@
 //! | `refunds` | refunds |
 //! | `operations` | the service API's debits, holds and grants, applied by a group-commit writer |
 //! | `outbox` | the bot's messages waiting to be sent |
+//! | `events` | signed events for the operator's backend: the outbox, endpoints, deliveries |
 //! | `broadcast` | balance changes told to other processes |
 //! | `bot_state` | small durable values and cross-instance locks |
 //! | `api_keys` | the service API's keys (their hashes) |
@@ -24,6 +25,7 @@ mod bot_state;
 mod broadcast;
 mod buyers;
 mod console;
+mod events;
 mod export;
 mod held;
 mod operations;
@@ -48,6 +50,7 @@ pub use api_keys::ApiKeyRecord;
 pub use broadcast::{BALANCE_CHANNEL, BalanceBroadcast, Reach, RelayedEvent};
 pub use buyers::StoredBuyer;
 pub use console::{Acted, NewAction};
+pub use events::{EndpointLease, EndpointRecord, EventLine, PendingDelivery};
 pub use export::ExportLine;
 pub use held::HeldCredit;
 pub use orders::{Admission, OrderLimits};

@@ -11,12 +11,14 @@ use sqlx::{Any, Row, Transaction};
 
 use super::broadcast::{BalanceBroadcast, Reach, balances_changed};
 use super::console::{NewAction, record_action};
+use super::events;
 use super::outbox::enqueue_all;
 use super::transfers::{self, Around};
 use super::writer::Batch;
 use super::{
     Engine, Store, StoreError, StoreResult, in_json_ids, in_json_texts, json_rows, to_json,
 };
+use crate::hooks::event::NewEvent;
 use crate::wallet::model::{Notice, OutgoingMessage};
 use crate::wallet::operations::{
     Books, Decision, Funds, Hold, HoldStatus, IdempotencyKey, Receipt, Remembered, Request, decide,
@@ -284,11 +286,13 @@ async fn apply_operations_in(
     let mut answers = Vec::new();
     let mut messages = Vec::new();
     let mut changes = Vec::new();
+    let mut events = Vec::new();
     for (job, decision) in jobs.iter().zip(&decisions) {
         let Decision::Applied(change) = decision else {
             continue;
         };
         let user_id = change.receipt.user_id();
+        events.push(NewEvent::receipt(&change.receipt, now));
         transfers.extend(change.transfer.clone());
         if change.held != 0 {
             held.push((user_id, change.held));
@@ -342,6 +346,7 @@ async fn apply_operations_in(
             record_action(tx, action, &describe(decision), now).await?;
         }
     }
+    events::record(tx, engine, &events).await?;
     if transfers.is_empty() && held.is_empty() {
         return Ok(decisions);
     }

@@ -8,10 +8,12 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use super::broadcast::{BalanceBroadcast, Reach, balances_changed};
+use super::events;
 use super::orders::{ORDER_SELECT, order_from_row};
 use super::outbox::enqueue_all;
 use super::writer::Batch;
 use super::{Engine, Store, StoreError, StoreResult, in_json_texts, json_rows, to_json, transfers};
+use crate::hooks::event::NewEvent;
 use crate::wallet::model::{
     Buyer, IncomingPayment, Notice, OutgoingMessage, PaymentOutcome, PaymentRecord, PaymentStatus,
     make_storable,
@@ -257,6 +259,22 @@ async fn apply_payments_in(
         })
         .collect();
     enqueue_all(tx, engine, &messages, now).await?;
+
+    // What the operator's backend hears of them, with them.
+    let events: Vec<NewEvent> = jobs
+        .iter()
+        .zip(&outcomes)
+        .filter_map(|(job, outcome)| {
+            NewEvent::payment(
+                outcome,
+                &job.payment.charge_id,
+                &job.payment.payload,
+                job.payment.stars,
+                now,
+            )
+        })
+        .collect();
+    events::record(tx, engine, &events).await?;
 
     // Other processes hear of the credits when (and only if) this transaction commits.
     let changes: Vec<BalanceBroadcast> = outcomes

@@ -5,10 +5,12 @@ use app::api::{BalanceEvent, OrderState};
 
 use super::broadcast::{BalanceBroadcast, Reach, balances_changed};
 use super::console::{Acted, NewAction, earlier_result};
+use super::events;
 use super::outbox::enqueue;
 use super::payments::payment_from_row;
 use super::{Engine, Store, StoreResult, transfers};
 use crate::clock::now_ms;
+use crate::hooks::event::NewEvent;
 use crate::wallet::model::{Notice, OutgoingMessage, RefundOutcome, make_storable};
 use crate::wallet::refunds::{RefundPlan, plan_refund};
 
@@ -96,6 +98,9 @@ impl Store {
                 }
             }
         };
+        if let Some(event) = NewEvent::refund(&outcome, charge_id, user_id, stars, now) {
+            events::record(&mut tx, self.engine, &[event]).await?;
+        }
         if let RefundOutcome::Debited {
             user_id,
             order_id,

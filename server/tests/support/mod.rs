@@ -229,6 +229,10 @@ impl TestApp {
         for (key, value) in production_vars(&self.database.url, &self.telegram_url) {
             command.env(key, value);
         }
+        // The server's own configuration on top (a CLI run shares it in production too).
+        for (key, value) in &self.extra {
+            command.env(key, value);
+        }
         let output = command.output().await.expect("the server binary runs");
         let text = format!(
             "{}{}",
@@ -346,6 +350,23 @@ pub fn signed_init_data(user_id: i64) -> String {
     let user = json!({ "id": user_id, "first_name": "Buyer", "language_code": "en" }).to_string();
     let now = (now_ms() / 1000).to_string();
     signer.sign(&[("user", &user), ("auth_date", &now)])
+}
+
+/// Waits until the server at `base` answers `/readyz` with 200 (ten seconds at most).
+pub async fn wait_ready(base: &str) {
+    let http = reqwest::Client::new();
+    for _ in 0..200 {
+        if http
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the server at {base} did not start");
 }
 
 /// Calls a server function of the server at `base` with `tma <init_data>`; the JSON answer.

@@ -1,0 +1,46 @@
+//! Signed events to the operator's backend (webhooks out): what a change becomes
+//! ([`event`]), how it is signed and checked ([`signature`]), where it may go ([`address`]) and
+//! the worker that delivers it ([`worker`]). Events are written by the store in the change's
+//! own transaction; endpoints are managed with `server endpoints`, events with `server events`.
+
+pub mod address;
+pub mod event;
+pub mod signature;
+pub mod worker;
+
+use crate::clock::now_ms;
+use crate::store::Store;
+use event::EventType;
+
+/// How long the previous secret keeps signing after a rotation.
+pub const ROTATION_OVERLAP_MS: i64 = 24 * 3600 * 1000;
+
+/// A new endpoint: the URL checked (and, unless private addresses are allowed, resolved to
+/// public addresses only), its secret made. Returns its id and secret (shown once).
+pub async fn add_endpoint(
+    store: &Store,
+    url: &str,
+    types: &str,
+    allow_private: bool,
+) -> anyhow::Result<(i64, String)> {
+    let types = EventType::parse_list(types).map_err(|problem| anyhow::anyhow!(problem))?;
+    let url = address::check_url(url, allow_private).map_err(|problem| anyhow::anyhow!(problem))?;
+    address::check_resolves(&url, allow_private)
+        .await
+        .map_err(|problem| anyhow::anyhow!(problem))?;
+    let secret = signature::new_secret();
+    let id = store
+        .add_endpoint(url.as_str(), &secret, &types, now_ms())
+        .await?;
+    Ok((id, secret))
+}
+
+/// A new secret for endpoint `id` (`None` if there is no such endpoint); the old one stays
+/// valid for [`ROTATION_OVERLAP_MS`].
+pub async fn rotate_secret(store: &Store, id: i64) -> anyhow::Result<Option<String>> {
+    let secret = signature::new_secret();
+    let rotated = store
+        .rotate_endpoint_secret(id, &secret, now_ms() + ROTATION_OVERLAP_MS)
+        .await?;
+    Ok(rotated.then_some(secret))
+}

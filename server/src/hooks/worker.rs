@@ -1,0 +1,362 @@
+//! Delivers events to the operator's endpoints: each endpoint by a task of its own (a slow or
+//! dead receiver delays nobody else, nor the bot's messages, which have their own worker and
+//! client), one event at a time in the order they were written, under a lease so that of several
+//! instances one sends to an endpoint at a time. A failed attempt pauses the endpoint with
+//! exponential backoff and jitter and is retried first; an event still failing after the retry
+//! window is marked failed and the next one goes.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::address;
+use super::signature::{self, EVENT_ID_HEADER, EVENT_TYPE_HEADER, SIGNATURE_HEADER};
+use crate::clock::now_ms;
+use crate::config::Config;
+use crate::state::AppState;
+use crate::store::{EndpointLease, PendingDelivery};
+
+/// Events read at once for one endpoint.
+const BATCH: i64 = 200;
+/// Due retries and other instances' events are looked for at least this often.
+const IDLE_POLL: Duration = Duration::from_millis(500);
+/// The longest wait between two attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+/// What is kept of a receiver's answer for `last_error`.
+const KEPT_ANSWER: usize = 200;
+
+/// The client events are POSTed with: no redirects followed, no proxy (it would resolve names
+/// where the address check cannot see), and, unless private addresses are allowed, a resolver
+/// that refuses every non-public address.
+pub fn client(config: &Config) -> reqwest::Client {
+    let builder = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .timeout(config.events.timeout)
+        .connect_timeout(config.events.timeout)
+        .user_agent(concat!("NDN-Events/", env!("CARGO_PKG_VERSION")))
+        .pool_max_idle_per_host(4);
+    let builder = if config.endpoints_allow_private {
+        builder
+    } else {
+        builder.dns_resolver(address::PublicOnly)
+    };
+    builder.build().expect("the delivery client builds")
+}
+
+pub async fn run(state: AppState, shutdown: CancellationToken) {
+    let client = client(&state.config);
+    // The endpoints this process is sending to.
+    let busy: Arc<Mutex<HashSet<i64>>> = Arc::default();
+    let mut tasks = JoinSet::new();
+    while !shutdown.is_cancelled() {
+        let now = now_ms();
+        match state.store.due_endpoints(now).await {
+            Ok(due) => {
+                for id in due {
+                    if busy.lock().expect("not poisoned").contains(&id) {
+                        continue;
+                    }
+                    let until = now + lease_ms(&state.config);
+                    match state.store.lease_endpoint(id, now, until).await {
+                        Ok(Some(lease)) => {
+                            busy.lock().expect("not poisoned").insert(id);
+                            let sender = Sender {
+                                state: state.clone(),
+                                client: client.clone(),
+                                shutdown: shutdown.clone(),
+                                lease_until: until,
+                            };
+                            let busy = busy.clone();
+                            tasks.spawn(async move {
+                                sender.send_all(lease).await;
+                                busy.lock().expect("not poisoned").remove(&id);
+                            });
+                        }
+                        Ok(None) => {}
+                        Err(error) => {
+                            tracing::warn!(%error, endpoint = id, "cannot lease an endpoint")
+                        }
+                    }
+                }
+            }
+            Err(error) => tracing::warn!(%error, "cannot look for events to deliver; retrying"),
+        }
+        tokio::select! {
+            () = state.hooks.notified() => {}
+            () = tokio::time::sleep(IDLE_POLL) => {}
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            () = shutdown.cancelled() => {}
+        }
+    }
+    // Each sender stops after the event in flight and gives its lease back.
+    while tasks.join_next().await.is_some() {}
+}
+
+/// The lease taken and renewed: long enough for an attempt that takes the whole timeout.
+fn lease_ms(config: &Config) -> i64 {
+    let lease = config
+        .events
+        .lease
+        .max(config.events.timeout + Duration::from_secs(2));
+    i64::try_from(lease.as_millis()).unwrap_or(i64::MAX)
+}
+
+struct Sender {
+    state: AppState,
+    client: reqwest::Client,
+    shutdown: CancellationToken,
+    lease_until: i64,
+}
+
+impl Sender {
+    /// Sends the endpoint's events until none is left, one fails, or the server stops.
+    async fn send_all(mut self, lease: EndpointLease) {
+        let store = self.state.store.clone();
+        let mut failures = lease.failures;
+        loop {
+            let batch = match store.pending_deliveries(lease.id, BATCH).await {
+                Ok(batch) => batch,
+                Err(error) => {
+                    tracing::warn!(%error, endpoint = lease.id, "cannot read pending events");
+                    break;
+                }
+            };
+            if batch.is_empty() || self.shutdown.is_cancelled() {
+                break;
+            }
+            let mut accepted = Vec::with_capacity(batch.len());
+            for delivery in batch {
+                if self.shutdown.is_cancelled() {
+                    break;
+                }
+                if let Err(error) = self.keep_lease(lease.id).await {
+                    tracing::warn!(%error, endpoint = lease.id, "cannot renew the endpoint's lease");
+                    self.record_accepted(lease.id, &accepted).await;
+                    return;
+                }
+                let started = Instant::now();
+                match self.post(&lease, &delivery).await {
+                    Ok(()) => {
+                        failures = 0;
+                        accepted.push(delivery.seq);
+                        let metrics = &self.state.metrics;
+                        metrics.events_delivered.inc();
+                        let lag = (now_ms() - delivery.created_at).max(0);
+                        #[allow(clippy::cast_precision_loss)]
+                        metrics.event_delivery_seconds.observe(lag as f64 / 1000.0);
+                    }
+                    Err(failure) => {
+                        self.record_accepted(lease.id, &accepted).await;
+                        failures += 1;
+                        self.failed(&lease, &delivery, failure, failures, started.elapsed())
+                            .await;
+                        return;
+                    }
+                }
+            }
+            self.record_accepted(lease.id, &accepted).await;
+        }
+        if let Err(error) = store.release_endpoint(lease.id).await {
+            // It runs out by itself.
+            tracing::warn!(%error, endpoint = lease.id, "cannot release the endpoint's lease");
+        }
+    }
+
+    async fn keep_lease(&mut self, endpoint: i64) -> Result<(), crate::store::StoreError> {
+        let now = now_ms();
+        let timeout = i64::try_from(self.state.config.events.timeout.as_millis()).unwrap_or(0);
+        if now + timeout + 1000 > self.lease_until {
+            self.lease_until = now + lease_ms(&self.state.config);
+            self.state
+                .store
+                .renew_endpoint(endpoint, self.lease_until)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn record_accepted(&self, endpoint: i64, seqs: &[i64]) {
+        if let Err(error) = self
+            .state
+            .store
+            .deliveries_done(endpoint, seqs, now_ms())
+            .await
+        {
+            // They stay pending and are sent again later: at least once, never lost.
+            tracing::error!(%error, endpoint, count = seqs.len(), "cannot record deliveries");
+        }
+    }
+
+    /// One POST of one event, signed now.
+    async fn post(&self, lease: &EndpointLease, delivery: &PendingDelivery) -> Result<(), Failure> {
+        let allow_private = self.state.config.endpoints_allow_private;
+        let url = address::check_url(&lease.url, allow_private).map_err(Failure::refused)?;
+        let secrets: Vec<&str> = lease.secrets.iter().map(String::as_str).collect();
+        let timestamp = now_ms() / 1000;
+        let response = self
+            .client
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(EVENT_ID_HEADER, &delivery.event_id)
+            .header(EVENT_TYPE_HEADER, &delivery.kind)
+            .header(
+                SIGNATURE_HEADER,
+                signature::header(&secrets, timestamp, delivery.body.as_bytes()),
+            )
+            .body(delivery.body.clone())
+            .send()
+            .await
+            .map_err(Failure::from_error)?;
+        let status = response.status();
+        if status.is_success() {
+            // Read what little it says, so the connection can carry the next event.
+            let _ = response.bytes().await;
+            return Ok(());
+        }
+        let mut answer = String::new();
+        if let Ok(bytes) = response.bytes().await {
+            answer = String::from_utf8_lossy(&bytes[..bytes.len().min(KEPT_ANSWER)])
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect();
+        }
+        let what = if status.is_redirection() {
+            "a redirect (not followed)".to_owned()
+        } else {
+            format!("HTTP {}", status.as_u16())
+        };
+        Err(Failure {
+            status: Some(status.as_u16()),
+            error: format!("{what} {}", answer.trim()).trim().to_owned(),
+        })
+    }
+
+    async fn failed(
+        &self,
+        lease: &EndpointLease,
+        delivery: &PendingDelivery,
+        failure: Failure,
+        failures: i64,
+        took: Duration,
+    ) {
+        let now = now_ms();
+        let config = &self.state.config.events;
+        let window = i64::try_from(config.retry_window.as_millis()).unwrap_or(i64::MAX);
+        let give_up = now - delivery.queued_at >= window;
+        let wait = if give_up {
+            // The next event goes at once (and is given up too if it is as old).
+            Duration::ZERO
+        } else {
+            backoff(config.first_retry, failures, jitter())
+        };
+        let metrics = &self.state.metrics;
+        metrics.event_attempts_failed.inc();
+        if give_up {
+            metrics.events_failed.inc();
+            tracing::error!(
+                endpoint = lease.id,
+                event_id = delivery.event_id,
+                attempts = delivery.attempts + 1,
+                error = failure.error,
+                "event not delivered within the retry window: marked failed"
+            );
+        } else {
+            tracing::warn!(
+                endpoint = lease.id,
+                event_id = delivery.event_id,
+                error = failure.error,
+                took_ms = took.as_millis(),
+                retry_in_ms = wait.as_millis(),
+                "event delivery failed; will retry"
+            );
+        }
+        let retry_at = now + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX);
+        if let Err(error) = self
+            .state
+            .store
+            .delivery_failed(
+                lease.id,
+                delivery.seq,
+                failure.status,
+                &failure.error,
+                retry_at,
+                give_up,
+            )
+            .await
+        {
+            tracing::error!(%error, endpoint = lease.id, "cannot record a failed delivery");
+        }
+    }
+}
+
+/// Why an attempt failed.
+struct Failure {
+    status: Option<u16>,
+    error: String,
+}
+
+impl Failure {
+    fn refused(problem: String) -> Self {
+        Self {
+            status: None,
+            error: problem,
+        }
+    }
+
+    fn from_error(error: reqwest::Error) -> Self {
+        // The resolver's refusal is the source of a connect error: say it, not just "connect".
+        let mut text = error.to_string();
+        let mut source = std::error::Error::source(&error);
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        if error.is_timeout() {
+            text = format!("no answer within the timeout ({text})");
+        }
+        Self {
+            status: None,
+            error: text,
+        }
+    }
+}
+
+/// The wait after `failures` failed attempts in a row: `first`, doubled each time, capped at
+/// an hour, times `jitter` (0.8–1.2) so that many endpoints do not retry in step.
+fn backoff(first: Duration, failures: i64, jitter: f64) -> Duration {
+    let doublings = u32::try_from(failures.clamp(1, 30) - 1).unwrap_or(0);
+    let wait = first
+        .saturating_mul(2u32.saturating_pow(doublings))
+        .min(MAX_BACKOFF);
+    wait.mul_f64(jitter.clamp(0.8, 1.2))
+}
+
+fn jitter() -> f64 {
+    let mut byte = [0u8; 1];
+    let _ = getrandom::fill(&mut byte);
+    0.8 + f64::from(byte[0]) / 255.0 * 0.4
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_an_hour_with_jitter() {
+        let first = Duration::from_secs(5);
+        assert_eq!(backoff(first, 1, 1.0), Duration::from_secs(5));
+        assert_eq!(backoff(first, 2, 1.0), Duration::from_secs(10));
+        assert_eq!(backoff(first, 5, 1.0), Duration::from_secs(80));
+        assert_eq!(backoff(first, 40, 1.0), MAX_BACKOFF);
+        assert_eq!(backoff(first, 1, 0.8), Duration::from_secs(4));
+        assert_eq!(backoff(first, 1, 5.0), Duration::from_secs(6));
+        for _ in 0..100 {
+            assert!((0.8..=1.2).contains(&jitter()));
+        }
+    }
+}

@@ -1,0 +1,815 @@
+//! Signed events to the operator's backend: each kind delivered once, signed, after its change
+//! commits and never for one rolled back; retries until a 2xx; a receiver down for a while gets
+//! everything in order; two instances send each event once; a killed instance's delivery is
+//! made after its restart; private addresses refused unless allowed; failed events listed and
+//! replayed; secrets rotated. Receivers here are real HTTP servers on loopback.
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use serde_json::{Value, json};
+use server::api::keys::{self, Scope};
+use server::hooks::signature;
+use support::*;
+
+on_both_databases!(
+    each_event_is_delivered_once_signed_after_its_change_commits,
+    a_receiver_failing_three_times_gets_the_event_exactly_once_more,
+    a_receiver_down_gets_everything_in_order_once_it_is_back,
+    a_delivery_cut_by_kill_9_is_made_after_the_restart,
+    failed_events_are_listed_and_replayed,
+    private_addresses_are_refused_unless_allowed,
+    a_rotated_secret_and_the_previous_one_both_verify_for_a_day,
+);
+
+/// Lets private addresses through (receivers are on loopback) and retries quickly.
+const FAST: &[(&str, &str)] = &[
+    ("ENDPOINTS_ALLOW_PRIVATE", "true"),
+    ("EVENTS_FIRST_RETRY_MS", "100"),
+];
+
+/// One POST as a receiver got it.
+#[derive(Debug, Clone)]
+struct Post {
+    event_id: String,
+    kind: String,
+    signature: String,
+    body: Bytes,
+    /// What the receiver answered.
+    status: u16,
+}
+
+impl Post {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+}
+
+/// A receiver on loopback: answers 500 to its first `fail_first` POSTs, leaves the first
+/// `hang_first` unanswered, and takes `delay` over each.
+#[derive(Clone, Default)]
+struct Inbox {
+    posts: Arc<Mutex<Vec<Post>>>,
+    fail_first: Arc<AtomicUsize>,
+    hang_first: Arc<AtomicUsize>,
+    delay: Duration,
+}
+
+impl Inbox {
+    async fn serve(self) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hooks/ndn", listener.local_addr().unwrap());
+        self.serve_on(listener);
+        url
+    }
+
+    fn serve_on(self, listener: tokio::net::TcpListener) {
+        let router = axum::Router::new()
+            .route("/hooks/ndn", axum::routing::post(receive))
+            .with_state(self);
+        tokio::spawn(async move { axum::serve(listener, router).await });
+    }
+
+    fn posts(&self) -> Vec<Post> {
+        self.posts.lock().unwrap().clone()
+    }
+
+    /// The events accepted (2xx), each id once, in the order they first arrived.
+    fn accepted(&self) -> Vec<Post> {
+        let mut seen = std::collections::HashSet::new();
+        self.posts()
+            .into_iter()
+            .filter(|post| post.status == 200 && seen.insert(post.event_id.clone()))
+            .collect()
+    }
+
+    async fn wait_for_accepted(&self, count: usize, within: Duration) -> Vec<Post> {
+        let deadline = tokio::time::Instant::now() + within;
+        while self.accepted().len() < count && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.accepted()
+    }
+}
+
+async fn receive(State(inbox): State<Inbox>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .map(|value| value.to_str().unwrap().to_owned())
+            .unwrap_or_default()
+    };
+    let take = |counter: &AtomicUsize| {
+        counter
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    };
+    let hang = take(&inbox.hang_first);
+    let status = if take(&inbox.fail_first) { 500 } else { 200 };
+    inbox.posts.lock().unwrap().push(Post {
+        event_id: header("ndn-event-id"),
+        kind: header("ndn-event-type"),
+        signature: header("ndn-signature"),
+        body,
+        status: if hang { 0 } else { status },
+    });
+    if hang {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+    }
+    tokio::time::sleep(inbox.delay).await;
+    StatusCode::from_u16(status).unwrap()
+}
+
+/// Adds an endpoint with the CLI, as an operator would; returns its secret.
+async fn subscribe(app: &TestApp, url: &str, events: &str) -> String {
+    let (code, output) = app
+        .cli(&["endpoints", "add", url, "--events", events])
+        .await;
+    assert_eq!(code, 0, "{output}");
+    let secret = output.lines().next().unwrap().trim().to_owned();
+    assert!(secret.starts_with("whsec_"), "{output}");
+    secret
+}
+
+fn now_secs() -> i64 {
+    server::clock::now_ms() / 1000
+}
+
+fn assert_signed(post: &Post, secret: &str) {
+    assert_eq!(
+        signature::verify(secret, &post.signature, &post.body, now_secs()),
+        Ok(()),
+        "{post:?}"
+    );
+    let event = post.json();
+    assert_eq!(event["id"], post.event_id.as_str());
+    assert_eq!(event["type"], post.kind.as_str());
+}
+
+/// A purchase of `package` by `user` through the webhook; returns the charge id.
+async fn buy(app: &TestApp, user: i64, package: &str, update_id: i64) -> String {
+    let order_id = app.create_order(user, package).await;
+    let stars = match package {
+        "ndn-100" => 50,
+        "ndn-500" => 225,
+        _ => 400,
+    };
+    let charge = format!("charge-{}", uuid::Uuid::new_v4().simple());
+    let (status, _) = app
+        .deliver(&successful_payment(
+            update_id, user, &order_id, stars, &charge,
+        ))
+        .await;
+    assert_eq!(status, 200);
+    charge
+}
+
+/// The service API with one key of every scope.
+async fn service_call(app: &TestApp, key: &str, path: &str, body: Value) -> (u16, Value) {
+    let response = app
+        .http
+        .post(format!("{}{path}", app.base))
+        .bearer_auth(key)
+        .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// A trigger that makes any hold of exactly `amount` fail inside its transaction.
+async fn refuse_holds_of(app: &TestApp, amount: i64) {
+    let pool = app.server.state.store.pool();
+    match app.server.state.store.engine() {
+        server::store::Engine::Sqlite => {
+            sqlx::query(&format!(
+                "CREATE TRIGGER refuse_hold BEFORE INSERT ON holds WHEN NEW.amount = {amount}
+                 BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+            ))
+            .execute(pool)
+            .await
+            .unwrap();
+        }
+        server::store::Engine::Postgres => {
+            sqlx::query(&format!(
+                "CREATE FUNCTION refuse_hold() RETURNS trigger AS $$
+                 BEGIN IF NEW.amount = {amount} THEN RAISE EXCEPTION 'refused by the test'; END IF;
+                 RETURN NEW; END $$ LANGUAGE plpgsql"
+            ))
+            .execute(pool)
+            .await
+            .unwrap();
+            sqlx::query(
+                "CREATE TRIGGER refuse_hold BEFORE INSERT ON holds
+                 FOR EACH ROW EXECUTE FUNCTION refuse_hold()",
+            )
+            .execute(pool)
+            .await
+            .unwrap();
+        }
+    }
+}
+
+async fn each_event_is_delivered_once_signed_after_its_change_commits(database: Database) {
+    let app = TestApp::spawn_configured(database, FAST).await;
+    let inbox = Inbox::default();
+    let url = inbox.clone().serve().await;
+    let secret = subscribe(&app, &url, "all").await;
+    let key = keys::create(
+        &app.server.state.store,
+        "game",
+        &[Scope::Read, Scope::Spend, Scope::Grant],
+    )
+    .await
+    .unwrap();
+
+    // payment.credited, payment.refunded, payment.held
+    let charge = buy(&app, BUYER, "ndn-500", 1).await;
+    let (status, _) = app
+        .deliver(&refunded_payment(2, BUYER, "", 225, &charge))
+        .await;
+    assert_eq!(status, 200);
+    let held_charge = "charge-no-such-order";
+    app.deliver(&successful_payment(
+        3,
+        BUYER,
+        "ord_unknown",
+        225,
+        held_charge,
+    ))
+    .await;
+    // credit.granted, debit.created, hold.created, hold.captured, hold.released
+    let (status, credit) = service_call(
+        &app,
+        &key,
+        "/v1/credits",
+        json!({"user_id": BUYER, "amount": 300, "reason": "gift"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{credit}");
+    let (status, _) = service_call(
+        &app,
+        &key,
+        "/v1/debits",
+        json!({"user_id": BUYER, "amount": 40, "reason": "sword"}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (status, hold) = service_call(
+        &app,
+        &key,
+        "/v1/holds",
+        json!({"user_id": BUYER, "amount": 100, "expires_in": 600, "reason": "match"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{hold}");
+    let hold_id = hold["id"].as_str().unwrap();
+    let (status, _) = service_call(
+        &app,
+        &key,
+        &format!("/v1/holds/{hold_id}/capture"),
+        json!({"amount": 60}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, other) = service_call(
+        &app,
+        &key,
+        "/v1/holds",
+        json!({"user_id": BUYER, "amount": 10, "expires_in": 600}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let other_id = other["id"].as_str().unwrap();
+    let (status, _) =
+        service_call(&app, &key, &format!("/v1/holds/{other_id}/void"), json!({})).await;
+    assert_eq!(status, 200);
+
+    // A change that rolls back (the database refuses the hold inside its transaction) and a
+    // refused debit write no event.
+    refuse_holds_of(&app, 13).await;
+    let (status, _) = service_call(
+        &app,
+        &key,
+        "/v1/holds",
+        json!({"user_id": BUYER, "amount": 13, "expires_in": 600}),
+    )
+    .await;
+    assert!(status >= 500, "the hold's transaction failed: {status}");
+    let (status, _) = service_call(
+        &app,
+        &key,
+        "/v1/debits",
+        json!({"user_id": BUYER, "amount": 1_000_000, "reason": "too much"}),
+    )
+    .await;
+    assert_eq!(status, 409);
+
+    let accepted = inbox.wait_for_accepted(9, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let posts = inbox.posts();
+    assert_eq!(posts.len(), 9, "each event once, nothing more: {posts:#?}");
+    let kinds: Vec<&str> = accepted.iter().map(|post| post.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "payment.credited",
+            "payment.refunded",
+            "payment.held",
+            "credit.granted",
+            "debit.created",
+            "hold.created",
+            "hold.captured",
+            "hold.created",
+            "hold.released",
+        ],
+        "in the order of their changes"
+    );
+    for post in &accepted {
+        assert_signed(post, &secret);
+    }
+    let by_kind: HashMap<&str, Value> = accepted
+        .iter()
+        .map(|post| (post.kind.as_str(), post.json()))
+        .collect();
+    let credited = &by_kind["payment.credited"]["data"];
+    assert_eq!(
+        (
+            credited["charge_id"].as_str(),
+            credited["amount"].as_i64(),
+            credited["balance"].as_i64(),
+            credited["stars"].as_i64()
+        ),
+        (Some(charge.as_str()), Some(500), Some(500), Some(225))
+    );
+    let refunded = &by_kind["payment.refunded"]["data"];
+    assert_eq!(
+        (refunded["amount"].as_i64(), refunded["balance"].as_i64()),
+        (Some(500), Some(0))
+    );
+    assert_eq!(by_kind["payment.held"]["data"]["charge_id"], held_charge);
+    assert_eq!(by_kind["credit.granted"]["data"]["account"]["balance"], 300);
+    assert_eq!(by_kind["debit.created"]["data"]["account"]["balance"], 260);
+    assert_eq!(by_kind["hold.captured"]["data"]["captured"], 60);
+    assert_eq!(by_kind["hold.captured"]["data"]["account"]["balance"], 200);
+    assert_eq!(by_kind["hold.released"]["data"]["status"], "voided");
+    assert_eq!(app.count("SELECT COUNT(*) FROM events").await, 9);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM events WHERE body LIKE '%\"amount\":13,%'")
+            .await,
+        0
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM deliveries WHERE status = 'delivered'")
+            .await,
+        9
+    );
+    assert_books_balance(&app.server.state.store).await;
+}
+
+async fn a_receiver_failing_three_times_gets_the_event_exactly_once_more(database: Database) {
+    let app = TestApp::spawn_configured(database, FAST).await;
+    let inbox = Inbox::default();
+    inbox.fail_first.store(3, Ordering::SeqCst);
+    let url = inbox.clone().serve().await;
+    let secret = subscribe(&app, &url, "payment.credited").await;
+    buy(&app, BUYER, "ndn-100", 1).await;
+
+    let accepted = inbox.wait_for_accepted(1, Duration::from_secs(20)).await;
+    assert_eq!(accepted.len(), 1);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let posts = inbox.posts();
+    let statuses: Vec<u16> = posts.iter().map(|post| post.status).collect();
+    assert_eq!(
+        statuses,
+        [500, 500, 500, 200],
+        "three failures, then once more: {posts:?}"
+    );
+    assert!(
+        posts
+            .iter()
+            .all(|post| post.event_id == accepted[0].event_id)
+    );
+    for post in &posts {
+        assert_signed(post, &secret);
+    }
+    assert_eq!(
+        app.count("SELECT attempts FROM deliveries WHERE status = 'delivered'")
+            .await,
+        4
+    );
+}
+
+async fn a_receiver_down_gets_everything_in_order_once_it_is_back(database: Database) {
+    let app = TestApp::spawn_configured(database, FAST).await;
+    // An address nobody listens on yet.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let url = format!("http://{addr}/hooks/ndn");
+    let secret = subscribe(&app, &url, "payment.credited,debit.created").await;
+    let key = keys::create(&app.server.state.store, "game", &[Scope::Spend])
+        .await
+        .unwrap();
+    let mut charges = Vec::new();
+    for update_id in 1..=5 {
+        charges.push(buy(&app, BUYER, "ndn-100", update_id).await);
+        let (status, _) = service_call(
+            &app,
+            &key,
+            "/v1/debits",
+            json!({"user_id": BUYER, "amount": 10, "reason": format!("item {update_id}")}),
+        )
+        .await;
+        assert_eq!(status, 201);
+    }
+    // The endpoint fails and backs off.
+    for _ in 0..100 {
+        if app
+            .count("SELECT COUNT(*) FROM endpoints WHERE failures >= 2")
+            .await
+            == 1
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM deliveries WHERE status = 'pending'")
+            .await,
+        10
+    );
+    let (code, listed) = app.cli(&["endpoints", "list"]).await;
+    assert_eq!(code, 0, "{listed}");
+    assert!(
+        listed.contains("10 waiting") && listed.contains("FAILING"),
+        "{listed}"
+    );
+
+    let inbox = Inbox::default();
+    inbox
+        .clone()
+        .serve_on(tokio::net::TcpListener::bind(addr).await.unwrap());
+    let accepted = inbox.wait_for_accepted(10, Duration::from_secs(30)).await;
+    assert_eq!(accepted.len(), 10);
+    for post in &accepted {
+        assert_signed(post, &secret);
+    }
+    let order: Vec<(String, i64)> = accepted
+        .iter()
+        .map(|post| {
+            let event = post.json();
+            let key = event["data"]["charge_id"].as_str().map_or_else(
+                || event["data"]["reason"].as_str().unwrap().to_owned(),
+                str::to_owned,
+            );
+            (
+                key,
+                event["data"]["balance"]
+                    .as_i64()
+                    .or(event["data"]["account"]["balance"].as_i64())
+                    .unwrap(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, i64)> = (1..=5)
+        .flat_map(|i| {
+            [
+                (charges[i - 1].clone(), 90 * (i as i64 - 1) + 100),
+                (format!("item {i}"), 90 * i as i64),
+            ]
+        })
+        .collect();
+    assert_eq!(order, expected, "every event, in the order of the changes");
+    assert_eq!(inbox.posts().len(), 10, "nothing twice");
+}
+
+/// The server binary, killed with SIGKILL while a receiver holds its POST open.
+async fn a_delivery_cut_by_kill_9_is_made_after_the_restart(database: Database) {
+    let (_telegram, telegram_url) = serve_fake_telegram().await;
+    let inbox = Inbox::default();
+    inbox.hang_first.store(1, Ordering::SeqCst);
+    let url = inbox.clone().serve().await;
+    let vars = {
+        let mut vars = production_vars(&database.url, &telegram_url);
+        vars.extend(
+            [
+                ("ENDPOINTS_ALLOW_PRIVATE", "true"),
+                ("EVENTS_FIRST_RETRY_MS", "100"),
+                ("EVENTS_LEASE", "1"),
+                ("EVENTS_TIMEOUT", "2"),
+                ("RUST_LOG", "error"),
+            ]
+            .map(|(k, v)| (k.to_owned(), v.to_owned())),
+        );
+        vars
+    };
+    let start = |port: u16| {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_server"));
+        command
+            .arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(&vars)
+            .env("LEPTOS_SITE_ADDR", format!("127.0.0.1:{port}"))
+            .current_dir(std::env::temp_dir())
+            .kill_on_drop(true);
+        command.spawn().expect("the server starts")
+    };
+    let cli = |args: &[&str]| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_server"));
+        command
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(&vars)
+            .current_dir(std::env::temp_dir());
+        command.output().expect("the CLI runs")
+    };
+    let output = cli(&["endpoints", "add", &url, "--events", "credit.granted"]);
+    assert!(output.status.success(), "{output:?}");
+    let secret = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut first = start(port);
+    wait_ready(&base).await;
+    let store = server::store::Store::connect(&database.url, 2)
+        .await
+        .unwrap();
+    let key = keys::create(&store, "game", &[Scope::Grant]).await.unwrap();
+    // The buyer opens the Mini App once (an account to credit).
+    server_function(&http, &base, "wallet", &signed_init_data(BUYER), "").await;
+    let credit = http
+        .post(format!("{base}/v1/credits"))
+        .bearer_auth(&key)
+        .header("Idempotency-Key", "gift-1")
+        .json(&json!({"user_id": BUYER, "amount": 50, "reason": "gift"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(credit.status(), 201);
+    // The POST is open at the receiver: kill the server there.
+    for _ in 0..200 {
+        if !inbox.posts().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(inbox.posts().len(), 1, "the delivery began");
+    first.start_kill().unwrap();
+    first.wait().await.unwrap();
+
+    let mut second = start(port);
+    wait_ready(&base).await;
+    let accepted = inbox.wait_for_accepted(1, Duration::from_secs(20)).await;
+    assert_eq!(accepted.len(), 1, "delivered after the restart");
+    let posts = inbox.posts();
+    assert_eq!(posts.len(), 2, "the cut attempt, then one more: {posts:?}");
+    assert_eq!(
+        posts[0].event_id, posts[1].event_id,
+        "the same event: the receiver deduplicates"
+    );
+    assert_signed(&accepted[0], &secret);
+    let delivered = scalar(
+        &store,
+        "SELECT COUNT(*) FROM deliveries WHERE status = 'delivered'",
+    )
+    .await;
+    assert_eq!(delivered, 1);
+    second.start_kill().unwrap();
+    let _ = second.wait().await;
+}
+
+async fn failed_events_are_listed_and_replayed(database: Database) {
+    let app = TestApp::spawn_configured(
+        database,
+        &[
+            ("ENDPOINTS_ALLOW_PRIVATE", "true"),
+            ("EVENTS_FIRST_RETRY_MS", "100"),
+            ("EVENTS_RETRY_WINDOW", "1"),
+        ],
+    )
+    .await;
+    let inbox = Inbox::default();
+    inbox.fail_first.store(1_000_000, Ordering::SeqCst);
+    let url = inbox.clone().serve().await;
+    subscribe(&app, &url, "payment.credited").await;
+    buy(&app, BUYER, "ndn-100", 1).await;
+    for _ in 0..100 {
+        if app
+            .count("SELECT COUNT(*) FROM deliveries WHERE status = 'failed'")
+            .await
+            == 1
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM deliveries WHERE status = 'failed'")
+            .await,
+        1
+    );
+    let failed_attempts = inbox.posts().len();
+    assert!(failed_attempts >= 2, "retried within its window first");
+    let event_id = inbox.posts()[0].event_id.clone();
+    let (code, listed) = app.cli(&["events", "list", "--failed"]).await;
+    assert_eq!(code, 0, "{listed}");
+    assert!(
+        listed.contains(&event_id)
+            && listed.contains("failed after")
+            && listed.contains("HTTP 500"),
+        "{listed}"
+    );
+    let metrics = app.server.state.metrics.render();
+    assert!(metrics.contains("ndn_events_failed_total 1"), "{metrics}");
+
+    // Fixed: replay it.
+    inbox.fail_first.store(0, Ordering::SeqCst);
+    let (code, output) = app.cli(&["events", "replay", &event_id]).await;
+    assert_eq!(code, 0, "{output}");
+    assert!(output.contains("1 deliveries queued"), "{output}");
+    let accepted = inbox.wait_for_accepted(1, Duration::from_secs(10)).await;
+    assert_eq!(accepted.len(), 1);
+    assert_eq!(accepted[0].event_id, event_id);
+    let (code, listed) = app.cli(&["events", "list", "--failed"]).await;
+    assert_eq!((code, listed.trim()), (0, "no failed events"));
+
+    // --since sends everything again; the receiver gets the same id once more.
+    let (code, output) = app.cli(&["events", "replay", "--since", "1h"]).await;
+    assert_eq!(code, 0, "{output}");
+    for _ in 0..100 {
+        if inbox
+            .posts()
+            .iter()
+            .filter(|post| post.status == 200)
+            .count()
+            == 2
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        inbox
+            .posts()
+            .iter()
+            .filter(|post| post.status == 200)
+            .count(),
+        2
+    );
+    let (code, output) = app.cli(&["events", "replay", "evt_nope"]).await;
+    assert!(
+        code != 0 && output.contains("no event evt_nope"),
+        "{output}"
+    );
+}
+
+async fn private_addresses_are_refused_unless_allowed(database: Database) {
+    let app = TestApp::spawn(database).await;
+    let inbox = Inbox::default();
+    let url = inbox.clone().serve().await;
+    for refused in [
+        url.clone(),
+        url.replacen("http://", "https://", 1),
+        "https://localhost/hooks".into(),
+        "https://169.254.169.254/latest/meta-data".into(),
+        "https://[::1]:8443/".into(),
+    ] {
+        let (code, output) = app.cli(&["endpoints", "add", &refused]).await;
+        assert_ne!(code, 0, "{refused} accepted: {output}");
+        assert!(
+            output.contains("private") || output.contains("https://"),
+            "{output}"
+        );
+    }
+    assert_eq!(app.count("SELECT COUNT(*) FROM endpoints").await, 0);
+
+    // An endpoint whose name resolves to loopback (written while it was allowed) is refused
+    // at delivery time, after resolution.
+    let port = url.split(':').nth(2).unwrap().split('/').next().unwrap();
+    let sneaky = format!("https://localhost:{port}/hooks/ndn");
+    server::hooks::add_endpoint(&app.server.state.store, &sneaky, "all", true)
+        .await
+        .unwrap();
+    buy(&app, BUYER, "ndn-100", 1).await;
+    let mut error = String::new();
+    for _ in 0..100 {
+        let endpoints = app.server.state.store.endpoints().await.unwrap();
+        if let Some(last) = &endpoints[0].last_error {
+            error = last.clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(error.contains("private"), "{error}");
+    assert!(
+        inbox.posts().is_empty(),
+        "nothing reached the private address"
+    );
+}
+
+async fn a_rotated_secret_and_the_previous_one_both_verify_for_a_day(database: Database) {
+    let app = TestApp::spawn_configured(database, FAST).await;
+    let inbox = Inbox::default();
+    let url = inbox.clone().serve().await;
+    let old = subscribe(&app, &url, "payment.credited").await;
+    let (code, output) = app.cli(&["endpoints", "rotate-secret", "1"]).await;
+    assert_eq!(code, 0, "{output}");
+    let new = output.lines().next().unwrap().trim().to_owned();
+    assert!(new.starts_with("whsec_") && new != old);
+    buy(&app, BUYER, "ndn-100", 1).await;
+    let accepted = inbox.wait_for_accepted(1, Duration::from_secs(10)).await;
+    assert_eq!(accepted.len(), 1);
+    assert_signed(&accepted[0], &new);
+    assert_signed(&accepted[0], &old);
+    assert_eq!(accepted[0].signature.matches("v1=").count(), 2);
+    let (code, listed) = app.cli(&["endpoints", "list"]).await;
+    assert!(code == 0 && listed.contains("rotating"), "{listed}");
+    // Past the day, only the new one signs.
+    sqlx::query("UPDATE endpoints SET previous_until = 1")
+        .execute(app.server.state.store.pool())
+        .await
+        .unwrap();
+    buy(&app, BUYER, "ndn-100", 2).await;
+    let accepted = inbox.wait_for_accepted(2, Duration::from_secs(10)).await;
+    assert_signed(&accepted[1], &new);
+    assert!(
+        signature::verify(&old, &accepted[1].signature, &accepted[1].body, now_secs()).is_err()
+    );
+    let (code, output) = app.cli(&["endpoints", "remove", "1"]).await;
+    assert_eq!((code, output.trim()), (0, "endpoint 1 removed"));
+    assert_eq!(app.count("SELECT COUNT(*) FROM endpoints").await, 0);
+}
+
+/// Two instances on one PostgreSQL database, both delivering: each event reaches the receiver
+/// once while both run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_deliver_each_event_once() {
+    let Some(database) = Database::postgres().await else {
+        return;
+    };
+    let first = TestApp::spawn_configured(database, FAST).await;
+    let inbox = Inbox {
+        delay: Duration::from_millis(3),
+        ..Inbox::default()
+    };
+    let url = inbox.clone().serve().await;
+    subscribe(&first, &url, "credit.granted").await;
+    let second = {
+        let mut vars = production_vars(&first.database.url, "http://127.0.0.1:9");
+        vars.extend(FAST.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let config = server::config::Config::from_vars(&vars).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        server::start(config, listener).await.unwrap()
+    };
+    let key = keys::create(&first.server.state.store, "game", &[Scope::Grant])
+        .await
+        .unwrap();
+    let bases = [first.base.clone(), format!("http://{}", second.addr)];
+    let http = reqwest::Client::new();
+    for i in 0..200 {
+        server_function(
+            &http,
+            &bases[i % 2],
+            "wallet",
+            &signed_init_data(1000 + i as i64),
+            "",
+        )
+        .await;
+    }
+    let grants = (0..200).map(|i| {
+        let (http, key, base) = (http.clone(), key.clone(), bases[i % 2].clone());
+        async move {
+            let response = http
+                .post(format!("{base}/v1/credits"))
+                .bearer_auth(key)
+                .header("Idempotency-Key", format!("grant-{i}"))
+                .json(&json!({"user_id": 1000 + i as i64, "amount": 5, "reason": "gift"}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 201);
+        }
+    });
+    futures::future::join_all(grants).await;
+    let accepted = inbox.wait_for_accepted(200, Duration::from_secs(60)).await;
+    assert_eq!(accepted.len(), 200);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(inbox.posts().len(), 200, "no event sent twice");
+    second.stop().await;
+}
