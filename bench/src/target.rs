@@ -83,6 +83,9 @@ impl Cluster {
         };
 
         let telegram = FakeTelegram::new(TOKEN);
+        // The benchmark measures the server alone: its Telegram answers at any speed (the
+        // notifier still paces itself to BOT_MESSAGES_PER_SECOND).
+        telegram.set_flood_limits(None);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let api_url = format!("http://{}", listener.local_addr()?);
         let router = telegram.router::<()>();

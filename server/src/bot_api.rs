@@ -170,11 +170,12 @@ impl BotApi {
         timeout: Option<Duration>,
     ) -> Result<R, BotApiError> {
         let result = self.send(method, params, timeout).await;
-        if let (Err(_), Some(metrics)) = (&result, &self.metrics) {
-            metrics
-                .bot_api_errors
-                .get_or_create(&crate::metrics::Method { method })
-                .inc();
+        if let (Err(error), Some(metrics)) = (&result, &self.metrics) {
+            let label = crate::metrics::Method { method };
+            metrics.bot_api_errors.get_or_create(&label).inc();
+            if let BotApiError::Api { code: 429, .. } = error {
+                metrics.bot_api_rate_limited.get_or_create(&label).inc();
+            }
         }
         result
     }

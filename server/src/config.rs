@@ -57,6 +57,8 @@ pub struct Config {
     pub reconcile_interval: Option<Duration>,
     /// How long a worker owns the messages it claimed; after a crash, others send them then.
     pub outbox_lease: Duration,
+    /// The bot's messages a second, all instances together (`BOT_MESSAGES_PER_SECOND`).
+    pub bot_messages_per_second: u32,
     /// PostgreSQL `statement_timeout` (`DATABASE_STATEMENT_TIMEOUT`, milliseconds).
     pub statement_timeout: Option<Duration>,
     /// Invoices a buyer may create per minute (`INVOICE_RATE_PER_MINUTE`), also the burst.
@@ -253,18 +255,22 @@ impl Config {
                 86_400,
             )?,
             order_ttl: parse_seconds(get("ORDER_TTL"), "ORDER_TTL", 3_600)?,
-            db_max_connections: match get("DATABASE_MAX_CONNECTIONS") {
-                None => 8,
-                Some(text) => text
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=1000).contains(n))
-                    .ok_or_else(|| invalid("DATABASE_MAX_CONNECTIONS", "expected 1-1000"))?,
-            },
+            db_max_connections: parse_count_up_to(
+                get("DATABASE_MAX_CONNECTIONS"),
+                "DATABASE_MAX_CONNECTIONS",
+                8,
+                1000,
+            )?,
             reconcile_interval: get("RECONCILE_INTERVAL")
                 .map(|_| parse_seconds(get("RECONCILE_INTERVAL"), "RECONCILE_INTERVAL", 0))
                 .transpose()?,
             outbox_lease: parse_seconds(get("OUTBOX_LEASE"), "OUTBOX_LEASE", 60)?,
+            bot_messages_per_second: parse_count_up_to(
+                get("BOT_MESSAGES_PER_SECOND"),
+                "BOT_MESSAGES_PER_SECOND",
+                25,
+                1000,
+            )?,
             statement_timeout: match get("DATABASE_STATEMENT_TIMEOUT") {
                 None => None,
                 Some(text) => Some(Duration::from_millis(
@@ -533,13 +539,23 @@ fn parse_count(
     variable: &'static str,
     default: u32,
 ) -> Result<u32, ConfigError> {
+    parse_count_up_to(value, variable, default, 1_000_000)
+}
+
+/// A whole number from 1 to `max`.
+fn parse_count_up_to(
+    value: Option<&str>,
+    variable: &'static str,
+    default: u32,
+    max: u32,
+) -> Result<u32, ConfigError> {
     match value {
         None => Ok(default),
         Some(text) => text
             .parse::<u32>()
             .ok()
-            .filter(|n| (1..=1_000_000).contains(n))
-            .ok_or_else(|| invalid(variable, "expected a whole number from 1 to 1000000")),
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| invalid(variable, format!("expected a whole number from 1 to {max}"))),
     }
 }
 

@@ -2,8 +2,9 @@
 //! sandbox and for tests. It is mounted only in sandbox mode (`NDN_SANDBOX=1`), or served
 //! on its own loopback port by tests.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -20,6 +21,26 @@ pub struct SentMessage {
     pub chat_id: i64,
     pub text: String,
     pub reply_markup: Option<Value>,
+    /// When the fake accepted it.
+    pub sent_at: Instant,
+}
+
+/// Telegram's flood limits for `sendMessage`, as its Bot FAQ gives them; past them the fake
+/// answers `429 Too Many Requests` with a `retry_after`, as Telegram does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FloodLimits {
+    /// Messages the bot may send in any one second, all chats together.
+    pub per_second: usize,
+    /// The least time between two messages to one chat.
+    pub chat_gap: Duration,
+}
+
+impl FloodLimits {
+    /// About 30 messages a second overall and one a second to a chat.
+    pub const TELEGRAM: Self = Self {
+        per_second: 30,
+        chat_gap: Duration::from_secs(1),
+    };
 }
 
 /// A created invoice link.
@@ -77,6 +98,16 @@ struct Inner {
     next_id: i64,
     /// Updates waiting for `getUpdates`, in order.
     queued_updates: Vec<Value>,
+    /// Enforced unless switched off (the benchmark's runs of the server alone).
+    flood: Option<FloodLimits>,
+    /// When the messages of the last second were accepted.
+    last_second: VecDeque<Instant>,
+    /// Each chat's last accepted message.
+    chat_last: HashMap<i64, Instant>,
+    /// `sendMessage` calls refused for going too fast.
+    flood_refusals: usize,
+    /// When each `429` was answered (for the limits or injected).
+    too_many_requests: Vec<Instant>,
 }
 
 #[derive(Clone)]
@@ -95,6 +126,7 @@ impl FakeTelegram {
     pub fn new(token: &str) -> Self {
         let inner = Inner {
             webhook: json!({ "url": "", "pending_update_count": 0 }),
+            flood: Some(FloodLimits::TELEGRAM),
             ..Inner::default()
         };
         Self {
@@ -137,6 +169,21 @@ impl FakeTelegram {
             }
             None => false,
         }
+    }
+
+    /// Telegram's limits (the default), others, or none (`None`).
+    pub fn set_flood_limits(&self, limits: Option<FloodLimits>) {
+        self.lock().flood = limits;
+    }
+
+    /// How many `sendMessage` calls were refused with a 429 for going too fast.
+    pub fn flood_refusals(&self) -> usize {
+        self.lock().flood_refusals
+    }
+
+    /// When each `429 Too Many Requests` was answered, injected or for the limits.
+    pub fn too_many_requests(&self) -> Vec<Instant> {
+        self.lock().too_many_requests.clone()
     }
 
     pub fn clear_faults(&self) {
@@ -269,15 +316,19 @@ impl FakeTelegram {
             .find(|f| f.method == method && f.times > 0 && f.status != 0)
         {
             fault.times -= 1;
-            let description = match fault.status {
+            let (status, retry_after) = (fault.status, fault.retry_after);
+            if status == 429 {
+                inner.too_many_requests.push(Instant::now());
+            }
+            let description = match status {
                 429 => format!(
                     "Too Many Requests: retry after {}",
-                    fault.retry_after.unwrap_or(1)
+                    retry_after.unwrap_or(1)
                 ),
                 code if code >= 500 => "Internal Server Error".to_owned(),
                 _ => "Bad Request: injected fault".to_owned(),
             };
-            return Err((fault.status, description, fault.retry_after));
+            return Err((status, description, retry_after));
         }
         let str_param = |name: &str| {
             params
@@ -328,6 +379,8 @@ impl FakeTelegram {
                 if text.chars().count() > 4096 {
                     return Err(bad("message is too long"));
                 }
+                let sent_at = Instant::now();
+                inner.check_flood(chat_id, sent_at)?;
                 inner.next_id += 1;
                 let message_id = inner.next_id;
                 inner.messages.push(SentMessage {
@@ -335,6 +388,7 @@ impl FakeTelegram {
                     chat_id,
                     text: text.clone(),
                     reply_markup: params.get("reply_markup").cloned(),
+                    sent_at,
                 });
                 Ok(
                     json!({ "message_id": message_id, "chat": { "id": chat_id, "type": "private" }, "date": crate::clock::now_ms() / 1000, "text": text }),
@@ -442,6 +496,47 @@ impl FakeTelegram {
 pub const PRE_CHECKOUT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Inner {
+    /// Refuses a message that would go past the flood limits; counts it as sent otherwise.
+    fn check_flood(
+        &mut self,
+        chat_id: i64,
+        now: Instant,
+    ) -> Result<(), (u16, String, Option<u64>)> {
+        let Some(limits) = self.flood else {
+            return Ok(());
+        };
+        let second = Duration::from_secs(1);
+        while self
+            .last_second
+            .front()
+            .is_some_and(|at| now.duration_since(*at) >= second)
+        {
+            self.last_second.pop_front();
+        }
+        let free_at = if self.last_second.len() >= limits.per_second {
+            self.last_second.front().map(|oldest| *oldest + second)
+        } else {
+            self.chat_last
+                .get(&chat_id)
+                .map(|last| *last + limits.chat_gap)
+                .filter(|free| *free > now)
+        };
+        if let Some(free_at) = free_at {
+            self.flood_refusals += 1;
+            self.too_many_requests.push(now);
+            // Telegram gives whole seconds, at least one.
+            let wait = free_at.duration_since(now).as_secs_f64().ceil().max(1.0) as u64;
+            return Err((
+                429,
+                format!("Too Many Requests: retry after {wait}"),
+                Some(wait),
+            ));
+        }
+        self.last_second.push_back(now);
+        self.chat_last.insert(chat_id, now);
+        Ok(())
+    }
+
     fn charge(&self, id: &str) -> Option<Charge> {
         let (user_id, amount, payload, _) = self.charges.get(id)?;
         Some(Charge {
@@ -595,5 +690,53 @@ async fn call(
     match fake.answer(method, &params) {
         Ok(result) => axum::Json(json!({ "ok": true, "result": result })).into_response(),
         Err((code, description, retry_after)) => envelope(code, description, retry_after),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send(telegram: &FakeTelegram, chat_id: i64) -> Answer {
+        telegram.answer("sendMessage", &json!({ "chat_id": chat_id, "text": "hi" }))
+    }
+
+    #[test]
+    fn more_than_thirty_a_second_is_refused_with_retry_after() {
+        let telegram = FakeTelegram::new("1:t");
+        for chat in 0..30 {
+            assert!(send(&telegram, chat).is_ok(), "message {chat}");
+        }
+        let refused = send(&telegram, 30).unwrap_err();
+        assert_eq!(refused.0, 429);
+        assert_eq!(refused.2, Some(1));
+        assert!(refused.1.starts_with("Too Many Requests: retry after 1"));
+        assert_eq!(telegram.sent_messages().len(), 30);
+        assert_eq!(telegram.flood_refusals(), 1);
+        assert_eq!(telegram.too_many_requests().len(), 1);
+    }
+
+    #[test]
+    fn a_second_message_to_a_chat_within_a_second_is_refused() {
+        let telegram = FakeTelegram::new("1:t");
+        assert!(send(&telegram, 7).is_ok());
+        assert_eq!(send(&telegram, 7).unwrap_err().0, 429);
+        // Another chat is not held up by it.
+        assert!(send(&telegram, 8).is_ok());
+        telegram
+            .lock()
+            .chat_last
+            .insert(7, Instant::now() - Duration::from_secs(1));
+        assert!(send(&telegram, 7).is_ok());
+    }
+
+    #[test]
+    fn without_limits_any_speed_is_accepted() {
+        let telegram = FakeTelegram::new("1:t");
+        telegram.set_flood_limits(None);
+        for _ in 0..100 {
+            assert!(send(&telegram, 7).is_ok());
+        }
+        assert_eq!(telegram.flood_refusals(), 0);
     }
 }

@@ -54,9 +54,11 @@ pub struct Metrics {
     pub notifications_sent: Counter,
     pub notifications_failed: Counter,
     pub outbox_pending: Gauge,
+    pub outbox_oldest_seconds: Gauge,
     pub payment_commits: Gauge,
     pub payment_batches_split: Gauge,
     pub bot_api_errors: Family<Method, Counter>,
+    pub bot_api_rate_limited: Family<Method, Counter>,
     pub operations: Family<Operated, Counter>,
     pub events_delivered: Counter,
     pub event_attempts_failed: Counter,
@@ -80,9 +82,11 @@ impl Default for Metrics {
             notifications_sent: Counter::default(),
             notifications_failed: Counter::default(),
             outbox_pending: Gauge::default(),
+            outbox_oldest_seconds: Gauge::default(),
             payment_commits: Gauge::default(),
             payment_batches_split: Gauge::default(),
             bot_api_errors: Family::default(),
+            bot_api_rate_limited: Family::default(),
             operations: Family::default(),
             events_delivered: Counter::default(),
             event_attempts_failed: Counter::default(),
@@ -142,6 +146,16 @@ impl Default for Metrics {
             "outbox_pending",
             "Bot messages waiting to be sent",
             metrics.outbox_pending.clone(),
+        );
+        registry.register(
+            "outbox_oldest_seconds",
+            "Age of the oldest bot message waiting to be sent",
+            metrics.outbox_oldest_seconds.clone(),
+        );
+        registry.register(
+            "bot_api_rate_limited",
+            "Bot API calls Telegram refused with 429 Too Many Requests, by method",
+            metrics.bot_api_rate_limited.clone(),
         );
         registry.register(
             "bot_api_errors",
@@ -248,6 +262,12 @@ async fn serve(State(state): State<AppState>, headers: HeaderMap) -> Response {
             state.metrics.outbox_pending.set(pending);
         }
         Err(error) => tracing::warn!(%error, "metrics: cannot count the outbox"),
+    }
+    match state.store.oldest_pending_message_age().await {
+        Ok(age) => {
+            state.metrics.outbox_oldest_seconds.set(age);
+        }
+        Err(error) => tracing::warn!(%error, "metrics: cannot read the outbox's oldest message"),
     }
     match state.store.deliveries_waiting(crate::clock::now_ms()).await {
         Ok((pending, oldest_ms)) => {

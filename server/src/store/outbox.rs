@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use sqlx::{Any, Row, Transaction};
 
-use super::{Engine, Store, StoreResult, json_rows, to_json};
-use crate::clock::now_ms;
+use super::{Engine, Store, StoreResult, in_json_ids, json_rows, to_json};
+use crate::clock::{now_micros, now_ms};
 use crate::wallet::model::OutgoingMessage;
 
 #[derive(Debug, Clone)]
@@ -16,6 +16,22 @@ pub struct ClaimedMessage {
     pub text: String,
     pub reply_markup: Option<String>,
     pub attempts: i64,
+    /// The lease this claim set (`locked_until`): the message is still this worker's while
+    /// its row carries it.
+    pub leased_until: i64,
+}
+
+/// The transaction-scoped advisory lock under which claims take turns on PostgreSQL.
+const CLAIM_LOCK: i64 = 0x004e_444e_5f6f_7574;
+/// The `bot_state` key of the next free send slot (microseconds since the epoch).
+const SLOT_KEY: &str = "send_slot_us";
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn micros(duration: Duration) -> i64 {
+    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
 }
 
 impl Store {
@@ -29,29 +45,49 @@ impl Store {
     }
 
     /// Leases up to `limit` due messages for `lease`; an instance that dies loses its lease and
-    /// another sends them.
+    /// another sends them. A chat's message is claimed only after every earlier one of the chat
+    /// (none may wait for a retry or be held by another worker) and only `chat_gap` after the
+    /// chat's last delivery, so that each chat gets its messages in order and paced across
+    /// instances. On PostgreSQL the claims of all instances take turns (a transaction's
+    /// advisory lock): two concurrent claims could otherwise split one chat's messages.
     pub async fn claim_messages(
         &self,
         limit: i64,
         lease: Duration,
+        chat_gap: Duration,
     ) -> StoreResult<Vec<ClaimedMessage>> {
         let now = now_ms();
         let lock = match self.engine {
-            Engine::Postgres => "FOR UPDATE SKIP LOCKED",
+            Engine::Postgres => "FOR UPDATE OF o SKIP LOCKED",
             Engine::Sqlite => "",
         };
         let sql = format!(
             "UPDATE outbox SET locked_until = $1, attempts = attempts + 1
-             WHERE id IN (SELECT id FROM outbox
-                          WHERE status = 'pending' AND next_attempt_at <= $2 AND locked_until <= $2
-                          ORDER BY id LIMIT $3 {lock})
-             RETURNING id, chat_id, text, reply_markup, attempts"
+             WHERE id IN (
+                 SELECT o.id FROM outbox o
+                 WHERE o.status = 'pending' AND o.next_attempt_at <= $2 AND o.locked_until <= $2
+                   AND NOT EXISTS (SELECT 1 FROM outbox e
+                                   WHERE e.chat_id = o.chat_id AND e.id < o.id
+                                     AND e.status = 'pending'
+                                     AND (e.next_attempt_at > $2 OR e.locked_until > $2))
+                   AND NOT EXISTS (SELECT 1 FROM outbox s
+                                   WHERE s.chat_id = o.chat_id AND s.status = 'sent'
+                                     AND s.sent_at > $3)
+                 ORDER BY o.id LIMIT $4 {lock})
+             RETURNING id, chat_id, text, reply_markup, attempts, locked_until"
         );
-        let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+        let lease_ms = millis(lease);
         let mut tx = self.write().await?;
+        if self.engine == Engine::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(CLAIM_LOCK)
+                .execute(&mut *tx)
+                .await?;
+        }
         let rows = sqlx::query(&sql)
             .bind(now.saturating_add(lease_ms))
             .bind(now)
+            .bind(now.saturating_sub(millis(chat_gap)))
             .bind(limit)
             .fetch_all(&mut *tx)
             .await?;
@@ -65,11 +101,98 @@ impl Store {
                     text: row.try_get("text")?,
                     reply_markup: row.try_get("reply_markup")?,
                     attempts: row.try_get("attempts")?,
+                    leased_until: row.try_get("locked_until")?,
                 })
             })
             .collect::<StoreResult<Vec<_>>>()?;
         claimed.sort_by_key(|message| message.id);
         Ok(claimed)
+    }
+
+    /// Extends the lease of messages this worker still holds, given as `(id, leased_until)`:
+    /// a row is still this worker's while it carries the lease this worker set. Returns the
+    /// messages renewed with their new lease; the others were lost to another worker after
+    /// their lease ran out.
+    pub async fn renew_messages(
+        &self,
+        held: &[(i64, i64)],
+        lease: Duration,
+    ) -> StoreResult<Vec<(i64, i64)>> {
+        let until = now_ms().saturating_add(millis(lease));
+        let sql = format!(
+            "UPDATE outbox SET locked_until = $1
+             WHERE status = 'pending' AND locked_until = $2 AND {} RETURNING id",
+            in_json_ids(self.engine, "id", 3)
+        );
+        let mut renewed = Vec::new();
+        for (leased_until, ids) in by_lease(held) {
+            let rows = sqlx::query(&sql)
+                .bind(until)
+                .bind(leased_until)
+                .bind(to_json(&ids)?)
+                .fetch_all(&self.pool)
+                .await?;
+            for row in rows {
+                renewed.push((row.try_get(0)?, until));
+            }
+        }
+        Ok(renewed)
+    }
+
+    /// Gives messages back unsent, given as `(id, leased_until)`: their lease ends now and
+    /// their claim does not count as an attempt (e.g. the rest of a chat whose message waits
+    /// for a retry, or what a stopping worker still held).
+    pub async fn release_messages(&self, held: &[(i64, i64)]) -> StoreResult<()> {
+        let sql = format!(
+            "UPDATE outbox SET locked_until = 0, attempts = attempts - 1
+             WHERE status = 'pending' AND locked_until = $1 AND {}",
+            in_json_ids(self.engine, "id", 2)
+        );
+        for (leased_until, ids) in by_lease(held) {
+            sqlx::query(&sql)
+                .bind(leased_until)
+                .bind(to_json(&ids)?)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The next of the bot's send slots, shared by every instance: slots are `interval`
+    /// apart, never in the past, and never before a pause asked for by Telegram (a `429`).
+    /// The slot is at least `lead` from now. Returns its time in microseconds since the epoch.
+    pub async fn next_send_slot(&self, interval: Duration, lead: Duration) -> StoreResult<i64> {
+        let step = micros(interval);
+        let sql = format!(
+            "INSERT INTO bot_state (key, value) VALUES ('{SLOT_KEY}', $1 + $2)
+             ON CONFLICT (key) DO UPDATE SET value = {}(bot_state.value, $1) + $2
+             RETURNING value",
+            self.greatest()
+        );
+        let row = sqlx::query(&sql)
+            .bind(now_micros() + micros(lead))
+            .bind(step)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<i64, _>(0)? - step)
+    }
+
+    /// No send slot before `until` (microseconds since the epoch), for every instance.
+    pub async fn pause_sending(&self, until: i64) -> StoreResult<()> {
+        let sql = format!(
+            "INSERT INTO bot_state (key, value) VALUES ('{SLOT_KEY}', $1)
+             ON CONFLICT (key) DO UPDATE SET value = {}(bot_state.value, $1)",
+            self.greatest()
+        );
+        sqlx::query(&sql).bind(until).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    fn greatest(&self) -> &'static str {
+        match self.engine {
+            Engine::Postgres => "GREATEST",
+            Engine::Sqlite => "MAX",
+        }
     }
 
     /// Records messages as delivered, all in one statement.
@@ -109,6 +232,17 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Seconds since the oldest message still waiting was queued (0 when none waits).
+    pub async fn oldest_pending_message_age(&self) -> StoreResult<i64> {
+        let row = sqlx::query(
+            "SELECT created_at FROM outbox WHERE status = 'pending' ORDER BY id LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        let created: Option<i64> = row.map(|row| row.try_get(0)).transpose()?;
+        Ok(created.map_or(0, |at| (now_ms() - at).max(0) / 1000))
     }
 
     /// Messages waiting to be sent (for metrics and tests).
@@ -168,6 +302,15 @@ pub(super) async fn enqueue_all(
     );
     let query = sqlx::query(&sql).bind(to_json(&rows)?);
     Ok(query.execute(&mut **tx).await?.rows_affected())
+}
+
+/// Held messages grouped by their lease (those of one claim share it).
+fn by_lease(held: &[(i64, i64)]) -> std::collections::BTreeMap<i64, Vec<i64>> {
+    let mut groups = std::collections::BTreeMap::<i64, Vec<i64>>::new();
+    for &(id, leased_until) in held {
+        groups.entry(leased_until).or_default().push(id);
+    }
+    groups
 }
 
 #[derive(serde::Serialize)]

@@ -320,9 +320,10 @@ impl TestApp {
         send(request).await
     }
 
-    /// Waits until the fake Telegram holds at least `count` messages (or 10 s pass).
+    /// Waits until the fake Telegram holds at least `count` messages (or 10 s pass, and
+    /// 1.5 s more for each: the bot sends one message a second to a chat).
     pub async fn messages_after_settling(&self, count: usize) -> Vec<SentMessage> {
-        for _ in 0..100 {
+        for _ in 0..100 + 15 * count {
             if self.telegram.sent_messages().len() >= count {
                 break;
             }
