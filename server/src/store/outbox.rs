@@ -45,11 +45,11 @@ impl Store {
     }
 
     /// Leases up to `limit` due messages for `lease`; an instance that dies loses its lease and
-    /// another sends them. A chat's message is claimed only after every earlier one of the chat
-    /// (none may wait for a retry or be held by another worker) and only `chat_gap` after the
-    /// chat's last delivery, so that each chat gets its messages in order and paced across
-    /// instances. On PostgreSQL the claims of all instances take turns (a transaction's
-    /// advisory lock): two concurrent claims could otherwise split one chat's messages.
+    /// another sends them. Only the head of each chat is handed out — its oldest waiting
+    /// message, when no worker holds it and it waits for no retry — and only `chat_gap` after
+    /// the chat's last delivery: each chat gets its messages in order and at most one a gap,
+    /// across instances. On PostgreSQL the claims of all instances take turns (a transaction's
+    /// advisory lock) so that two cannot both take a chat's head.
     pub async fn claim_messages(
         &self,
         limit: i64,
@@ -57,38 +57,50 @@ impl Store {
         chat_gap: Duration,
     ) -> StoreResult<Vec<ClaimedMessage>> {
         let now = now_ms();
-        let lock = match self.engine {
-            Engine::Postgres => "FOR UPDATE OF o SKIP LOCKED",
-            Engine::Sqlite => "",
-        };
-        let sql = format!(
+        // The heads: one short index scan over what waits (a chat with thousands of messages
+        // costs one row of it, whatever it sent before).
+        let heads = "SELECT o.id FROM outbox o
+             JOIN (SELECT chat_id, MIN(id) AS head FROM outbox WHERE status = 'pending'
+                   GROUP BY chat_id) h ON o.id = h.head
+             WHERE o.next_attempt_at <= $1 AND o.locked_until <= $1
+               AND NOT EXISTS (SELECT 1 FROM outbox s
+                               WHERE s.status = 'sent' AND s.chat_id = o.chat_id
+                                 AND s.sent_at > $2)
+             ORDER BY o.id LIMIT $3";
+        let claim = format!(
             "UPDATE outbox SET locked_until = $1, attempts = attempts + 1
-             WHERE id IN (
-                 SELECT o.id FROM outbox o
-                 WHERE o.status = 'pending' AND o.next_attempt_at <= $2 AND o.locked_until <= $2
-                   AND NOT EXISTS (SELECT 1 FROM outbox e
-                                   WHERE e.chat_id = o.chat_id AND e.id < o.id
-                                     AND e.status = 'pending'
-                                     AND (e.next_attempt_at > $2 OR e.locked_until > $2))
-                   AND NOT EXISTS (SELECT 1 FROM outbox s
-                                   WHERE s.chat_id = o.chat_id AND s.status = 'sent'
-                                     AND s.sent_at > $3)
-                 ORDER BY o.id LIMIT $4 {lock})
-             RETURNING id, chat_id, text, reply_markup, attempts, locked_until"
+             WHERE status = 'pending' AND next_attempt_at <= $2 AND locked_until <= $2 AND {}
+             RETURNING id, chat_id, text, reply_markup, attempts, locked_until",
+            in_json_ids(self.engine, "id", 3)
         );
-        let lease_ms = millis(lease);
-        let mut tx = self.write().await?;
-        if self.engine == Engine::Postgres {
-            sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                .bind(CLAIM_LOCK)
-                .execute(&mut *tx)
-                .await?;
-        }
-        let rows = sqlx::query(&sql)
-            .bind(now.saturating_add(lease_ms))
+        let find = || {
+            sqlx::query_scalar::<_, i64>(heads)
+                .bind(now)
+                .bind(now.saturating_sub(millis(chat_gap)))
+                .bind(limit)
+        };
+        let (ids, mut tx) = match self.engine {
+            // One instance: the heads are read without holding SQLite's single writer.
+            Engine::Sqlite => {
+                let ids = find().fetch_all(&self.pool).await?;
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                (ids, self.write().await?)
+            }
+            Engine::Postgres => {
+                let mut tx = self.write().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(CLAIM_LOCK)
+                    .execute(&mut *tx)
+                    .await?;
+                (find().fetch_all(&mut *tx).await?, tx)
+            }
+        };
+        let rows = sqlx::query(&claim)
+            .bind(now.saturating_add(millis(lease)))
             .bind(now)
-            .bind(now.saturating_sub(millis(chat_gap)))
-            .bind(limit)
+            .bind(to_json(&ids)?)
             .fetch_all(&mut *tx)
             .await?;
         tx.commit().await?;
