@@ -16,6 +16,16 @@ pub fn now_micros() -> i64 {
     i64::try_from(since_epoch.as_micros()).unwrap_or(i64::MAX)
 }
 
+/// A duration in the milliseconds stored times use (saturating).
+pub fn millis(duration: std::time::Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// A duration in microseconds, the unit of the bot's send slots (saturating).
+pub fn micros(duration: std::time::Duration) -> i64 {
+    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
+}
+
 /// The calendar date (year, month, day) of a day counted from 1970-01-01, in the proleptic
 /// Gregorian calendar (Howard Hinnant's `civil_from_days`).
 pub fn civil_date(days: i64) -> (i64, u32, u32) {

@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::bot_api::BotApiError;
-use crate::clock::{now_micros, now_ms};
+use crate::clock::{micros, millis, now_micros, now_ms};
 use crate::state::AppState;
 use crate::store::{ClaimedMessage, Engine, Store};
 
@@ -97,7 +97,7 @@ impl Pacer {
         match self {
             Self::Local { interval, next } => {
                 let slot = (*next).max(now_micros());
-                *next = slot + i64::try_from(interval.as_micros()).unwrap_or(i64::MAX);
+                *next = slot.saturating_add(micros(*interval));
                 Ok(slot)
             }
             Self::Shared { interval, store } => store.next_send_slot(*interval, SLOT_LEAD).await,
@@ -107,12 +107,9 @@ impl Pacer {
     /// A send that left at `sent` (microseconds), later than its slot: the slots after it
     /// move so that they keep their distance from when it really left.
     async fn sent_late(&mut self, sent: i64) -> Result<(), crate::store::StoreError> {
-        let step = match self {
-            Self::Local { interval, .. } | Self::Shared { interval, .. } => {
-                i64::try_from(interval.as_micros()).unwrap_or(i64::MAX)
-            }
-        };
-        self.pause(sent + step).await
+        let (Self::Local { interval, .. } | Self::Shared { interval, .. }) = self;
+        let resume = sent.saturating_add(micros(*interval));
+        self.pause(resume).await
     }
 
     /// No slot before `until` (microseconds since the epoch).
@@ -317,7 +314,7 @@ impl Notifier {
     /// chat that lost a message to another worker is let go entirely (keeping its order).
     async fn renew_if_due(&mut self) {
         let lease = self.state.config.outbox_lease;
-        let half = i64::try_from(lease.as_millis() / 2).unwrap_or(i64::MAX);
+        let half = millis(lease) / 2;
         let Some(earliest) = self.held().map(|(_, until)| until).min() else {
             return;
         };
@@ -367,7 +364,7 @@ impl Notifier {
 
     /// Sends the next message of `chat_id` in the background.
     async fn send(&mut self, chat_id: i64) {
-        let quarter = i64::try_from(self.state.config.outbox_lease.as_millis() / 4).unwrap_or(0);
+        let quarter = millis(self.state.config.outbox_lease) / 4;
         let Some(chat) = self.chats.get_mut(&chat_id) else {
             return;
         };
@@ -408,7 +405,7 @@ impl Notifier {
                 let wait = Duration::from_secs(retry_after.max(1));
                 let until = Instant::now() + wait;
                 self.paused_until = Some(self.paused_until.map_or(until, |at| at.max(until)));
-                let until_us = now_micros() + i64::try_from(wait.as_micros()).unwrap_or(0);
+                let until_us = now_micros().saturating_add(micros(wait));
                 if let Err(error) = self.pacer.pause(until_us).await {
                     tracing::warn!(%error, "cannot share the pause with the other instances");
                 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use sqlx::{Any, Row, Transaction};
 
 use super::{Engine, Store, StoreResult, in_json_ids, json_rows, to_json};
-use crate::clock::{now_micros, now_ms};
+use crate::clock::{micros, millis, now_micros, now_ms};
 use crate::wallet::model::OutgoingMessage;
 
 #[derive(Debug, Clone)]
@@ -25,14 +25,6 @@ pub struct ClaimedMessage {
 const CLAIM_LOCK: i64 = 0x004e_444e_5f6f_7574;
 /// The `bot_state` key of the next free send slot (microseconds since the epoch).
 const SLOT_KEY: &str = "send_slot_us";
-
-fn millis(duration: Duration) -> i64 {
-    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
-}
-
-fn micros(duration: Duration) -> i64 {
-    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
-}
 
 impl Store {
     /// Queues a message unless one with the same key was queued before (at-least-once updates
@@ -223,7 +215,7 @@ impl Store {
     }
 
     pub async fn message_retry(&self, id: i64, after: Duration, error: &str) -> StoreResult<()> {
-        let at = now_ms().saturating_add(i64::try_from(after.as_millis()).unwrap_or(i64::MAX));
+        let at = now_ms().saturating_add(millis(after));
         sqlx::query(
             "UPDATE outbox SET next_attempt_at = $2, locked_until = 0, last_error = $3 WHERE id = $1",
         )
