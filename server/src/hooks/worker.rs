@@ -26,6 +26,12 @@ const IDLE_POLL: Duration = Duration::from_millis(500);
 /// And at most this often: during a sale every credit wakes the worker, and an endpoint's
 /// sender already reads everything that arrives while it runs.
 const MIN_PASS: Duration = Duration::from_millis(50);
+/// A sender that has caught up reads its endpoint's new events at most this often.
+const CAUGHT_UP_GAP: Duration = Duration::from_millis(100);
+/// A sender with nothing to send keeps its lease this long (reading every
+/// [`CAUGHT_UP_GAP`]) before giving it back: during a sale the lease is not taken and
+/// returned between every two batches.
+const LINGER: Duration = Duration::from_secs(1);
 /// The longest wait between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 /// What is kept of a receiver's answer for `last_error`.
@@ -124,11 +130,16 @@ struct Sender {
 }
 
 impl Sender {
-    /// Sends the endpoint's events until none is left, one fails, or the server stops.
-    async fn send_all(mut self, lease: EndpointLease) {
+    /// Sends the endpoint's events until none has come for [`LINGER`], one fails, or the
+    /// server stops. While it keeps up, it reads what has arrived at most every
+    /// [`CAUGHT_UP_GAP`]: a sale's events go out in batches, one read and one commit for
+    /// each, instead of a read and a commit for every event or two.
+    async fn send_all(mut self, mut lease: EndpointLease) {
         let store = self.state.store.clone();
         let mut failures = lease.failures;
+        let mut idle_since: Option<Instant> = None;
         loop {
+            let read_at = Instant::now();
             let batch = match store.pending_deliveries(lease.id, BATCH).await {
                 Ok(batch) => batch,
                 Err(error) => {
@@ -136,8 +147,26 @@ impl Sender {
                     break;
                 }
             };
-            if batch.is_empty() || self.shutdown.is_cancelled() {
+            if self.shutdown.is_cancelled() {
                 break;
+            }
+            let full = i64::try_from(batch.len()).unwrap_or(i64::MAX) >= BATCH;
+            if batch.is_empty() {
+                if idle_since.get_or_insert(read_at).elapsed() >= LINGER {
+                    break;
+                }
+            } else {
+                idle_since = None;
+                // Where to and signed how, as of now: read after the events, so that a
+                // rotation or a move committed before them applies to them.
+                match store.endpoint_target(lease.id, now_ms()).await {
+                    Ok(Some((url, secrets))) => (lease.url, lease.secrets) = (url, secrets),
+                    Ok(None) => break,
+                    Err(error) => {
+                        tracing::warn!(%error, endpoint = lease.id, "cannot read the endpoint");
+                        break;
+                    }
+                }
             }
             let mut accepted = Vec::with_capacity(batch.len());
             for delivery in batch {
@@ -170,6 +199,16 @@ impl Sender {
                 }
             }
             self.record_accepted(lease.id, &accepted).await;
+            if full {
+                continue;
+            }
+            // Caught up: let the next events gather (the lease, renewed before each POST,
+            // outlasts the wait by far).
+            let rest = CAUGHT_UP_GAP.saturating_sub(read_at.elapsed());
+            tokio::select! {
+                () = tokio::time::sleep(rest) => {}
+                () = self.shutdown.cancelled() => break,
+            }
         }
         if let Err(error) = store.release_endpoint(lease.id).await {
             // It runs out by itself.

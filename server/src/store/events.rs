@@ -2,9 +2,10 @@
 //! outbox), fanned out to the subscribed endpoints in the same statement pair, and handed to
 //! the delivery worker one endpoint at a time under a lease.
 
+use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-use super::{Engine, Store, StoreResult, in_json_texts, json_rows, to_json};
+use super::{Engine, Store, StoreResult, in_json_ids, json_rows, to_json};
 use crate::hooks::event::{EventType, NewEvent};
 
 /// An endpoint, for `server endpoints list` and the metrics.
@@ -92,7 +93,8 @@ pub(super) async fn record(
         .collect();
     let sql = format!(
         "INSERT INTO events (id, type, user_id, body, created_at)
-         SELECT id, kind, user_id, body, created_at FROM {}",
+         SELECT id, kind, user_id, body, created_at FROM {}
+         RETURNING seq, type, created_at",
         json_rows(
             engine,
             1,
@@ -105,23 +107,61 @@ pub(super) async fn record(
             ]
         )
     );
-    sqlx::query(&sql)
+    let written = sqlx::query(&sql)
         .bind(to_json(&rows)?)
-        .execute(&mut **tx)
+        .fetch_all(&mut **tx)
         .await?;
-    let ids: Vec<&str> = events.iter().map(|event| event.id.as_str()).collect();
+    #[derive(serde::Serialize)]
+    struct Written {
+        seq: i64,
+        kind: String,
+        created_at: i64,
+    }
+    let written: Vec<Written> = written
+        .iter()
+        .map(|row| {
+            Ok(Written {
+                seq: row.try_get(0)?,
+                kind: row.try_get(1)?,
+                created_at: row.try_get(2)?,
+            })
+        })
+        .collect::<StoreResult<_>>()?;
+    // The deliveries come from what was just written, not from looking the events up again:
+    // PostgreSQL may keep a plan made while the table was small that scans it whole.
     let sql = format!(
         "INSERT INTO deliveries (endpoint_id, event_seq, queued_at)
-         SELECT s.endpoint_id, e.seq, e.created_at
-         FROM events e JOIN subscriptions s ON s.event_type = e.type
-         WHERE {}",
-        in_json_texts(engine, "e.id", 1)
+         SELECT s.endpoint_id, r.seq, r.created_at
+         FROM {} JOIN subscriptions s ON s.event_type = r.kind",
+        json_rows(
+            engine,
+            1,
+            &[
+                ("seq", "bigint"),
+                ("kind", "text"),
+                ("created_at", "bigint")
+            ]
+        )
     );
     sqlx::query(&sql)
-        .bind(to_json(&ids)?)
+        .bind(to_json(&written)?)
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+/// The secrets that sign now, from columns `first` (secret), `first + 1` (previous secret)
+/// and `first + 2` (until when the previous one signs): the current one first.
+fn signing_secrets(row: &AnyRow, first: usize, now: i64) -> StoreResult<Vec<String>> {
+    let mut secrets = vec![row.try_get::<String, _>(first)?];
+    let previous: Option<String> = row.try_get(first + 1)?;
+    let until: Option<i64> = row.try_get(first + 2)?;
+    if let (Some(previous), Some(until)) = (previous, until)
+        && until > now
+    {
+        secrets.push(previous);
+    }
+    Ok(secrets)
 }
 
 impl Store {
@@ -274,20 +314,30 @@ impl Store {
         let Some(row) = row else {
             return Ok(None);
         };
-        let mut secrets = vec![row.try_get::<String, _>(1)?];
-        let previous: Option<String> = row.try_get(2)?;
-        let previous_until: Option<i64> = row.try_get(3)?;
-        if let (Some(previous), Some(until)) = (previous, previous_until)
-            && until > now
-        {
-            secrets.push(previous);
-        }
         Ok(Some(EndpointLease {
             id,
             url: row.try_get(0)?,
-            secrets,
+            secrets: signing_secrets(&row, 1, now)?,
             failures: row.try_get(4)?,
         }))
+    }
+
+    /// Where endpoint `id` is now and what signs for it (`None` once it is removed): a sender
+    /// that keeps its lease through a sale rereads them, so a move or a rotation applies to the
+    /// next batch.
+    pub async fn endpoint_target(
+        &self,
+        id: i64,
+        now: i64,
+    ) -> StoreResult<Option<(String, Vec<String>)>> {
+        let row = sqlx::query(
+            "SELECT url, secret, previous_secret, previous_until FROM endpoints WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| Ok((row.try_get(0)?, signing_secrets(&row, 1, now)?)))
+            .transpose()
     }
 
     /// Extends a lease this worker holds.
@@ -343,18 +393,16 @@ impl Store {
             return Ok(());
         }
         let mut tx = self.write().await?;
-        let list = seqs
-            .iter()
-            .map(i64::to_string)
-            .collect::<Vec<_>>()
-            .join(",");
+        // One statement text whatever the count, prepared once.
         sqlx::query(&format!(
             "UPDATE deliveries SET status = 'delivered', delivered_at = $2, attempts = attempts + 1,
                  last_status = 200, last_error = NULL
-             WHERE endpoint_id = $1 AND status = 'pending' AND event_seq IN ({list})"
+             WHERE endpoint_id = $1 AND status = 'pending' AND {}",
+            in_json_ids(self.engine, "event_seq", 3)
         ))
         .bind(endpoint)
         .bind(now)
+        .bind(to_json(&seqs)?)
         .execute(&mut *tx)
         .await?;
         sqlx::query(
@@ -504,14 +552,7 @@ impl Store {
         .await?;
         let mut secrets = Vec::new();
         for row in rows {
-            secrets.push(row.try_get(0)?);
-            let previous: Option<String> = row.try_get(1)?;
-            let until: Option<i64> = row.try_get(2)?;
-            if let (Some(previous), Some(until)) = (previous, until)
-                && until > now
-            {
-                secrets.push(previous);
-            }
+            secrets.extend(signing_secrets(&row, 0, now)?);
         }
         Ok(secrets)
     }
