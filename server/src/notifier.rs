@@ -104,6 +104,27 @@ impl Pacer {
         }
     }
 
+    /// A `429`: no slot before `until` (microseconds since the epoch), and on a cluster the
+    /// other instances' slots already taken do not send either.
+    async fn rate_limited(&mut self, until: i64) -> Result<(), crate::store::StoreError> {
+        match self {
+            Self::Local { .. } => self.pause(until).await,
+            Self::Shared { store, .. } => store.pause_all_sending(until).await,
+        }
+    }
+
+    /// On a cluster, the end of another instance's `429` pause if it is not over: a slot taken
+    /// before that `429` came back must not be used.
+    async fn paused_elsewhere(&self) -> Result<Option<i64>, crate::store::StoreError> {
+        match self {
+            Self::Local { .. } => Ok(None),
+            Self::Shared { store, .. } => {
+                let until = store.sending_paused_until().await?;
+                Ok((until > now_micros()).then_some(until))
+            }
+        }
+    }
+
     /// A send that left at `sent` (microseconds), later than its slot: the slots after it
     /// move so that they keep their distance from when it really left.
     async fn sent_late(&mut self, sent: i64) -> Result<(), crate::store::StoreError> {
@@ -180,6 +201,16 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
             while let Ok(outcome) = outcomes.try_recv() {
                 notifier.settle(outcome).await;
             }
+            match notifier.pacer.paused_elsewhere().await {
+                Ok(Some(until)) => {
+                    let wait =
+                        Duration::from_micros(u64::try_from(until - now_micros()).unwrap_or(0));
+                    notifier.pause_for(wait);
+                }
+                Ok(None) => {}
+                // The database is away: the message's lease (checked before it goes) decides.
+                Err(error) => tracing::warn!(%error, "cannot read the shared pause"),
+            }
             if !notifier.paused() {
                 notifier.send(chat_id).await;
                 let sent = now_micros();
@@ -236,6 +267,14 @@ impl Notifier {
             }
             None => false,
         }
+    }
+
+    /// Nothing is sent from here for `wait`; returns when that ends.
+    fn pause_for(&mut self, wait: Duration) -> Instant {
+        let until = Instant::now() + wait;
+        let until = self.paused_until.map_or(until, |at| at.max(until));
+        self.paused_until = Some(until);
+        until
     }
 
     fn waiting(&self) -> usize {
@@ -403,10 +442,9 @@ impl Notifier {
             }
             Outcome::RateLimited(message, retry_after) => {
                 let wait = Duration::from_secs(retry_after.max(1));
-                let until = Instant::now() + wait;
-                self.paused_until = Some(self.paused_until.map_or(until, |at| at.max(until)));
+                let until = self.pause_for(wait);
                 let until_us = now_micros().saturating_add(micros(wait));
-                if let Err(error) = self.pacer.pause(until_us).await {
+                if let Err(error) = self.pacer.rate_limited(until_us).await {
                     tracing::warn!(%error, "cannot share the pause with the other instances");
                 }
                 if let Some(chat) = self.chats.get_mut(&chat_id) {
