@@ -159,9 +159,11 @@ async fn two_hundred_purchases_over_two_instances_credit_and_notify_each_once() 
             .await,
         200 * 100
     );
+    // Twenty messages to each chat, one a second at most (1.1 s, counted from the recorded
+    // delivery, and the next claim pass): at least 22 s, so the wait is twice that.
     assert_eq!(
         cluster
-            .wait_for_messages(200, Duration::from_secs(30))
+            .wait_for_messages(200, Duration::from_secs(60))
             .await,
         200
     );
