@@ -52,6 +52,19 @@ impl Post {
     }
 }
 
+/// Reads the count `sql` every 50 ms for up to 5 s until it is `wanted`; the last one read.
+async fn count_reaches(store: &server::store::Store, sql: &str, wanted: i64) -> i64 {
+    let mut count = scalar(store, sql).await;
+    for _ in 0..100 {
+        if count == wanted {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        count = scalar(store, sql).await;
+    }
+    count
+}
+
 /// A receiver on loopback: answers 500 to its first `fail_first` POSTs, leaves the first
 /// `hang_first` unanswered, and takes `delay` over each.
 #[derive(Clone, Default)]
@@ -433,16 +446,12 @@ async fn a_receiver_down_gets_everything_in_order_once_it_is_back(database: Data
         assert_eq!(status, 201);
     }
     // The endpoint fails and backs off.
-    for _ in 0..100 {
-        if app
-            .count("SELECT COUNT(*) FROM endpoints WHERE failures >= 2")
-            .await
-            == 1
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    count_reaches(
+        &app.server.state.store,
+        "SELECT COUNT(*) FROM endpoints WHERE failures >= 2",
+        1,
+    )
+    .await;
     assert_eq!(
         app.count("SELECT COUNT(*) FROM deliveries WHERE status = 'pending'")
             .await,
@@ -585,18 +594,12 @@ async fn a_delivery_cut_by_kill_9_is_made_after_the_restart(database: Database) 
     );
     assert_signed(&accepted[0], &secret);
     // Recorded once the receiver's 2xx is back at the server, a moment after it left.
-    let mut delivered = 0;
-    for _ in 0..100 {
-        delivered = scalar(
-            &store,
-            "SELECT COUNT(*) FROM deliveries WHERE status = 'delivered'",
-        )
-        .await;
-        if delivered == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let delivered = count_reaches(
+        &store,
+        "SELECT COUNT(*) FROM deliveries WHERE status = 'delivered'",
+        1,
+    )
+    .await;
     assert_eq!(delivered, 1);
     second.start_kill().unwrap();
     let _ = second.wait().await;
@@ -617,16 +620,12 @@ async fn failed_events_are_listed_and_replayed(database: Database) {
     let url = inbox.clone().serve().await;
     subscribe(&app, &url, "payment.credited").await;
     buy(&app, BUYER, "ndn-100", 1).await;
-    for _ in 0..100 {
-        if app
-            .count("SELECT COUNT(*) FROM deliveries WHERE status = 'failed'")
-            .await
-            == 1
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    count_reaches(
+        &app.server.state.store,
+        "SELECT COUNT(*) FROM deliveries WHERE status = 'failed'",
+        1,
+    )
+    .await;
     assert_eq!(
         app.count("SELECT COUNT(*) FROM deliveries WHERE status = 'failed'")
             .await,

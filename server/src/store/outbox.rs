@@ -216,25 +216,28 @@ impl Store {
 
     /// No send slot before `until` (microseconds since the epoch), for every instance.
     pub async fn pause_sending(&self, until: i64) -> StoreResult<()> {
-        let sql = format!(
-            "INSERT INTO bot_state (key, value) VALUES ('{SLOT_KEY}', $1)
-             ON CONFLICT (key) DO UPDATE SET value = {}(bot_state.value, $1)",
-            self.greatest()
-        );
-        sqlx::query(&sql).bind(until).execute(&self.pool).await?;
-        Ok(())
+        self.raise_bot_state(SLOT_KEY, until).await
     }
 
     /// A `429`'s pause, for every instance: no slot is handed out before `until`, and a slot
     /// taken before the pause does not send ([`Self::sending_paused_until`]).
     pub async fn pause_all_sending(&self, until: i64) -> StoreResult<()> {
         self.pause_sending(until).await?;
+        self.raise_bot_state(PAUSE_KEY, until).await
+    }
+
+    /// `bot_state`'s `key` becomes at least `value`.
+    async fn raise_bot_state(&self, key: &str, value: i64) -> StoreResult<()> {
         let sql = format!(
-            "INSERT INTO bot_state (key, value) VALUES ('{PAUSE_KEY}', $1)
-             ON CONFLICT (key) DO UPDATE SET value = {}(bot_state.value, $1)",
+            "INSERT INTO bot_state (key, value) VALUES ($1, $2)
+             ON CONFLICT (key) DO UPDATE SET value = {}(bot_state.value, $2)",
             self.greatest()
         );
-        sqlx::query(&sql).bind(until).execute(&self.pool).await?;
+        sqlx::query(&sql)
+            .bind(key)
+            .bind(value)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
