@@ -1,7 +1,9 @@
-//! The `events` scenario: the same payment load twice, first with no event endpoint, then with
-//! one receiver (here, on loopback) subscribed to `payment.credited`. The receiver checks every
-//! signature and notes when each event arrived, so the run reports the payments' speed with
-//! and without it, and the delivery's throughput and lag (event arrival − the payment's 2xx).
+//! The `events` scenario: the same payment load three times, first with no event endpoint,
+//! then with one receiver (here, on loopback) subscribed to `payment.credited` taking one event
+//! per POST, then with the receiver taking batches (up to [`BATCH`] events per POST). The
+//! receiver checks every signature and notes when each event arrived, so the run reports the
+//! payments' speed with and without it, and the delivery's throughput and lag (event arrival −
+//! the payment's 2xx).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,6 +25,9 @@ struct Inbox {
     repeats: Arc<Mutex<usize>>,
 }
 
+/// The batch size of the third run's endpoint.
+const BATCH: i64 = 100;
+
 async fn receive(State(inbox): State<Inbox>, headers: HeaderMap, body: Bytes) -> StatusCode {
     let now = Instant::now();
     let signature = headers
@@ -37,17 +42,23 @@ async fn receive(State(inbox): State<Inbox>, headers: HeaderMap, body: Bytes) ->
         *inbox.bad_signatures.lock().unwrap() += 1;
         return StatusCode::BAD_REQUEST;
     }
-    let event: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-    let index = event["data"]["charge_id"]
-        .as_str()
-        .and_then(|charge| charge.strip_prefix("bench-evt-"))
-        .and_then(|index| index.parse::<usize>().ok());
-    if let Some(index) = index {
-        let mut arrived = inbox.arrived.lock().unwrap();
-        match arrived.get_mut(index) {
-            Some(slot @ None) => *slot = Some(now),
-            Some(Some(_)) => *inbox.repeats.lock().unwrap() += 1,
-            None => {}
+    // One event, or a batch of them.
+    let events = match serde_json::from_slice(&body).unwrap_or_default() {
+        serde_json::Value::Array(events) => events,
+        event => vec![event],
+    };
+    let mut arrived = inbox.arrived.lock().unwrap();
+    for event in events {
+        let index = event["data"]["charge_id"]
+            .as_str()
+            .and_then(|charge| charge.strip_prefix("bench-evt-"))
+            .and_then(|index| index.parse::<usize>().ok());
+        if let Some(index) = index {
+            match arrived.get_mut(index) {
+                Some(slot @ None) => *slot = Some(now),
+                Some(Some(_)) => *inbox.repeats.lock().unwrap() += 1,
+                None => {}
+            }
         }
     }
     StatusCode::NO_CONTENT
@@ -59,25 +70,11 @@ pub async fn bench_events(
     concurrency: usize,
     label: &str,
 ) -> anyhow::Result<Vec<Run>> {
-    let n = orders.len() / 2;
+    let n = orders.len() / 3;
     let mut runs = Vec::new();
-    let payments = |offset: usize| -> Vec<_> {
-        (0..n)
-            .map(|i| {
-                let (buyer, order) = &orders[offset + i];
-                target::successful_payment(
-                    5_000_000 + (offset + i) as i64,
-                    *buyer,
-                    order,
-                    50,
-                    &format!("bench-evt-{}", offset + i),
-                )
-            })
-            .collect()
-    };
 
     // Without an endpoint (events are written, nobody is subscribed).
-    let updates = payments(0);
+    let updates = payments(orders, 0, n);
     let rss = cluster.rss_sampler();
     let outcome = run_load(concurrency, n, |i| {
         cluster.post_webhook(i, updates[i].clone())
@@ -92,10 +89,9 @@ pub async fn bench_events(
         String::new(),
     ));
 
-    // With one receiver subscribed.
     let inbox = Inbox {
         secret: Arc::default(),
-        arrived: Arc::new(Mutex::new(vec![None; 2 * n])),
+        arrived: Arc::new(Mutex::new(vec![None; 3 * n])),
         bad_signatures: Arc::default(),
         repeats: Arc::default(),
     };
@@ -105,81 +101,150 @@ pub async fn bench_events(
         .route("/ndn-events", axum::routing::post(receive))
         .with_state(inbox.clone());
     let served = tokio::spawn(async move { axum::serve(listener, router).await });
-    let secret = cluster
-        .command(&["endpoints", "add", &url, "--events", "payment.credited"])
-        .await?;
-    *inbox.secret.lock().unwrap() = secret.trim().to_owned();
-
-    let updates = payments(n);
-    let acked: Vec<Mutex<Option<Instant>>> = (0..n).map(|_| Mutex::new(None)).collect();
-    let rss = cluster.rss_sampler();
-    let outcome = run_load(concurrency, n, |i| {
-        let request = cluster.post_webhook(i, updates[i].clone());
-        let acked = &acked[i];
-        async move {
-            let answer = request.await;
-            *acked.lock().unwrap() = Some(Instant::now());
-            answer
-        }
-    })
-    .await;
-    let load_done = Instant::now();
-    let with = outcome.ok as f64 / outcome.elapsed.as_secs_f64().max(1e-9);
-    let change = (with / without - 1.0) * 100.0;
-    runs.push(Run::new(
-        format!("successful_payment, one event receiver [{label}]"),
-        &outcome,
-        Some(rss.stop().await),
-        outcome.ok == n,
-        format!("{change:+.1}% payments/s against no endpoint"),
-    ));
-
-    // Every event of the second run, once, signed.
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let count = || {
-        inbox.arrived.lock().unwrap()[n..]
-            .iter()
-            .filter(|at| at.is_some())
-            .count()
+    let receiver = Receiver {
+        cluster,
+        orders,
+        inbox: &inbox,
+        url: &url,
+        concurrency,
+        label,
+        without,
     };
-    while count() < n && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    // One event per POST, then batches, on endpoints 1 and 2.
+    for (run, batch) in [(1, 1), (2, BATCH)] {
+        runs.extend(receiver.run(run, batch).await?);
+        cluster
+            .command(&["endpoints", "remove", &run.to_string()])
+            .await?;
     }
-    let drained = load_done.elapsed();
-    let arrived = inbox.arrived.lock().unwrap().clone();
-    let mut lags_us: Vec<u64> = Vec::with_capacity(n);
-    let (mut first, mut last) = (None::<Instant>, None::<Instant>);
-    for i in 0..n {
-        if let (Some(at), Some(acked)) = (arrived[n + i], *acked[i].lock().unwrap()) {
-            lags_us.push(at.saturating_duration_since(acked).as_micros() as u64);
-            first = Some(first.map_or(at, |f: Instant| f.min(at)));
-            last = Some(last.map_or(at, |l: Instant| l.max(at)));
-        }
-    }
-    lags_us.sort_unstable();
-    let delivered = lags_us.len();
-    let spread = match (first, last) {
-        (Some(first), Some(last)) => last.duration_since(first).as_secs_f64().max(1e-3),
-        _ => 1.0,
-    };
-    let bad = *inbox.bad_signatures.lock().unwrap();
-    let repeats = *inbox.repeats.lock().unwrap();
-    let stray = arrived[..n].iter().filter(|at| at.is_some()).count();
-    runs.push(Run::check(
-        format!("event delivery, one receiver [{label}]"),
-        delivered == n && bad == 0 && stray == 0,
-        format!(
-            "{delivered}/{n} payment.credited delivered, {:.0} events/s; lag after the 2xx p50 \
-             {:.0} ms, p99 {:.0} ms, max {:.0} ms; all delivered {:.1} s after the last 2xx; \
-             {bad} bad signatures, {repeats} repeats, {stray} from the run without endpoint",
-            delivered as f64 / spread,
-            quantile_ms(&lags_us, 0.5),
-            quantile_ms(&lags_us, 0.99),
-            quantile_ms(&lags_us, 1.0),
-            drained.as_secs_f64(),
-        ),
-    ));
-    cluster.command(&["endpoints", "remove", "1"]).await?;
     served.abort();
     Ok(runs)
+}
+
+/// Payments `offset..offset + n` of `orders`, each with its charge id `bench-evt-<index>`.
+fn payments(orders: &[(i64, String)], offset: usize, n: usize) -> Vec<Bytes> {
+    (0..n)
+        .map(|i| {
+            let (buyer, order) = &orders[offset + i];
+            target::successful_payment(
+                5_000_000 + (offset + i) as i64,
+                *buyer,
+                order,
+                50,
+                &format!("bench-evt-{}", offset + i),
+            )
+        })
+        .collect()
+}
+
+/// The receiver's runs: its endpoint subscribed with a batch size, the payments, the events.
+struct Receiver<'a> {
+    cluster: &'a Cluster,
+    orders: &'a [(i64, String)],
+    inbox: &'a Inbox,
+    url: &'a str,
+    concurrency: usize,
+    label: &'a str,
+    /// Payments per second with no endpoint.
+    without: f64,
+}
+
+impl Receiver<'_> {
+    /// Run `run` (1 or 2) of payments with the receiver subscribed, taking `batch` events per
+    /// POST; then waits for every event and checks them.
+    async fn run(&self, run: usize, batch: i64) -> anyhow::Result<Vec<Run>> {
+        let (cluster, inbox, label) = (self.cluster, self.inbox, self.label);
+        let n = self.orders.len() / 3;
+        let offset = run * n;
+        let batch_text = batch.to_string();
+        let secret = cluster
+            .command(&[
+                "endpoints",
+                "add",
+                self.url,
+                "--events",
+                "payment.credited",
+                "--batch",
+                &batch_text,
+            ])
+            .await?;
+        *inbox.secret.lock().unwrap() = secret.trim().to_owned();
+        let receiver = if batch == 1 {
+            "one event receiver".to_owned()
+        } else {
+            format!("one event receiver, batches of {batch}")
+        };
+
+        let updates = payments(self.orders, offset, n);
+        let acked: Vec<Mutex<Option<Instant>>> = (0..n).map(|_| Mutex::new(None)).collect();
+        let rss = cluster.rss_sampler();
+        let outcome = run_load(self.concurrency, n, |i| {
+            let request = cluster.post_webhook(i, updates[i].clone());
+            let acked = &acked[i];
+            async move {
+                let answer = request.await;
+                *acked.lock().unwrap() = Some(Instant::now());
+                answer
+            }
+        })
+        .await;
+        let load_done = Instant::now();
+        let with = outcome.ok as f64 / outcome.elapsed.as_secs_f64().max(1e-9);
+        let change = (with / self.without - 1.0) * 100.0;
+        let mut runs = vec![Run::new(
+            format!("successful_payment, {receiver} [{label}]"),
+            &outcome,
+            Some(rss.stop().await),
+            outcome.ok == n,
+            format!("{change:+.1}% payments/s against no endpoint"),
+        )];
+
+        // Every event of this run, once, signed.
+        let deadline = Instant::now() + Duration::from_secs(300);
+        let count = || {
+            inbox.arrived.lock().unwrap()[offset..offset + n]
+                .iter()
+                .filter(|at| at.is_some())
+                .count()
+        };
+        while count() < n && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let drained = load_done.elapsed();
+        let arrived = inbox.arrived.lock().unwrap().clone();
+        let mut lags_us: Vec<u64> = Vec::with_capacity(n);
+        let (mut first, mut last) = (None::<Instant>, None::<Instant>);
+        for i in 0..n {
+            if let (Some(at), Some(acked)) = (arrived[offset + i], *acked[i].lock().unwrap()) {
+                lags_us.push(at.saturating_duration_since(acked).as_micros() as u64);
+                first = Some(first.map_or(at, |f: Instant| f.min(at)));
+                last = Some(last.map_or(at, |l: Instant| l.max(at)));
+            }
+        }
+        lags_us.sort_unstable();
+        let delivered = lags_us.len();
+        let spread = match (first, last) {
+            (Some(first), Some(last)) => last.duration_since(first).as_secs_f64().max(1e-3),
+            _ => 1.0,
+        };
+        let bad = *inbox.bad_signatures.lock().unwrap();
+        let repeats = *inbox.repeats.lock().unwrap();
+        let stray = arrived[..n].iter().filter(|at| at.is_some()).count();
+        runs.push(Run::check(
+            format!("event delivery, {receiver} [{label}]"),
+            delivered == n && bad == 0 && stray == 0,
+            format!(
+                "{delivered}/{n} payment.credited delivered, {:.0} events/s; lag after the 2xx \
+                 p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms; all delivered {:.1} s after the last \
+                 2xx; {bad} bad signatures, {repeats} repeats, {stray} from the run without \
+                 endpoint",
+                delivered as f64 / spread,
+                quantile_ms(&lags_us, 0.5),
+                quantile_ms(&lags_us, 0.99),
+                quantile_ms(&lags_us, 1.0),
+                drained.as_secs_f64(),
+            ),
+        ));
+        Ok(runs)
+    }
 }

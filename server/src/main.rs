@@ -107,9 +107,16 @@ enum EndpointsAction {
         /// hold.released, credit.granted.
         #[arg(long, default_value = "all")]
         events: String,
+        /// Events per POST at most: 1 sends each event alone (its id and type in headers);
+        /// more sends a JSON array of up to this many events, signed as one body.
+        #[arg(long, default_value_t = 1)]
+        batch: i64,
     },
     /// The endpoints: URL, events, deliveries waiting, delivered and failed, last error.
     List,
+    /// Set how many events an endpoint takes in one POST (1: one at a time; up to 1000: a
+    /// JSON array). Applies from its next POST.
+    Batch { id: i64, size: i64 },
     /// Remove an endpoint (and the deliveries waiting for it).
     Remove { id: i64 },
     /// Give an endpoint a new secret and print it; the old one signs too for 24 hours.
@@ -317,10 +324,15 @@ async fn keys(action: KeysAction, store: &Store) -> anyhow::Result<()> {
 async fn endpoints(action: EndpointsAction, config: &Config) -> anyhow::Result<()> {
     let store = open_store(config).await?;
     match action {
-        EndpointsAction::Add { url, events } => {
-            let (id, secret) =
-                server::hooks::add_endpoint(&store, &url, &events, config.endpoints_allow_private)
-                    .await?;
+        EndpointsAction::Add { url, events, batch } => {
+            let (id, secret) = server::hooks::add_endpoint(
+                &store,
+                &url,
+                &events,
+                batch,
+                config.endpoints_allow_private,
+            )
+            .await?;
             println!("{secret}");
             eprintln!(
                 "endpoint {id} added; its signing secret is shown this once: store it where \
@@ -337,6 +349,12 @@ async fn endpoints(action: EndpointsAction, config: &Config) -> anyhow::Result<(
             for endpoint in listed {
                 println!("{:<4} {}", endpoint.id, endpoint.url);
                 println!("     events     {}", endpoint.types.join(", "));
+                if endpoint.batch > 1 {
+                    println!(
+                        "     batches    up to {} events per POST (a JSON array)",
+                        endpoint.batch
+                    );
+                }
                 println!(
                     "     deliveries {} waiting, {} delivered, {} failed; last success {}",
                     endpoint.pending,
@@ -361,6 +379,17 @@ async fn endpoints(action: EndpointsAction, config: &Config) -> anyhow::Result<(
                         format_time(until)
                     );
                 }
+            }
+        }
+        EndpointsAction::Batch { id, size } => {
+            let size = server::hooks::check_batch(size)?;
+            if !store.set_endpoint_batch(id, size).await? {
+                anyhow::bail!("no endpoint {id}");
+            }
+            if size == 1 {
+                println!("endpoint {id} takes one event per POST");
+            } else {
+                println!("endpoint {id} takes up to {size} events per POST, as a JSON array");
             }
         }
         EndpointsAction::Remove { id } => {

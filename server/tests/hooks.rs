@@ -27,6 +27,7 @@ on_both_databases!(
     failed_events_are_listed_and_replayed,
     private_addresses_are_refused_unless_allowed,
     a_rotated_secret_and_the_previous_one_both_verify_for_a_day,
+    an_endpoint_taking_batches_gets_signed_arrays_in_order,
 );
 
 /// Lets private addresses through (receivers are on loopback) and retries quickly.
@@ -40,6 +41,8 @@ const FAST: &[(&str, &str)] = &[
 struct Post {
     event_id: String,
     kind: String,
+    /// `Ndn-Event-Count`, sent with a batch.
+    count: String,
     signature: String,
     body: Bytes,
     /// What the receiver answered.
@@ -129,6 +132,7 @@ async fn receive(State(inbox): State<Inbox>, headers: HeaderMap, body: Bytes) ->
     inbox.posts.lock().unwrap().push(Post {
         event_id: header("ndn-event-id"),
         kind: header("ndn-event-type"),
+        count: header("ndn-event-count"),
         signature: header("ndn-signature"),
         body,
         status: if hang { 0 } else { status },
@@ -422,22 +426,23 @@ async fn a_receiver_failing_three_times_gets_the_event_exactly_once_more(databas
     );
 }
 
-async fn a_receiver_down_gets_everything_in_order_once_it_is_back(database: Database) {
-    let app = TestApp::spawn_configured(database, FAST).await;
-    // An address nobody listens on yet.
+/// An address on loopback nobody listens on (yet).
+fn unused_address() -> std::net::SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    let url = format!("http://{addr}/hooks/ndn");
-    let secret = subscribe(&app, &url, "payment.credited,debit.created").await;
+    listener.local_addr().unwrap()
+}
+
+/// Five purchases of 100 NDN by [`BUYER`], each followed by a 10 NDN debit through the
+/// service API (`item 1` … `item 5`); returns the purchases' charge ids.
+async fn buy_and_spend_five_times(app: &TestApp) -> Vec<String> {
     let key = keys::create(&app.server.state.store, "game", &[Scope::Spend])
         .await
         .unwrap();
     let mut charges = Vec::new();
     for update_id in 1..=5 {
-        charges.push(buy(&app, BUYER, "ndn-100", update_id).await);
+        charges.push(buy(app, BUYER, "ndn-100", update_id).await);
         let (status, _) = service_call(
-            &app,
+            app,
             &key,
             "/v1/debits",
             json!({"user_id": BUYER, "amount": 10, "reason": format!("item {update_id}")}),
@@ -445,6 +450,45 @@ async fn a_receiver_down_gets_everything_in_order_once_it_is_back(database: Data
         .await;
         assert_eq!(status, 201);
     }
+    charges
+}
+
+/// Checks that `events` are those of [`buy_and_spend_five_times`], in the order of the
+/// changes: each credit or debit by its charge id or reason, with the balance after it.
+fn assert_in_order_of_the_changes(events: &[Value], charges: &[String]) {
+    let order: Vec<(String, i64)> = events
+        .iter()
+        .map(|event| {
+            let key = event["data"]["charge_id"].as_str().map_or_else(
+                || event["data"]["reason"].as_str().unwrap().to_owned(),
+                str::to_owned,
+            );
+            (
+                key,
+                event["data"]["balance"]
+                    .as_i64()
+                    .or(event["data"]["account"]["balance"].as_i64())
+                    .unwrap(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, i64)> = (1..=5)
+        .flat_map(|i| {
+            [
+                (charges[i - 1].clone(), 90 * (i as i64 - 1) + 100),
+                (format!("item {i}"), 90 * i as i64),
+            ]
+        })
+        .collect();
+    assert_eq!(order, expected, "every event, in the order of the changes");
+}
+
+async fn a_receiver_down_gets_everything_in_order_once_it_is_back(database: Database) {
+    let app = TestApp::spawn_configured(database, FAST).await;
+    let addr = unused_address();
+    let url = format!("http://{addr}/hooks/ndn");
+    let secret = subscribe(&app, &url, "payment.credited,debit.created").await;
+    let charges = buy_and_spend_five_times(&app).await;
     // The endpoint fails and backs off.
     count_reaches(
         &app.server.state.store,
@@ -473,32 +517,8 @@ async fn a_receiver_down_gets_everything_in_order_once_it_is_back(database: Data
     for post in &accepted {
         assert_signed(post, &secret);
     }
-    let order: Vec<(String, i64)> = accepted
-        .iter()
-        .map(|post| {
-            let event = post.json();
-            let key = event["data"]["charge_id"].as_str().map_or_else(
-                || event["data"]["reason"].as_str().unwrap().to_owned(),
-                str::to_owned,
-            );
-            (
-                key,
-                event["data"]["balance"]
-                    .as_i64()
-                    .or(event["data"]["account"]["balance"].as_i64())
-                    .unwrap(),
-            )
-        })
-        .collect();
-    let expected: Vec<(String, i64)> = (1..=5)
-        .flat_map(|i| {
-            [
-                (charges[i - 1].clone(), 90 * (i as i64 - 1) + 100),
-                (format!("item {i}"), 90 * i as i64),
-            ]
-        })
-        .collect();
-    assert_eq!(order, expected, "every event, in the order of the changes");
+    let events: Vec<Value> = accepted.iter().map(Post::json).collect();
+    assert_in_order_of_the_changes(&events, &charges);
     assert_eq!(inbox.posts().len(), 10, "nothing twice");
 }
 
@@ -710,7 +730,7 @@ async fn private_addresses_are_refused_unless_allowed(database: Database) {
     // at delivery time, after resolution.
     let port = url.split(':').nth(2).unwrap().split('/').next().unwrap();
     let sneaky = format!("https://localhost:{port}/hooks/ndn");
-    server::hooks::add_endpoint(&app.server.state.store, &sneaky, "all", true)
+    server::hooks::add_endpoint(&app.server.state.store, &sneaky, "all", 1, true)
         .await
         .unwrap();
     buy(&app, BUYER, "ndn-100", 1).await;
@@ -761,6 +781,108 @@ async fn a_rotated_secret_and_the_previous_one_both_verify_for_a_day(database: D
     let (code, output) = app.cli(&["endpoints", "remove", "1"]).await;
     assert_eq!((code, output.trim()), (0, "endpoint 1 removed"));
     assert_eq!(app.count("SELECT COUNT(*) FROM endpoints").await, 0);
+}
+
+/// An endpoint set to take batches of 4: while it is down ten events wait; back, it gets them
+/// as signed JSON arrays of at most 4, in order, a failed batch again whole, each event
+/// accepted once. Set back to one at a time, the next event comes alone.
+async fn an_endpoint_taking_batches_gets_signed_arrays_in_order(database: Database) {
+    let app = TestApp::spawn_configured(database, FAST).await;
+    for size in ["0", "1001", "x"] {
+        let (code, output) = app
+            .cli(&["endpoints", "add", "http://127.0.0.1:9/h", "--batch", size])
+            .await;
+        assert_ne!(code, 0, "--batch {size}: {output}");
+    }
+    assert_eq!(app.count("SELECT COUNT(*) FROM endpoints").await, 0);
+    let addr = unused_address();
+    let url = format!("http://{addr}/hooks/ndn");
+    let (code, output) = app
+        .cli(&[
+            "endpoints",
+            "add",
+            &url,
+            "--events",
+            "payment.credited,debit.created",
+            "--batch",
+            "4",
+        ])
+        .await;
+    assert_eq!(code, 0, "{output}");
+    let secret = output.lines().next().unwrap().trim().to_owned();
+    let charges = buy_and_spend_five_times(&app).await;
+    count_reaches(
+        &app.server.state.store,
+        "SELECT COUNT(*) FROM endpoints WHERE failures >= 1",
+        1,
+    )
+    .await;
+    let (code, listed) = app.cli(&["endpoints", "list"]).await;
+    assert!(
+        code == 0 && listed.contains("up to 4 events per POST") && listed.contains("10 waiting"),
+        "{listed}"
+    );
+
+    // Back, it refuses the first batch once.
+    let inbox = Inbox::default();
+    inbox.fail_first.store(1, Ordering::SeqCst);
+    inbox
+        .clone()
+        .serve_on(tokio::net::TcpListener::bind(addr).await.unwrap());
+    let delivered = "SELECT COUNT(*) FROM deliveries WHERE status = 'delivered'";
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while app.count(delivered).await < 10 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(app.count(delivered).await, 10);
+    let posts = inbox.posts();
+    let batches: Vec<Vec<Value>> = posts
+        .iter()
+        .map(|post| post.json().as_array().cloned().expect("a JSON array"))
+        .collect();
+    let shape: Vec<(u16, usize)> = posts
+        .iter()
+        .zip(&batches)
+        .map(|(post, batch)| (post.status, batch.len()))
+        .collect();
+    assert_eq!(shape, [(500, 4), (200, 4), (200, 4), (200, 2)], "{posts:?}");
+    assert_eq!(
+        batches[0], batches[1],
+        "the failed batch is sent again whole"
+    );
+    for (post, batch) in posts.iter().zip(&batches) {
+        assert_eq!(
+            signature::verify(&secret, &post.signature, &post.body, now_secs()),
+            Ok(())
+        );
+        assert_eq!(post.count, batch.len().to_string());
+        assert!(post.event_id.is_empty() && post.kind.is_empty(), "{post:?}");
+    }
+    let accepted: Vec<Value> = batches[1..].concat();
+    let ids: std::collections::HashSet<&str> = accepted
+        .iter()
+        .map(|event| event["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 10, "each event once");
+    assert_in_order_of_the_changes(&accepted, &charges);
+
+    // One at a time again: the next event comes alone, its id in the headers.
+    let (code, output) = app.cli(&["endpoints", "batch", "1", "1"]).await;
+    assert_eq!(
+        (code, output.trim()),
+        (0, "endpoint 1 takes one event per POST")
+    );
+    buy(&app, BUYER, "ndn-100", 6).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while inbox.posts().len() < 5 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let last = inbox.posts().pop().unwrap();
+    assert!(last.json().is_object(), "{last:?}");
+    assert_signed(&last, &secret);
+    assert!(last.count.is_empty());
+    let (code, _) = app.cli(&["endpoints", "batch", "7", "10"]).await;
+    assert_ne!(code, 0, "no endpoint 7");
 }
 
 /// Two instances on one PostgreSQL database, both delivering: each event reaches the receiver

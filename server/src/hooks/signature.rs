@@ -1,7 +1,8 @@
 //! How events are signed, and how a receiver checks them (the sandbox's receiver and the tests
 //! use [`verify`]; the README shows the same check in Rust, Node and Python).
 //!
-//! Every POST carries `Ndn-Event-Id`, `Ndn-Event-Type` and
+//! Every POST carries `Ndn-Event-Id`, `Ndn-Event-Type` (or, to an endpoint that takes
+//! batches, `Ndn-Event-Count` and a JSON array of events) and
 //! `Ndn-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">` keyed with the
 //! endpoint's secret (the whole `whsec_…` string, as bytes). During a secret rotation the header
 //! carries one `v1=` per valid secret; a receiver accepts the request when any of them matches.
@@ -12,6 +13,8 @@ use sha2::Sha256;
 pub const EVENT_ID_HEADER: &str = "ndn-event-id";
 pub const EVENT_TYPE_HEADER: &str = "ndn-event-type";
 pub const SIGNATURE_HEADER: &str = "ndn-signature";
+/// On a POST to an endpoint that takes batches: how many events its JSON array holds.
+pub const EVENT_COUNT_HEADER: &str = "ndn-event-count";
 /// How old a signature's timestamp may be (either way) before receivers refuse it.
 pub const TOLERANCE_SECS: i64 = 300;
 

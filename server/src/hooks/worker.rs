@@ -1,9 +1,10 @@
 //! Delivers events to the operator's endpoints: each endpoint by a task of its own (a slow or
 //! dead receiver delays nobody else, nor the bot's messages, which have their own worker and
-//! client), one event at a time in the order they were written, under a lease so that of several
-//! instances one sends to an endpoint at a time. A failed attempt pauses the endpoint with
-//! exponential backoff and jitter and is retried first; an event still failing after the retry
-//! window is marked failed and the next one goes.
+//! client), one POST at a time in the order the events were written (one event per POST, or up
+//! to the endpoint's batch size as a JSON array), under a lease so that of several instances
+//! one sends to an endpoint at a time. A failed attempt pauses the endpoint with exponential
+//! backoff and jitter and is retried first; an event still failing after the retry window is
+//! marked failed and the next one goes.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -13,13 +14,15 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::address;
-use super::signature::{self, EVENT_ID_HEADER, EVENT_TYPE_HEADER, SIGNATURE_HEADER};
+use super::signature::{
+    self, EVENT_COUNT_HEADER, EVENT_ID_HEADER, EVENT_TYPE_HEADER, SIGNATURE_HEADER,
+};
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::state::AppState;
 use crate::store::{EndpointLease, PendingDelivery};
 
-/// Events read at once for one endpoint.
+/// Events read at once for one endpoint (more if its batch size is larger).
 const BATCH: i64 = 200;
 /// Due retries and other instances' events are looked for at least this often.
 const IDLE_POLL: Duration = Duration::from_millis(500);
@@ -140,7 +143,8 @@ impl Sender {
         let mut idle_since: Option<Instant> = None;
         loop {
             let read_at = Instant::now();
-            let batch = match store.pending_deliveries(lease.id, BATCH).await {
+            let limit = BATCH.max(lease.batch);
+            let batch = match store.pending_deliveries(lease.id, limit).await {
                 Ok(batch) => batch,
                 Err(error) => {
                     tracing::warn!(%error, endpoint = lease.id, "cannot read pending events");
@@ -150,18 +154,18 @@ impl Sender {
             if self.shutdown.is_cancelled() {
                 break;
             }
-            let full = i64::try_from(batch.len()).unwrap_or(i64::MAX) >= BATCH;
+            let full = i64::try_from(batch.len()).unwrap_or(i64::MAX) >= limit;
             if batch.is_empty() {
                 if idle_since.get_or_insert(read_at).elapsed() >= LINGER {
                     break;
                 }
             } else {
                 idle_since = None;
-                // Where to and signed how, as of now: read after the events, so that a
-                // rotation or a move committed before them applies to them.
-                match store.endpoint_target(lease.id, now_ms()).await {
-                    Ok(Some((url, secrets))) => (lease.url, lease.secrets) = (url, secrets),
-                    Ok(None) => break,
+                // Where to, signed how and how many to a POST, as of now: read after the
+                // events, so that a rotation or a move committed before them applies to them.
+                match store.endpoint_target(&mut lease, now_ms()).await {
+                    Ok(true) => {}
+                    Ok(false) => break,
                     Err(error) => {
                         tracing::warn!(%error, endpoint = lease.id, "cannot read the endpoint");
                         break;
@@ -169,7 +173,8 @@ impl Sender {
                 }
             }
             let mut accepted = Vec::with_capacity(batch.len());
-            for delivery in batch {
+            let per_post = usize::try_from(lease.batch).unwrap_or(1).max(1);
+            for post in batch.chunks(per_post) {
                 if self.shutdown.is_cancelled() {
                     break;
                 }
@@ -179,20 +184,23 @@ impl Sender {
                     return;
                 }
                 let started = Instant::now();
-                match self.post(&lease, &delivery).await {
+                match self.post(&lease, post).await {
                     Ok(()) => {
                         failures = 0;
-                        accepted.push(delivery.seq);
                         let metrics = &self.state.metrics;
-                        metrics.events_delivered.inc();
-                        let lag = (now_ms() - delivery.created_at).max(0);
-                        #[allow(clippy::cast_precision_loss)]
-                        metrics.event_delivery_seconds.observe(lag as f64 / 1000.0);
+                        let now = now_ms();
+                        for delivery in post {
+                            accepted.push(delivery.seq);
+                            metrics.events_delivered.inc();
+                            let lag = (now - delivery.created_at).max(0);
+                            #[allow(clippy::cast_precision_loss)]
+                            metrics.event_delivery_seconds.observe(lag as f64 / 1000.0);
+                        }
                     }
                     Err(failure) => {
                         self.record_accepted(lease.id, &accepted).await;
                         failures += 1;
-                        self.failed(&lease, &delivery, failure, failures, started.elapsed())
+                        self.failed(&lease, post, failure, failures, started.elapsed())
                             .await;
                         return;
                     }
@@ -241,23 +249,46 @@ impl Sender {
         }
     }
 
-    /// One POST of one event, signed now.
-    async fn post(&self, lease: &EndpointLease, delivery: &PendingDelivery) -> Result<(), Failure> {
+    /// One POST, signed now: the event alone (its id and type also in headers) to an endpoint
+    /// that takes one at a time, else a JSON array of the events `post` (written in order, each
+    /// exactly as it would go alone).
+    async fn post(&self, lease: &EndpointLease, post: &[PendingDelivery]) -> Result<(), Failure> {
         let allow_private = self.state.config.endpoints_allow_private;
         let url = address::check_url(&lease.url, allow_private).map_err(Failure::refused)?;
         let secrets: Vec<&str> = lease.secrets.iter().map(String::as_str).collect();
         let timestamp = now_ms() / 1000;
-        let response = self
+        let mut request = self
             .client
             .post(url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(EVENT_ID_HEADER, &delivery.event_id)
-            .header(EVENT_TYPE_HEADER, &delivery.kind)
+            .header(reqwest::header::CONTENT_TYPE, "application/json");
+        let body = match post {
+            [delivery] if lease.batch <= 1 => {
+                request = request
+                    .header(EVENT_ID_HEADER, &delivery.event_id)
+                    .header(EVENT_TYPE_HEADER, &delivery.kind);
+                delivery.body.clone()
+            }
+            _ => {
+                request = request.header(EVENT_COUNT_HEADER, post.len());
+                let size = post.iter().map(|d| d.body.len() + 1).sum::<usize>() + 1;
+                let mut body = String::with_capacity(size);
+                body.push('[');
+                for (index, delivery) in post.iter().enumerate() {
+                    if index > 0 {
+                        body.push(',');
+                    }
+                    body.push_str(&delivery.body);
+                }
+                body.push(']');
+                body
+            }
+        };
+        let response = request
             .header(
                 SIGNATURE_HEADER,
-                signature::header(&secrets, timestamp, delivery.body.as_bytes()),
+                signature::header(&secrets, timestamp, body.as_bytes()),
             )
-            .body(delivery.body.clone())
+            .body(body)
             .send()
             .await
             .map_err(Failure::from_error)?;
@@ -285,10 +316,12 @@ impl Sender {
         })
     }
 
+    /// A failed POST of the events `post`: the endpoint backs off, and those of them past
+    /// their retry window are marked failed (then the next POST goes at once).
     async fn failed(
         &self,
         lease: &EndpointLease,
-        delivery: &PendingDelivery,
+        post: &[PendingDelivery],
         failure: Failure,
         failures: i64,
         took: Duration,
@@ -296,16 +329,23 @@ impl Sender {
         let now = now_ms();
         let config = &self.state.config.events;
         let window = i64::try_from(config.retry_window.as_millis()).unwrap_or(i64::MAX);
-        let give_up = now - delivery.queued_at >= window;
-        let wait = if give_up {
-            // The next event goes at once (and is given up too if it is as old).
-            Duration::ZERO
-        } else {
+        let attempted: Vec<i64> = post.iter().map(|delivery| delivery.seq).collect();
+        let given_up: Vec<&PendingDelivery> = post
+            .iter()
+            .filter(|delivery| now - delivery.queued_at >= window)
+            .collect();
+        let wait = if given_up.is_empty() {
             backoff(config.first_retry, failures, jitter())
+        } else {
+            // What is left goes at once (and is given up too if it is as old).
+            Duration::ZERO
         };
         let metrics = &self.state.metrics;
         metrics.event_attempts_failed.inc();
-        if give_up {
+        let first = post
+            .first()
+            .map_or("", |delivery| delivery.event_id.as_str());
+        for delivery in &given_up {
             metrics.events_failed.inc();
             tracing::error!(
                 endpoint = lease.id,
@@ -314,27 +354,30 @@ impl Sender {
                 error = failure.error,
                 "event not delivered within the retry window: marked failed"
             );
-        } else {
+        }
+        if given_up.is_empty() {
             tracing::warn!(
                 endpoint = lease.id,
-                event_id = delivery.event_id,
+                event_id = first,
+                events = post.len(),
                 error = failure.error,
                 took_ms = took.as_millis(),
                 retry_in_ms = wait.as_millis(),
                 "event delivery failed; will retry"
             );
         }
+        let given_up: Vec<i64> = given_up.iter().map(|delivery| delivery.seq).collect();
         let retry_at = now + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX);
         if let Err(error) = self
             .state
             .store
             .delivery_failed(
                 lease.id,
-                delivery.seq,
+                &attempted,
+                &given_up,
                 failure.status,
                 &failure.error,
                 retry_at,
-                give_up,
             )
             .await
         {

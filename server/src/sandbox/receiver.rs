@@ -67,7 +67,7 @@ impl Receiver {
             return Ok(());
         }
         let all = EventType::ALL.map(EventType::as_str).join(",");
-        let (id, _) = crate::hooks::add_endpoint(&self.store, &self.url, &all, true).await?;
+        let (id, _) = crate::hooks::add_endpoint(&self.store, &self.url, &all, 1, true).await?;
         tracing::info!(
             endpoint = id,
             url = self.url,
@@ -76,7 +76,8 @@ impl Receiver {
         Ok(())
     }
 
-    /// Checks and keeps one POST: 200 if its signature is good, 400 if not.
+    /// Checks and keeps one POST (an event, or a batch of them): 200 if its signature is good,
+    /// 400 if not.
     pub async fn receive(&self, headers: &HeaderMap, body: &Bytes) -> StatusCode {
         let now = now_ms();
         let header = |name: &str| {
@@ -99,30 +100,40 @@ impl Receiver {
                 break;
             }
         }
-        let event: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-        let data = &event["data"];
-        let balance = data["balance"]
-            .as_i64()
-            .or_else(|| data["account"]["balance"].as_i64());
-        let summary = match (data["amount"].as_i64(), balance) {
-            (Some(amount), Some(balance)) => format!("{amount} NDN, balance {balance}"),
-            (Some(amount), None) => format!("{amount} NDN"),
-            _ => String::new(),
+        // One event, or (from an endpoint that takes batches) a JSON array of them.
+        let events = match serde_json::from_slice(body).unwrap_or(Value::Null) {
+            Value::Array(events) => events,
+            event => vec![event],
         };
-        let event_id = header(EVENT_ID_HEADER);
         let mut kept = self.received.lock().expect("not poisoned");
-        let repeat = !kept.1.insert(event_id.clone());
-        kept.0.push_front(Received {
-            event_type: event["type"].as_str().unwrap_or_default().to_owned(),
-            user_id: data["user_id"].as_i64(),
-            summary,
-            verified: outcome.is_ok(),
-            problem: outcome.as_ref().err().map(ToString::to_string),
-            repeat,
-            received_at: now,
-            event_id,
-        });
+        for event in events {
+            let data = &event["data"];
+            let balance = data["balance"]
+                .as_i64()
+                .or_else(|| data["account"]["balance"].as_i64());
+            let summary = match (data["amount"].as_i64(), balance) {
+                (Some(amount), Some(balance)) => format!("{amount} NDN, balance {balance}"),
+                (Some(amount), None) => format!("{amount} NDN"),
+                _ => String::new(),
+            };
+            // The id in the event itself (also in a header when it comes alone).
+            let event_id = event["id"]
+                .as_str()
+                .map_or_else(|| header(EVENT_ID_HEADER), ToOwned::to_owned);
+            let repeat = !kept.1.insert(event_id.clone());
+            kept.0.push_front(Received {
+                event_type: event["type"].as_str().unwrap_or_default().to_owned(),
+                user_id: data["user_id"].as_i64(),
+                summary,
+                verified: outcome.is_ok(),
+                problem: outcome.as_ref().err().map(ToString::to_string),
+                repeat,
+                received_at: now,
+                event_id,
+            });
+        }
         kept.0.truncate(KEPT);
+        drop(kept);
         if outcome.is_ok() {
             StatusCode::OK
         } else {

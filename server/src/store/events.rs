@@ -15,6 +15,8 @@ pub struct EndpointRecord {
     pub url: String,
     pub types: Vec<String>,
     pub created_at: i64,
+    /// Events per POST at most (1: one event per POST).
+    pub batch: i64,
     /// Until when the secret before the last rotation still signs.
     pub previous_until: Option<i64>,
     /// Attempts failed in a row, and when the next one may go.
@@ -34,6 +36,9 @@ pub struct EndpointLease {
     pub url: String,
     /// The current secret first, then the previous one while it is still valid.
     pub secrets: Vec<String>,
+    /// Events per POST at most: 1 sends each alone (its id and type in the headers), more
+    /// sends a JSON array of them.
+    pub batch: i64,
     pub failures: i64,
 }
 
@@ -171,15 +176,18 @@ impl Store {
         url: &str,
         secret: &str,
         types: &[EventType],
+        batch: i64,
         now: i64,
     ) -> StoreResult<i64> {
         let mut tx = self.write().await?;
         let id: i64 = sqlx::query(
-            "INSERT INTO endpoints (url, secret, created_at) VALUES ($1, $2, $3) RETURNING id",
+            "INSERT INTO endpoints (url, secret, created_at, batch_size) VALUES ($1, $2, $3, $4)
+             RETURNING id",
         )
         .bind(url)
         .bind(secret)
         .bind(now)
+        .bind(batch)
         .fetch_one(&mut *tx)
         .await?
         .try_get(0)?;
@@ -201,7 +209,8 @@ impl Store {
                  e.last_success_at, e.last_error,
                  (SELECT COUNT(*) FROM deliveries d WHERE d.endpoint_id = e.id AND d.status = 'pending'),
                  (SELECT COUNT(*) FROM deliveries d WHERE d.endpoint_id = e.id AND d.status = 'delivered'),
-                 (SELECT COUNT(*) FROM deliveries d WHERE d.endpoint_id = e.id AND d.status = 'failed')
+                 (SELECT COUNT(*) FROM deliveries d WHERE d.endpoint_id = e.id AND d.status = 'failed'),
+                 e.batch_size
              FROM endpoints e ORDER BY e.id",
         )
         .fetch_all(&self.pool)
@@ -231,6 +240,7 @@ impl Store {
                 pending: row.try_get(8)?,
                 delivered: row.try_get(9)?,
                 failed: row.try_get(10)?,
+                batch: row.try_get(11)?,
             });
         }
         Ok(endpoints)
@@ -304,7 +314,7 @@ impl Store {
         let row = sqlx::query(
             "UPDATE endpoints SET locked_until = $2
              WHERE id = $1 AND locked_until <= $3 AND retry_at <= $3
-             RETURNING url, secret, previous_secret, previous_until, failures",
+             RETURNING url, secret, previous_secret, previous_until, failures, batch_size",
         )
         .bind(id)
         .bind(until)
@@ -319,25 +329,40 @@ impl Store {
             url: row.try_get(0)?,
             secrets: signing_secrets(&row, 1, now)?,
             failures: row.try_get(4)?,
+            batch: row.try_get(5)?,
         }))
     }
 
-    /// Where endpoint `id` is now and what signs for it (`None` once it is removed): a sender
-    /// that keeps its lease through a sale rereads them, so a move or a rotation applies to the
-    /// next batch.
-    pub async fn endpoint_target(
-        &self,
-        id: i64,
-        now: i64,
-    ) -> StoreResult<Option<(String, Vec<String>)>> {
+    /// Where endpoint `id` is now, what signs for it and how many events go in one POST
+    /// (`None` once it is removed): a sender that keeps its lease through a sale rereads them,
+    /// so a move, a rotation or a new batch size applies to the next batch.
+    pub async fn endpoint_target(&self, lease: &mut EndpointLease, now: i64) -> StoreResult<bool> {
         let row = sqlx::query(
-            "SELECT url, secret, previous_secret, previous_until FROM endpoints WHERE id = $1",
+            "SELECT url, secret, previous_secret, previous_until, batch_size
+             FROM endpoints WHERE id = $1",
         )
-        .bind(id)
+        .bind(lease.id)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|row| Ok((row.try_get(0)?, signing_secrets(&row, 1, now)?)))
-            .transpose()
+        let Some(row) = row else {
+            return Ok(false);
+        };
+        lease.url = row.try_get(0)?;
+        lease.secrets = signing_secrets(&row, 1, now)?;
+        lease.batch = row.try_get(4)?;
+        Ok(true)
+    }
+
+    /// Sets how many events endpoint `id` takes in one POST; `false` if there is no such
+    /// endpoint.
+    pub async fn set_endpoint_batch(&self, id: i64, batch: i64) -> StoreResult<bool> {
+        let changed = sqlx::query("UPDATE endpoints SET batch_size = $2 WHERE id = $1")
+            .bind(id)
+            .bind(batch)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(changed == 1)
     }
 
     /// Extends a lease this worker holds.
@@ -417,30 +442,41 @@ impl Store {
         Ok(())
     }
 
-    /// Records a failed attempt at `seq`: the endpoint waits until `retry_at` (and its lease is
-    /// given back); the event is marked failed if `give_up`.
+    /// Records a failed attempt at the events `attempted` (one, or one POST's batch): the
+    /// endpoint waits until `retry_at` (and its lease is given back); those of them in
+    /// `given_up` are marked failed.
     pub async fn delivery_failed(
         &self,
         endpoint: i64,
-        seq: i64,
+        attempted: &[i64],
+        given_up: &[i64],
         status: Option<u16>,
         error: &str,
         retry_at: i64,
-        give_up: bool,
     ) -> StoreResult<()> {
         let mut tx = self.write().await?;
-        sqlx::query(
-            "UPDATE deliveries SET attempts = attempts + 1, last_status = $3, last_error = $4,
-                 status = CASE WHEN $5 = 1 THEN 'failed' ELSE status END
-             WHERE endpoint_id = $1 AND event_seq = $2 AND status = 'pending'",
-        )
+        sqlx::query(&format!(
+            "UPDATE deliveries SET attempts = attempts + 1, last_status = $2, last_error = $3
+             WHERE endpoint_id = $1 AND status = 'pending' AND {}",
+            in_json_ids(self.engine, "event_seq", 4)
+        ))
         .bind(endpoint)
-        .bind(seq)
         .bind(status.map(i64::from))
         .bind(error)
-        .bind(i64::from(give_up))
+        .bind(to_json(&attempted)?)
         .execute(&mut *tx)
         .await?;
+        if !given_up.is_empty() {
+            sqlx::query(&format!(
+                "UPDATE deliveries SET status = 'failed'
+                 WHERE endpoint_id = $1 AND status = 'pending' AND {}",
+                in_json_ids(self.engine, "event_seq", 2)
+            ))
+            .bind(endpoint)
+            .bind(to_json(&given_up)?)
+            .execute(&mut *tx)
+            .await?;
+        }
         sqlx::query(
             "UPDATE endpoints SET failures = failures + 1, retry_at = $2, last_error = $3,
                  locked_until = 0
