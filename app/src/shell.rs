@@ -23,10 +23,26 @@ pub struct ShellConfig {
 /// <initData>`, an empty form body; it resolves to the JSON of a 200, else `null`, and the app
 /// adopts it ([`crate::telegram::early_wallet`]). Without launch data in the fragment (a page
 /// reloaded inside Telegram) nothing starts and the app asks the usual way.
+///
+/// When the answer comes before the app has replaced the skeleton, the balance is written into
+/// the skeleton's balance line at once, grouped as [`crate::format::grouped`] groups it, so it
+/// is on screen while the WebAssembly is still compiling and hydrating (on a slow phone, most
+/// of a reopen); if the body is still being parsed, as soon as it is (`readystatechange` comes
+/// before the deferred module script runs, `DOMContentLoaded` after it). Only that text node's
+/// value, a class and an attribute change: hydration takes the skeleton's nodes as they are and
+/// does not read them, and the app replaces the skeleton with the wallet when it adopts the
+/// same answer. (No `<` or `&`: the script reads the same whether or not a renderer escapes a
+/// script's text.)
 pub const EARLY_WALLET: &str = "(function(){try{var d=new URLSearchParams(location.hash.slice(1))\
-.get('tgWebAppData');if(!d)return;window.__ndnWallet=fetch('/api/wallet',{method:'POST',\
+.get('tgWebAppData');if(!d)return;var w=window.__ndnWallet=fetch('/api/wallet',{method:'POST',\
 headers:{'Authorization':'tma '+d,'Content-Type':'application/x-www-form-urlencoded'},body:''})\
-.then(function(r){return r.ok?r.text():null},function(){return null})}catch(e){}})()";
+.then(function(r){return r.ok?r.text():null},function(){return null});\
+w.then(function(t){if(!t)return;var b=JSON.parse(t).balance;if(typeof b!=='number')return;\
+var s=(b>=0?'':'\\u2212')+String(Math.abs(b)).replace(/\\B(?=(\\d{3})+$)/g,'\\u00a0')+' NDN';\
+var p=function(){var e=document.querySelector('[data-testid=skeleton] .balance');\
+if(!e||!e.firstChild)return;e.firstChild.nodeValue=s;e.classList.remove('skeleton-line');\
+e.setAttribute('data-testid','balance')};document.readyState==='loading'?\
+document.addEventListener('readystatechange',p,{once:true}):p()}).catch(function(){})}catch(e){}})()";
 
 pub fn shell(options: LeptosOptions, config: ShellConfig) -> impl IntoView {
     view! {

@@ -350,7 +350,10 @@ pub fn Home() -> impl IntoView {
             }}
             <div class="screen" hidden=move || console_open.get()>
             {move || match shop.screen.get() {
-                Screen::Loading => view! { <Skeleton lang=lang.get() /> }.into_any(),
+                // The language as it is now, not tracked: the skeleton may be showing the
+                // balance the page's script wrote into it (`shell::EARLY_WALLET`), and the
+                // language read from the launch data must not redraw it back to "Loading".
+                Screen::Loading => view! { <Skeleton lang=lang.get_untracked() /> }.into_any(),
                 Screen::OutsideTelegram => {
                     let texts = i18n::texts(lang.get());
                     view! {

@@ -1,5 +1,5 @@
 import { APIRequestContext, expect, Page, test } from '@playwright/test';
-import { Buyer, deliver, failOnConsoleErrors, launchUrl, newBuyer, successfulPayment } from './telegram';
+import { apiKey, Buyer, deliver, failOnConsoleErrors, launchUrl, newBuyer, successfulPayment } from './telegram';
 
 const SCREENSHOTS = 'test-results/screens';
 
@@ -47,6 +47,56 @@ test('hydrates and loads the wallet through a server function', async ({ page })
   await expect(buttons.first()).toBeEnabled();
   await expect(page.getByText('Best value')).toBeVisible();
   await page.screenshot({ path: `${SCREENSHOTS}/home.png`, fullPage: true });
+  assertNoErrors();
+});
+
+test('the balance is on screen before the WebAssembly runs, and the app hydrates over it', async ({ page: first, request }) => {
+  // A Russian-speaking buyer who has opened the app before and holds 12 345 NDN.
+  const buyer = newBuyer('ru');
+  await first.goto(launchUrl(buyer));
+  await expect(first.getByTestId('balance')).toHaveText(/^0\s+NDN$/);
+  const grant = await request.post('/v1/credits', {
+    data: { user_id: buyer.id, amount: 12_345, reason: 'Early balance' },
+    headers: { Authorization: `Bearer ${apiKey()}`, 'Idempotency-Key': `early-${buyer.id}` },
+  });
+  expect(grant.status(), await grant.text()).toBe(201);
+
+  // Opened again in a new page (the first one's memory cache would serve the WebAssembly).
+  const page = await first.context().newPage();
+  const assertNoErrors = failOnConsoleErrors(page);
+  // Every text the balance line shows, in order, from the page's first byte.
+  await page.addInitScript(() => {
+    const seen: string[] = [];
+    (window as unknown as { balanceTexts: string[] }).balanceTexts = seen;
+    new MutationObserver(() => {
+      const text = document.querySelector('.balance-card .balance')?.textContent?.trim();
+      if (text && text !== seen[seen.length - 1]) seen.push(text);
+    }).observe(document, { subtree: true, childList: true, characterData: true });
+  });
+  // The WebAssembly is held back until the balance has been seen.
+  let release = () => {};
+  const held = new Promise<void>((resolve) => (release = resolve));
+  await page.route(/\/pkg\/[^/]+\.wasm$/, async (route) => {
+    await held;
+    await route.continue();
+  });
+  await page.goto(launchUrl(buyer, 'dark'));
+  await expect(page.getByTestId('balance')).toHaveText(/^12\s345\s+NDN$/);
+  await expect(page.getByTestId('skeleton')).toBeVisible();
+  await expect(page.locator('.package button')).toHaveCount(0);
+
+  release();
+  // Hydrated: the wallet in the buyer's language, its buttons working.
+  await expect(page.locator('.package button')).toHaveCount(3);
+  await expect(page.getByText('Ваш баланс')).toBeVisible();
+  await expect(page.getByTestId('balance')).toHaveText(/^12\s345\s+NDN$/);
+  await expect(page.locator('.package button').first()).toBeEnabled();
+  // Once shown, the balance never went back to "Loading" (the language arriving with the
+  // launch data must not redraw the skeleton over it).
+  const texts = await page.evaluate(() => (window as unknown as { balanceTexts: string[] }).balanceTexts);
+  const shown = texts.findIndex((text) => /NDN$/.test(text));
+  expect(shown, texts.join(' | ')).toBeGreaterThanOrEqual(0);
+  for (const text of texts.slice(shown)) expect(text, texts.join(' | ')).toMatch(/^12\s345\s+NDN$/);
   assertNoErrors();
 });
 
