@@ -127,7 +127,7 @@ async fn bench_engine(options: &Options, engine: Engine) -> anyhow::Result<Vec<R
 
     // Orders for every scenario, created through the real server function.
     let buyers: Vec<i64> = (0..64).map(|i| 7_000_000 + i).collect();
-    let event_orders = if options.runs("events") { 3 * n } else { 0 };
+    let event_orders = if options.runs("events") { 4 * n } else { 0 };
     let orders = cluster
         .create_orders(&buyers, n / 4 + 1 + 2 * n + event_orders, c.min(32))
         .await?;
