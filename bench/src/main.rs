@@ -51,7 +51,8 @@ pub struct Options {
     smoke: bool,
     /// Scenarios to run (comma-separated): pre_checkout, payment (with its redelivery),
     /// purchase, debit (the service API: credits, debits, replays, a hot account), events
-    /// (payments without and then with a subscribed event receiver), live, page.
+    /// (payments without an endpoint, with a receiver taking one event per POST, with it
+    /// taking batches, and without again), live, page.
     /// All by default; a subset is handy under a profiler.
     #[arg(
         long,
