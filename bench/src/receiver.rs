@@ -43,13 +43,9 @@ async fn receive(State(inbox): State<Inbox>, headers: HeaderMap, body: Bytes) ->
         *inbox.bad_signatures.lock().unwrap() += 1;
         return StatusCode::BAD_REQUEST;
     }
-    // One event, or a batch of them.
-    let events = match serde_json::from_slice(&body).unwrap_or_default() {
-        serde_json::Value::Array(events) => events,
-        event => vec![event],
-    };
     let mut arrived = inbox.arrived.lock().unwrap();
-    for event in events {
+    // One event, or a batch of them.
+    for event in server::hooks::event::events_in(&body) {
         let index = event["data"]["charge_id"]
             .as_str()
             .and_then(|charge| charge.strip_prefix("bench-evt-"))

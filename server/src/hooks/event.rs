@@ -240,6 +240,15 @@ impl NewEvent {
     }
 }
 
+/// The events a POST's body carries, as a receiver reads them: the one object, or each of the
+/// array an endpoint that takes batches gets (the sandbox's receiver and the benchmark's).
+pub fn events_in(body: &[u8]) -> Vec<serde_json::Value> {
+    match serde_json::from_slice(body).unwrap_or(serde_json::Value::Null) {
+        serde_json::Value::Array(events) => events,
+        event => vec![event],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

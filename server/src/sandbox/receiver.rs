@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex};
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::clock::now_ms;
 use crate::hooks::event::EventType;
@@ -100,13 +99,8 @@ impl Receiver {
                 break;
             }
         }
-        // One event, or (from an endpoint that takes batches) a JSON array of them.
-        let events = match serde_json::from_slice(body).unwrap_or(Value::Null) {
-            Value::Array(events) => events,
-            event => vec![event],
-        };
         let mut kept = self.received.lock().expect("not poisoned");
-        for event in events {
+        for event in crate::hooks::event::events_in(body) {
             let data = &event["data"];
             let balance = data["balance"]
                 .as_i64()

@@ -333,9 +333,9 @@ impl Store {
         }))
     }
 
-    /// Where endpoint `id` is now, what signs for it and how many events go in one POST
-    /// (`None` once it is removed): a sender that keeps its lease through a sale rereads them,
-    /// so a move, a rotation or a new batch size applies to the next batch.
+    /// Updates `lease` to where its endpoint is now, what signs for it and how many events go
+    /// in one POST (`false` once the endpoint is removed): a sender that keeps its lease through
+    /// a sale rereads them, so a move, a rotation or a new batch size applies to the next batch.
     pub async fn endpoint_target(&self, lease: &mut EndpointLease, now: i64) -> StoreResult<bool> {
         let row = sqlx::query(
             "SELECT url, secret, previous_secret, previous_until, batch_size
