@@ -440,9 +440,11 @@ async fn events(action: EventsAction, store: &Store) -> anyhow::Result<()> {
                     last = Some(line.id.clone());
                 }
                 if let (Some(endpoint), Some(status)) = (line.endpoint_id, &line.status) {
+                    let attempts = line
+                        .attempts
+                        .map_or(String::new(), |n| format!(" after {n} attempts"));
                     println!(
-                        "    endpoint {endpoint}: {status} after {} attempts{}",
-                        line.attempts,
+                        "    endpoint {endpoint}: {status}{attempts}{}",
                         line.last_error
                             .map_or(String::new(), |error| format!(" ({error})"))
                     );

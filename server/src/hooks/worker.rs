@@ -20,7 +20,7 @@ use super::signature::{
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::state::AppState;
-use crate::store::{EndpointLease, PendingDelivery};
+use crate::store::{EndpointLease, FailedPost, Outgoing, PendingDelivery};
 
 /// Events read at once for one endpoint (more if its batch size is larger).
 const BATCH: i64 = 200;
@@ -144,8 +144,8 @@ impl Sender {
         loop {
             let read_at = Instant::now();
             let limit = BATCH.max(lease.batch);
-            let batch = match store.pending_deliveries(lease.id, limit).await {
-                Ok(batch) => batch,
+            let outgoing = match store.outgoing(lease.id, limit).await {
+                Ok(outgoing) => outgoing,
                 Err(error) => {
                     tracing::warn!(%error, endpoint = lease.id, "cannot read pending events");
                     break;
@@ -154,8 +154,11 @@ impl Sender {
             if self.shutdown.is_cancelled() {
                 break;
             }
+            let batch = &outgoing.events;
             let full = i64::try_from(batch.len()).unwrap_or(i64::MAX) >= limit;
             if batch.is_empty() {
+                // Only events it does not take, if any: its position moves past them.
+                self.record_accepted(lease.id, &outgoing, 0).await;
                 if idle_since.get_or_insert(read_at).elapsed() >= LINGER {
                     break;
                 }
@@ -172,7 +175,7 @@ impl Sender {
                     }
                 }
             }
-            let mut accepted = Vec::with_capacity(batch.len());
+            let mut accepted = 0;
             let per_post = usize::try_from(lease.batch).unwrap_or(1).max(1);
             for post in batch.chunks(per_post) {
                 if self.shutdown.is_cancelled() {
@@ -180,17 +183,17 @@ impl Sender {
                 }
                 if let Err(error) = self.keep_lease(lease.id).await {
                     tracing::warn!(%error, endpoint = lease.id, "cannot renew the endpoint's lease");
-                    self.record_accepted(lease.id, &accepted).await;
+                    self.record_accepted(lease.id, &outgoing, accepted).await;
                     return;
                 }
                 let started = Instant::now();
                 match self.post(&lease, post).await {
                     Ok(()) => {
                         failures = 0;
+                        accepted += post.len();
                         let metrics = &self.state.metrics;
                         let now = now_ms();
                         for delivery in post {
-                            accepted.push(delivery.seq);
                             metrics.events_delivered.inc();
                             let lag = (now - delivery.created_at).max(0);
                             #[allow(clippy::cast_precision_loss)]
@@ -198,15 +201,22 @@ impl Sender {
                         }
                     }
                     Err(failure) => {
-                        self.record_accepted(lease.id, &accepted).await;
+                        self.record_accepted(lease.id, &outgoing, accepted).await;
                         failures += 1;
-                        self.failed(&lease, post, failure, failures, started.elapsed())
-                            .await;
+                        let post = Attempt {
+                            events: post,
+                            replayed: outgoing.replayed,
+                            failures,
+                            took: started.elapsed(),
+                        };
+                        self.failed(&lease, &post, failure).await;
                         return;
                     }
                 }
             }
-            self.record_accepted(lease.id, &accepted).await;
+            if !batch.is_empty() {
+                self.record_accepted(lease.id, &outgoing, accepted).await;
+            }
             if full {
                 continue;
             }
@@ -237,15 +247,30 @@ impl Sender {
         Ok(())
     }
 
-    async fn record_accepted(&self, endpoint: i64, seqs: &[i64]) {
-        if let Err(error) = self
-            .state
-            .store
-            .deliveries_done(endpoint, seqs, now_ms())
-            .await
-        {
+    /// Records that the receiver accepted the first `accepted` events of `outgoing` (replayed
+    /// ones each in its row; the stream's by moving the endpoint's position, past the events
+    /// it does not take too once all were accepted).
+    async fn record_accepted(&self, endpoint: i64, outgoing: &Outgoing, accepted: usize) {
+        let store = &self.state.store;
+        let events = &outgoing.events[..accepted.min(outgoing.events.len())];
+        let recorded = if outgoing.replayed {
+            let seqs: Vec<i64> = events.iter().map(|event| event.seq).collect();
+            store.deliveries_done(endpoint, &seqs, now_ms()).await
+        } else {
+            let to = if accepted == outgoing.events.len() {
+                outgoing.through
+            } else {
+                events.last().map(|event| event.position)
+            };
+            let Some(to) = to else {
+                return;
+            };
+            let count = i64::try_from(events.len()).unwrap_or(i64::MAX);
+            store.advance_endpoint(endpoint, to, count, now_ms()).await
+        };
+        if let Err(error) = recorded {
             // They stay pending and are sent again later: at least once, never lost.
-            tracing::error!(%error, endpoint, count = seqs.len(), "cannot record deliveries");
+            tracing::error!(%error, endpoint, count = accepted, "cannot record deliveries");
         }
     }
 
@@ -316,26 +341,25 @@ impl Sender {
         })
     }
 
-    /// A failed POST of the events `post`: the endpoint backs off, and those of them past
-    /// their retry window are marked failed (then the next POST goes at once).
-    async fn failed(
-        &self,
-        lease: &EndpointLease,
-        post: &[PendingDelivery],
-        failure: Failure,
-        failures: i64,
-        took: Duration,
-    ) {
+    /// A failed POST: the endpoint backs off, and those of its events past their retry window
+    /// are marked failed (then the next POST goes at once). In a stream only the events before
+    /// the first still within its window are given up: the position moves past them alone.
+    async fn failed(&self, lease: &EndpointLease, post: &Attempt<'_>, failure: Failure) {
         let now = now_ms();
         let config = &self.state.config.events;
         let window = i64::try_from(config.retry_window.as_millis()).unwrap_or(i64::MAX);
-        let attempted: Vec<i64> = post.iter().map(|delivery| delivery.seq).collect();
-        let given_up: Vec<&PendingDelivery> = post
-            .iter()
-            .filter(|delivery| now - delivery.queued_at >= window)
-            .collect();
+        let too_old = |delivery: &PendingDelivery| now - delivery.queued_at >= window;
+        let given_up: Vec<PendingDelivery> = if post.replayed {
+            post.events.iter().filter(|d| too_old(d)).cloned().collect()
+        } else {
+            post.events
+                .iter()
+                .take_while(|d| too_old(d))
+                .cloned()
+                .collect()
+        };
         let wait = if given_up.is_empty() {
-            backoff(config.first_retry, failures, jitter())
+            backoff(config.first_retry, post.failures, jitter())
         } else {
             // What is left goes at once (and is given up too if it is as old).
             Duration::ZERO
@@ -343,6 +367,7 @@ impl Sender {
         let metrics = &self.state.metrics;
         metrics.event_attempts_failed.inc();
         let first = post
+            .events
             .first()
             .map_or("", |delivery| delivery.event_id.as_str());
         for delivery in &given_up {
@@ -350,7 +375,11 @@ impl Sender {
             tracing::error!(
                 endpoint = lease.id,
                 event_id = delivery.event_id,
-                attempts = delivery.attempts + 1,
+                attempts = if post.replayed {
+                    delivery.attempts + 1
+                } else {
+                    post.failures
+                },
                 error = failure.error,
                 "event not delivered within the retry window: marked failed"
             );
@@ -359,31 +388,36 @@ impl Sender {
             tracing::warn!(
                 endpoint = lease.id,
                 event_id = first,
-                events = post.len(),
+                events = post.events.len(),
                 error = failure.error,
-                took_ms = took.as_millis(),
+                took_ms = post.took.as_millis(),
                 retry_in_ms = wait.as_millis(),
                 "event delivery failed; will retry"
             );
         }
-        let given_up: Vec<i64> = given_up.iter().map(|delivery| delivery.seq).collect();
         let retry_at = now + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX);
-        if let Err(error) = self
-            .state
-            .store
-            .delivery_failed(
-                lease.id,
-                &attempted,
-                &given_up,
-                failure.status,
-                &failure.error,
-                retry_at,
-            )
-            .await
-        {
+        let failed = FailedPost {
+            events: post.events,
+            replayed: post.replayed,
+            given_up: &given_up,
+            failures: post.failures,
+            status: failure.status,
+            error: &failure.error,
+            retry_at,
+        };
+        if let Err(error) = self.state.store.delivery_failed(lease.id, &failed).await {
             tracing::error!(%error, endpoint = lease.id, "cannot record a failed delivery");
         }
     }
+}
+
+/// A POST that failed: its events, whether they were replayed ones, the endpoint's failures
+/// in a row with it, and how long it took.
+struct Attempt<'a> {
+    events: &'a [PendingDelivery],
+    replayed: bool,
+    failures: i64,
+    took: Duration,
 }
 
 /// Why an attempt failed.

@@ -1,6 +1,9 @@
 //! Signed events for the operator's backend: written with their change (the transactional
-//! outbox), fanned out to the subscribed endpoints in the same statement pair, and handed to
-//! the delivery worker one endpoint at a time under a lease.
+//! outbox) and handed to the delivery worker one endpoint at a time under a lease. Each
+//! endpoint keeps a position in the events (the last one it is done with): the change's
+//! transaction writes nothing for the endpoints, and a delivered batch moves the position once.
+//! `deliveries` holds only the exceptions: events given up after the retry window, and events
+//! queued again by a replay.
 
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
@@ -42,19 +45,60 @@ pub struct EndpointLease {
     pub failures: i64,
 }
 
+/// Where an event stands in the order endpoints receive events in: the transaction that
+/// wrote it (PostgreSQL's transaction id; always 0 in SQLite, which commits one write
+/// transaction at a time in the order of `seq`), then the order it was written in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Position {
+    pub xid: i64,
+    pub seq: i64,
+}
+
 /// An event waiting for one endpoint.
 #[derive(Debug, Clone)]
 pub struct PendingDelivery {
     pub seq: i64,
+    pub position: Position,
     pub event_id: String,
     pub kind: String,
     pub body: String,
     pub created_at: i64,
     /// When it was written or replayed: its retry window starts here.
     pub queued_at: i64,
+    /// Attempts made before (a replayed event's own; the endpoint's failures in a row for the
+    /// next event of its stream).
     pub attempts: i64,
 }
 
+/// What an endpoint has to send next: events queued again by a replay first, else the next
+/// events of its stream.
+#[derive(Debug, Clone, Default)]
+pub struct Outgoing {
+    pub events: Vec<PendingDelivery>,
+    /// The events are replayed ones (each with its own row in `deliveries`).
+    pub replayed: bool,
+    /// For the stream: the position the endpoint is done with once all of `events` are
+    /// accepted (past them, and past the events of types it does not take); `None` if nothing
+    /// new was written.
+    pub through: Option<Position>,
+}
+
+/// A POST that failed, for [`Store::delivery_failed`].
+#[derive(Debug, Clone)]
+pub struct FailedPost<'a> {
+    /// The events it carried, and whether they were replayed ones.
+    pub events: &'a [PendingDelivery],
+    pub replayed: bool,
+    /// Of those, the ones past their retry window: marked failed (for the stream, a prefix of
+    /// `events`: the endpoint's position moves past it).
+    pub given_up: &'a [PendingDelivery],
+    /// The endpoint's failed attempts in a row, this one included.
+    pub failures: i64,
+    pub status: Option<u16>,
+    pub error: &'a str,
+    /// When the endpoint may be tried again.
+    pub retry_at: i64,
+}
 /// An event and what became of it at each endpoint, for `server events list`.
 #[derive(Debug, Clone)]
 pub struct EventLine {
@@ -64,12 +108,14 @@ pub struct EventLine {
     pub created_at: i64,
     pub endpoint_id: Option<i64>,
     pub status: Option<String>,
-    pub attempts: i64,
+    /// Known for events given up or replayed; an event delivered in its endpoint's stream
+    /// keeps no count.
+    pub attempts: Option<i64>,
     pub last_error: Option<String>,
 }
 
-/// Writes `events` in the change's transaction and queues a delivery to every endpoint
-/// subscribed to each (two statements, whatever their number).
+/// Writes `events` in the change's transaction (one statement, whatever their number). The
+/// endpoints' positions find them there: nothing is written per endpoint.
 pub(super) async fn record(
     tx: &mut Transaction<'_, Any>,
     engine: Engine,
@@ -96,10 +142,10 @@ pub(super) async fn record(
             created_at: event.created_at,
         })
         .collect();
+    // xid takes its default: the writing transaction's id in PostgreSQL, 0 in SQLite.
     let sql = format!(
         "INSERT INTO events (id, type, user_id, body, created_at)
-         SELECT id, kind, user_id, body, created_at FROM {}
-         RETURNING seq, type, created_at",
+         SELECT id, kind, user_id, body, created_at FROM {}",
         json_rows(
             engine,
             1,
@@ -112,47 +158,57 @@ pub(super) async fn record(
             ]
         )
     );
-    let written = sqlx::query(&sql)
-        .bind(to_json(&rows)?)
-        .fetch_all(&mut **tx)
-        .await?;
-    #[derive(serde::Serialize)]
-    struct Written {
-        seq: i64,
-        kind: String,
-        created_at: i64,
-    }
-    let written: Vec<Written> = written
-        .iter()
-        .map(|row| {
-            Ok(Written {
-                seq: row.try_get(0)?,
-                kind: row.try_get(1)?,
-                created_at: row.try_get(2)?,
-            })
-        })
-        .collect::<StoreResult<_>>()?;
-    // The deliveries come from what was just written, not from looking the events up again:
-    // PostgreSQL may keep a plan made while the table was small that scans it whole.
-    let sql = format!(
-        "INSERT INTO deliveries (endpoint_id, event_seq, queued_at)
-         SELECT s.endpoint_id, r.seq, r.created_at
-         FROM {} JOIN subscriptions s ON s.event_type = r.kind",
-        json_rows(
-            engine,
-            1,
-            &[
-                ("seq", "bigint"),
-                ("kind", "text"),
-                ("created_at", "bigint")
-            ]
-        )
-    );
     sqlx::query(&sql)
-        .bind(to_json(&written)?)
+        .bind(to_json(&rows)?)
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+/// The last event every later event will come after: in PostgreSQL, of the events written by
+/// transactions older than every transaction still running (a transaction still running may
+/// yet commit events, all of them after this one); in SQLite, the last event written.
+fn final_position_sql(engine: Engine) -> &'static str {
+    match engine {
+        Engine::Postgres => {
+            "SELECT xid, seq FROM events
+             WHERE xid < (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint)
+             ORDER BY xid DESC, seq DESC LIMIT 1"
+        }
+        Engine::Sqlite => "SELECT xid, seq FROM events ORDER BY seq DESC LIMIT 1",
+    }
+}
+
+/// The endpoint's events still to send in its stream: after its position, of the types it
+/// takes (the query's `e` is the endpoint, `ev` the event).
+const IN_STREAM: &str = "(ev.xid, ev.seq) > (e.after_xid, e.after_seq)
+     AND ev.type IN (SELECT s.event_type FROM subscriptions s WHERE s.endpoint_id = e.id)";
+
+/// An event read as `seq, xid, id, type, body, created_at`, as its stream sends it: queued
+/// when written, no attempt made.
+fn pending_event(row: &AnyRow) -> StoreResult<PendingDelivery> {
+    let seq = row.try_get(0)?;
+    let created_at = row.try_get(5)?;
+    Ok(PendingDelivery {
+        seq,
+        position: Position {
+            xid: row.try_get(1)?,
+            seq,
+        },
+        event_id: row.try_get(2)?,
+        kind: row.try_get(3)?,
+        body: row.try_get(4)?,
+        created_at,
+        queued_at: created_at,
+        attempts: 0,
+    })
+}
+
+fn position(row: &AnyRow, first: usize) -> StoreResult<Position> {
+    Ok(Position {
+        xid: row.try_get(first)?,
+        seq: row.try_get(first + 1)?,
+    })
 }
 
 /// The secrets that sign now, from columns `first` (secret), `first + 1` (previous secret)
@@ -180,14 +236,27 @@ impl Store {
         now: i64,
     ) -> StoreResult<i64> {
         let mut tx = self.write().await?;
+        // It receives the events written from now on: its stream begins after the last one.
+        let start =
+            match sqlx::query("SELECT xid, seq FROM events ORDER BY xid DESC, seq DESC LIMIT 1")
+                .fetch_optional(&mut *tx)
+                .await?
+            {
+                Some(row) => position(&row, 0)?,
+                None => Position::default(),
+            };
         let id: i64 = sqlx::query(
-            "INSERT INTO endpoints (url, secret, created_at, batch_size) VALUES ($1, $2, $3, $4)
+            "INSERT INTO endpoints (url, secret, created_at, batch_size, after_xid, after_seq,
+                 from_xid, from_seq)
+             VALUES ($1, $2, $3, $4, $5, $6, $5, $6)
              RETURNING id",
         )
         .bind(url)
         .bind(secret)
         .bind(now)
         .bind(batch)
+        .bind(start.xid)
+        .bind(start.seq)
         .fetch_one(&mut *tx)
         .await?
         .try_get(0)?;
@@ -204,15 +273,17 @@ impl Store {
 
     /// Every endpoint with its subscriptions and delivery counts, oldest first.
     pub async fn endpoints(&self) -> StoreResult<Vec<EndpointRecord>> {
-        let rows = sqlx::query(
+        let rows = sqlx::query(&format!(
             "SELECT e.id, e.url, e.created_at, e.previous_until, e.failures, e.retry_at,
                  e.last_success_at, e.last_error,
-                 (SELECT COUNT(*) FROM deliveries d WHERE d.endpoint_id = e.id AND d.status = 'pending'),
-                 (SELECT COUNT(*) FROM deliveries d WHERE d.endpoint_id = e.id AND d.status = 'delivered'),
+                 (SELECT COUNT(*) FROM events ev WHERE {IN_STREAM})
+                   + (SELECT COUNT(*) FROM deliveries d
+                      WHERE d.endpoint_id = e.id AND d.status = 'pending'),
+                 e.delivered,
                  (SELECT COUNT(*) FROM deliveries d WHERE d.endpoint_id = e.id AND d.status = 'failed'),
                  e.batch_size
-             FROM endpoints e ORDER BY e.id",
-        )
+             FROM endpoints e ORDER BY e.id"
+        ))
         .fetch_all(&self.pool)
         .await?;
         let mut endpoints = Vec::with_capacity(rows.len());
@@ -286,13 +357,17 @@ impl Store {
         Ok(changed == 1)
     }
 
-    /// Endpoints with something to send now that no worker holds.
+    /// Endpoints with something to send now that no worker holds: a replayed event, or an
+    /// event written after its position (of any type: its sender moves the position past the
+    /// types it does not take, so that they are not read again and again).
     pub async fn due_endpoints(&self, now: i64) -> StoreResult<Vec<i64>> {
         let rows = sqlx::query(
             "SELECT e.id FROM endpoints e
              WHERE e.retry_at <= $1 AND e.locked_until <= $1
-               AND EXISTS (SELECT 1 FROM deliveries d
-                           WHERE d.endpoint_id = e.id AND d.status = 'pending')
+               AND (EXISTS (SELECT 1 FROM events ev
+                            WHERE (ev.xid, ev.seq) > (e.after_xid, e.after_seq))
+                    OR EXISTS (SELECT 1 FROM deliveries d
+                               WHERE d.endpoint_id = e.id AND d.status = 'pending'))
              ORDER BY e.id",
         )
         .bind(now)
@@ -380,14 +455,12 @@ impl Store {
         self.renew_endpoint(id, 0).await
     }
 
-    /// The oldest events waiting for `endpoint`, in the order they were written.
-    pub async fn pending_deliveries(
-        &self,
-        endpoint: i64,
-        limit: i64,
-    ) -> StoreResult<Vec<PendingDelivery>> {
+    /// What `endpoint` sends next, `limit` events at most: the replayed events waiting for it
+    /// (oldest first), else the next events of its stream in order, as far as every later
+    /// event is sure to come after them.
+    pub async fn outgoing(&self, endpoint: i64, limit: i64) -> StoreResult<Outgoing> {
         let rows = sqlx::query(
-            "SELECT d.event_seq, e.id, e.type, e.body, e.created_at, d.queued_at, d.attempts
+            "SELECT d.event_seq, e.xid, e.id, e.type, e.body, e.created_at, d.queued_at, d.attempts
              FROM deliveries d JOIN events e ON e.seq = d.event_seq
              WHERE d.endpoint_id = $1 AND d.status = 'pending'
              ORDER BY d.event_seq LIMIT $2",
@@ -396,23 +469,118 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
+        if !rows.is_empty() {
+            return Ok(Outgoing {
+                events: rows
+                    .iter()
+                    .map(|row| {
+                        Ok(PendingDelivery {
+                            queued_at: row.try_get(6)?,
+                            attempts: row.try_get(7)?,
+                            ..pending_event(row)?
+                        })
+                    })
+                    .collect::<StoreResult<_>>()?,
+                replayed: true,
+                through: None,
+            });
+        }
+        let Some(row) =
+            sqlx::query("SELECT after_xid, after_seq, failures FROM endpoints WHERE id = $1")
+                .bind(endpoint)
+                .fetch_optional(&self.pool)
+                .await?
+        else {
+            return Ok(Outgoing::default());
+        };
+        let after = position(&row, 0)?;
+        let failures: i64 = row.try_get(2)?;
+        // First how far to read, then what is there up to it: an event committed between the
+        // two statements lies past that bound and waits for the next read.
+        let Some(last) = sqlx::query(final_position_sql(self.engine))
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(Outgoing::default());
+        };
+        let last = position(&last, 0)?;
+        if last <= after {
+            return Ok(Outgoing::default());
+        }
+        let rows = sqlx::query(
+            "SELECT ev.seq, ev.xid, ev.id, ev.type, ev.body, ev.created_at FROM events ev
+             WHERE (ev.xid, ev.seq) > ($2, $3) AND (ev.xid, ev.seq) <= ($4, $5)
+               AND ev.type IN (SELECT event_type FROM subscriptions WHERE endpoint_id = $1)
+             ORDER BY ev.xid, ev.seq LIMIT $6",
+        )
+        .bind(endpoint)
+        .bind(after.xid)
+        .bind(after.seq)
+        .bind(last.xid)
+        .bind(last.seq)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let events: Vec<PendingDelivery> = rows
+            .iter()
+            .enumerate()
+            .map(|(index, row)| {
                 Ok(PendingDelivery {
-                    seq: row.try_get(0)?,
-                    event_id: row.try_get(1)?,
-                    kind: row.try_get(2)?,
-                    body: row.try_get(3)?,
-                    created_at: row.try_get(4)?,
-                    queued_at: row.try_get(5)?,
-                    attempts: row.try_get(6)?,
+                    attempts: if index == 0 { failures } else { 0 },
+                    ..pending_event(row)?
                 })
             })
-            .collect()
+            .collect::<StoreResult<_>>()?;
+        // A full read may stop short of `last`: the endpoint is done up to its last event.
+        let full = i64::try_from(events.len()).unwrap_or(i64::MAX) >= limit;
+        let through = match events.last() {
+            Some(event) if full => event.position,
+            _ => last,
+        };
+        Ok(Outgoing {
+            events,
+            replayed: false,
+            through: Some(through),
+        })
     }
 
-    /// Records the events a receiver accepted (one statement for the lot) and clears the
-    /// endpoint's failures.
+    /// Records that `endpoint` is done with its stream up to `to`, `delivered` events of it
+    /// accepted (the position never moves back; a success clears the endpoint's failures).
+    pub async fn advance_endpoint(
+        &self,
+        endpoint: i64,
+        to: Position,
+        delivered: i64,
+        now: i64,
+    ) -> StoreResult<()> {
+        let success = if delivered > 0 {
+            ", failures = 0, retry_at = 0, last_success_at = $5, last_error = NULL"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "UPDATE endpoints SET
+                 after_xid = CASE WHEN (after_xid, after_seq) < ($2, $3) THEN $2 ELSE after_xid END,
+                 after_seq = CASE WHEN (after_xid, after_seq) < ($2, $3) THEN $3 ELSE after_seq END,
+                 delivered = delivered + $4{success}
+             WHERE id = $1"
+        );
+        let query = sqlx::query(&sql)
+            .bind(endpoint)
+            .bind(to.xid)
+            .bind(to.seq)
+            .bind(delivered);
+        let query = if delivered > 0 {
+            query.bind(now)
+        } else {
+            query
+        };
+        query.execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Records the replayed events a receiver accepted (one statement for the lot) and clears
+    /// the endpoint's failures.
     pub async fn deliveries_done(&self, endpoint: i64, seqs: &[i64], now: i64) -> StoreResult<()> {
         if seqs.is_empty() {
             return Ok(());
@@ -431,60 +599,87 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         sqlx::query(
-            "UPDATE endpoints SET failures = 0, retry_at = 0, last_success_at = $2, last_error = NULL
+            "UPDATE endpoints SET failures = 0, retry_at = 0, last_success_at = $2, last_error = NULL,
+                 delivered = delivered + $3
              WHERE id = $1",
         )
         .bind(endpoint)
         .bind(now)
+        .bind(i64::try_from(seqs.len()).unwrap_or(i64::MAX))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
         Ok(())
     }
 
-    /// Records a failed attempt at the events `attempted` (one, or one POST's batch): the
-    /// endpoint waits until `retry_at` (and its lease is given back); those of them in
-    /// `given_up` are marked failed.
-    pub async fn delivery_failed(
-        &self,
-        endpoint: i64,
-        attempted: &[i64],
-        given_up: &[i64],
-        status: Option<u16>,
-        error: &str,
-        retry_at: i64,
-    ) -> StoreResult<()> {
+    /// Records a failed POST to `endpoint`: it waits until `retry_at` (and its lease is given
+    /// back); the POST's events past their retry window are marked failed. A replayed event
+    /// has its row; an event of the stream gets a failed row, and the position moves past it.
+    pub async fn delivery_failed(&self, endpoint: i64, post: &FailedPost<'_>) -> StoreResult<()> {
+        let seqs = |events: &[PendingDelivery]| -> StoreResult<String> {
+            to_json(&events.iter().map(|event| event.seq).collect::<Vec<_>>())
+        };
+        let status = post.status.map(i64::from);
         let mut tx = self.write().await?;
-        sqlx::query(&format!(
-            "UPDATE deliveries SET attempts = attempts + 1, last_status = $2, last_error = $3
-             WHERE endpoint_id = $1 AND status = 'pending' AND {}",
-            in_json_ids(self.engine, "event_seq", 4)
-        ))
-        .bind(endpoint)
-        .bind(status.map(i64::from))
-        .bind(error)
-        .bind(to_json(&attempted)?)
-        .execute(&mut *tx)
-        .await?;
-        if !given_up.is_empty() {
+        if post.replayed {
             sqlx::query(&format!(
-                "UPDATE deliveries SET status = 'failed'
+                "UPDATE deliveries SET attempts = attempts + 1, last_status = $2, last_error = $3
                  WHERE endpoint_id = $1 AND status = 'pending' AND {}",
-                in_json_ids(self.engine, "event_seq", 2)
+                in_json_ids(self.engine, "event_seq", 4)
             ))
             .bind(endpoint)
-            .bind(to_json(&given_up)?)
+            .bind(status)
+            .bind(post.error)
+            .bind(seqs(post.events)?)
+            .execute(&mut *tx)
+            .await?;
+            if !post.given_up.is_empty() {
+                sqlx::query(&format!(
+                    "UPDATE deliveries SET status = 'failed'
+                     WHERE endpoint_id = $1 AND status = 'pending' AND {}",
+                    in_json_ids(self.engine, "event_seq", 2)
+                ))
+                .bind(endpoint)
+                .bind(seqs(post.given_up)?)
+                .execute(&mut *tx)
+                .await?;
+            }
+        } else if let Some(last) = post.given_up.last() {
+            sqlx::query(&format!(
+                "INSERT INTO deliveries (endpoint_id, event_seq, status, attempts, queued_at,
+                     last_status, last_error)
+                 SELECT $1, ev.seq, 'failed', $2, ev.created_at, $3, $4 FROM events ev
+                 WHERE {}
+                 ON CONFLICT (endpoint_id, event_seq) DO UPDATE SET status = 'failed',
+                     attempts = excluded.attempts, last_status = excluded.last_status,
+                     last_error = excluded.last_error",
+                in_json_ids(self.engine, "ev.seq", 5)
+            ))
+            .bind(endpoint)
+            .bind(post.failures)
+            .bind(status)
+            .bind(post.error)
+            .bind(seqs(post.given_up)?)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE endpoints SET after_xid = $2, after_seq = $3
+                 WHERE id = $1 AND (after_xid, after_seq) < ($2, $3)",
+            )
+            .bind(endpoint)
+            .bind(last.position.xid)
+            .bind(last.position.seq)
             .execute(&mut *tx)
             .await?;
         }
         sqlx::query(
-            "UPDATE endpoints SET failures = failures + 1, retry_at = $2, last_error = $3,
-                 locked_until = 0
+            "UPDATE endpoints SET failures = $2, retry_at = $3, last_error = $4, locked_until = 0
              WHERE id = $1",
         )
         .bind(endpoint)
-        .bind(retry_at)
-        .bind(error)
+        .bind(post.failures)
+        .bind(post.retry_at)
+        .bind(post.error)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -499,12 +694,24 @@ impl Store {
         } else {
             ""
         };
+        // Each event with every endpoint that existed when it was written and takes its type:
+        // a row of `deliveries` says what became of it there (given up, or replayed); without
+        // one it was delivered if the endpoint's stream has passed it, else it is waiting.
         let rows = sqlx::query(&format!(
-            "SELECT e.id, e.type, e.user_id, e.created_at, d.endpoint_id, d.status, d.attempts,
-                 d.last_error
+            "SELECT e.id, e.type, e.user_id, e.created_at, p.id,
+                 CASE WHEN d.status IS NOT NULL THEN d.status
+                      WHEN (e.xid, e.seq) <= (p.after_xid, p.after_seq) THEN 'delivered'
+                      ELSE 'pending' END,
+                 d.attempts, d.last_error
              FROM (SELECT * FROM events e {filter} ORDER BY e.seq DESC LIMIT $1) e
-             LEFT JOIN deliveries d ON d.event_seq = e.seq
-             ORDER BY e.seq DESC, d.endpoint_id"
+             LEFT JOIN endpoints p
+               ON ((e.xid, e.seq) > (p.from_xid, p.from_seq)
+                   AND e.type IN (SELECT s.event_type FROM subscriptions s
+                                  WHERE s.endpoint_id = p.id))
+                  OR EXISTS (SELECT 1 FROM deliveries r
+                             WHERE r.endpoint_id = p.id AND r.event_seq = e.seq)
+             LEFT JOIN deliveries d ON d.event_seq = e.seq AND d.endpoint_id = p.id
+             ORDER BY e.seq DESC, p.id"
         ))
         .bind(limit)
         .fetch_all(&self.pool)
@@ -518,16 +725,17 @@ impl Store {
                     created_at: row.try_get(3)?,
                     endpoint_id: row.try_get(4)?,
                     status: row.try_get(5)?,
-                    attempts: row.try_get::<Option<i64>, _>(6)?.unwrap_or(0),
+                    attempts: row.try_get(6)?,
                     last_error: row.try_get(7)?,
                 })
             })
             .collect()
     }
 
-    /// Queues events again for every endpoint subscribed to them now (delivered or failed
-    /// before, they are sent again; receivers deduplicate by id): the event `id`, or every
-    /// event written since `since` (Unix ms). Returns how many deliveries were queued.
+    /// Queues events again for every endpoint subscribed to them now whose stream has passed
+    /// them (delivered or failed before, they are sent again; receivers deduplicate by id; one
+    /// still ahead in a stream is sent anyway): the event `id`, or every event written since
+    /// `since` (Unix ms). Returns how many deliveries were queued.
     pub async fn replay_events(
         &self,
         id: Option<&str>,
@@ -543,7 +751,8 @@ impl Store {
             "INSERT INTO deliveries (endpoint_id, event_seq, queued_at)
              SELECT s.endpoint_id, e.seq, $1
              FROM events e JOIN subscriptions s ON s.event_type = e.type
-             WHERE {which}
+             JOIN endpoints p ON p.id = s.endpoint_id
+             WHERE {which} AND (e.xid, e.seq) <= (p.after_xid, p.after_seq)
              ON CONFLICT (endpoint_id, event_seq) DO UPDATE SET status = 'pending', attempts = 0,
                  queued_at = excluded.queued_at, last_status = NULL, last_error = NULL,
                  delivered_at = NULL"
@@ -565,14 +774,27 @@ impl Store {
             .is_some())
     }
 
-    /// Deliveries waiting, and the age in ms of the oldest one's event (for the metrics).
+    /// Deliveries waiting over all endpoints (events ahead in their streams, and replayed
+    /// ones), and the age in ms of the oldest (for the metrics).
     pub async fn deliveries_waiting(&self, now: i64) -> StoreResult<(i64, i64)> {
-        let row =
+        let streams = sqlx::query(&format!(
+            "SELECT COUNT(*), MIN(ev.created_at) FROM endpoints e JOIN events ev ON {IN_STREAM}"
+        ))
+        .fetch_one(&self.pool)
+        .await?;
+        let replays =
             sqlx::query("SELECT COUNT(*), MIN(queued_at) FROM deliveries WHERE status = 'pending'")
                 .fetch_one(&self.pool)
                 .await?;
-        let oldest: Option<i64> = row.try_get(1)?;
-        Ok((row.try_get(0)?, oldest.map_or(0, |at| now - at)))
+        let count = streams.try_get::<i64, _>(0)? + replays.try_get::<i64, _>(0)?;
+        let oldest = [
+            streams.try_get::<Option<i64>, _>(1)?,
+            replays.try_get::<Option<i64>, _>(1)?,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        Ok((count, oldest.map_or(0, |at| now - at)))
     }
 }
 

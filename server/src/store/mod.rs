@@ -50,7 +50,9 @@ pub use api_keys::ApiKeyRecord;
 pub use broadcast::{BALANCE_CHANNEL, BalanceBroadcast, Reach, RelayedEvent};
 pub use buyers::StoredBuyer;
 pub use console::{Acted, NewAction};
-pub use events::{EndpointLease, EndpointRecord, EventLine, PendingDelivery};
+pub use events::{
+    EndpointLease, EndpointRecord, EventLine, FailedPost, Outgoing, PendingDelivery, Position,
+};
 pub use export::ExportLine;
 pub use held::HeldCredit;
 pub use orders::{Admission, OrderLimits};
