@@ -51,8 +51,8 @@ pub struct Options {
     smoke: bool,
     /// Scenarios to run (comma-separated): pre_checkout, payment (with its redelivery),
     /// purchase, debit (the service API: credits, debits, replays, a hot account), events
-    /// (payments without an endpoint, with a receiver taking one event per POST, with it
-    /// taking batches, and without again), live, page.
+    /// (a warm-up, then payments without an endpoint and with a receiver taking batches in
+    /// turns, then with it taking one event per POST), live, page.
     /// All by default; a subset is handy under a profiler.
     #[arg(
         long,
@@ -128,7 +128,11 @@ async fn bench_engine(options: &Options, engine: Engine) -> anyhow::Result<Vec<R
 
     // Orders for every scenario, created through the real server function.
     let buyers: Vec<i64> = (0..64).map(|i| 7_000_000 + i).collect();
-    let event_orders = if options.runs("events") { 4 * n } else { 0 };
+    let event_orders = if options.runs("events") {
+        receiver::RUNS * n
+    } else {
+        0
+    };
     let orders = cluster
         .create_orders(&buyers, n / 4 + 1 + 2 * n + event_orders, c.min(32))
         .await?;

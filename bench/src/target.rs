@@ -572,6 +572,7 @@ pub struct RssSampler {
 }
 
 /// What a scenario cost: peak memory and CPU seconds of the servers and of the generator.
+#[derive(Clone)]
 pub struct Usage {
     pub peak_rss_mb: Option<f64>,
     pub server_cpu_secs: f64,
