@@ -133,7 +133,8 @@ enum EventsAction {
         #[arg(long, default_value_t = 50)]
         limit: i64,
     },
-    /// Send events again to every endpoint subscribed to them (receivers deduplicate by id).
+    /// Send events again to every endpoint subscribed to them that has already passed them (one
+    /// still ahead in an endpoint's stream gets there anyway; receivers deduplicate by id).
     Replay {
         /// The event's id (evt_…).
         event_id: Option<String>,
