@@ -80,10 +80,11 @@ pub async fn bench_events(
     let n = orders.len() / RUNS;
     let share = (n / ROUNDS).max(1);
     let mut runs = Vec::new();
-    let (mut run, _) = without_endpoint(cluster, orders, 0, n, concurrency).await;
-    run.name = format!("successful_payment, no event endpoint, warm-up [{label}]");
-    run.note = format!("not compared; {}", run.note);
-    runs.push(run);
+    let warm_up = without_endpoint(cluster, orders, 0, n, concurrency).await;
+    runs.push(warm_up.run(
+        format!("successful_payment, no event endpoint, warm-up [{label}]"),
+        "not compared".to_owned(),
+    ));
 
     let inbox = Inbox {
         secret: Arc::default(),
@@ -113,11 +114,7 @@ pub async fn bench_events(
     for round in 0..ROUNDS {
         let offset = n + 2 * round * share;
         unsubscribed.push(offset..offset + share);
-        without.add(
-            without_endpoint(cluster, orders, offset, share, concurrency)
-                .await
-                .1,
-        );
+        without.add(without_endpoint(cluster, orders, offset, share, concurrency).await);
         with.add(
             receiver
                 .share(round + 1, offset + share, share, BATCH)
@@ -140,8 +137,7 @@ pub async fn bench_events(
     runs.push(with.delivery(&inbox, &format!("{batches} [{label}]"), &unsubscribed));
 
     // One event per POST, after the turns.
-    let mut single = Share::default();
-    single.add(receiver.share(ROUNDS + 1, 3 * n, n, 1).await?);
+    let single = receiver.share(ROUNDS + 1, 3 * n, n, 1).await?;
     runs.push(single.run(
         format!("successful_payment, one event receiver [{label}]"),
         format!(
@@ -258,14 +254,14 @@ impl Share {
 }
 
 /// Payments `offset..offset + n` with no endpoint subscribed (their events are written, nobody
-/// is sent them): the run, and the share.
+/// is sent them).
 async fn without_endpoint(
     cluster: &Cluster,
     orders: &[(i64, String)],
     offset: usize,
     n: usize,
     concurrency: usize,
-) -> (Run, Share) {
+) -> Share {
     let updates = payments(orders, offset, n);
     let rss = cluster.rss_sampler();
     let outcome = run_load(concurrency, n, |i| {
@@ -273,20 +269,12 @@ async fn without_endpoint(
     })
     .await;
     let usage = rss.stop().await;
-    let run = Run::new(
-        "successful_payment, no event endpoint".to_owned(),
-        &outcome,
-        Some(usage.clone()),
-        outcome.ok == n,
-        String::new(),
-    );
-    let share = Share {
+    Share {
         requested: n,
         outcome: Some(outcome),
         usage: Some(usage),
         ..Share::default()
-    };
-    (run, share)
+    }
 }
 
 /// Payments `offset..offset + n` of `orders`, each with its charge id `bench-evt-<index>`.

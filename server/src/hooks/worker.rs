@@ -254,7 +254,7 @@ impl Sender {
         let store = &self.state.store;
         let events = &outgoing.events[..accepted.min(outgoing.events.len())];
         let recorded = if outgoing.replayed {
-            let seqs: Vec<i64> = events.iter().map(|event| event.seq).collect();
+            let seqs: Vec<i64> = events.iter().map(|event| event.position.seq).collect();
             store.deliveries_done(endpoint, &seqs, now_ms()).await
         } else {
             let to = if accepted == outgoing.events.len() {

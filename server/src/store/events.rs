@@ -57,7 +57,7 @@ pub struct Position {
 /// An event waiting for one endpoint.
 #[derive(Debug, Clone)]
 pub struct PendingDelivery {
-    pub seq: i64,
+    /// Its place in the order of events; `position.seq` is the event's `seq`.
     pub position: Position,
     pub event_id: String,
     pub kind: String,
@@ -187,13 +187,11 @@ const IN_STREAM: &str = "(ev.xid, ev.seq) > (e.after_xid, e.after_seq)
 /// An event read as `seq, xid, id, type, body, created_at`, as its stream sends it: queued
 /// when written, no attempt made.
 fn pending_event(row: &AnyRow) -> StoreResult<PendingDelivery> {
-    let seq = row.try_get(0)?;
     let created_at = row.try_get(5)?;
     Ok(PendingDelivery {
-        seq,
         position: Position {
             xid: row.try_get(1)?,
-            seq,
+            seq: row.try_get(0)?,
         },
         event_id: row.try_get(2)?,
         kind: row.try_get(3)?,
@@ -203,6 +201,12 @@ fn pending_event(row: &AnyRow) -> StoreResult<PendingDelivery> {
         attempts: 0,
     })
 }
+
+/// Moves an endpoint's position to `($2, $3)` if that is further on: a position never moves
+/// back (an `UPDATE endpoints SET` list's first items).
+const MOVE_FORWARD: &str =
+    "after_xid = CASE WHEN (after_xid, after_seq) < ($2, $3) THEN $2 ELSE after_xid END,
+     after_seq = CASE WHEN (after_xid, after_seq) < ($2, $3) THEN $3 ELSE after_seq END";
 
 fn position(row: &AnyRow, first: usize) -> StoreResult<Position> {
     Ok(Position {
@@ -559,11 +563,7 @@ impl Store {
             ""
         };
         let sql = format!(
-            "UPDATE endpoints SET
-                 after_xid = CASE WHEN (after_xid, after_seq) < ($2, $3) THEN $2 ELSE after_xid END,
-                 after_seq = CASE WHEN (after_xid, after_seq) < ($2, $3) THEN $3 ELSE after_seq END,
-                 delivered = delivered + $4{success}
-             WHERE id = $1"
+            "UPDATE endpoints SET {MOVE_FORWARD}, delivered = delivered + $4{success} WHERE id = $1"
         );
         let query = sqlx::query(&sql)
             .bind(endpoint)
@@ -617,7 +617,12 @@ impl Store {
     /// has its row; an event of the stream gets a failed row, and the position moves past it.
     pub async fn delivery_failed(&self, endpoint: i64, post: &FailedPost<'_>) -> StoreResult<()> {
         let seqs = |events: &[PendingDelivery]| -> StoreResult<String> {
-            to_json(&events.iter().map(|event| event.seq).collect::<Vec<_>>())
+            to_json(
+                &events
+                    .iter()
+                    .map(|event| event.position.seq)
+                    .collect::<Vec<_>>(),
+            )
         };
         let status = post.status.map(i64::from);
         let mut tx = self.write().await?;
@@ -662,10 +667,9 @@ impl Store {
             .bind(seqs(post.given_up)?)
             .execute(&mut *tx)
             .await?;
-            sqlx::query(
-                "UPDATE endpoints SET after_xid = $2, after_seq = $3
-                 WHERE id = $1 AND (after_xid, after_seq) < ($2, $3)",
-            )
+            sqlx::query(&format!(
+                "UPDATE endpoints SET {MOVE_FORWARD} WHERE id = $1"
+            ))
             .bind(endpoint)
             .bind(last.position.xid)
             .bind(last.position.seq)
