@@ -167,9 +167,10 @@ mod tests {
     fn vectors() -> Vec<Vector> {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/fixtures/initdata-vectors.json"
+            "/tests/fixtures/initdata-vectors.json"
         );
-        let text = std::fs::read_to_string(path).expect("shared fixtures beside the project");
+        let text =
+            std::fs::read_to_string(path).expect("server/tests/fixtures/initdata-vectors.json");
         serde_json::from_str::<Vectors>(&text)
             .expect("vector file parses")
             .vectors

@@ -233,7 +233,7 @@ mod tests {
 
     fn fixture(name: &str) -> Update {
         let path = format!(
-            "{}/../../shared/fixtures/updates/{name}.json",
+            "{}/tests/fixtures/updates/{name}.json",
             env!("CARGO_MANIFEST_DIR")
         );
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()

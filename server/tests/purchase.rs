@@ -431,7 +431,7 @@ async fn malformed_and_unhandled_updates(database: Database) {
     assert_eq!(response.status(), 400);
     let fixture = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/fixtures/updates/unhandled_my_chat_member.json"
+        "/tests/fixtures/updates/unhandled_my_chat_member.json"
     ))
     .unwrap();
     let (status, _) = app.deliver(&serde_json::from_str(&fixture).unwrap()).await;
