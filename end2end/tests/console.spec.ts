@@ -22,6 +22,9 @@ async function openAs(page: Page, user: string, theme = 'light', lang = ''): Pro
   if (lang) await page.selectOption('#lang', lang);
   if (theme !== 'light') await page.selectOption('#theme', theme);
   if (user !== ALICE) await page.selectOption('#user', user);
+  // Switching language then user launches twice; wait for the last launch's page, not the
+  // first one still loading.
+  await expect(page.locator('#miniapp')).toHaveAttribute('data-loaded', `${user}:${lang}`);
   if (user === OLGA) await expect(app.getByTestId('operator-tabs')).toBeVisible();
   await expect(app.getByTestId('balance')).toBeVisible();
   return app;

@@ -18,6 +18,7 @@ async function openSandbox(page: Page, user = ALICE, theme = 'light'): Promise<F
   if (theme !== 'light') {
     await page.selectOption('#theme', theme);
   }
+  await expect(page.locator('#miniapp')).toHaveAttribute('data-loaded', `${user}:`);
   await expect(app.getByTestId('balance')).toBeVisible();
   // The chat so far (earlier tests' messages too) is on the page before anyone counts it.
   await expect(page.locator('#messages')).toHaveAttribute('data-loaded-for', user);
@@ -197,4 +198,24 @@ test("the operator's backend receives payment.credited, signed, in the receiver 
   await page.locator('#received').scrollIntoViewIfNeeded();
   await page.screenshot({ path: `${SCREENSHOTS}/sandbox-receiver.png` });
   assertNoErrors();
+});
+
+test('a launch answered late never replaces the newer one', async ({ page }) => {
+  await page.goto('/sandbox');
+  const frame = page.locator('#miniapp');
+  await expect(frame).toHaveAttribute('data-loaded', `${ALICE}:`);
+  // Alice's next launch is answered late: after the switch to Boris has loaded his page.
+  await page.route(/\/sandbox\/api\/launch\?user=100001/, async (route) => {
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    await route.continue();
+  });
+  await page.selectOption('#lang', 'ru');
+  await page.selectOption('#user', BORIS);
+  await expect(frame).toHaveAttribute('data-loaded', `${BORIS}:ru`);
+  await expect(page.locator('#events')).toContainText(`launch as user ${ALICE} dropped`);
+  const src = (await frame.getAttribute('src')) ?? '';
+  expect(src).toContain(BORIS);
+  expect(src).not.toContain(ALICE);
+  await expect(frame).toHaveAttribute('data-loaded', `${BORIS}:ru`);
+  await expect(page.frameLocator('#miniapp').getByTestId('balance')).toBeVisible();
 });

@@ -34,9 +34,21 @@ function toMiniApp(eventType, eventData) {
   $('miniapp').contentWindow?.postMessage(JSON.stringify({ eventType, eventData }), '*');
 }
 
+// Each launch asks the server for launch data first; a user switch right after a language
+// switch starts a second one before the first is answered. Only the newest launch may load the
+// frame: an older answer arriving last would open the Mini App as the previous user.
+let launches = 0;
+
 async function launch() {
-  const lang = $('lang').value ? `&lang=${$('lang').value}` : '';
-  const { init_data: initData } = await api(`/sandbox/api/launch?user=${user.id}${lang}`);
+  const launchNumber = ++launches;
+  const who = user;
+  const language = $('lang').value;
+  const lang = language ? `&lang=${language}` : '';
+  const { init_data: initData } = await api(`/sandbox/api/launch?user=${who.id}${lang}`);
+  if (launchNumber !== launches) {
+    log(`launch as user ${who.id} dropped: a newer launch came first`);
+    return;
+  }
   const fragment = new URLSearchParams({
     tgWebAppData: initData,
     tgWebAppVersion: '8.0',
@@ -45,8 +57,17 @@ async function launch() {
   });
   $('settings').hidden = true;
   hideSheet();
+  log(`launch as user ${who.id}, ${language || "the user's language"}`);
+  // Tests wait for `data-loaded`: the user and language of the page the frame has finished
+  // loading (not of a launch still on its way).
+  const frame = $('miniapp');
+  const launched = `${who.id}:${language}`;
+  frame.dataset.loaded = '';
+  frame.addEventListener('load', () => {
+    if (launchNumber === launches) frame.dataset.loaded = launched;
+  }, { once: true });
   // The query string forces a reload even when only the fragment changes.
-  $('miniapp').src = `/?launch=${Date.now()}#${fragment}`;
+  frame.src = `/?launch=${Date.now()}#${fragment}`;
 }
 
 window.addEventListener('message', (event) => {
@@ -199,7 +220,10 @@ function renderChat() {
 }
 
 async function refreshChat() {
-  const messages = await api(`/sandbox/api/chat?user=${user.id}`);
+  const who = user;
+  const messages = await api(`/sandbox/api/chat?user=${who.id}`);
+  // The user switched meanwhile: this answer is another chat's.
+  if (who !== user) return;
   const lines = transcript();
   const seen = new Set(lines.filter((line) => line.id).map((line) => line.id));
   let changed = false;
@@ -214,7 +238,9 @@ async function refreshChat() {
 }
 
 async function refreshCharges() {
-  const charges = await api(`/sandbox/api/charges?user=${user.id}`);
+  const who = user;
+  const charges = await api(`/sandbox/api/charges?user=${who.id}`);
+  if (who !== user) return;
   const list = $('charges');
   list.replaceChildren();
   if (charges.length === 0) {
@@ -292,10 +318,10 @@ async function start() {
   $('user').addEventListener('change', () => {
     user = users.find((candidate) => String(candidate.id) === $('user').value);
     renderChat();
-    refreshCharges();
-    launch();
+    refreshCharges().catch(log);
+    launch().catch(log);
   });
-  $('lang').addEventListener('change', launch);
+  $('lang').addEventListener('change', () => launch().catch(log));
   $('unmatched').addEventListener('click', async () => {
     await post('/sandbox/api/unmatched', { user: user.id, stars: 225 });
     refreshCharges();
