@@ -5,12 +5,12 @@ import { apiKey, failOnConsoleErrors, launchUrl, newBuyer } from './telegram';
 
 const SCREENSHOTS = 'test-results/screens';
 
-async function api(request: APIRequestContext, path: string, data: object, key?: string) {
+async function api(request: APIRequestContext, path: string, data: object, key: string) {
   const response = await request.post(path, {
     data,
     headers: {
       Authorization: `Bearer ${apiKey()}`,
-      ...(key ? { 'Idempotency-Key': key } : {}),
+      'Idempotency-Key': key,
     },
   });
   expect(response.status(), await response.text()).toBe(201);
@@ -44,7 +44,7 @@ for (const [language, words] of [
     await expect(history.locator('li.spend')).toContainText('Sword of dawn');
     await expect(history.locator('li.spend')).toContainText(words.spent);
 
-    await api(request, '/v1/holds', { user_id: buyer.id, amount: 20, expires_in: 600 });
+    await api(request, '/v1/holds', { user_id: buyer.id, amount: 20, expires_in: 600 }, `hold-${buyer.id}`);
     await expect(page.getByTestId('held')).toContainText(`${words.available}: 50 NDN`);
     await expect(page.getByTestId('held')).toContainText(`${words.held}: 20 NDN`);
     await page.screenshot({ path: `${SCREENSHOTS}/api-history-${language}.png`, fullPage: true });

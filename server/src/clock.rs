@@ -70,13 +70,36 @@ pub fn days_from_civil(year: i64, month: u32, day: u32) -> Option<i64> {
     Some(era * 146_097 + day_of_era - 719_468)
 }
 
-/// `2026-12-01` → the day counted from 1970-01-01.
+/// The years a typed date may name: every stored time is in them, and every sum of
+/// milliseconds made from them fits an `i64` many times over.
+pub const YEARS: std::ops::RangeInclusive<i64> = 1970..=9999;
+
+/// A day in the milliseconds stored times use.
+pub const DAY_MS: i64 = 86_400_000;
+
+/// `2026-12-01` → the day counted from 1970-01-01; `None` for anything else, or a year outside
+/// [`YEARS`].
 pub fn parse_date(text: &str) -> Option<i64> {
     let mut parts = text.trim().splitn(3, '-');
-    let year = parts.next()?.parse().ok()?;
+    let year = parts
+        .next()?
+        .parse()
+        .ok()
+        .filter(|year| YEARS.contains(year))?;
     let month = parts.next()?.parse().ok()?;
     let day = parts.next()?.parse().ok()?;
     days_from_civil(year, month, day)
+}
+
+/// A day typed for a period (`2026-12-01`), or why not, in words a person can act on.
+pub fn typed_day(text: &str) -> Result<i64, String> {
+    parse_date(text).ok_or_else(|| {
+        format!(
+            "`{text}` is not a date like 2026-12-01 (years {}-{})",
+            YEARS.start(),
+            YEARS.end()
+        )
+    })
 }
 
 /// A moment typed on the command line, in Unix ms: `2026-12-01`, `2026-12-01T09:30:00Z` (or
@@ -90,13 +113,15 @@ pub fn parse_time(text: &str, now: i64) -> Option<i64> {
             'h' => 3_600_000,
             _ => 86_400_000,
         };
-        return Some(now - count.checked_mul(ms)?);
+        return now
+            .checked_sub(count.checked_mul(ms)?)
+            .filter(|moment| within_years(*moment));
     }
     let (date, time) = match text.split_once(['T', ' ']) {
         Some((date, time)) => (date, Some(time.trim_end_matches('Z'))),
         None => (text, None),
     };
-    let mut ms = parse_date(date)? * 86_400_000;
+    let mut ms = parse_date(date)? * DAY_MS;
     if let Some(time) = time {
         let mut parts = time.split(':');
         let hours: i64 = parts.next()?.parse().ok().filter(|h| (0..24).contains(h))?;
@@ -111,6 +136,11 @@ pub fn parse_time(text: &str, now: i64) -> Option<i64> {
         ms += (hours * 3600 + minutes * 60 + seconds) * 1000;
     }
     Some(ms)
+}
+
+/// Whether a moment (Unix ms) falls in [`YEARS`].
+fn within_years(ms: i64) -> bool {
+    days_from_civil(*YEARS.end() + 1, 1, 1).is_some_and(|end| (0..end * DAY_MS).contains(&ms))
 }
 
 /// Unix milliseconds as `2026-12-01T09:30:00Z`.
@@ -153,6 +183,30 @@ mod tests {
         assert_eq!(parse_time("yesterday", 0), None);
         assert_eq!(parse_date("yesterday"), None);
         assert_eq!(iso_time(1_796_114_128_075), "2026-12-01T08:35:28Z");
+    }
+
+    #[test]
+    fn typed_dates_stay_within_years_1970_to_9999() {
+        assert_eq!(parse_date("1970-01-01"), Some(0));
+        assert_eq!(parse_date("9999-12-31"), Some(2_932_896));
+        for outside in [
+            "1969-12-31",
+            "10000-01-01",
+            "99999999999999-12-31",
+            "-5-01-01",
+        ] {
+            assert_eq!(parse_date(outside), None, "{outside}");
+            assert_eq!(parse_time(outside, 0), None, "{outside}");
+        }
+        assert!(
+            typed_day("99999999999999-12-31")
+                .unwrap_err()
+                .contains("years 1970-9999")
+        );
+        let now = 20_788 * DAY_MS;
+        assert_eq!(parse_time("9223372036854775807d", now), None);
+        assert_eq!(parse_time("-9223372036854775807d", now), None);
+        assert_eq!(parse_time("30000d", now), None, "before 1970");
     }
 
     #[test]

@@ -104,6 +104,8 @@ pub struct EventDelivery {
     /// How long an event is retried before it is marked failed (`EVENTS_RETRY_WINDOW`,
     /// seconds; 3 days).
     pub retry_window: Duration,
+    /// How long events are kept once every endpoint has them (`EVENTS_RETENTION_DAYS`, 30).
+    pub retention: Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -344,6 +346,15 @@ impl Config {
                     "EVENTS_RETRY_WINDOW",
                     3 * 86_400,
                 )?,
+                retention: Duration::from_secs(
+                    86_400
+                        * u64::from(parse_count_up_to(
+                            get("EVENTS_RETENTION_DAYS"),
+                            "EVENTS_RETENTION_DAYS",
+                            30,
+                            36_500,
+                        )?),
+                ),
             },
             site_root: get("LEPTOS_SITE_ROOT").map(Into::into),
             hash_file: get("LEPTOS_HASH_FILE_NAME").map(Into::into),

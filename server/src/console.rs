@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::clock::{now_ms, parse_date};
+use crate::clock::{DAY_MS, now_ms, typed_day};
 use crate::events::Signer;
 use crate::export::{Format, export};
 use crate::ops::{self, OpsError};
@@ -28,7 +28,6 @@ use crate::state::AppState;
 use crate::store::{Acted, NewAction, StatementEntry};
 use crate::wallet::operations::{Decision, IdempotencyKey, MAX_AMOUNT, Operation, Request};
 
-const DAY_MS: i64 = 86_400_000;
 /// How long `getMyStarBalance`'s answer is shown before Telegram is asked again.
 const STAR_BALANCE_FRESH: Duration = Duration::from_secs(60);
 /// How long a download link works.
@@ -95,6 +94,17 @@ impl OperatorConsole {
             action,
             target: target.to_string(),
         })
+    }
+
+    /// A typed argument, refused with its name when it holds a control character (a NUL would
+    /// fail PostgreSQL's statement; none belongs in an id, a query or a reason).
+    fn plain<'a>(field: &str, text: &'a str) -> Result<&'a str, ApiError> {
+        if text.chars().any(char::is_control) {
+            return Err(ApiError::InvalidInput(format!(
+                "{field}: holds a control character"
+            )));
+        }
+        Ok(text)
     }
 
     /// The action recorded under this id before, if any.
@@ -183,6 +193,7 @@ impl ConsoleBackend for OperatorConsole {
         action_id: &str,
         charge_id: &str,
     ) -> Result<ActionDone, ApiError> {
+        let charge_id = Self::plain("charge_id", charge_id)?;
         let action = Self::action(operator, action_id, "credit", charge_id)?;
         let prices = self.state.config.prices();
         let acted = self
@@ -199,6 +210,7 @@ impl ConsoleBackend for OperatorConsole {
         action_id: &str,
         charge_id: &str,
     ) -> Result<ActionDone, ApiError> {
+        let charge_id = Self::plain("charge_id", charge_id)?;
         let action = Self::action(operator, action_id, "refund", charge_id)?;
         // A repeated tap must not ask Telegram again.
         if let Some(earlier) = self.earlier(&action).await? {
@@ -224,6 +236,7 @@ impl ConsoleBackend for OperatorConsole {
 
     async fn find(&self, query: &str) -> Result<BuyerCard, ApiError> {
         let store = &self.state.store;
+        let query = Self::plain("query", query)?;
         if query.trim().is_empty() || query.len() > 200 {
             return Err(ApiError::InvalidInput(
                 "a user id, @username or charge id".into(),
@@ -276,7 +289,7 @@ impl ConsoleBackend for OperatorConsole {
         reason: &str,
     ) -> Result<ActionDone, ApiError> {
         let action = Self::action(operator, action_id, "grant", user_id)?;
-        let reason = reason.trim();
+        let reason = Self::plain("reason", reason)?.trim();
         if !(1..=MAX_AMOUNT).contains(&amount) {
             return Err(ApiError::InvalidInput(format!(
                 "amount: 1 to {MAX_AMOUNT} NDN"
@@ -396,6 +409,7 @@ impl ConsoleBackend for OperatorConsole {
             .store
             .revoke_key(key_id, &action, now_ms())
             .await?;
+        self.state.api_keys.forget(key_id);
         Ok(done(acted))
     }
 
@@ -424,10 +438,9 @@ pub struct Period {
 
 impl Period {
     pub fn parse(from: &str, to: &str, format: &str) -> Result<Self, String> {
-        let day = |text: &str| {
-            parse_date(text).ok_or_else(|| format!("`{text}` is not a date like 2026-12-01"))
-        };
-        let (from, to) = (day(from)?, day(to)?);
+        let day =
+            |field: &str, text: &str| typed_day(text).map_err(|why| format!("{field}: {why}"));
+        let (from, to) = (day("from", from)?, day("to", to)?);
         if to < from {
             return Err("the period ends before it starts".into());
         }

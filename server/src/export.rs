@@ -10,7 +10,7 @@ use futures::StreamExt;
 use serde_json::json;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use crate::clock::iso_time;
+use crate::clock::{DAY_MS, iso_time};
 use crate::store::{ExportLine, Store};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,9 +33,10 @@ impl Format {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct KindTotals {
     pub count: i64,
-    /// The change to buyers' balances (negative for refunds and spends).
-    pub ndn: i64,
-    pub stars: i64,
+    /// The change to buyers' balances (negative for refunds and spends); sums of `i64`s, so
+    /// wider.
+    pub ndn: i128,
+    pub stars: i128,
 }
 
 const COLUMNS: [&str; 11] = [
@@ -61,7 +62,6 @@ pub async fn export(
     format: Format,
     out: &mut (impl AsyncWrite + Unpin),
 ) -> anyhow::Result<BTreeMap<String, KindTotals>> {
-    const DAY_MS: i64 = 86_400_000;
     let mut totals: BTreeMap<String, KindTotals> = BTreeMap::new();
     let mut lines = store.transfers_between(from * DAY_MS, (to + 1) * DAY_MS);
     match format {
@@ -81,8 +81,8 @@ pub async fn export(
         let line = line?;
         let kind = totals.entry(line.kind.clone()).or_default();
         kind.count += 1;
-        kind.ndn += line.ndn;
-        kind.stars += line.stars;
+        kind.ndn += i128::from(line.ndn);
+        kind.stars += i128::from(line.stars);
         let text = match format {
             Format::Csv => csv_row(csv_fields(&line)),
             Format::Json => {
@@ -188,14 +188,25 @@ fn csv_row(fields: impl IntoIterator<Item = Option<String>>) -> String {
     row
 }
 
-/// One CSV field: quoted when it holds a comma, a quote or a line break (quotes doubled); text
-/// a spreadsheet would take for a formula (`=`, `+`, `-`, `@` first) gets a leading `'`.
+/// One CSV field: quoted when it holds a comma, a quote or a line break (quotes doubled). Text
+/// a spreadsheet would run as a formula is made inert with a `'` before the character that
+/// would start it (`=`, `+`, `-`, `@`, tab, CR) wherever a cell can begin: at the start, after a
+/// line break, and after `,` or `;` — Excel in Russian or German splits a line on `;` whatever
+/// the quotes say, so `x;=2+5` would otherwise hide a live formula in its second cell.
 fn csv_field(text: &str) -> String {
-    let numeric = text.parse::<i64>().is_ok();
-    let inert = if !numeric && text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{text}")
-    } else {
+    let inert = if text.parse::<i64>().is_ok() {
         text.to_owned()
+    } else {
+        let mut inert = String::with_capacity(text.len() + 1);
+        let mut cell_starts = true;
+        for c in text.chars() {
+            if cell_starts && matches!(c, '=' | '+' | '-' | '@' | '\t' | '\r') {
+                inert.push('\'');
+            }
+            inert.push(c);
+            cell_starts = matches!(c, ',' | ';' | '\n' | '\r');
+        }
+        inert
     };
     if inert.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", inert.replace('"', "\"\""))
@@ -218,5 +229,10 @@ mod tests {
         assert_eq!(csv_field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
         assert_eq!(csv_field("-500"), "-500");
         assert_eq!(csv_field("@me"), "'@me");
+        assert_eq!(csv_field("x;=2+5;"), "x;'=2+5;");
+        assert_eq!(csv_field(";=1+1"), ";'=1+1");
+        assert_eq!(csv_field("a,+1"), "\"a,'+1\"");
+        assert_eq!(csv_field("line\n@cmd"), "\"line\n'@cmd\"");
+        assert_eq!(csv_field("a-b; c"), "a-b; c");
     }
 }

@@ -1,4 +1,5 @@
-//! `GET /healthz` (the process answers) and `GET /readyz` (the database answers).
+//! `GET /healthz` (the process answers) and `GET /readyz` (the database answers and both
+//! group-commit writers run: without one, money stands still).
 
 use std::time::Duration;
 
@@ -21,6 +22,10 @@ async fn live() -> &'static str {
 }
 
 async fn ready(State(state): State<AppState>) -> (StatusCode, &'static str) {
+    if !state.store.writers_running() {
+        tracing::error!("not ready: a group-commit writer stopped");
+        return (StatusCode::SERVICE_UNAVAILABLE, "a writer stopped");
+    }
     match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
         Ok(Ok(())) => (StatusCode::OK, "ready"),
         Ok(Err(error)) => {

@@ -237,7 +237,11 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         tokio::spawn(notifier::run(state.clone(), shutdown.clone())),
         tokio::spawn(hooks::worker::run(state.clone(), shutdown.clone())),
         tokio::spawn(state::learn_bot_username(state.clone())),
-        tokio::spawn(ledger::keep_up(state.ledger.clone(), shutdown.clone())),
+        tokio::spawn(ledger::keep_up(
+            state.ledger.clone(),
+            state.config.events.retention,
+            shutdown.clone(),
+        )),
     ];
     if let Some(listener) = metrics_listener {
         let metrics = metrics::router().with_state(state.clone());

@@ -64,12 +64,12 @@ enum Command {
     /// Every transfer of a period (UTC days, both included), for the accountant: time, kind,
     /// buyer, NDN, Stars, charge id, references and reason, then a totals line per kind.
     Export {
-        /// The first day, e.g. 2026-12-01.
-        #[arg(long)]
-        from: String,
+        /// The first day, e.g. 2026-12-01 (UTC; years 1970-9999).
+        #[arg(long, value_parser = server::clock::typed_day)]
+        from: i64,
         /// The last day, e.g. 2026-12-31.
-        #[arg(long)]
-        to: String,
+        #[arg(long, value_parser = server::clock::typed_day)]
+        to: i64,
         /// csv (UTF-8, opens in spreadsheets) or json.
         #[arg(long, default_value = "csv")]
         format: String,
@@ -92,7 +92,8 @@ enum KeysAction {
     },
     /// The keys: name, scopes, when created and last used, revoked or not (never the key).
     List,
-    /// Revoke the active key of this name (at once on this machine, within 2 s everywhere).
+    /// Revoke the active key of this name: running servers refuse it within 2 s (the console's
+    /// Revoke holds at once on the instance that serves it).
     Revoke { name: String },
 }
 
@@ -238,18 +239,16 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
         }
         Command::Keys { action } => keys(action, &open_store(&config).await?).await,
         Command::Endpoints { action } => endpoints(action, &config).await,
-        Command::Events { action } => events(action, &open_store(&config).await?).await,
+        Command::Events { action } => {
+            let retention = config.events.retention;
+            events(action, &open_store(&config).await?, retention).await
+        }
         Command::Export {
             from,
             to,
             format,
             output,
         } => {
-            let day = |text: &str| {
-                server::clock::parse_date(text)
-                    .ok_or_else(|| anyhow::anyhow!("`{text}` is not a date like 2026-12-01"))
-            };
-            let (from, to) = (day(&from)?, day(&to)?);
             if to < from {
                 anyhow::bail!("--to is before --from");
             }
@@ -413,7 +412,27 @@ async fn endpoints(action: EndpointsAction, config: &Config) -> anyhow::Result<(
     Ok(())
 }
 
-async fn events(action: EventsAction, store: &Store) -> anyhow::Result<()> {
+/// What retention deleted so far (`Store::events_pruned`), in words.
+fn pruned_words(pruned: (i64, Option<i64>), retention: std::time::Duration) -> String {
+    let days = retention.as_secs() / 86_400;
+    match pruned {
+        (0, _) | (_, None) => format!(
+            "none pruned yet (events older than {days} days are deleted once every endpoint \
+             has them: EVENTS_RETENTION_DAYS)"
+        ),
+        (count, Some(at)) => format!(
+            "{count} events older than {days} days pruned once every endpoint had them \
+             (EVENTS_RETENTION_DAYS), the last at {}",
+            format_time(at)
+        ),
+    }
+}
+
+async fn events(
+    action: EventsAction,
+    store: &Store,
+    retention: std::time::Duration,
+) -> anyhow::Result<()> {
     let now = server::clock::now_ms();
     match action {
         EventsAction::List { failed, limit } => {
@@ -451,12 +470,20 @@ async fn events(action: EventsAction, store: &Store) -> anyhow::Result<()> {
                     );
                 }
             }
+            // What retention took, once it took something (older events are not listed).
+            let pruned = store.events_pruned().await?;
+            if pruned.0 > 0 {
+                println!("pruned: {}", pruned_words(pruned, retention));
+            }
         }
         EventsAction::Replay { event_id, since } => {
             let queued = match (event_id, since) {
                 (Some(id), _) => {
                     if !store.event_exists(&id).await? {
-                        anyhow::bail!("no event {id}");
+                        anyhow::bail!(
+                            "no event {id}: never written, or pruned — {}",
+                            pruned_words(store.events_pruned().await?, retention)
+                        );
                     }
                     store.replay_events(Some(&id), None, now).await?
                 }

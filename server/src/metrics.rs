@@ -57,6 +57,7 @@ pub struct Metrics {
     pub outbox_oldest_seconds: Gauge,
     pub payment_commits: Gauge,
     pub payment_batches_split: Gauge,
+    pub writer_panics: Gauge,
     pub bot_api_errors: Family<Method, Counter>,
     pub bot_api_rate_limited: Family<Method, Counter>,
     pub operations: Family<Operated, Counter>,
@@ -85,6 +86,7 @@ impl Default for Metrics {
             outbox_oldest_seconds: Gauge::default(),
             payment_commits: Gauge::default(),
             payment_batches_split: Gauge::default(),
+            writer_panics: Gauge::default(),
             bot_api_errors: Family::default(),
             bot_api_rate_limited: Family::default(),
             operations: Family::default(),
@@ -178,6 +180,12 @@ impl Default for Metrics {
             metrics.payment_batches_split.clone(),
         );
         registry.register(
+            "writer_panics",
+            "Batch attempts of the payment and operation writers that panicked and were rolled \
+             back (the writer goes on; alert on any)",
+            metrics.writer_panics.clone(),
+        );
+        registry.register(
             "events_delivered",
             "Events accepted by an endpoint (2xx)",
             metrics.events_delivered.clone(),
@@ -257,6 +265,8 @@ async fn serve(State(state): State<AppState>, headers: HeaderMap) -> Response {
     state.metrics.payment_commits.set(commits);
     let splits = i64::try_from(state.store.payment_batches_split()).unwrap_or(i64::MAX);
     state.metrics.payment_batches_split.set(splits);
+    let panics = i64::try_from(state.store.writer_panics()).unwrap_or(i64::MAX);
+    state.metrics.writer_panics.set(panics);
     match state.store.pending_messages().await {
         Ok(pending) => {
             state.metrics.outbox_pending.set(pending);

@@ -29,6 +29,7 @@ on_both_databases!(
     a_rotated_secret_and_the_previous_one_both_verify_for_a_day,
     an_endpoint_taking_batches_gets_signed_arrays_in_order,
 );
+    events_past_their_retention_are_pruned_and_positions_keep_delivering,
 
 /// Lets private addresses through (receivers are on loopback) and retries quickly.
 const FAST: &[(&str, &str)] = &[
@@ -810,6 +811,11 @@ async fn an_endpoint_taking_batches_gets_signed_arrays_in_order(database: Databa
     )
     .await;
     let (code, listed) = app.cli(&["endpoints", "list"]).await;
+        "https://[::127.0.0.1]/".into(),
+        "https://[::ffff:0:127.0.0.1]/".into(),
+        "https://[::ffff:127.0.0.1]/".into(),
+        "https://[64:ff9b:1::a00:1]/".into(),
+        "https://[fd12::1]/".into(),
     assert!(
         code == 0 && listed.contains("up to 4 events per POST") && listed.contains("10 waiting"),
         "{listed}"
@@ -974,4 +980,82 @@ async fn an_event_committed_late_is_not_passed_over() {
     assert_eq!(accepted[1].json()["data"]["charge_id"], charge);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(inbox.posts().len(), 2, "each once");
+}
+
+async fn events_past_their_retention_are_pruned_and_positions_keep_delivering(database: Database) {
+    let app = TestApp::spawn_configured(database, FAST).await;
+    let store = &app.server.state.store;
+    let inbox = Inbox::default();
+    let url = inbox.clone().serve().await;
+    subscribe(&app, &url, "payment.credited").await;
+    for update in 1..=3 {
+        buy(&app, BUYER, "ndn-100", update).await;
+    }
+    let delivered = inbox.wait_for_accepted(3, Duration::from_secs(10)).await;
+    assert_eq!(delivered.len(), 3);
+
+    // Every event so far is past a retention that ends now, and the endpoint has them all:
+    // all go but the newest, which stays as the floor of the numbering.
+    let now = server::clock::now_ms();
+    assert_eq!(store.prune_events(now + 1, 500, now).await.unwrap(), 2);
+    assert_eq!(app.count("SELECT COUNT(*) FROM events").await, 1);
+    let (code, listed) = app.cli(&["events", "list"]).await;
+    assert_eq!(code, 0, "{listed}");
+    assert!(
+        listed.contains("pruned: 2 events older than 30 days"),
+        "{listed}"
+    );
+    let (code, output) = app.cli(&["events", "replay", &delivered[0].event_id]).await;
+    assert!(code != 0 && output.contains("pruned"), "{output}");
+
+    // The position keeps delivering: new events are numbered after it, none passed over.
+    for update in 4..=5 {
+        buy(&app, BUYER, "ndn-100", update).await;
+    }
+    assert_eq!(
+        inbox
+            .wait_for_accepted(5, Duration::from_secs(10))
+            .await
+            .len(),
+        5
+    );
+
+    // An event the endpoint has not had yet is never pruned, however old.
+    inbox.fail_first.store(1_000_000, Ordering::SeqCst);
+    for update in 6..=7 {
+        buy(&app, BUYER, "ndn-100", update).await;
+    }
+    while !inbox.posts().iter().any(|post| post.status == 500) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let waiting: Vec<String> =
+        sqlx::query_scalar("SELECT id FROM events ORDER BY seq DESC LIMIT 2")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+    let now = server::clock::now_ms();
+    assert_eq!(
+        store.prune_events(now + 1, 500, now).await.unwrap(),
+        3,
+        "3, 4 and 5"
+    );
+    for id in &waiting {
+        assert!(
+            store.event_exists(id).await.unwrap(),
+            "{id} pruned while waiting"
+        );
+    }
+    inbox.fail_first.store(0, Ordering::SeqCst);
+    let all = inbox.wait_for_accepted(7, Duration::from_secs(20)).await;
+    assert_eq!(all.len(), 7);
+    assert_eq!(
+        all.iter()
+            .map(|post| post.event_id.clone())
+            .collect::<std::collections::HashSet<_>>()
+            .len(),
+        7,
+        "each once"
+    );
+    let (code, report) = app.cli(&["ledger", "verify"]).await;
+    assert_eq!(code, 0, "{report}");
 }

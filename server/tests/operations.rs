@@ -204,17 +204,8 @@ async fn metrics_count_a_purchase(database: Database) {
         "charge-metrics",
     ))
     .await;
-    app.messages_after_settling(1).await;
-    let text = app
-        .http
-        .get(format!("{}/metrics", app.base))
-        .bearer_auth(metrics_token)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    app.messages_once_drained(1).await;
+    let text = app.metrics(metrics_token).await;
     for expected in [
         "ndn_payments_credited_total 1",
         "ndn_stars_credited_total 225",

@@ -213,7 +213,8 @@ async fn holds_reserve_then_capture_void_or_expire(database: Database) {
         async move {
             let body = json!({ "user_id": BUYER, "amount": amount, "expires_in": expires_in,
                                "reason": "tournament entry" });
-            service.post("/v1/holds", None, &body).await
+            let key = format!("hold-{amount}-{expires_in}");
+            service.post("/v1/holds", Some(&key), &body).await
         }
     };
     let (status, held, _) = hold(300, 600).await;
@@ -232,7 +233,11 @@ async fn holds_reserve_then_capture_void_or_expire(database: Database) {
         let service = &service;
         async move {
             service
-                .post(&format!("/v1/holds/{id}/capture"), None, &body)
+                .post(
+                    &format!("/v1/holds/{id}/capture"),
+                    Some(&format!("capture-{id}-{body}")),
+                    &body,
+                )
                 .await
         }
     };
@@ -253,7 +258,11 @@ async fn holds_reserve_then_capture_void_or_expire(database: Database) {
     let (status, _, _) = capture(hold_id.clone(), json!({ "amount": 121 })).await;
     assert_eq!(status, 409);
     let (status, body, _) = service
-        .post(&format!("/v1/holds/{hold_id}/void"), None, &json!({}))
+        .post(
+            &format!("/v1/holds/{hold_id}/void"),
+            Some("void-captured"),
+            &json!({}),
+        )
         .await;
     assert_eq!(
         (status, &body["status"]),
@@ -265,7 +274,7 @@ async fn holds_reserve_then_capture_void_or_expire(database: Database) {
     let second_id = second["id"].as_str().unwrap().to_owned();
     let void = |id: &str| {
         let (service, path) = (&service, format!("/v1/holds/{id}/void"));
-        async move { service.post(path, None, &json!({})).await }
+        async move { service.post(&path, Some(&path), &json!({})).await }
     };
     let (status, voided, _) = void(&second_id).await;
     assert_eq!(
@@ -445,7 +454,7 @@ async fn the_statement_pages_newest_first_and_new_entries_do_not_disturb_it(data
     service
         .post(
             "/v1/holds",
-            None,
+            Some("statement-hold"),
             &json!({ "user_id": BUYER, "amount": 10, "expires_in": 600 }),
         )
         .await;
@@ -523,7 +532,7 @@ async fn credits_and_debits_reach_the_buyer(database: Database) {
             .await
             .is_some()
     );
-    let messages = app.messages_after_settling(1).await;
+    let messages = app.messages_once_drained(1).await;
     assert_eq!(
         messages.len(),
         1,

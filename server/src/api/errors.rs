@@ -14,8 +14,9 @@ use crate::wallet::operations::{HoldStatus, Refusal};
 /// An error answer: `{"error": code, "message", …}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct ErrorBody {
-    /// A stable code: `invalid_request`, `unauthorized`, `forbidden`, `not_found`,
-    /// `insufficient_funds`, `hold_not_active`, `capture_exceeds_hold`, `body_too_large`,
+    /// A stable code: `invalid_request`, `idempotency_key_required`, `unauthorized`,
+    /// `forbidden`, `hold_of_another_key`, `not_found`, `insufficient_funds`,
+    /// `hold_not_active`, `capture_exceeds_hold`, `balance_limit`, `body_too_large`,
     /// `idempotency_key_reused`, `internal`.
     pub error: &'static str,
     pub message: String,
@@ -62,6 +63,18 @@ impl ApiError {
     pub fn invalid(field: &str, message: impl Into<String>) -> Self {
         let mut error = Self::new(StatusCode::BAD_REQUEST, "invalid_request", message);
         error.body.field = Some(field.to_owned());
+        error
+    }
+
+    /// A 400 for a money-moving request without its `Idempotency-Key`.
+    pub fn key_required() -> Self {
+        let mut error = Self::new(
+            StatusCode::BAD_REQUEST,
+            "idempotency_key_required",
+            "an Idempotency-Key header is required: a unique key per operation, e.g. a UUID, \
+             sent again on retries",
+        );
+        error.body.field = Some("Idempotency-Key".to_owned());
         error
     }
 
@@ -141,6 +154,16 @@ impl ApiError {
                 error.body.held = Some(*held);
                 error
             }
+            Refusal::HoldOfAnotherKey => Self::new(
+                StatusCode::FORBIDDEN,
+                "hold_of_another_key",
+                "only the API key that made a hold may capture or void it",
+            ),
+            Refusal::BalanceLimit => Self::new(
+                StatusCode::CONFLICT,
+                "balance_limit",
+                "the balance would pass the largest the books can count; nothing was changed",
+            ),
         }
     }
 }

@@ -3,6 +3,8 @@
 //! `Idempotency-Key` header. Whatever is wrong is answered with a 400 naming the field, before
 //! anything is written.
 
+use std::cell::RefCell;
+
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, StatusCode};
@@ -41,14 +43,101 @@ impl FromRequest<AppState> for Body {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Self(Map::new()));
         }
-        match serde_json::from_slice::<Value>(&bytes) {
-            Ok(Value::Object(map)) => Ok(Self(map)),
-            Ok(_) => Err(ApiError::invalid("body", "the body must be a JSON object")),
-            Err(error) => Err(ApiError::invalid(
-                "body",
-                format!("the body is not JSON: {error}"),
-            )),
+        object(&bytes).map(Self)
+    }
+}
+
+/// A JSON object, each key once at every depth.
+fn object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    let repeated = RefCell::new(None);
+    let read = serde::de::DeserializeSeed::deserialize(
+        Unrepeated(&repeated),
+        &mut serde_json::Deserializer::from_slice(bytes),
+    );
+    if let Some(key) = repeated.into_inner() {
+        return Err(ApiError::invalid(
+            &key,
+            "appears twice in one object; send each field once",
+        ));
+    }
+    match read {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(ApiError::invalid("body", "the body must be a JSON object")),
+        Err(error) => Err(ApiError::invalid(
+            "body",
+            format!("the body is not JSON: {error}"),
+        )),
+    }
+}
+
+/// JSON read into a [`Value`] with every object's keys checked for repeats, at any depth: a
+/// plain `Value` keeps the last of `{"amount":1,"amount":900}`, which a proxy or a log may have
+/// read as 1. The first repeated key is left in the cell. (serde_json has no such switch.)
+#[derive(Clone, Copy)]
+struct Unrepeated<'a>(&'a RefCell<Option<String>>);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Unrepeated<'_> {
+    type Value = Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Unrepeated<'_> {
+    type Value = Value;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("JSON")
+    }
+
+    fn visit_bool<E>(self, value: bool) -> Result<Value, E> {
+        Ok(Value::Bool(value))
+    }
+
+    fn visit_i64<E>(self, value: i64) -> Result<Value, E> {
+        Ok(Value::from(value))
+    }
+
+    fn visit_u64<E>(self, value: u64) -> Result<Value, E> {
+        Ok(Value::from(value))
+    }
+
+    fn visit_f64<E>(self, value: f64) -> Result<Value, E> {
+        Ok(Value::from(value))
+    }
+
+    fn visit_str<E>(self, value: &str) -> Result<Value, E> {
+        Ok(Value::String(value.to_owned()))
+    }
+
+    fn visit_string<E>(self, value: String) -> Result<Value, E> {
+        Ok(Value::String(value))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(self)? {
+            items.push(item);
         }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if object.contains_key(&key) {
+                *self.0.borrow_mut() = Some(key);
+                return Err(serde::de::Error::custom("a repeated key"));
+            }
+            let value = map.next_value_seed(self)?;
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
     }
 }
 
@@ -194,24 +283,17 @@ fn write_sorted(value: &Value, out: &mut String) {
 }
 
 /// The request's `Idempotency-Key` under the caller's API key, with the fingerprint of what
-/// `endpoint` was asked (so that the key's reuse for another request can be told).
+/// `endpoint` was asked (so that the key's reuse for another request can be told). Every
+/// money-moving request needs one: without it a retried request would move money twice.
 pub fn idempotency(
     headers: &HeaderMap,
     caller: &ServiceKey,
     endpoint: &str,
     body: &Body,
-    required: bool,
-) -> Result<Option<IdempotencyKey>, ApiError> {
+) -> Result<IdempotencyKey, ApiError> {
     const HEADER: &str = "Idempotency-Key";
     let Some(value) = headers.get(HEADER) else {
-        return if required {
-            Err(ApiError::invalid(
-                HEADER,
-                "is required: a unique key per operation, e.g. a UUID, sent again on retries",
-            ))
-        } else {
-            Ok(None)
-        };
+        return Err(ApiError::key_required());
     };
     let key = value
         .to_str()
@@ -228,11 +310,11 @@ pub fn idempotency(
     let fingerprint = hex::encode(Sha256::digest(
         format!("{endpoint}\n{}", body.canonical()).as_bytes(),
     ));
-    Ok(Some(IdempotencyKey {
+    Ok(IdempotencyKey {
         api_key_id: caller.id,
         key: key.to_owned(),
         fingerprint,
-    }))
+    })
 }
 
 /// A new id: `prefix` and 128 random bits.
@@ -258,6 +340,23 @@ mod tests {
 
     fn field_of(result: Result<impl std::fmt::Debug, ApiError>) -> String {
         result.unwrap_err().body.field.unwrap()
+    }
+
+    #[test]
+    fn a_key_repeated_at_any_depth_is_refused_by_name() {
+        assert_eq!(field_of(object(br#"{"amount":1,"amount":900}"#)), "amount");
+        assert_eq!(
+            field_of(object(br#"{"metadata":{"a":[{"x":1,"x":2}]}}"#)),
+            "x"
+        );
+        let read =
+            object(br#"{"a":{"x":1},"b":[{"x":2}],"c":null,"d":1.5,"e":18446744073709551615}"#);
+        assert_eq!(
+            Value::Object(read.unwrap()),
+            serde_json::json!({"a":{"x":1},"b":[{"x":2}],"c":null,"d":1.5,"e":18446744073709551615u64})
+        );
+        assert_eq!(field_of(object(b"[1]")), "body");
+        assert_eq!(field_of(object(b"{\"a\":")), "body");
     }
 
     #[test]

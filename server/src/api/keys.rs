@@ -1,7 +1,9 @@
 //! API keys: `ndn_` and 256 random bits, shown once when created; only their SHA-256 is stored,
 //! and a request's key is found by its hash (so there is nothing to compare byte by byte).
-//! Keys found are remembered for two seconds (a revocation holds everywhere within that), and
-//! their last use is written at most once a minute.
+//! Keys found are remembered for two seconds, and their last use is written at most once a
+//! minute. A revocation in the console holds at once on the instance that made it (the key is
+//! forgotten there); everywhere else — other instances, and servers when `server keys revoke`
+//! ran in another process — within those two seconds.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -117,6 +119,15 @@ pub struct KeyBook {
 }
 
 impl KeyBook {
+    /// Forgets key `id`, so that its next request reads it from the database (after a
+    /// revocation, as revoked).
+    pub fn forget(&self, id: i64) {
+        self.found
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, (record, _)| record.id != id);
+    }
+
     async fn find(&self, store: &Store, presented: &str) -> Result<Option<ServiceKey>, StoreError> {
         if !presented.starts_with(PREFIX) {
             return Ok(None);

@@ -23,7 +23,7 @@ use utoipa::OpenApi;
 use crate::clock::now_ms;
 use crate::state::AppState;
 use crate::store::StatementCursor;
-use crate::wallet::operations::{Decision, Operation, Request};
+use crate::wallet::operations::{Decision, IdempotencyKey, Operation, Request};
 use errors::{ApiError, ErrorBody};
 use input::{BODY_LIMIT, Body, idempotency, new_id};
 use keys::{Scope, ServiceKey};
@@ -60,10 +60,11 @@ pub fn router() -> Router<AppState> {
         version = "1",
         description = "Read balances and spend, hold and grant NDN from the operator's own \
                        services. Authenticate with `Authorization: Bearer <key>` (`server keys \
-                       create`). Money-moving requests take an `Idempotency-Key` header: the \
-                       same key with the same body answers the first answer again (also after \
-                       a restart and from another instance, for at least 24 hours); with \
-                       another body, 422."
+                       create`). Every money-moving request needs an `Idempotency-Key` header \
+                       (400 `idempotency_key_required` without it): the same key with the same \
+                       body answers the first answer again (also after a restart and from \
+                       another instance, for at least 24 hours); with another body, 422. A \
+                       hold is settled (captured or voided) only by the key that made it."
     ),
     paths(account, transactions, debit, credit, hold, capture, void),
     components(schemas(
@@ -118,6 +119,34 @@ fn user_id(text: &str) -> Result<i64, ApiError> {
         .ok()
         .filter(|id| *id > 0)
         .ok_or_else(|| ApiError::invalid("user_id", "must be a Telegram user id"))
+}
+
+/// A hold id from the path. Ours are `hold_` and 32 hex digits; text that cannot be any id
+/// (control characters such as NUL, spaces, over 64 bytes) is a hold that does not exist, and
+/// never reaches the database.
+fn hold_id(text: String) -> Result<String, ApiError> {
+    if text.is_empty() || text.len() > 64 || !text.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ApiError::not_found("hold"));
+    }
+    Ok(text)
+}
+
+/// Decides a money-moving `operation` under its idempotency key (every one has one: a retried
+/// request must never move money twice) and answers `status`.
+async fn keyed(
+    state: &AppState,
+    operation: Operation,
+    key: IdempotencyKey,
+    status: StatusCode,
+) -> Result<Response, ApiError> {
+    let decision = state
+        .ledger
+        .operate(Request {
+            operation,
+            key: Some(key),
+        })
+        .await?;
+    answer(decision, status)
 }
 
 /// The answer to a decided request: `status` and the receipt (the same one again for a request
@@ -249,7 +278,9 @@ fn parse_cursor(text: &str) -> Option<StatementCursor> {
         created_at: parts.next()?.parse().ok()?,
         source: parts.next()?.parse().ok().filter(|s| (0..=1).contains(s))?,
         number: parts.next()?.parse().ok()?,
-        text: parts.next()?.to_owned(),
+        text: Some(parts.next()?)
+            .filter(|text| !text.chars().any(char::is_control))?
+            .to_owned(),
     })
 }
 
@@ -284,9 +315,8 @@ async fn debit(
         reference: asked.reference,
         metadata: asked.metadata,
     };
-    let key = idempotency(&headers, &caller, "POST /v1/debits", &body, true)?;
-    let decision = state.ledger.operate(Request { operation, key }).await?;
-    answer(decision, StatusCode::CREATED)
+    let key = idempotency(&headers, &caller, "POST /v1/debits", &body)?;
+    keyed(&state, operation, key, StatusCode::CREATED).await
 }
 
 #[utoipa::path(
@@ -316,16 +346,15 @@ async fn credit(
         amount: asked.amount,
         reason: asked.reason,
     };
-    let key = idempotency(&headers, &caller, "POST /v1/credits", &body, true)?;
-    let decision = state.ledger.operate(Request { operation, key }).await?;
-    answer(decision, StatusCode::CREATED)
+    let key = idempotency(&headers, &caller, "POST /v1/credits", &body)?;
+    keyed(&state, operation, key, StatusCode::CREATED).await
 }
 
 #[utoipa::path(
     post,
     path = "/v1/holds",
     tag = "money",
-    params(("Idempotency-Key" = Option<String>, Header, description = "Optional: a unique key per hold")),
+    params(("Idempotency-Key" = String, Header, description = "A unique key per hold, sent again on retries")),
     request_body(content = inline(HoldRequest), description = "What to reserve, and for how long"),
     responses(
         (status = 201, description = "Reserved", body = HoldView),
@@ -350,75 +379,84 @@ async fn hold(
         reason: asked.reason,
         reference: asked.reference,
         expires_at: now_ms() + asked.expires_in * 1000,
+        owner: caller.id,
     };
-    let key = idempotency(&headers, &caller, "POST /v1/holds", &body, false)?;
-    let decision = state.ledger.operate(Request { operation, key }).await?;
-    answer(decision, StatusCode::CREATED)
+    let key = idempotency(&headers, &caller, "POST /v1/holds", &body)?;
+    keyed(&state, operation, key, StatusCode::CREATED).await
 }
 
 #[utoipa::path(
     post,
     path = "/v1/holds/{hold_id}/capture",
     tag = "money",
-    params(("hold_id" = String, Path, description = "The hold")),
+    params(
+        ("hold_id" = String, Path, description = "The hold"),
+        ("Idempotency-Key" = String, Header, description = "A unique key per capture, sent again on retries")
+    ),
     request_body(content = inline(CaptureRequest), description = "How much of the hold to spend (all when absent)"),
     responses(
         (status = 200, description = "Captured: the amount debited, the rest released (the same answer again for the same capture)", body = HoldView),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, description = "The hold was voided or expired, or the amount exceeds it", body = ErrorBody)
+        (status = 403, description = "The key lacks the spend scope, or another key made the hold (`hold_of_another_key`)", body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "The hold was voided or expired, the amount exceeds it, or a refund took back what it reserved (`insufficient_funds`)", body = ErrorBody),
+        (status = 422, description = "The key was used for another request", body = ErrorBody)
     )
 )]
 async fn capture(
     caller: ServiceKey,
     State(state): State<AppState>,
     Path(hold_id): Path<String>,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     caller.require(Scope::Spend)?;
+    let hold_id = self::hold_id(hold_id)?;
     let asked = CaptureRequest::read(&body)?;
+    let endpoint = format!("POST /v1/holds/{hold_id}/capture");
+    let key = idempotency(&headers, &caller, &endpoint, &body)?;
     let operation = Operation::Capture {
         hold_id,
         amount: asked.amount,
+        by: caller.id,
     };
-    let decision = state
-        .ledger
-        .operate(Request {
-            operation,
-            key: None,
-        })
-        .await?;
-    answer(decision, StatusCode::OK)
+    keyed(&state, operation, key, StatusCode::OK).await
 }
 
 #[utoipa::path(
     post,
     path = "/v1/holds/{hold_id}/void",
     tag = "money",
-    params(("hold_id" = String, Path, description = "The hold")),
+    params(
+        ("hold_id" = String, Path, description = "The hold"),
+        ("Idempotency-Key" = String, Header, description = "A unique key per void, sent again on retries")
+    ),
     responses(
         (status = 200, description = "Released (the same answer again for a voided hold)", body = HoldView),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, description = "The key lacks the spend scope, or another key made the hold (`hold_of_another_key`)", body = ErrorBody),
         (status = 404, body = ErrorBody),
-        (status = 409, description = "The hold was captured or expired", body = ErrorBody)
+        (status = 409, description = "The hold was captured or expired", body = ErrorBody),
+        (status = 422, description = "The key was used for another request", body = ErrorBody)
     )
 )]
 async fn void(
     caller: ServiceKey,
     State(state): State<AppState>,
     Path(hold_id): Path<String>,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     caller.require(Scope::Spend)?;
+    let hold_id = self::hold_id(hold_id)?;
     body.only(&[])?;
-    let decision = state
-        .ledger
-        .operate(Request {
-            operation: Operation::Void { hold_id },
-            key: None,
-        })
-        .await?;
-    answer(decision, StatusCode::OK)
+    let endpoint = format!("POST /v1/holds/{hold_id}/void");
+    let key = idempotency(&headers, &caller, &endpoint, &body)?;
+    let operation = Operation::Void {
+        hold_id,
+        by: caller.id,
+    };
+    keyed(&state, operation, key, StatusCode::OK).await
 }
 
 // The request bodies, read field by field (to name the field at fault) into these types,
@@ -530,5 +568,8 @@ mod tests {
         assert_eq!(parse_cursor(&write_cursor(&cursor)), Some(cursor));
         assert_eq!(parse_cursor("zz"), None);
         assert_eq!(parse_cursor(&hex::encode("1.7.0.x")), None);
+        assert_eq!(parse_cursor(&hex::encode("1.0.0.a\0b")), None);
+        assert_eq!(hold_id("a\0b".into()).unwrap_err().status, 404);
+        assert_eq!(hold_id("hold_ab".into()).unwrap(), "hold_ab");
     }
 }

@@ -35,17 +35,32 @@ fn public_v4(ip: Ipv4Addr) -> bool {
         || a >= 240) // reserved
 }
 
+/// IPv6 ranges that are not the public internet: every entry of IANA's IPv6 Special-Purpose
+/// Address Registry that is not globally reachable (2001::/23 whole, though a few of its blocks
+/// are), with the deprecated IPv4-compatible and site-local ranges and 6to4, whose addresses
+/// can lead into IPv4 private space. (A table, not a crate: std's `is_global` is unstable, and
+/// the crates that carry one are whole network stacks.) Prefix and length.
+const NOT_PUBLIC_V6: [(u128, u32); 13] = [
+    (0, 96),                      // ::/96 IPv4-compatible, with :: and ::1
+    (0xffff_u128 << 48, 96),      // ::ffff:0:0:0/96 IPv4-translated
+    (0x0064_ff9b_u128 << 96, 32), // 64:ff9b::/96 NAT64 and 64:ff9b:1::/48 local NAT64
+    (0x0100_u128 << 112, 64),     // 100::/64 discard-only
+    (0x2001_u128 << 112, 23),     // 2001::/23 IETF protocol assignments
+    (0x2001_0db8_u128 << 96, 32), // 2001:db8::/32 documentation
+    (0x2002_u128 << 112, 16),     // 2002::/16 6to4
+    (0x3fff_u128 << 112, 20),     // 3fff::/20 documentation
+    (0x5f00_u128 << 112, 16),     // 5f00::/16 segment routing
+    (0xfc00_u128 << 112, 7),      // fc00::/7 unique local
+    (0xfe80_u128 << 112, 10),     // fe80::/10 link-local
+    (0xfec0_u128 << 112, 10),     // fec0::/10 site-local (deprecated)
+    (0xff00_u128 << 112, 8),      // ff00::/8 multicast
+];
+
 fn public_v6(ip: Ipv6Addr) -> bool {
-    let first = ip.segments()[0];
-    !(ip.is_loopback()
-        || ip.is_unspecified()
-        || ip.is_multicast()
-        || (first & 0xfe00) == 0xfc00 // unique local
-        || (first & 0xffc0) == 0xfe80 // link-local
-        || (first & 0xffc0) == 0xfec0 // site-local (deprecated)
-        || first == 0x2001 && ip.segments()[1] == 0x0db8 // documentation
-        || first == 0x0064 && ip.segments()[1] == 0xff9b // NAT64, may reach IPv4 private space
-        || first == 0x2002) // 6to4, likewise
+    let bits = u128::from(ip);
+    !NOT_PUBLIC_V6
+        .iter()
+        .any(|(prefix, length)| (bits ^ prefix).checked_shr(128 - length).unwrap_or(0) == 0)
 }
 
 /// Checks an endpoint URL as typed: `https://` (plain `http://` only where private addresses
@@ -148,13 +163,36 @@ mod tests {
             "::ffff:127.0.0.1",
             "::ffff:10.0.0.1",
             "64:ff9b::a00:1",
+            "::127.0.0.1",
+            "::ffff:0:127.0.0.1",
+            "::10.0.0.1",
+            "64:ff9b:1::a00:1",
+            "100::1",
+            "2001::1",
+            "2001:1ff::1",
+            "2001:db8::1",
+            "2002:7f00:1::1",
+            "fc00::1",
+            "fdff:ffff::1",
+            "febf::1",
+            "ff02::1",
+            "ff0e::1",
+            "3fff::1",
         ] {
             assert!(
                 !is_public(text.parse().unwrap()),
                 "{text} counted as public"
             );
         }
-        for text in ["1.1.1.1", "149.154.167.220", "2001:4860:4860::8888"] {
+        for text in [
+            "1.1.1.1",
+            "149.154.167.220",
+            "2001:4860:4860::8888",
+            "2001:200::1",
+            "2a00:1450:4001::200e",
+            "::ffff:1.1.1.1",
+            "2600::1",
+        ] {
             assert!(
                 is_public(text.parse().unwrap()),
                 "{text} counted as private"
@@ -176,11 +214,16 @@ mod tests {
                 .unwrap_err()
                 .contains("private")
         );
-        assert!(
-            check_url("https://[::1]/", false)
-                .unwrap_err()
-                .contains("private")
-        );
+        for form in [
+            "https://[::1]/",
+            "https://[::127.0.0.1]/",
+            "https://[::ffff:0:127.0.0.1]/",
+        ] {
+            assert!(
+                check_url(form, false).unwrap_err().contains("private"),
+                "{form}"
+            );
+        }
         assert!(check_url("https://user:pw@example.com/", false).is_err());
         assert!(check_url("ftp://example.com/", true).is_err());
         assert!(check_url("not a url", true).is_err());

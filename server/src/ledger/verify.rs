@@ -101,7 +101,7 @@ pub fn judge(audit: &Audit) -> Report {
         "Stars of credited purchases kept: {} (payments table: {})",
         kept, audit.credited_stars
     ));
-    if kept != audit.credited_stars {
+    if kept != i128::from(audit.credited_stars) {
         discrepancies.push(format!(
             "Stars received minus Stars refunded is {}, but credited payments hold {}",
             kept, audit.credited_stars

@@ -769,6 +769,62 @@ impl Store {
         Ok(query.execute(&self.pool).await?.rows_affected())
     }
 
+    /// Deletes up to `limit` events written before `before` (Unix ms) that no endpoint needs
+    /// any more — every endpoint that takes its type is past it, and no replay of it waits —
+    /// with their given-up rows; never the newest event (SQLite numbers the next event after
+    /// the largest seq left, and a seq below an endpoint's position must never come again).
+    /// Returns how many were deleted.
+    pub async fn prune_events(&self, before: i64, limit: i64, now: i64) -> StoreResult<u64> {
+        let mut tx = self.write().await?;
+        let pruned: Vec<i64> = sqlx::query(&format!(
+            "DELETE FROM events WHERE seq IN (
+                 SELECT ev.seq FROM events ev
+                 WHERE ev.created_at < $1
+                   AND ev.seq < (SELECT MAX(seq) FROM events)
+                   AND NOT EXISTS (SELECT 1 FROM endpoints e WHERE {IN_STREAM})
+                   AND NOT EXISTS (SELECT 1 FROM deliveries d
+                                   WHERE d.event_seq = ev.seq AND d.status = 'pending')
+                 ORDER BY ev.seq LIMIT $2)
+             RETURNING seq"
+        ))
+        .bind(before)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|row| row.try_get(0))
+        .collect::<Result<_, _>>()?;
+        if pruned.is_empty() {
+            return Ok(0);
+        }
+        sqlx::query(&format!(
+            "DELETE FROM deliveries WHERE {}",
+            in_json_ids(self.engine, "event_seq", 1)
+        ))
+        .bind(to_json(&pruned)?)
+        .execute(&mut *tx)
+        .await?;
+        let count = i64::try_from(pruned.len()).unwrap_or(i64::MAX);
+        sqlx::query("UPDATE events_pruned SET pruned = pruned + $1, last_at = $2 WHERE id = 1")
+            .bind(count)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(u64::try_from(pruned.len()).unwrap_or(u64::MAX))
+    }
+
+    /// How many events were pruned so far, and when last (Unix ms).
+    pub async fn events_pruned(&self) -> StoreResult<(i64, Option<i64>)> {
+        let row = sqlx::query("SELECT pruned, last_at FROM events_pruned WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(row) => (row.try_get(0)?, row.try_get(1)?),
+            None => (0, None),
+        })
+    }
+
     /// Whether an event with this id was written.
     pub async fn event_exists(&self, id: &str) -> StoreResult<bool> {
         Ok(sqlx::query("SELECT 1 FROM events WHERE id = $1")

@@ -44,6 +44,7 @@ use std::time::Duration;
 
 use sqlx::{Any, AnyPool, Transaction};
 
+pub use writer::Faults;
 use writer::{Counters, Writer};
 
 pub use api_keys::ApiKeyRecord;
@@ -71,7 +72,7 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("database holds an unexpected value: {0}")]
     Corrupt(String),
-    #[error("payment writer: {0}")]
+    #[error("writer: {0}")]
     Writer(String),
 }
 
@@ -90,8 +91,9 @@ pub struct Store {
     /// The group-commit writer that applies `successful_payment`s, and its counts.
     payments: Writer<payments::Payments>,
     payment_counters: Counters,
-    /// The group-commit writer of the service API's requests.
+    /// The group-commit writer of the service API's requests, and its counts.
     operations: Writer<operations::Operations>,
+    operation_counters: Counters,
 }
 
 impl Store {
@@ -114,11 +116,12 @@ impl Store {
             payments::Payments,
             payment_counters.clone(),
         );
+        let operation_counters = Counters::default();
         let operations = Writer::start(
             pool.clone(),
             engine,
             operations::Operations,
-            Counters::default(),
+            operation_counters.clone(),
         );
         Ok(Self {
             pool,
@@ -126,6 +129,7 @@ impl Store {
             payments,
             payment_counters,
             operations,
+            operation_counters,
         })
     }
 
@@ -145,6 +149,30 @@ impl Store {
     /// How many shared payment transactions failed and were retried one payment at a time.
     pub fn payment_batches_split(&self) -> u64 {
         self.payment_counters.splits.load(Ordering::Relaxed)
+    }
+
+    /// How many attempts of the payment and operation writers panicked (and were rolled back).
+    pub fn writer_panics(&self) -> u64 {
+        [&self.payment_counters, &self.operation_counters]
+            .iter()
+            .map(|counters| counters.panics.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Whether both writers run: while one is down its money stands still, so `/readyz` says so.
+    pub fn writers_running(&self) -> bool {
+        [&self.payment_counters, &self.operation_counters]
+            .iter()
+            .all(|counters| counters.running.load(Ordering::SeqCst))
+    }
+
+    /// Faults for tests to inject into the payment and the operation writer.
+    #[doc(hidden)]
+    pub fn writer_faults(&self) -> (Faults, Faults) {
+        (
+            self.payment_counters.faults.clone(),
+            self.operation_counters.faults.clone(),
+        )
     }
 
     pub fn engine(&self) -> Engine {

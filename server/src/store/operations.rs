@@ -220,7 +220,7 @@ async fn apply_operations_in(
     if !hold_ids.is_empty() {
         let sql = format!(
             "SELECT id, user_id, amount, status, captured, reason, external_reference,
-                 created_at, expires_at
+                 created_at, expires_at, api_key_id
              FROM holds WHERE {} ORDER BY id{lock}",
             in_json_texts(engine, "id", 1)
         );
@@ -241,6 +241,7 @@ async fn apply_operations_in(
                 reference: row.try_get("external_reference")?,
                 created_at: row.try_get("created_at")?,
                 expires_at: row.try_get("expires_at")?,
+                owner: row.try_get("api_key_id")?,
             };
             books.holds.insert(hold.id.clone(), hold);
         }
@@ -364,9 +365,9 @@ async fn apply_operations_in(
     if !opened.is_empty() {
         let sql = format!(
             "INSERT INTO holds (id, user_id, amount, status, reason, external_reference,
-                 created_at, expires_at)
+                 created_at, expires_at, api_key_id)
              SELECT id, user_id, amount, 'active', reason, external_reference, created_at,
-                 expires_at FROM {}",
+                 expires_at, api_key_id FROM {}",
             json_rows(
                 engine,
                 1,
@@ -378,6 +379,7 @@ async fn apply_operations_in(
                     ("external_reference", "text"),
                     ("created_at", "bigint"),
                     ("expires_at", "bigint"),
+                    ("api_key_id", "bigint"),
                 ]
             )
         );
@@ -483,6 +485,7 @@ struct HoldRow {
     external_reference: Option<String>,
     created_at: i64,
     expires_at: i64,
+    api_key_id: Option<i64>,
 }
 
 impl HoldRow {
@@ -495,6 +498,7 @@ impl HoldRow {
             external_reference: hold.reference.clone(),
             created_at: now,
             expires_at: hold.expires_at,
+            api_key_id: hold.owner,
         }
     }
 }

@@ -162,6 +162,8 @@ impl Store {
                         reference: row.try_get("external_reference")?,
                         created_at,
                         expires_at: row.try_get("expires_at")?,
+                        // Not read: a statement shows the buyer's side, not the service's.
+                        owner: None,
                     }));
                 }
                 let amount: i64 = row.try_get("amount")?;

@@ -108,12 +108,13 @@ struct TransferRow<'a> {
     created_at: i64,
 }
 
-/// Totals of the books by kind: transfers, NDN and Stars.
+/// Totals of the books by kind: transfers, NDN and Stars. Sums are `i128`: every balance fits
+/// an `i64`, but a sum over many need not (the audit must never overflow while it counts).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TransferTotals {
     pub count: i64,
-    pub ndn: i64,
-    pub stars: i64,
+    pub ndn: i128,
+    pub stars: i128,
 }
 
 /// Everything `server ledger verify` checks, read in one snapshot.
@@ -122,15 +123,15 @@ pub struct Audit {
     pub transfers: i64,
     pub totals: BTreeMap<&'static str, TransferTotals>,
     /// Balances of the system accounts, from their transfers.
-    pub system: Vec<(Account, i64)>,
+    pub system: Vec<(Account, i128)>,
     /// The sum of every buyer's cached balance.
-    pub cached_buyers: i64,
+    pub cached_buyers: i128,
     /// Buyers whose cached balance differs from their transfers: (id, cached, from transfers).
-    pub cached_mismatches: Vec<(i64, i64, i64)>,
+    pub cached_mismatches: Vec<(i64, i64, i128)>,
     /// Transfers naming an account that is neither a buyer nor a system account.
     pub unknown_accounts: Vec<i64>,
     /// Transfers that left a buyer below zero without being a refund: (transfer id, buyer, after).
-    pub overdrafts: Vec<(i64, i64, i64)>,
+    pub overdrafts: Vec<(i64, i64, i128)>,
     /// Payments whose transfers do not match their status: (charge id, what is wrong).
     pub charge_mismatches: Vec<(String, String)>,
     /// Stars of the payments the books hold as credited.
@@ -156,7 +157,7 @@ impl Store {
         let mut audit = Audit::default();
 
         // Every transfer in order: per-account balances, totals, overdrafts.
-        let mut balances: HashMap<i64, i64> = HashMap::new();
+        let mut balances: HashMap<i64, i128> = HashMap::new();
         {
             let mut rows = sqlx::query(
                 "SELECT id, debit_account, credit_account, amount, kind, stars FROM transfers
@@ -174,17 +175,17 @@ impl Store {
                 audit.transfers += 1;
                 let totals = audit.totals.entry(kind.as_str()).or_default();
                 totals.count += 1;
-                totals.ndn += amount;
-                totals.stars += row.try_get::<i64, _>(5)?;
+                totals.ndn += i128::from(amount);
+                totals.stars += i128::from(row.try_get::<i64, _>(5)?);
                 for account in [debit, credit] {
                     if Account::from_id(account).is_none() && audit.unknown_accounts.len() < LISTED
                     {
                         audit.unknown_accounts.push(account);
                     }
                 }
-                *balances.entry(credit).or_default() += amount;
+                *balances.entry(credit).or_default() += i128::from(amount);
                 let after = balances.entry(debit).or_default();
-                *after -= amount;
+                *after -= i128::from(amount);
                 if debit > 0 && *after < 0 && kind != TransferKind::Refund {
                     audit.overdrafts.push((id, debit, *after));
                     audit.overdrafts.truncate(LISTED);
@@ -201,9 +202,9 @@ impl Store {
             let mut rows = sqlx::query("SELECT id, balance FROM users").fetch(&mut *tx);
             while let Some(row) = rows.try_next().await? {
                 let (id, cached): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
-                audit.cached_buyers += cached;
+                audit.cached_buyers += i128::from(cached);
                 let derived = balances.remove(&id).unwrap_or(0);
-                if cached != derived && audit.cached_mismatches.len() < LISTED {
+                if i128::from(cached) != derived && audit.cached_mismatches.len() < LISTED {
                     audit.cached_mismatches.push((id, cached, derived));
                 }
             }

@@ -1,11 +1,15 @@
 //! Group commit: one writer task takes every job waiting (up to a batch), applies them in one
 //! transaction — one fsync for many — and answers each only after that transaction committed.
 //! If the shared transaction fails, each of its jobs is tried alone, so only a job that fails by
-//! itself gets the error.
+//! itself gets the error. A panic in a batch's code counts as such a failure (its transaction
+//! was never committed): the writer goes on, and only a job that panics alone answers an error.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
+
+use futures::FutureExt;
 
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, Connection, Transaction};
@@ -71,16 +75,50 @@ impl<B: Batch> Clone for Writer<B> {
     }
 }
 
-/// How many transactions a writer committed, and how many shared ones failed and were split.
+/// How many transactions a writer committed, how many shared ones failed and were split, how
+/// many attempts panicked, and whether the writer runs.
 #[derive(Clone, Default)]
 pub(super) struct Counters {
     pub commits: Arc<AtomicU64>,
     pub splits: Arc<AtomicU64>,
+    pub panics: Arc<AtomicU64>,
+    pub running: Arc<AtomicBool>,
+    pub faults: Faults,
+}
+
+/// Faults a test injects into a writer, to see that the money path survives them; the server
+/// itself never sets them.
+#[derive(Clone, Default)]
+pub struct Faults {
+    /// The next this many attempts panic inside their transaction (as a bug in a batch would).
+    pub panics: Arc<AtomicU32>,
+    /// The writer's task panics outside any batch and ends (as a bug in the writer would).
+    pub crash: Arc<AtomicBool>,
+}
+
+impl Faults {
+    fn take_panic(&self) -> bool {
+        self.panics
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                left.checked_sub(1)
+            })
+            .is_ok()
+    }
+}
+
+/// Marks the writer stopped when its task ends, however it ends (a panic unwinds through it).
+struct Running(Arc<AtomicBool>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
 }
 
 impl<B: Batch> Writer<B> {
     pub(super) fn start(pool: AnyPool, engine: Engine, batch: B, counters: Counters) -> Self {
         let (jobs, queue) = mpsc::channel(4 * MAX_BATCH);
+        counters.running.store(true, Ordering::SeqCst);
         tokio::spawn(write(pool, engine, batch, queue, counters));
         Self { jobs }
     }
@@ -101,6 +139,7 @@ async fn write<B: Batch>(
     mut queue: mpsc::Receiver<Envelope<B>>,
     counters: Counters,
 ) {
+    let _running = Running(counters.running.clone());
     // One connection for a run of batches: SQLite keeps its page cache across them (a cache is
     // dropped whenever another connection wrote), and no batch waits on the pool. Given back
     // after a short idle spell, or once it failed.
@@ -128,6 +167,9 @@ async fn write<B: Batch>(
                 Err(_) => break,
             }
         }
+        if counters.faults.crash.swap(false, Ordering::SeqCst) {
+            panic!("the {} writer crashed (an injected fault)", B::NAME);
+        }
         batch.sort_by(|(a, _), (b, _)| B::lock_order(a, b));
         let (jobs, replies): (Vec<B::Job>, Vec<_>) = batch.into_iter().unzip();
         let mut conn = match connection.take() {
@@ -143,12 +185,12 @@ async fn write<B: Batch>(
                 }
             },
         };
-        let mut result = commit(&batch_kind, &mut conn, engine, &jobs, 0).await;
+        let mut result = commit(&batch_kind, &mut conn, engine, &jobs, 0, &counters).await;
         if let Err(error) = &result
             && B::retry(error)
         {
             result = match pool.acquire().await {
-                Ok(mut fresh) => commit(&batch_kind, &mut fresh, engine, &jobs, 1).await,
+                Ok(mut fresh) => commit(&batch_kind, &mut fresh, engine, &jobs, 1, &counters).await,
                 Err(error) => Err(error.into()),
             };
         }
@@ -156,6 +198,9 @@ async fn write<B: Batch>(
             // Kept for the next batch; after a failure (the connection may be what broke)
             // the next batch starts on a fresh one.
             connection = Some(conn);
+        } else {
+            // A panic may have left it inside a transaction: closed, not given back.
+            drop(conn.detach());
         }
         match result {
             Ok(outcomes) => {
@@ -175,8 +220,13 @@ async fn write<B: Batch>(
                 for (job, reply) in jobs.iter().zip(replies) {
                     let alone = match pool.acquire().await {
                         Ok(mut conn) => {
-                            commit(&batch_kind, &mut conn, engine, std::slice::from_ref(job), 1)
-                                .await
+                            let job = std::slice::from_ref(job);
+                            let alone =
+                                commit(&batch_kind, &mut conn, engine, job, 1, &counters).await;
+                            if alone.is_err() {
+                                drop(conn.detach());
+                            }
+                            alone
                         }
                         Err(error) => Err(error.into()),
                     };
@@ -195,18 +245,40 @@ async fn write<B: Batch>(
     }
 }
 
+/// One attempt at `jobs` in a transaction of their own. A panic inside it (a bug, or an
+/// arithmetic overflow in a debug build) is this attempt's error, counted and logged, and never
+/// ends the writer: every later batch would wait for it forever.
 async fn commit<B: Batch>(
     batch_kind: &B,
     conn: &mut AnyConnection,
     engine: Engine,
     jobs: &[B::Job],
     attempt: u32,
+    counters: &Counters,
 ) -> StoreResult<Vec<B::Outcome>> {
-    let now = now_ms();
-    let mut tx = conn.begin_with(begin_write(engine)).await?;
-    let outcomes = batch_kind
-        .apply(&mut tx, engine, jobs, now, attempt)
-        .await?;
-    tx.commit().await?;
-    Ok(outcomes)
+    let transaction = async {
+        let now = now_ms();
+        let mut tx = conn.begin_with(begin_write(engine)).await?;
+        let outcomes = batch_kind
+            .apply(&mut tx, engine, jobs, now, attempt)
+            .await?;
+        if counters.faults.take_panic() {
+            panic!("an injected fault in a {} batch", B::NAME);
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    };
+    match AssertUnwindSafe(transaction).catch_unwind().await {
+        Ok(result) => result,
+        Err(panic) => {
+            counters.panics.fetch_add(1, Ordering::Relaxed);
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|text| (*text).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(%message, size = jobs.len(), "a {} batch panicked; rolled back", B::NAME);
+            Err(StoreError::Writer(format!("a {} batch failed", B::NAME)))
+        }
+    }
 }

@@ -20,9 +20,11 @@ pub struct Funds {
 }
 
 impl Funds {
-    /// What may still be spent or held.
+    /// What may still be spent or held: the balance less what holds reserve. Negative once a
+    /// refund took back NDN that a hold had reserved (holds stay; see `decide`). The same
+    /// figure the account answers and every refusal reports.
     pub fn available(self) -> i64 {
-        self.balance - self.held
+        self.balance.saturating_sub(self.held)
     }
 }
 
@@ -70,6 +72,10 @@ pub struct Hold {
     /// Unix milliseconds.
     pub created_at: i64,
     pub expires_at: i64,
+    /// The API key that made it, the only one that may capture or void it (`None`: made
+    /// before holds had owners, so any key with the spend scope may).
+    #[serde(default)]
+    pub owner: Option<i64>,
 }
 
 /// What a service asks for. Ids are chosen by the caller before the request is decided (and
@@ -98,14 +104,19 @@ pub enum Operation {
         reason: Option<String>,
         reference: Option<String>,
         expires_at: i64,
+        /// The API key asking: the hold's owner.
+        owner: i64,
     },
     /// Spend `amount` of the hold (all of it when `None`); the rest is released.
     Capture {
         hold_id: String,
         amount: Option<i64>,
+        /// The API key asking.
+        by: i64,
     },
     Void {
         hold_id: String,
+        by: i64,
     },
     /// Release a hold whose time ran out (the expiry worker's request).
     Expire {
@@ -126,9 +137,9 @@ impl Operation {
 
     pub fn hold_id(&self) -> Option<&str> {
         match self {
-            Self::Capture { hold_id, .. } | Self::Void { hold_id } | Self::Expire { hold_id } => {
-                Some(hold_id)
-            }
+            Self::Capture { hold_id, .. }
+            | Self::Void { hold_id, .. }
+            | Self::Expire { hold_id } => Some(hold_id),
             _ => None,
         }
     }
@@ -231,6 +242,10 @@ pub enum Refusal {
     CaptureExceedsHold {
         held: i64,
     },
+    /// A capture or void by a key other than the one that made the hold.
+    HoldOfAnotherKey,
+    /// The change would take a balance past what the books can count (2^63 - 1).
+    BalanceLimit,
 }
 
 impl Refusal {
@@ -247,6 +262,8 @@ impl Refusal {
             Self::CaptureExceedsHold { held } => {
                 format!("the capture exceeds the hold ({held} NDN)")
             }
+            Self::HoldOfAnotherKey => "the hold was made with another key".into(),
+            Self::BalanceLimit => "the balance would pass the largest the books can count".into(),
         }
     }
 }
@@ -335,7 +352,10 @@ fn decide_one(
                     available: account.available(),
                 });
             }
-            account.balance -= amount;
+            let Some(balance) = account.balance.checked_sub(*amount) else {
+                return Decision::Refused(Refusal::BalanceLimit);
+            };
+            account.balance = balance;
             let transfer = Transfer {
                 from: Account::Buyer(*user_id),
                 to: Account::Spent,
@@ -375,7 +395,10 @@ fn decide_one(
             let Some(account) = funds.get_mut(user_id) else {
                 return Decision::Refused(Refusal::UnknownAccount);
             };
-            account.balance += amount;
+            let Some(balance) = account.balance.checked_add(*amount) else {
+                return Decision::Refused(Refusal::BalanceLimit);
+            };
+            account.balance = balance;
             let transfer = Transfer {
                 from: Account::Grants,
                 to: Account::Buyer(*user_id),
@@ -409,6 +432,7 @@ fn decide_one(
             reason,
             reference,
             expires_at,
+            owner,
         } => {
             let Some(account) = funds.get_mut(user_id) else {
                 return Decision::Refused(Refusal::UnknownAccount);
@@ -418,7 +442,10 @@ fn decide_one(
                     available: account.available(),
                 });
             }
-            account.held += amount;
+            let Some(held) = account.held.checked_add(*amount) else {
+                return Decision::Refused(Refusal::BalanceLimit);
+            };
+            account.held = held;
             let hold = Hold {
                 id: id.clone(),
                 user_id: *user_id,
@@ -429,6 +456,7 @@ fn decide_one(
                 reference: reference.clone(),
                 created_at: now,
                 expires_at: *expires_at,
+                owner: Some(*owner),
             };
             holds.insert(id.clone(), hold.clone());
             Decision::Applied(Box::new(Change {
@@ -442,10 +470,17 @@ fn decide_one(
                 },
             }))
         }
-        Operation::Capture { hold_id, amount } => {
+        Operation::Capture {
+            hold_id,
+            amount,
+            by,
+        } => {
             let Some(hold) = holds.get_mut(hold_id) else {
                 return Decision::Refused(Refusal::UnknownHold);
             };
+            if hold.owner.is_some_and(|owner| owner != *by) {
+                return Decision::Refused(Refusal::HoldOfAnotherKey);
+            }
             let Some(account) = funds.get_mut(&hold.user_id) else {
                 return Decision::Refused(Refusal::UnknownAccount);
             };
@@ -469,14 +504,20 @@ fn decide_one(
             if wanted > hold.amount {
                 return Decision::Refused(Refusal::CaptureExceedsHold { held: hold.amount });
             }
-            // Reserved NDN can still have been taken back by a refund since: never overdraw.
-            if account.balance < wanted {
+            // A capture spends what its hold reserved, and must leave available at zero or
+            // above. A refund may have taken back reserved NDN since (available < 0): then
+            // only as much as is still covered can be captured, and the refusal reports
+            // available as the account does.
+            let after = Funds {
+                balance: account.balance.saturating_sub(wanted),
+                held: account.held.saturating_sub(hold.amount),
+            };
+            if after.available() < 0 {
                 return Decision::Refused(Refusal::InsufficientFunds {
-                    available: account.balance,
+                    available: account.available(),
                 });
             }
-            account.balance -= wanted;
-            account.held -= hold.amount;
+            *account = after;
             hold.status = HoldStatus::Captured;
             hold.captured = Some(wanted);
             let transfer = Transfer {
@@ -501,7 +542,7 @@ fn decide_one(
                 },
             }))
         }
-        Operation::Void { hold_id } | Operation::Expire { hold_id } => {
+        Operation::Void { hold_id, .. } | Operation::Expire { hold_id } => {
             let expiring = matches!(operation, Operation::Expire { .. });
             let Some(hold) = holds.get_mut(hold_id) else {
                 return if expiring {
@@ -510,6 +551,11 @@ fn decide_one(
                     Decision::Refused(Refusal::UnknownHold)
                 };
             };
+            if let Operation::Void { by, .. } = operation
+                && hold.owner.is_some_and(|owner| owner != *by)
+            {
+                return Decision::Refused(Refusal::HoldOfAnotherKey);
+            }
             let Some(account) = funds.get_mut(&hold.user_id) else {
                 return Decision::Refused(Refusal::UnknownAccount);
             };
@@ -530,7 +576,7 @@ fn decide_one(
                     status => return Decision::Refused(Refusal::HoldClosed { status }),
                 }
             };
-            account.held -= hold.amount;
+            account.held = account.held.saturating_sub(hold.amount);
             hold.status = status;
             Decision::Applied(Box::new(Change {
                 transfer: None,
@@ -591,8 +637,25 @@ mod tests {
                 reason: Some("match entry".into()),
                 reference: None,
                 expires_at,
+                owner: 1,
             },
             key: None,
+        }
+    }
+
+    /// Hold `h1` of buyer 7: 100 NDN, active until just after `NOW`.
+    fn active_hold(owner: Option<i64>) -> Hold {
+        Hold {
+            id: "h1".into(),
+            user_id: 7,
+            amount: 100,
+            status: HoldStatus::Active,
+            captured: None,
+            reason: None,
+            reference: None,
+            created_at: 0,
+            expires_at: NOW + 1,
+            owner,
         }
     }
 
@@ -677,10 +740,12 @@ mod tests {
                 plain(Operation::Capture {
                     hold_id: "h1".into(),
                     amount: Some(120),
+                    by: 1,
                 }),
                 plain(Operation::Capture {
                     hold_id: "h1".into(),
                     amount: Some(120),
+                    by: 1,
                 }),
                 debit("d2", 380),
             ],
@@ -733,6 +798,7 @@ mod tests {
                     reference: None,
                     created_at: 0,
                     expires_at,
+                    owner: Some(1),
                 },
             );
             books
@@ -740,9 +806,11 @@ mod tests {
         let capture = plain(Operation::Capture {
             hold_id: "h".into(),
             amount: None,
+            by: 1,
         });
         let void = plain(Operation::Void {
             hold_id: "h".into(),
+            by: 1,
         });
         let decisions = decide(
             &[void.clone(), void.clone(), capture.clone()],
@@ -808,6 +876,7 @@ mod tests {
             &[plain(Operation::Capture {
                 hold_id: "h".into(),
                 amount: Some(101),
+                by: 1,
             })],
             &with_hold(HoldStatus::Active, NOW + 1),
             NOW,
@@ -815,6 +884,112 @@ mod tests {
         assert_eq!(
             decisions[0],
             Decision::Refused(Refusal::CaptureExceedsHold { held: 100 })
+        );
+    }
+
+    #[test]
+    fn only_the_key_that_made_a_hold_settles_it() {
+        let by = |key: i64| {
+            [
+                plain(Operation::Capture {
+                    hold_id: "h1".into(),
+                    amount: None,
+                    by: key,
+                }),
+                plain(Operation::Void {
+                    hold_id: "h1".into(),
+                    by: key,
+                }),
+            ]
+        };
+        let mut requests = vec![hold("h1", 100, NOW + 60_000)];
+        requests.extend(by(2));
+        requests.extend(by(1));
+        let decisions = decide(&requests, &books(500, 0), NOW);
+        assert_eq!(decisions[1], Decision::Refused(Refusal::HoldOfAnotherKey));
+        assert_eq!(decisions[2], Decision::Refused(Refusal::HoldOfAnotherKey));
+        assert_eq!(
+            funds_after(&decisions[3]).balance,
+            400,
+            "its own key captures"
+        );
+        // A hold made before holds had owners: any key.
+        let mut earlier = books(500, 100);
+        earlier.holds.insert("h1".into(), active_hold(None));
+        assert!(matches!(
+            decide(&by(2)[..1], &earlier, NOW)[0],
+            Decision::Applied(_)
+        ));
+    }
+
+    #[test]
+    fn after_a_clawback_a_capture_reports_available_as_the_account_does() {
+        // 100 NDN, all held; a refund then took the 100 back: balance 0, available -100.
+        let mut clawed = books(0, 100);
+        clawed.holds.insert("h1".into(), active_hold(Some(1)));
+        assert_eq!(clawed.funds[&7].available(), -100);
+        let capture = |amount| {
+            plain(Operation::Capture {
+                hold_id: "h1".into(),
+                amount,
+                by: 1,
+            })
+        };
+        let decisions = decide(&[capture(None), capture(Some(1))], &clawed, NOW);
+        for decision in &decisions {
+            assert_eq!(
+                *decision,
+                Decision::Refused(Refusal::InsufficientFunds { available: -100 })
+            );
+        }
+        // Half clawed back: what the hold still covers can be captured, no more.
+        let mut half = clawed.clone();
+        half.funds.insert(
+            7,
+            Funds {
+                balance: 50,
+                held: 100,
+            },
+        );
+        let decisions = decide(&[capture(Some(51)), capture(Some(50))], &half, NOW);
+        assert_eq!(
+            decisions[0],
+            Decision::Refused(Refusal::InsufficientFunds { available: -50 })
+        );
+        assert_eq!(
+            funds_after(&decisions[1]),
+            Funds {
+                balance: 0,
+                held: 0
+            }
+        );
+        // A void releases it: available back to the balance.
+        let void = plain(Operation::Void {
+            hold_id: "h1".into(),
+            by: 1,
+        });
+        assert_eq!(
+            funds_after(&decide(&[void], &clawed, NOW)[0]),
+            Funds {
+                balance: 0,
+                held: 0
+            }
+        );
+    }
+
+    #[test]
+    fn a_balance_never_passes_what_the_books_can_count() {
+        let grant = plain(Operation::Grant {
+            id: "g".into(),
+            user_id: 7,
+            amount: 10,
+            reason: "bonus".into(),
+        });
+        let decisions = decide(std::slice::from_ref(&grant), &books(i64::MAX - 5, 0), NOW);
+        assert_eq!(decisions[0], Decision::Refused(Refusal::BalanceLimit));
+        assert_eq!(
+            funds_after(&decide(&[grant], &books(i64::MAX - 10, 0), NOW)[0]).balance,
+            i64::MAX
         );
     }
 

@@ -353,6 +353,18 @@ pub fn signed_init_data(user_id: i64) -> String {
     signer.sign(&[("user", &user), ("auth_date", &now)])
 }
 
+    /// `GET /metrics` with `METRICS_TOKEN` (the app must be configured with it).
+    pub async fn metrics(&self, token: &str) -> String {
+        let response = self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("the server answers");
+        response.text().await.expect("a text answer")
+    }
+
 /// Waits until the server at `base` answers `/readyz` with 200 (ten seconds at most).
 pub async fn wait_ready(base: &str) {
     let http = reqwest::Client::new();
