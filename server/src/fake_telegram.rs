@@ -108,6 +108,10 @@ struct Inner {
     flood_refusals: usize,
     /// When each `429` was answered (for the limits or injected).
     too_many_requests: Vec<Instant>,
+    /// The `offset` of every `getUpdates` call, in order.
+    update_offsets: Vec<i64>,
+    /// Methods whose answers are held back this long (after the call is recorded).
+    delays: HashMap<String, Duration>,
 }
 
 #[derive(Clone)]
@@ -152,6 +156,21 @@ impl FakeTelegram {
 
     pub fn inject(&self, fault: Fault) {
         self.lock().faults.push(fault);
+    }
+
+    /// Answers every later call of `method` only `by` after it arrived (the call is counted
+    /// on arrival): a slow Telegram, to hold a request of ours open.
+    pub fn delay(&self, method: &str, by: Duration) {
+        self.lock().delays.insert(method.to_owned(), by);
+    }
+
+    fn delay_of(&self, method: &str) -> Option<Duration> {
+        self.lock().delays.get(method).copied()
+    }
+
+    /// The `offset` each `getUpdates` call asked from, in order.
+    pub fn update_offsets(&self) -> Vec<i64> {
+        self.lock().update_offsets.clone()
     }
 
     /// Consumes a pending "no answer" fault for `method`.
@@ -252,6 +271,7 @@ impl FakeTelegram {
             return Err((409, "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first".into(), None));
         }
         inner.calls.push("getUpdates".into());
+        inner.update_offsets.push(offset);
         let id = |update: &Value| update.get("update_id").and_then(Value::as_i64).unwrap_or(0);
         inner.queued_updates.retain(|update| id(update) >= offset);
         Ok(inner.queued_updates.iter().take(100).cloned().collect())
@@ -687,7 +707,11 @@ async fn call(
             }
         }
     }
-    match fake.answer(method, &params) {
+    let answer = fake.answer(method, &params);
+    if let Some(delay) = fake.delay_of(method) {
+        tokio::time::sleep(delay).await;
+    }
+    match answer {
         Ok(result) => axum::Json(json!({ "ok": true, "result": result })).into_response(),
         Err((code, description, retry_after)) => envelope(code, description, retry_after),
     }

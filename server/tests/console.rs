@@ -147,18 +147,9 @@ async fn only_operators_reach_the_console(database: Database) {
     assert_eq!(status, 403);
 }
 
-/// A payment of the wrong amount for its order: recorded, held for the operator.
-async fn held_payment(app: &TestApp, update: i64, buyer: i64) -> String {
-    let order_id = app.create_order(buyer, "ndn-500").await;
-    let charge = app.telegram.record_charge(buyer, 200, &order_id);
-    app.deliver(&successful_payment(update, buyer, &order_id, 200, &charge))
-        .await;
-    charge
-}
-
 async fn credit_on_a_held_payment_twice_gives_one_credit(database: Database) {
     let app = console(database).await;
-    let charge = held_payment(&app, 1, BUYER).await;
+    let charge = app.held_payment(1, BUYER).await;
     let stream = EventStream::open(&app.http, &app.base, BUYER).await;
 
     let held = act(&app, "console_held", &[]).await;
@@ -242,7 +233,7 @@ async fn credit_on_a_held_payment_twice_gives_one_credit(database: Database) {
         "{:?}",
         stream.events()
     );
-    let messages = app.messages_after_settling(2).await;
+    let messages = app.messages_once_drained(2).await;
     assert!(
         messages
             .iter()
@@ -441,7 +432,7 @@ async fn the_audit_log_records_every_action_once(database: Database) {
         retried["result"],
         json!(format!("message {id} queued again"))
     );
-    let messages = app.messages_after_settling(3).await;
+    let messages = app.messages_once_drained(3).await;
     assert!(
         messages.iter().any(|m| m.text == "lost message"),
         "{messages:?}"
@@ -526,7 +517,7 @@ async fn the_overview_counts_the_period_and_the_download_is_the_export(database:
     let app = console(database).await;
     purchase(&app, 1, BUYER, "ndn-500", 225).await;
     let refunded = purchase(&app, 2, OTHER_BUYER, "ndn-100", 50).await;
-    held_payment(&app, 3, OTHER_BUYER).await;
+    app.held_payment(3, OTHER_BUYER).await;
     let (code, output) = app.cli(&["refund", &refunded]).await;
     assert_eq!(code, 0, "{output}");
 

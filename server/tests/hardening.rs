@@ -150,6 +150,11 @@ async fn invoice_limits_hold_across_two_instances() {
             "rate {rate}, open {open}: {statuses:?}"
         );
         let store = &instances[0].state.store;
+        assert_eq!(
+            scalar(store, "SELECT COUNT(*) FROM orders").await,
+            expected as i64,
+            "one order per 200"
+        );
         sqlx::query("DELETE FROM orders")
             .execute(store.pool())
             .await
@@ -180,7 +185,7 @@ async fn commands_in_a_group_say_nothing_about_money(database: Database) {
         "group-charge",
     ))
     .await;
-    assert_eq!(app.messages_after_settling(1).await.len(), 1);
+    assert_eq!(app.messages_once_drained(1).await.len(), 1);
 
     for (id, text) in [
         (2, "/balance"),
@@ -194,7 +199,7 @@ async fn commands_in_a_group_say_nothing_about_money(database: Database) {
     }
     let (status, _) = app.deliver(&group_command(7, BUYER, "/start")).await;
     assert_eq!(status, 200);
-    let messages = app.messages_after_settling(2).await;
+    let messages = app.messages_once_drained(2).await;
     assert_eq!(messages.len(), 2, "{messages:?}");
     let answer = &messages[1];
     assert_eq!(answer.chat_id, -1_001_234_567_890);

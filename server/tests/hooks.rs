@@ -25,16 +25,25 @@ on_both_databases!(
     a_receiver_down_gets_everything_in_order_once_it_is_back,
     a_delivery_cut_by_kill_9_is_made_after_the_restart,
     failed_events_are_listed_and_replayed,
+    an_event_given_up_lets_the_next_one_go,
     private_addresses_are_refused_unless_allowed,
     a_rotated_secret_and_the_previous_one_both_verify_for_a_day,
     an_endpoint_taking_batches_gets_signed_arrays_in_order,
-);
     events_past_their_retention_are_pruned_and_positions_keep_delivering,
+    a_redirect_is_never_followed,
+);
 
 /// Lets private addresses through (receivers are on loopback) and retries quickly.
 const FAST: &[(&str, &str)] = &[
     ("ENDPOINTS_ALLOW_PRIVATE", "true"),
     ("EVENTS_FIRST_RETRY_MS", "100"),
+];
+
+/// [`FAST`], and an event is given up after a second of failures.
+const GIVE_UP_FAST: &[(&str, &str)] = &[
+    ("ENDPOINTS_ALLOW_PRIVATE", "true"),
+    ("EVENTS_FIRST_RETRY_MS", "100"),
+    ("EVENTS_RETRY_WINDOW", "1"),
 ];
 
 /// One POST as a receiver got it.
@@ -143,6 +152,66 @@ async fn receive(State(inbox): State<Inbox>, headers: HeaderMap, body: Bytes) ->
     }
     tokio::time::sleep(inbox.delay).await;
     StatusCode::from_u16(status).unwrap()
+}
+
+/// A listener that only counts the connections made to it and closes them: where nothing
+/// may connect, it shows whether anything tried (a TLS client reaching a plain HTTP server
+/// would never make a POST it could see).
+#[derive(Clone, Default)]
+struct Tripwire(Arc<AtomicUsize>);
+
+impl Tripwire {
+    async fn serve(&self) -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let count = self.0.clone();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                drop(socket);
+            }
+        });
+        addr
+    }
+
+    fn connections(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Every endpoint's `last_error`, once each has one (after 10 s, what there is).
+async fn endpoint_errors(store: &server::store::Store) -> Vec<String> {
+    let mut errors = Vec::new();
+    for _ in 0..200 {
+        let endpoints = store.endpoints().await.unwrap();
+        errors = endpoints
+            .iter()
+            .filter_map(|endpoint| endpoint.last_error.clone())
+            .collect();
+        if !endpoints.is_empty() && errors.len() == endpoints.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    errors
+}
+
+/// Waits (20 s at most) until no delivery waits on any endpoint: every event accepted and
+/// recorded, so nothing more will be sent and the receivers' posts are final.
+async fn nothing_waits(store: &server::store::Store) {
+    let mut waiting = -1;
+    for _ in 0..400 {
+        waiting = store
+            .deliveries_waiting(server::clock::now_ms())
+            .await
+            .unwrap()
+            .0;
+        if waiting == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{waiting} deliveries still wait");
 }
 
 /// Adds an endpoint with the CLI, as an operator would; returns its secret.
@@ -333,7 +402,7 @@ async fn each_event_is_delivered_once_signed_after_its_change_commits(database: 
     assert_eq!(status, 409);
 
     let accepted = inbox.wait_for_accepted(9, Duration::from_secs(20)).await;
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    nothing_waits(&app.server.state.store).await;
     let posts = inbox.posts();
     assert_eq!(posts.len(), 9, "each event once, nothing more: {posts:#?}");
     let kinds: Vec<&str> = accepted.iter().map(|post| post.kind.as_str()).collect();
@@ -405,7 +474,7 @@ async fn a_receiver_failing_three_times_gets_the_event_exactly_once_more(databas
 
     let accepted = inbox.wait_for_accepted(1, Duration::from_secs(20)).await;
     assert_eq!(accepted.len(), 1);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    nothing_waits(&app.server.state.store).await;
     let posts = inbox.posts();
     let statuses: Vec<u16> = posts.iter().map(|post| post.status).collect();
     assert_eq!(
@@ -618,16 +687,40 @@ async fn a_delivery_cut_by_kill_9_is_made_after_the_restart(database: Database) 
     let _ = second.wait().await;
 }
 
-async fn failed_events_are_listed_and_replayed(database: Database) {
-    let app = TestApp::spawn_configured(
-        database,
-        &[
-            ("ENDPOINTS_ALLOW_PRIVATE", "true"),
-            ("EVENTS_FIRST_RETRY_MS", "100"),
-            ("EVENTS_RETRY_WINDOW", "1"),
-        ],
+/// An event given up after its retry window does not hold back the endpoint: once the
+/// receiver is back, the next event goes, and the given-up one only on a replay.
+async fn an_event_given_up_lets_the_next_one_go(database: Database) {
+    let app = TestApp::spawn_configured(database, GIVE_UP_FAST).await;
+    let inbox = Inbox::default();
+    inbox.fail_first.store(1_000_000, Ordering::SeqCst);
+    let url = inbox.clone().serve().await;
+    subscribe(&app, &url, "payment.credited").await;
+    let first = buy(&app, BUYER, "ndn-100", 1).await;
+    let given_up = count_reaches(
+        &app.server.state.store,
+        "SELECT COUNT(*) FROM deliveries WHERE status = 'failed'",
+        1,
     )
     .await;
+    assert_eq!(given_up, 1);
+    inbox.fail_first.store(0, Ordering::SeqCst);
+    let second = buy(&app, BUYER, "ndn-100", 2).await;
+    let accepted = inbox.wait_for_accepted(1, Duration::from_secs(10)).await;
+    assert_eq!(accepted.len(), 1);
+    assert_eq!(accepted[0].json()["data"]["charge_id"], second);
+    nothing_waits(&app.server.state.store).await;
+    assert!(
+        inbox
+            .posts()
+            .iter()
+            .filter(|post| post.status == 200)
+            .all(|post| post.json()["data"]["charge_id"] != first),
+        "the given-up event is not sent again by itself"
+    );
+}
+
+async fn failed_events_are_listed_and_replayed(database: Database) {
+    let app = TestApp::spawn_configured(database, GIVE_UP_FAST).await;
     let inbox = Inbox::default();
     inbox.fail_first.store(1_000_000, Ordering::SeqCst);
     let url = inbox.clone().serve().await;
@@ -709,6 +802,11 @@ async fn private_addresses_are_refused_unless_allowed(database: Database) {
         "https://localhost/hooks".into(),
         "https://169.254.169.254/latest/meta-data".into(),
         "https://[::1]:8443/".into(),
+        "https://[::127.0.0.1]/".into(),
+        "https://[::ffff:0:127.0.0.1]/".into(),
+        "https://[::ffff:127.0.0.1]/".into(),
+        "https://[64:ff9b:1::a00:1]/".into(),
+        "https://[fd12::1]/".into(),
     ] {
         let (code, output) = app.cli(&["endpoints", "add", &refused]).await;
         assert_ne!(code, 0, "{refused} accepted: {output}");
@@ -719,28 +817,65 @@ async fn private_addresses_are_refused_unless_allowed(database: Database) {
     }
     assert_eq!(app.count("SELECT COUNT(*) FROM endpoints").await, 0);
 
-    // An endpoint whose name resolves to loopback (written while it was allowed) is refused
-    // at delivery time, after resolution.
-    let port = url.split(':').nth(2).unwrap().split('/').next().unwrap();
-    let sneaky = format!("https://localhost:{port}/hooks/ndn");
-    server::hooks::add_endpoint(&app.server.state.store, &sneaky, "all", 1, true)
-        .await
-        .unwrap();
-    buy(&app, BUYER, "ndn-100", 1).await;
-    let mut error = String::new();
-    for _ in 0..100 {
-        let endpoints = app.server.state.store.endpoints().await.unwrap();
-        if let Some(last) = &endpoints[0].last_error {
-            error = last.clone();
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    // Endpoints written while private addresses were allowed are refused on every connection:
+    // a name that resolves to loopback (after resolution) and a literal loopback address (no
+    // resolver is asked for it). Neither gets as far as a TCP connection.
+    let tripwire = Tripwire::default();
+    let port = tripwire.serve().await.port();
+    for url in [
+        format!("https://localhost:{port}/hooks/ndn"),
+        format!("https://127.0.0.1:{port}/hooks/ndn"),
+    ] {
+        server::hooks::add_endpoint(&app.server.state.store, &url, "all", 1, true)
+            .await
+            .unwrap();
     }
-    assert!(error.contains("private"), "{error}");
-    assert!(
-        inbox.posts().is_empty(),
-        "nothing reached the private address"
+    buy(&app, BUYER, "ndn-100", 1).await;
+    let errors = endpoint_errors(&app.server.state.store).await;
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    for error in &errors {
+        assert!(error.contains("private"), "{error}");
+    }
+    assert_eq!(
+        tripwire.connections(),
+        0,
+        "a private address was connected to"
     );
+    assert!(inbox.posts().is_empty());
+}
+
+/// A receiver answering `302` to another address on this machine: the event is not
+/// delivered (a redirect is not a 2xx), the attempt says why, and nothing connects there.
+async fn a_redirect_is_never_followed(database: Database) {
+    let app = TestApp::spawn_configured(database, FAST).await;
+    let tripwire = Tripwire::default();
+    let elsewhere = format!("http://{}/hooks/ndn", tripwire.serve().await);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hooks/ndn", listener.local_addr().unwrap());
+    let redirect = axum::Router::new().route(
+        "/hooks/ndn",
+        axum::routing::post(move || {
+            let elsewhere = elsewhere.clone();
+            async move {
+                (
+                    StatusCode::FOUND,
+                    [(axum::http::header::LOCATION, elsewhere)],
+                )
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, redirect).await });
+    subscribe(&app, &url, "payment.credited").await;
+    buy(&app, BUYER, "ndn-100", 1).await;
+    let errors = endpoint_errors(&app.server.state.store).await;
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("redirect"), "{errors:?}");
+    assert_eq!(
+        app.count("SELECT delivered FROM endpoints").await,
+        0,
+        "nothing counts as delivered"
+    );
+    assert_eq!(tripwire.connections(), 0, "the redirect was followed");
 }
 
 async fn a_rotated_secret_and_the_previous_one_both_verify_for_a_day(database: Database) {
@@ -811,11 +946,6 @@ async fn an_endpoint_taking_batches_gets_signed_arrays_in_order(database: Databa
     )
     .await;
     let (code, listed) = app.cli(&["endpoints", "list"]).await;
-        "https://[::127.0.0.1]/".into(),
-        "https://[::ffff:0:127.0.0.1]/".into(),
-        "https://[::ffff:127.0.0.1]/".into(),
-        "https://[64:ff9b:1::a00:1]/".into(),
-        "https://[fd12::1]/".into(),
     assert!(
         code == 0 && listed.contains("up to 4 events per POST") && listed.contains("10 waiting"),
         "{listed}"
@@ -936,7 +1066,7 @@ async fn two_instances_deliver_each_event_once() {
     futures::future::join_all(grants).await;
     let accepted = inbox.wait_for_accepted(200, Duration::from_secs(60)).await;
     assert_eq!(accepted.len(), 200);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    nothing_waits(&first.server.state.store).await;
     assert_eq!(inbox.posts().len(), 200, "no event sent twice");
     second.stop().await;
 }
@@ -978,7 +1108,7 @@ async fn an_event_committed_late_is_not_passed_over() {
     assert_eq!(accepted.len(), 2);
     assert_eq!(accepted[0].event_id, "evt_slow");
     assert_eq!(accepted[1].json()["data"]["charge_id"], charge);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    nothing_waits(&app.server.state.store).await;
     assert_eq!(inbox.posts().len(), 2, "each once");
 }
 

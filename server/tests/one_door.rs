@@ -57,7 +57,7 @@ async fn a_credit_by_reconciliation_inside_the_server_has_the_webhooks_effects(d
     assert!(metric(&app, "ndn_payments_credited_total 1"));
     assert!(metric(&app, "ndn_stars_credited_total 225"));
     assert!(logged(&logs, &["payment credited", &charge, &order_id]).await);
-    let messages = app.messages_after_settling(1).await;
+    let messages = app.messages_once_drained(1).await;
     assert_eq!(messages.len(), 1);
     assert!(
         messages[0].text.starts_with("+500 NDN"),
@@ -107,7 +107,7 @@ async fn the_refund_and_reconcile_commands_reach_the_open_mini_app(database: Dat
     let event = stream.wait_for(order_event(&lost, 100, "paid")).await;
     assert!(event.is_some(), "no live event: {:?}", stream.events());
     // The server's notifier sends what the commands queued: the credit, the refund, the credit.
-    let messages = app.messages_after_settling(3).await;
+    let messages = app.messages_once_drained(3).await;
     assert_eq!(messages.len(), 3, "{messages:?}");
     assert!(
         messages[1].text.starts_with("Refund: 225 ⭐"),

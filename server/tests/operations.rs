@@ -12,6 +12,7 @@ on_both_databases!(
     commands_answer_in_english_and_russian,
     refund_command_twice_debits_once,
     reconcile_credits_a_missing_payment_once,
+    reconcile_applies_a_lost_refund_found_past_the_first_page,
     polling_gives_the_same_results_as_the_webhook,
     metrics_count_a_purchase,
 );
@@ -50,7 +51,7 @@ async fn commands_answer_in_english_and_russian(database: Database) {
         assert_eq!(status, 200);
     }
     // The first message is the payment notice; then one reply per command, in order.
-    let messages = app.messages_after_settling(script.len() + 1).await;
+    let messages = app.messages_once_drained(script.len() + 1).await;
     assert_eq!(messages.len(), script.len() + 1);
     for ((language, text, expected), message) in script.iter().zip(&messages[1..]) {
         assert!(
@@ -130,10 +131,52 @@ async fn reconcile_credits_a_missing_payment_once(database: Database) {
     );
     assert_eq!(app.balance(BUYER).await, 600);
     assert_eq!(
-        app.messages_after_settling(2).await.len(),
+        app.messages_once_drained(2).await.len(),
         2,
         "one notice per payment"
     );
+}
+
+/// A refund whose `refunded_payment` update never came, listed by `getStarTransactions`
+/// after 101 payments (pages hold 100): reconcile reads on and applies it, once.
+async fn reconcile_applies_a_lost_refund_found_past_the_first_page(database: Database) {
+    let app = TestApp::spawn(database).await;
+    let mut charges = Vec::new();
+    for index in 0..101 {
+        let buyer = 700_000 + index;
+        let order = app.create_order(buyer, "ndn-100").await;
+        let charge = app.telegram.record_charge(buyer, 50, &order);
+        let (status, _) = app
+            .deliver(&successful_payment(index + 1, buyer, &order, 50, &charge))
+            .await;
+        assert_eq!(status, 200);
+        charges.push((buyer, charge));
+    }
+    // The last payment is refunded at Telegram (its entry is the 102nd) and the update lost.
+    let (buyer, charge) = charges.last().unwrap().clone();
+    assert!(app.telegram.refund(&charge).is_some());
+    assert_eq!(app.balance(buyer).await, 100);
+
+    let (code, output) = app.cli(&["reconcile"]).await;
+    assert_eq!(code, 0, "{output}");
+    assert!(
+        output.contains("credited: 0") && output.contains("refund applied: 1"),
+        "{output}"
+    );
+    assert_eq!(app.balance(buyer).await, 0);
+    let (code, output) = app.cli(&["reconcile"]).await;
+    assert!(
+        code == 0 && output.contains("refund applied: 0"),
+        "{output}"
+    );
+    assert_eq!(app.balance(buyer).await, 0);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM transfers WHERE kind = 'refund'")
+            .await,
+        1
+    );
+    let (code, report) = app.cli(&["ledger", "verify"]).await;
+    assert_eq!(code, 0, "{report}");
 }
 
 /// The scripted updates of one purchase: pre-checkout, payment, its redelivery, a command.
@@ -153,14 +196,14 @@ async fn polling_gives_the_same_results_as_the_webhook(database: Database) {
     for update in purchase_script(&order_id, 1) {
         polled.telegram.queue_update(update);
     }
-    let messages = polled.messages_after_settling(2).await;
+    let messages = polled.messages_once_drained(2).await;
 
     let hooked = TestApp::spawn(Database::sqlite()).await;
     let hooked_order = hooked.create_order(BUYER, "ndn-500").await;
     for update in purchase_script(&hooked_order, 1) {
         assert!(hooked.deliver(&update).await.0 < 300);
     }
-    let hooked_messages = hooked.messages_after_settling(2).await;
+    let hooked_messages = hooked.messages_once_drained(2).await;
 
     assert_eq!(polled.balance(BUYER).await, hooked.balance(BUYER).await);
     assert_eq!(polled.balance(BUYER).await, 500);
@@ -181,9 +224,31 @@ async fn polling_gives_the_same_results_as_the_webhook(database: Database) {
         (Some("pcq1"), Some(true))
     );
 
-    // The offset is stored: a restart does not process anything again.
+    // The offset is stored once the four updates (ids 1-4) are processed...
+    let store = polled.server.state.store.clone();
+    let mut stored = None;
+    for _ in 0..100 {
+        stored = store.bot_value("poll_offset").await.unwrap();
+        if stored == Some(5) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(stored, Some(5), "the stored offset");
+    // ... and after a restart Telegram is asked from there, never from an earlier update (the
+    // fake forgets what is below the offset asked, so only the offset shows a re-fetch).
+    let asked_before = polled.telegram.update_offsets().len();
     let polled = polled.restart().await;
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    let mut asked = Vec::new();
+    for _ in 0..100 {
+        asked = polled.telegram.update_offsets().split_off(asked_before);
+        if !asked.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!asked.is_empty(), "the restarted server polls");
+    assert!(asked.iter().all(|offset| *offset == 5), "{asked:?}");
     assert_eq!(polled.telegram.sent_messages().len(), 2);
     assert_eq!(polled.count("SELECT COUNT(*) FROM transfers").await, 1);
 }
@@ -306,6 +371,8 @@ async fn test_environment_uses_telegrams_test_paths() {
     assert_eq!(app.telegram.test_environment_calls(), 2);
 }
 
+/// SIGTERM while a buyer's invoice is being made (Telegram slow to answer): the request gets
+/// its 200 and its invoice link, then the process exits 0.
 #[tokio::test]
 async fn sigterm_finishes_in_flight_work_and_exits_cleanly() {
     let app = TestApp::spawn(Database::sqlite()).await;
@@ -319,7 +386,7 @@ async fn sigterm_finishes_in_flight_work_and_exits_cleanly() {
         .arg("serve")
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default());
-    for (key, value) in production_vars(&app.database.url, "http://127.0.0.1:9") {
+    for (key, value) in production_vars(&app.database.url, &app.telegram_url) {
         command.env(key, value);
     }
     let child = command
@@ -330,15 +397,29 @@ async fn sigterm_finishes_in_flight_work_and_exits_cleanly() {
         .spawn()
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
-    let mut ready = false;
-    for _ in 0..100 {
-        if app.http.get(format!("{base}/healthz")).send().await.is_ok() {
-            ready = true;
+    wait_ready(&base).await;
+    app.telegram
+        .delay("createInvoiceLink", Duration::from_millis(1_500));
+    let in_flight = tokio::spawn({
+        let request = app
+            .http
+            .post(format!("{base}/api/create_invoice"))
+            .header("Authorization", format!("tma {}", app.init_data(BUYER)))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body("package_id=ndn-100");
+        async move { send(request).await }
+    });
+    for _ in 0..200 {
+        if app.telegram.calls("createInvoiceLink") == 1 {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert!(ready);
+    assert_eq!(
+        app.telegram.calls("createInvoiceLink"),
+        1,
+        "the request is in flight"
+    );
     let pid = child.id().unwrap().to_string();
     let status = tokio::process::Command::new("kill")
         .args(["-TERM", &pid])
@@ -346,6 +427,9 @@ async fn sigterm_finishes_in_flight_work_and_exits_cleanly() {
         .await
         .unwrap();
     assert!(status.success());
+    let (status, invoice) = in_flight.await.unwrap();
+    assert_eq!(status, 200, "{invoice}");
+    assert!(invoice["invoice_url"].as_str().is_some(), "{invoice}");
     let output = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
         .await
         .unwrap()

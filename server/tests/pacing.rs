@@ -82,15 +82,9 @@ impl Shop {
         assert_eq!(response.status(), 200);
     }
 
-    /// Waits until the fake holds `count` messages (or `within` passes), then a little more
-    /// so that a duplicate would show.
-    async fn messages(&self, count: usize, within: Duration) -> Vec<SentMessage> {
-        let deadline = Instant::now() + within;
-        while self.telegram.sent_messages().len() < count && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(1_500)).await;
-        self.telegram.sent_messages()
+    /// The messages Telegram got, once it holds `count` and the outbox has drained.
+    async fn messages(&self, count: usize) -> Vec<SentMessage> {
+        drained_messages(&self.instances[0].state.store, &self.telegram, count).await
     }
 
     fn rate_limited(&self) -> u64 {
@@ -153,7 +147,7 @@ async fn a_sale_of_500_buyers_is_paced_and_each_gets_one_message(database: Datab
         .await;
     println!("500 payments delivered in {:?}", started.elapsed());
 
-    let messages = shop.messages(500, Duration::from_secs(90)).await;
+    let messages = shop.messages(500).await;
     let mut per_buyer: HashMap<i64, usize> = HashMap::new();
     for message in &messages {
         *per_buyer.entry(message.chat_id).or_default() += 1;
@@ -212,7 +206,7 @@ async fn one_buyers_quick_purchases_arrive_in_order_a_second_apart(database: Dat
         shop.pay(i64::try_from(index).unwrap() + 1, buyer, order)
             .await;
     }
-    let messages = shop.messages(5, Duration::from_secs(30)).await;
+    let messages = shop.messages(5).await;
     let balances: Vec<&str> = messages
         .iter()
         .map(|message| {
@@ -271,7 +265,7 @@ async fn a_429_stops_all_sending_for_its_retry_after(database: Database) {
     );
     assert!(store.oldest_pending_message_age().await.unwrap() >= 1);
 
-    let messages = shop.messages(10, Duration::from_secs(30)).await;
+    let messages = shop.messages(10).await;
     assert_eq!(messages.len(), 10);
     let refused_at = shop.telegram.too_many_requests();
     assert_eq!(refused_at.len(), 1, "one 429, then no more");

@@ -19,6 +19,7 @@ on_both_databases!(
     refunded_payment_twice_debits_once,
     rate_limited_notification_is_sent_once_after_retry_after,
     restart_between_credit_and_notification_sends_once,
+    a_message_refused_for_good_is_given_up_and_the_chat_goes_on,
     database_outage_answers_5xx_and_readiness_fails,
     malformed_and_unhandled_updates,
     orders_are_private_and_packages_validated,
@@ -76,7 +77,7 @@ async fn purchase_credits_balance_and_notifies_buyer(database: Database) {
         (Some("paid"), Some(500))
     );
 
-    let messages = app.messages_after_settling(1).await;
+    let messages = app.messages_once_drained(1).await;
     assert_eq!(messages.len(), 1);
     assert_eq!(messages[0].chat_id, BUYER);
     assert!(
@@ -107,7 +108,7 @@ async fn concurrent_duplicate_payment_credits_once(database: Database) {
     assert_eq!(app.balance(BUYER).await, 1000);
     assert_eq!(app.count("SELECT COUNT(*) FROM transfers").await, 1);
     assert_eq!(app.count("SELECT COUNT(*) FROM payments").await, 1);
-    assert_eq!(app.messages_after_settling(1).await.len(), 1);
+    assert_eq!(app.messages_once_drained(1).await.len(), 1);
     assert_books_balance(&app.server.state.store).await;
 }
 
@@ -212,7 +213,7 @@ async fn second_payment_of_a_paid_order_is_credited_as_its_own(database: Databas
             .await,
         2
     );
-    assert_eq!(app.messages_after_settling(2).await.len(), 2);
+    assert_eq!(app.messages_once_drained(2).await.len(), 2);
 }
 
 /// Telegram's names are any text: NUL characters (which PostgreSQL's text cannot hold),
@@ -237,7 +238,7 @@ async fn payment_from_a_buyer_with_any_profile_text_is_credited(database: Databa
         1
     );
     assert_eq!(app.balance(BUYER).await, 100);
-    assert_eq!(app.messages_after_settling(1).await.len(), 1);
+    assert_eq!(app.messages_once_drained(1).await.len(), 1);
     // A payload no order of ours can have is refused, not a storage error.
     let (status, answer) = app
         .deliver(&pre_checkout(
@@ -269,7 +270,7 @@ async fn payment_with_unknown_payload_is_recorded_not_credited(database: Databas
         app.count("SELECT COUNT(*) FROM payments WHERE charge_id = 'charge-orphan' AND status = 'held' AND stars = 75").await,
         1
     );
-    let messages = app.messages_after_settling(1).await;
+    let messages = app.messages_once_drained(1).await;
     assert_eq!(messages.len(), 1);
     assert!(messages[0].text.contains("/paysupport"));
 }
@@ -308,7 +309,7 @@ async fn refunded_payment_twice_debits_once(database: Database) {
         .call_as(BUYER, "order_status", &[("order_id", &second)])
         .await;
     assert_eq!(status["status"], "refunded");
-    let messages = app.messages_after_settling(3).await;
+    let messages = app.messages_once_drained(3).await;
     assert_eq!(messages.len(), 3);
     assert!(
         messages[2].text.starts_with("Refund"),
@@ -328,7 +329,7 @@ async fn rate_limited_notification_is_sent_once_after_retry_after(database: Data
     let order_id = app.create_order(BUYER, "ndn-100").await;
     app.deliver(&successful_payment(1, BUYER, &order_id, 50, "charge-429"))
         .await;
-    let messages = app.messages_after_settling(1).await;
+    let messages = app.messages_once_drained(1).await;
     assert_eq!(messages.len(), 1);
     assert_eq!(
         app.telegram.calls("sendMessage"),
@@ -340,6 +341,49 @@ async fn rate_limited_notification_is_sent_once_after_retry_after(database: Data
             .await,
         1
     );
+}
+
+/// Telegram refuses the payment notice with a 403 (the buyer blocked the bot, then unblocked
+/// it): a 4xx other than 429 is not retried, the notice is marked failed, and the next message
+/// to the same chat goes out.
+async fn a_message_refused_for_good_is_given_up_and_the_chat_goes_on(database: Database) {
+    let app = TestApp::spawn(database).await;
+    app.telegram.inject(Fault {
+        method: "sendMessage".into(),
+        status: 403,
+        retry_after: None,
+        times: 1,
+    });
+    let order_id = app.create_order(BUYER, "ndn-100").await;
+    let (status, _) = app
+        .deliver(&successful_payment(
+            1,
+            BUYER,
+            &order_id,
+            50,
+            "charge-blocked",
+        ))
+        .await;
+    assert_eq!(status, 200);
+    let failed = "SELECT COUNT(*) FROM outbox WHERE status = 'failed'";
+    for _ in 0..200 {
+        if app.count(failed).await == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(app.count(failed).await, 1, "the notice is given up");
+    let (status, _) = app.deliver(&command(2, BUYER, "en", "/balance")).await;
+    assert_eq!(status, 200);
+    let messages = app.messages_once_drained(1).await;
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert!(messages[0].text.contains("100 NDN"), "{}", messages[0].text);
+    assert_eq!(
+        app.telegram.calls("sendMessage"),
+        2,
+        "the refused notice was not tried again"
+    );
+    assert_eq!(app.balance(BUYER).await, 100);
 }
 
 async fn restart_between_credit_and_notification_sends_once(database: Database) {
@@ -363,13 +407,21 @@ async fn restart_between_credit_and_notification_sends_once(database: Database) 
         .0,
         200
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The notifier has tried (and Telegram refused): the notice waits in the outbox.
+    let tried = "SELECT COUNT(*) FROM outbox WHERE status = 'pending' AND attempts >= 1";
+    for _ in 0..200 {
+        if app.count(tried).await == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(app.count(tried).await, 1, "one notice, tried and waiting");
     assert!(app.telegram.sent_messages().is_empty());
 
     let app = app.restart().await;
     app.telegram.clear_faults();
     // The queued message was retried with backoff; it survives the restart and goes out once.
-    let messages = app.messages_after_settling(1).await;
+    let messages = app.messages_once_drained(1).await;
     assert_eq!(messages.len(), 1, "{messages:?}");
     assert_eq!(app.balance(BUYER).await, 100);
 }
@@ -436,8 +488,20 @@ async fn malformed_and_unhandled_updates(database: Database) {
     .unwrap();
     let (status, _) = app.deliver(&serde_json::from_str(&fixture).unwrap()).await;
     assert_eq!(status, 200);
-    let huge = json!({ "update_id": 1, "message": { "text": "x".repeat(300 * 1024) } });
+    // A command the bot would answer, but over the size limit: refused, so never answered.
+    let huge = command(
+        2,
+        BUYER,
+        "en",
+        &format!("/start {}", "x".repeat(300 * 1024)),
+    );
     assert_eq!(app.deliver(&huge).await.0, 413);
+    let stored = "SELECT (SELECT COUNT(*) FROM outbox) + (SELECT COUNT(*) FROM users) \
+                  + (SELECT COUNT(*) FROM transfers)";
+    assert_eq!(app.count(stored).await, 0, "nothing was stored or queued");
+    // The same command at a normal size is answered: the counts above could have moved.
+    assert_eq!(app.deliver(&command(3, BUYER, "en", "/start")).await.0, 200);
+    assert_eq!(app.messages_once_drained(1).await.len(), 1);
 }
 
 async fn orders_are_private_and_packages_validated(database: Database) {
@@ -463,7 +527,7 @@ async fn redelivered_command_is_answered_once(database: Database) {
     let start = command(77, BUYER, "ru", "/start");
     assert_eq!(app.deliver(&start).await.0, 200);
     assert_eq!(app.deliver(&start).await.0, 200);
-    let messages = app.messages_after_settling(1).await;
+    let messages = app.messages_once_drained(1).await;
     assert_eq!(messages.len(), 1);
     assert!(messages[0].text.starts_with("Привет"));
     let button = &messages[0].reply_markup.as_ref().unwrap()["inline_keyboard"][0][0];

@@ -73,7 +73,7 @@ async fn token_and_webhook_secret_never_appear_in_logs() {
     let order = app.create_order(BUYER, "ndn-100").await;
     app.deliver(&successful_payment(2, BUYER, &order, 50, "secrets-charge"))
         .await;
-    app.messages_after_settling(1).await;
+    app.messages_once_drained(1).await;
     let unreachable = server::bot_api::BotApi::new("http://127.0.0.1:1", TOKEN, false);
     let error = unreachable.get_me().await.unwrap_err();
     tracing::error!(%error, "unreachable Bot API");

@@ -32,6 +32,12 @@ async fn invoices_are_rate_limited_per_buyer_with_a_retry_hint() {
     assert!((45..=60).contains(&retry), "{retry}");
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["RateLimited"]["retry_after_secs"], retry);
+    assert_eq!(app.count("SELECT COUNT(*) FROM orders").await, 3);
+    assert_eq!(
+        app.telegram.calls("createInvoiceLink"),
+        3,
+        "no invoice made"
+    );
     // Another buyer is not affected.
     app.create_order(OTHER_BUYER, "ndn-100").await;
     assert_eq!(app.count("SELECT COUNT(*) FROM orders").await, 4);
@@ -53,6 +59,12 @@ async fn open_orders_are_capped() {
         .call_as(BUYER, "create_invoice", &[("package_id", "ndn-100")])
         .await;
     assert_eq!(status, 429, "{body}");
+    assert_eq!(app.count("SELECT COUNT(*) FROM orders").await, 2);
+    assert_eq!(
+        app.telegram.calls("createInvoiceLink"),
+        2,
+        "no invoice made"
+    );
     // Paying one frees a place.
     app.deliver(&successful_payment(1, BUYER, &first, 50, "cap-charge"))
         .await;
@@ -60,18 +72,26 @@ async fn open_orders_are_capped() {
         .call_as(BUYER, "create_invoice", &[("package_id", "ndn-100")])
         .await;
     assert_eq!(status, 200);
+    assert_eq!(app.count("SELECT COUNT(*) FROM orders").await, 3);
 }
 
+/// Posts a `/help` command (a new update id each time) as if from `forwarded`; the status,
+/// after checking that exactly the accepted ones were answered (a reply queued).
 async fn post_from(app: &TestApp, forwarded: Option<&str>) -> u16 {
+    let queued = app.count("SELECT COUNT(*) FROM outbox").await;
+    let update_id = 1000 + queued;
     let mut request = app
         .http
         .post(format!("{}/webhook/telegram", app.base))
         .header("X-Telegram-Bot-Api-Secret-Token", SECRET)
-        .json(&command(1, BUYER, "en", "/help"));
+        .json(&command(update_id, BUYER, "en", "/help"));
     if let Some(address) = forwarded {
         request = request.header("X-Forwarded-For", address);
     }
-    request.send().await.unwrap().status().as_u16()
+    let status = request.send().await.unwrap().status().as_u16();
+    let answered = app.count("SELECT COUNT(*) FROM outbox").await - queued;
+    assert_eq!(answered, i64::from(status == 200), "status {status}");
+    status
 }
 
 #[tokio::test]

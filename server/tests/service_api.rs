@@ -15,6 +15,7 @@ use support::*;
 on_both_databases!(
     concurrent_debits_never_spend_more_than_there_is,
     an_idempotency_key_answers_the_same_across_a_restart_and_refuses_another_body,
+    idempotency_keys_are_answered_for_48_hours_then_forgotten,
     holds_reserve_then_capture_void_or_expire,
     keys_need_their_scopes_and_stop_working_once_revoked,
     bad_input_is_refused_naming_the_field_and_writes_nothing,
@@ -193,6 +194,55 @@ async fn an_idempotency_key_answers_the_same_across_a_restart_and_refuses_anothe
         .await;
     assert_eq!((status, replayed), (StatusCode::CREATED, true));
     assert_eq!(service.account_balance(BUYER).await, 40);
+    assert_books_balance(&app.server.state.store).await;
+}
+
+/// Keys are kept the documented 48 hours: one written 47 hours ago is still answered, one
+/// written just over 48 hours ago is forgotten by the upkeep (which runs at every start) and
+/// the same key then makes a new debit.
+async fn idempotency_keys_are_answered_for_48_hours_then_forgotten(database: Database) {
+    const HOUR_MS: i64 = 3_600_000;
+    let app = TestApp::spawn(database).await;
+    let service = Service::new(&app, &[Scope::Read, Scope::Spend, Scope::Grant]).await;
+    funded_buyer(&app, &service, BUYER, 100).await;
+    let (status, kept, _) = service.debit(BUYER, 10, "written-47h-ago").await;
+    assert_eq!(status, StatusCode::CREATED, "{kept}");
+    let (status, gone, _) = service.debit(BUYER, 10, "written-48h-ago").await;
+    assert_eq!(status, StatusCode::CREATED, "{gone}");
+    for (key, age) in [
+        ("written-47h-ago", 47 * HOUR_MS),
+        ("written-48h-ago", 48 * HOUR_MS + 60_000),
+    ] {
+        sqlx::query(
+            "UPDATE api_requests SET created_at = created_at - $1 WHERE idempotency_key = $2",
+        )
+        .bind(age)
+        .bind(key)
+        .execute(app.server.state.store.pool())
+        .await
+        .unwrap();
+    }
+    let app = app.restart().await;
+    let service = Service::with_key(&app.base, service.key);
+    let left = "SELECT COUNT(*) FROM api_requests WHERE idempotency_key LIKE 'written-%'";
+    for _ in 0..200 {
+        if app.count(left).await == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        app.count(left).await,
+        1,
+        "only the older answer is forgotten"
+    );
+    let (status, again, replayed) = service.debit(BUYER, 10, "written-47h-ago").await;
+    assert_eq!((status, replayed), (StatusCode::CREATED, true), "{again}");
+    assert_eq!(again, kept, "the first answer, at 47 hours");
+    let (status, anew, replayed) = service.debit(BUYER, 10, "written-48h-ago").await;
+    assert_eq!((status, replayed), (StatusCode::CREATED, false), "{anew}");
+    assert_ne!(anew["id"], gone["id"], "a new debit: the key was forgotten");
+    assert_eq!(service.account_balance(BUYER).await, 70);
     assert_books_balance(&app.server.state.store).await;
 }
 
