@@ -8,10 +8,10 @@ use super::console::{Acted, NewAction, earlier_result};
 use super::events;
 use super::outbox::enqueue;
 use super::payments::payment_from_row;
-use super::{Engine, Store, StoreResult, transfers};
+use super::{Engine, Store, StoreError, StoreResult, transfers};
 use crate::clock::now_ms;
 use crate::hooks::event::NewEvent;
-use crate::wallet::model::{Notice, OutgoingMessage, RefundOutcome, make_storable};
+use crate::wallet::model::{Notice, OutgoingMessage, PaymentRecord, RefundOutcome, make_storable};
 use crate::wallet::refunds::{RefundPlan, plan_refund};
 
 impl Store {
@@ -39,41 +39,35 @@ impl Store {
                 Some(Acted::Repeated(earlier)),
             ));
         }
-        // Two refunds of one charge at once: the second waits here, then finds it refunded.
-        let lock = match self.engine {
-            Engine::Postgres => " FOR UPDATE",
-            Engine::Sqlite => "",
-        };
-        let record = sqlx::query(&format!(
-            "SELECT charge_id, user_id, order_id, ndn, stars, status FROM payments
-             WHERE charge_id = $1{lock}"
-        ))
-        .bind(charge_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .map(|row| payment_from_row(&row))
-        .transpose()?;
-        let outcome = match plan_refund(record.as_ref()) {
+        let mut plan = plan_refund(
+            payment_for_refund(&mut tx, self.engine, charge_id)
+                .await?
+                .as_ref(),
+        );
+        if plan == RefundPlan::RecordUnknown
+            && !record_unknown(&mut tx, charge_id, user_id, stars, now).await?
+        {
+            // The payment of this charge committed between the read and the insert (another
+            // instance, or the payments' writer): read it again and refund it. Dropping the
+            // refund here would leave the NDN with a buyer whose Stars went back.
+            plan = plan_refund(
+                payment_for_refund(&mut tx, self.engine, charge_id)
+                    .await?
+                    .as_ref(),
+            );
+            if plan == RefundPlan::RecordUnknown {
+                return Err(StoreError::Corrupt(format!(
+                    "{charge_id}: a payment row conflicts but cannot be read"
+                )));
+            }
+        }
+        let outcome = match plan {
             RefundPlan::AlreadyRefunded => RefundOutcome::AlreadyRefunded,
             RefundPlan::CloseHeld => {
                 mark_refunded(&mut tx, charge_id, now).await?;
                 RefundOutcome::ClosedHeld
             }
-            RefundPlan::RecordUnknown => {
-                sqlx::query(
-                    "INSERT INTO payments (charge_id, user_id, payload, currency, stars, ndn, status,
-                         hold_reason, created_at, refunded_at)
-                     VALUES ($1, $2, '', 'XTR', $3, 0, 'refunded', 'refund of an unknown charge', $4, $4)
-                     ON CONFLICT (charge_id) DO NOTHING",
-                )
-                .bind(charge_id)
-                .bind(user_id)
-                .bind(stars)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                RefundOutcome::RecordedUnknown
-            }
+            RefundPlan::RecordUnknown => RefundOutcome::RecordedUnknown,
             RefundPlan::Debit { transfer, order_id } => {
                 mark_refunded(&mut tx, charge_id, now).await?;
                 if let Some(order_id) = &order_id {
@@ -140,6 +134,53 @@ impl Store {
             }
         }
     }
+}
+
+/// The payment a refund is about, if recorded. Two refunds of one charge at once: on
+/// PostgreSQL the second waits here for the first, then finds it refunded (SQLite's write
+/// transactions run one at a time).
+async fn payment_for_refund(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    engine: Engine,
+    charge_id: &str,
+) -> StoreResult<Option<PaymentRecord>> {
+    let lock = match engine {
+        Engine::Postgres => " FOR UPDATE",
+        Engine::Sqlite => "",
+    };
+    sqlx::query(&format!(
+        "SELECT charge_id, user_id, order_id, ndn, stars, status FROM payments
+         WHERE charge_id = $1{lock}"
+    ))
+    .bind(charge_id)
+    .fetch_optional(&mut **tx)
+    .await?
+    .map(|row| payment_from_row(&row))
+    .transpose()
+}
+
+/// Records the refund of a charge never seen, so that a late payment of it is not credited;
+/// false if a payment of it was recorded first (the insert waits for it to commit).
+async fn record_unknown(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    charge_id: &str,
+    user_id: i64,
+    stars: i64,
+    now: i64,
+) -> StoreResult<bool> {
+    let done = sqlx::query(
+        "INSERT INTO payments (charge_id, user_id, payload, currency, stars, ndn, status,
+             hold_reason, created_at, refunded_at)
+         VALUES ($1, $2, '', 'XTR', $3, 0, 'refunded', 'refund of an unknown charge', $4, $4)
+         ON CONFLICT (charge_id) DO NOTHING",
+    )
+    .bind(charge_id)
+    .bind(user_id)
+    .bind(stars)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 async fn mark_refunded(
