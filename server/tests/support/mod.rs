@@ -48,7 +48,13 @@ impl Database {
         let admin = std::env::var("NDN_TEST_POSTGRES")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
         sqlx::any::install_default_drivers();
-        let connection = sqlx::AnyPool::connect(&admin).await;
+        // A server that is not there is known within a second or two (sqlx's default keeps
+        // retrying for 30 s, for every test that would skip).
+        let connection = sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(3))
+            .connect(&admin)
+            .await;
         let pool = match connection {
             Ok(pool) => pool,
             Err(error) if std::env::var("CI").as_deref() != Ok("true") => {
