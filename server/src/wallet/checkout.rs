@@ -105,6 +105,23 @@ mod tests {
     use super::*;
     use crate::updates::User;
 
+    /// The labels of `ndn_pre_checkout_refusals_total{reason}`: dashboards and alerts use them.
+    #[test]
+    fn refusals_have_fixed_labels() {
+        let labels = [
+            (Refusal::UnknownOrder, "unknown_order"),
+            (Refusal::NotYourOrder, "not_your_order"),
+            (Refusal::AlreadyPaid, "already_paid"),
+            (Refusal::Closed, "closed"),
+            (Refusal::Expired, "expired"),
+            (Refusal::WrongCurrency, "wrong_currency"),
+            (Refusal::WrongAmount, "wrong_amount"),
+        ];
+        for (refusal, label) in labels {
+            assert_eq!(refusal.label(), label);
+        }
+    }
+
     fn order(status: OrderState) -> Order {
         Order::sample("o1", status)
     }

@@ -333,6 +333,90 @@ pub struct OutgoingMessage {
 mod tests {
     use super::*;
 
+    /// The names stored in the database: rows written by an older build must still parse, so
+    /// a name never changes.
+    #[test]
+    fn stored_names_are_fixed_and_parse_back() {
+        let kinds = [
+            (TransferKind::Purchase, "purchase"),
+            (TransferKind::Refund, "refund"),
+            (TransferKind::Grant, "grant"),
+            (TransferKind::Spend, "spend"),
+        ];
+        for (kind, name) in kinds {
+            assert_eq!(kind.as_str(), name);
+            assert_eq!(TransferKind::parse(name), Some(kind));
+        }
+        let statuses = [
+            (PaymentStatus::Credited, "credited"),
+            (PaymentStatus::Held, "held"),
+            (PaymentStatus::Refunded, "refunded"),
+        ];
+        for (status, name) in statuses {
+            assert_eq!(status.as_str(), name);
+            assert_eq!(PaymentStatus::parse(name), Some(status));
+        }
+        for unknown in ["", "Purchase", "credit", "xyzzy"] {
+            assert_eq!(TransferKind::parse(unknown), None);
+            assert_eq!(PaymentStatus::parse(unknown), None);
+        }
+    }
+
+    #[test]
+    fn only_a_buyers_account_has_a_buyer() {
+        assert_eq!(Account::Buyer(279_058_397).buyer(), Some(279_058_397));
+        assert_eq!(Account::Buyer(-5).buyer(), Some(-5));
+        for system in Account::SYSTEM {
+            assert_eq!(system.buyer(), None);
+        }
+    }
+
+    #[test]
+    fn a_payment_with_nul_in_any_text_is_made_storable() {
+        let mut payment = IncomingPayment {
+            charge_id: "ch\0arge".into(),
+            provider_charge_id: Some("pro\0vider".into()),
+            payload: "pay\0load".into(),
+            currency: "X\0TR".into(),
+            stars: 5,
+        };
+        payment.make_storable();
+        assert_eq!(
+            (
+                payment.charge_id.as_str(),
+                payment.provider_charge_id.as_deref(),
+                payment.payload.as_str(),
+                payment.currency.as_str()
+            ),
+            ("charge", Some("provider"), "payload", "XTR")
+        );
+    }
+
+    /// The words the command line, the console and the audit log show for a refund.
+    #[test]
+    fn a_refund_is_described_in_words() {
+        let debited = RefundOutcome::Debited {
+            user_id: 7,
+            order_id: None,
+            ndn: 500,
+            balance: -20,
+        };
+        assert_eq!(debited.describe(), "debited 500 NDN, balance now -20");
+        assert_eq!(
+            RefundOutcome::AlreadyRefunded.describe(),
+            "the ledger already had the refund"
+        );
+        assert_eq!(
+            RefundOutcome::ClosedHeld.describe(),
+            "the held payment is closed (nothing was credited)"
+        );
+        assert_eq!(RefundOutcome::RecordedUnknown.describe(), "recorded");
+        assert_eq!(
+            debited.summary("ch1", "Stars refunded by Telegram"),
+            "ch1: Stars refunded by Telegram; debited 500 NDN, balance now -20"
+        );
+    }
+
     #[test]
     fn account_ids_round_trip_and_buyers_are_never_system_accounts() {
         for account in Account::SYSTEM

@@ -1007,4 +1007,204 @@ mod tests {
         assert_eq!(funds_after(&decisions[0]).balance, 50);
         assert_eq!(decisions[1], Decision::Refused(Refusal::UnknownAccount));
     }
+
+    #[test]
+    fn hold_statuses_have_fixed_names() {
+        let statuses = [
+            (HoldStatus::Active, "active"),
+            (HoldStatus::Captured, "captured"),
+            (HoldStatus::Voided, "voided"),
+            (HoldStatus::Expired, "expired"),
+        ];
+        for (status, name) in statuses {
+            assert_eq!(status.as_str(), name);
+            assert_eq!(HoldStatus::parse(name), Some(status));
+        }
+        assert_eq!(HoldStatus::parse("Active"), None);
+        assert_eq!(HoldStatus::parse(""), None);
+    }
+
+    /// What the writer locks and reads for a request: its buyer, or its hold.
+    #[test]
+    fn a_request_names_its_buyer_or_its_hold() {
+        let grant = Operation::Grant {
+            id: "g".into(),
+            user_id: 7,
+            amount: 1,
+            reason: "r".into(),
+        };
+        for buyer_named in [debit("d", 1).operation, grant, hold("h", 1, NOW).operation] {
+            assert_eq!(buyer_named.user_id(), Some(7), "{buyer_named:?}");
+            assert_eq!(buyer_named.hold_id(), None, "{buyer_named:?}");
+        }
+        let hold_named = [
+            Operation::Capture {
+                hold_id: "h1".into(),
+                amount: None,
+                by: 1,
+            },
+            Operation::Void {
+                hold_id: "h1".into(),
+                by: 1,
+            },
+            Operation::Expire {
+                hold_id: "h1".into(),
+            },
+        ];
+        for operation in hold_named {
+            assert_eq!(operation.user_id(), None, "{operation:?}");
+            assert_eq!(operation.hold_id(), Some("h1"), "{operation:?}");
+        }
+    }
+
+    #[test]
+    fn every_receipt_names_its_buyer() {
+        let mut books = books(500, 0);
+        books.funds.insert(8, Funds::default());
+        books.holds.insert("h1".into(), active_hold(Some(1)));
+        let grant = plain(Operation::Grant {
+            id: "g".into(),
+            user_id: 8,
+            amount: 5,
+            reason: "r".into(),
+        });
+        let decisions = decide(
+            &[debit("d", 10), grant, hold("h2", 10, NOW + 1)],
+            &books,
+            NOW,
+        );
+        let buyers: Vec<i64> = decisions
+            .iter()
+            .map(|decision| match decision {
+                Decision::Applied(change) => change.receipt.user_id(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(buyers, [7, 8, 7]);
+    }
+
+    /// The words the console and the command line show for a refusal.
+    #[test]
+    fn refusals_say_why_in_words() {
+        let words = [
+            (Refusal::UnknownAccount, "no such buyer"),
+            (Refusal::UnknownHold, "no such hold"),
+            (
+                Refusal::InsufficientFunds { available: -20 },
+                "insufficient funds (-20 NDN available)",
+            ),
+            (Refusal::KeyReused, "the id was used for another request"),
+            (
+                Refusal::HoldClosed {
+                    status: HoldStatus::Expired,
+                },
+                "the hold is expired",
+            ),
+            (
+                Refusal::CaptureExceedsHold { held: 100 },
+                "the capture exceeds the hold (100 NDN)",
+            ),
+            (
+                Refusal::HoldOfAnotherKey,
+                "the hold was made with another key",
+            ),
+            (
+                Refusal::BalanceLimit,
+                "the balance would pass the largest the books can count",
+            ),
+        ];
+        for (refusal, text) in words {
+            assert_eq!(refusal.describe(), text);
+        }
+    }
+
+    /// A hold may reserve all that is available, not a unit more.
+    #[test]
+    fn a_hold_reserves_up_to_what_is_available() {
+        let decisions = decide(&[hold("h1", 500, NOW + 1)], &books(500, 0), NOW);
+        assert_eq!(
+            funds_after(&decisions[0]),
+            Funds {
+                balance: 500,
+                held: 500
+            }
+        );
+        let decisions = decide(&[hold("h1", 501, NOW + 1)], &books(500, 0), NOW);
+        assert_eq!(
+            decisions[0],
+            Decision::Refused(Refusal::InsufficientFunds { available: 500 })
+        );
+    }
+
+    /// A captured hold answers the same capture again, but a capture of another amount is
+    /// refused: it is not the request that was answered.
+    #[test]
+    fn a_captured_hold_repeats_only_the_same_capture() {
+        let capture = |amount| {
+            plain(Operation::Capture {
+                hold_id: "h1".into(),
+                amount,
+                by: 1,
+            })
+        };
+        let mut books = books(500, 100);
+        books.holds.insert("h1".into(), active_hold(Some(1)));
+        let decisions = decide(
+            &[
+                capture(Some(60)),
+                capture(Some(60)),
+                capture(None),
+                capture(Some(50)),
+            ],
+            &books,
+            NOW,
+        );
+        assert!(
+            matches!(decisions[0], Decision::Applied(_)),
+            "{decisions:?}"
+        );
+        assert!(
+            matches!(decisions[1], Decision::Repeated(_)),
+            "{decisions:?}"
+        );
+        assert!(
+            matches!(decisions[2], Decision::Repeated(_)),
+            "{decisions:?}"
+        );
+        assert_eq!(
+            decisions[3],
+            Decision::Refused(Refusal::HoldClosed {
+                status: HoldStatus::Captured
+            })
+        );
+    }
+
+    /// A void and an expiry each release exactly what the hold reserved.
+    #[test]
+    fn a_void_or_an_expiry_releases_the_held_amount() {
+        for operation in [
+            Operation::Void {
+                hold_id: "h1".into(),
+                by: 1,
+            },
+            Operation::Expire {
+                hold_id: "h1".into(),
+            },
+        ] {
+            let mut books = books(500, 100);
+            books.holds.insert("h1".into(), active_hold(Some(1)));
+            let decisions = decide(&[plain(operation.clone())], &books, NOW + 1);
+            let Decision::Applied(change) = &decisions[0] else {
+                panic!("{operation:?}: {decisions:?}")
+            };
+            assert_eq!(change.held, -100, "{operation:?}");
+            assert_eq!(
+                change.receipt.funds(),
+                Funds {
+                    balance: 500,
+                    held: 0
+                }
+            );
+        }
+    }
 }

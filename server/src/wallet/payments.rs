@@ -201,6 +201,36 @@ mod tests {
         IncomingPayment::in_stars(charge, payload, stars)
     }
 
+    /// What the payments' row stores of a plan: its status, NDN and why it is held.
+    #[test]
+    fn a_plan_says_what_its_payment_row_stores() {
+        let credit = plan_payment(Some(&order("o1", OrderState::Pending)), "XTR", 225);
+        assert_eq!(
+            (
+                credit.status(),
+                credit.ndn(),
+                credit.hold_reason(),
+                credit.order_id()
+            ),
+            (PaymentStatus::Credited, 500, None, Some("o1"))
+        );
+        let held = plan_payment(None, "XTR", 225);
+        assert_eq!(
+            (
+                held.status(),
+                held.ndn(),
+                held.hold_reason(),
+                held.order_id()
+            ),
+            (
+                PaymentStatus::Held,
+                0,
+                Some("payload matches no order"),
+                None
+            )
+        );
+    }
+
     #[test]
     fn payment_for_an_open_order_credits_its_package_and_opens_it() {
         for status in [OrderState::Pending, OrderState::Expired, OrderState::Failed] {

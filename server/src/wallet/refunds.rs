@@ -60,4 +60,23 @@ mod tests {
         assert_eq!(plan_refund(Some(&record)), RefundPlan::CloseHeld);
         assert_eq!(plan_refund(None), RefundPlan::RecordUnknown);
     }
+
+    /// A credited payment of no NDN (nothing to take back) is closed, never a transfer of 0.
+    #[test]
+    fn a_credited_payment_of_nothing_is_only_closed() {
+        let record = PaymentRecord {
+            charge_id: "c1".into(),
+            user_id: 7,
+            order_id: None,
+            ndn: 0,
+            stars: 1,
+            status: PaymentStatus::Credited,
+        };
+        assert_eq!(plan_refund(Some(&record)), RefundPlan::CloseHeld);
+        let one = PaymentRecord { ndn: 1, ..record };
+        assert!(matches!(
+            plan_refund(Some(&one)),
+            RefundPlan::Debit { transfer, .. } if transfer.amount == 1
+        ));
+    }
 }
