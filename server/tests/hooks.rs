@@ -30,6 +30,7 @@ on_both_databases!(
     a_rotated_secret_and_the_previous_one_both_verify_for_a_day,
     an_endpoint_taking_batches_gets_signed_arrays_in_order,
     events_past_their_retention_are_pruned_and_positions_keep_delivering,
+    the_server_prunes_old_events_by_itself,
     a_redirect_is_never_followed,
 );
 
@@ -1110,6 +1111,39 @@ async fn an_event_committed_late_is_not_passed_over() {
     assert_eq!(accepted[1].json()["data"]["charge_id"], charge);
     nothing_waits(&app.server.state.store).await;
     assert_eq!(inbox.posts().len(), 2, "each once");
+}
+
+/// The upkeep prunes by itself (its first pass runs when the server starts): events written
+/// two days ago, past a one-day retention and delivered, are gone after a restart, but the
+/// newest, and the count of pruned ones is kept.
+async fn the_server_prunes_old_events_by_itself(database: Database) {
+    let app = TestApp::spawn_configured(database, FAST).await;
+    let inbox = Inbox::default();
+    let url = inbox.clone().serve().await;
+    subscribe(&app, &url, "payment.credited").await;
+    for update in 1..=3 {
+        buy(&app, BUYER, "ndn-100", update).await;
+    }
+    assert_eq!(
+        inbox
+            .wait_for_accepted(3, Duration::from_secs(10))
+            .await
+            .len(),
+        3
+    );
+    nothing_waits(&app.server.state.store).await;
+    sqlx::query("UPDATE events SET created_at = created_at - $1")
+        .bind(2 * server::clock::DAY_MS)
+        .execute(app.server.state.store.pool())
+        .await
+        .unwrap();
+    let app = app
+        .restart_configured(&[("EVENTS_RETENTION_DAYS", "1")])
+        .await;
+    let left = count_reaches(&app.server.state.store, "SELECT COUNT(*) FROM events", 1).await;
+    assert_eq!(left, 1, "all but the newest pruned");
+    let (pruned, _) = app.server.state.store.events_pruned().await.unwrap();
+    assert_eq!(pruned, 2);
 }
 
 async fn events_past_their_retention_are_pruned_and_positions_keep_delivering(database: Database) {
