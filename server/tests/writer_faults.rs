@@ -1,6 +1,7 @@
 //! The money path under faults inside the group-commit writers, on both databases: a sum past
 //! what the books can count is refused and changes nothing; a batch that panics fails alone and
-//! the writer goes on with the next; a writer that stops makes `/readyz` say so.
+//! the writer goes on with the next; a writer that stops makes `/readyz` say so, and a retry
+//! of what it applied before still gets its answer.
 
 mod support;
 
@@ -151,12 +152,18 @@ async fn readyz_is_unavailable_while_a_writer_is_down(database: Database) {
     app.balance(SECOND).await;
     let key = granting_key(&app).await;
     assert_eq!(app.status_of("/readyz").await, 200);
+    let (status, first) = grant(&app, &key, SECOND, 10, "before-the-fault").await;
+    assert_eq!(status, 201, "{first}");
     let (_, operations) = app.server.state.store.writer_faults();
     operations.crash.store(true, Ordering::SeqCst);
     let (status, _) = grant(&app, &key, SECOND, 10, "lost-writer").await;
     assert_eq!(status, 500);
     assert_eq!(app.status_of("/readyz").await, 503);
-    assert_eq!(app.count("SELECT COUNT(*) FROM transfers").await, 0);
+    assert_eq!(app.count("SELECT COUNT(*) FROM transfers").await, 1);
+    // A retry of what was applied before needs no writer: it gets its first answer again.
+    let (status, again) = grant(&app, &key, SECOND, 10, "before-the-fault").await;
+    assert_eq!((status, &again), (201, &first));
+    assert_eq!(app.count("SELECT COUNT(*) FROM transfers").await, 1);
     let (code, report) = app.cli(&["ledger", "verify"]).await;
     assert_eq!(code, 0, "{report}");
 }
