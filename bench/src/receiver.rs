@@ -42,20 +42,20 @@ pub const RUNS: usize = 4;
 async fn receive(State(inbox): State<Inbox>, headers: HeaderMap, body: Bytes) -> StatusCode {
     let now = Instant::now();
     let signature = headers
-        .get(server::hooks::signature::SIGNATURE_HEADER)
+        .get(server::outgoing::signature::SIGNATURE_HEADER)
         .and_then(|value| value.to_str().ok())
         .unwrap_or_default();
     let secret = inbox.secret.lock().unwrap().clone();
     let unix = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
-    if server::hooks::signature::verify(&secret, signature, &body, unix).is_err() {
+    if server::outgoing::signature::verify(&secret, signature, &body, unix).is_err() {
         *inbox.bad_signatures.lock().unwrap() += 1;
         return StatusCode::BAD_REQUEST;
     }
     let mut arrived = inbox.arrived.lock().unwrap();
     // One event, or a batch of them.
-    for event in server::hooks::event::events_in(&body) {
+    for event in server::outgoing::event::events_in(&body) {
         let index = event["data"]["charge_id"]
             .as_str()
             .and_then(|charge| charge.strip_prefix("bench-evt-"))

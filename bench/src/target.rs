@@ -8,15 +8,15 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use axum::body::Bytes;
 use serde_json::{Value, json};
-use server::fake_telegram::FakeTelegram;
-use server::init_data::InitDataValidator;
+use server::sandbox::fake_telegram::FakeTelegram;
+use server::telegram::init_data::InitDataValidator;
 use sqlx::Row;
 
 use crate::Options;
 use crate::http1::Connections;
 use crate::load::Outcome;
 use crate::report::Run;
-use server::updates::{Message, PreCheckoutQuery, SuccessfulPayment, Update, User};
+use server::telegram::updates::{Message, PreCheckoutQuery, SuccessfulPayment, Update, User};
 
 const TOKEN: &str = "5000000005:bench-token";
 const SECRET: &str = "bench_secret";

@@ -66,7 +66,7 @@ pub struct Config {
     /// Unpaid, unexpired orders a buyer may hold at once (`MAX_PENDING_ORDERS`).
     pub max_pending_orders: i64,
     /// If set, only these networks may call the webhook (`WEBHOOK_ALLOWED_NETWORKS`).
-    pub webhook_networks: Option<crate::security::Networks>,
+    pub webhook_networks: Option<crate::http::security::Networks>,
     /// The header a trusted proxy puts the client address in (`TRUSTED_PROXY_HEADER`).
     pub trusted_proxy_header: Option<String>,
     /// Long polling instead of the webhook (`serve --poll`; not an environment variable).
@@ -296,7 +296,7 @@ impl Config {
             )?),
             webhook_networks: get("WEBHOOK_ALLOWED_NETWORKS")
                 .map(|text| {
-                    crate::security::Networks::parse(text)
+                    crate::http::security::Networks::parse(text)
                         .map_err(|problem| invalid("WEBHOOK_ALLOWED_NETWORKS", problem))
                 })
                 .transpose()?,

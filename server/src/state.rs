@@ -6,13 +6,13 @@ use axum::extract::FromRef;
 use leptos::config::LeptosOptions;
 use tokio::sync::Notify;
 
-use crate::bot_api::BotApi;
 use crate::config::Config;
-use crate::events::{LiveEvents, StreamTokens};
-use crate::init_data::InitDataValidator;
+use crate::http::metrics::Metrics;
 use crate::ledger::Ledger;
-use crate::metrics::Metrics;
+use crate::live::{LiveEvents, StreamTokens};
 use crate::store::Store;
+use crate::telegram::bot_api::BotApi;
+use crate::telegram::init_data::InitDataValidator;
 
 #[derive(Clone)]
 pub struct AppState(Arc<Shared>);
@@ -34,7 +34,7 @@ pub struct Shared {
     pub hooks: Arc<Notify>,
     pub leptos: LeptosOptions,
     /// The current build's file names under `/pkg/`.
-    pub bundle: crate::assets::Bundle,
+    pub bundle: crate::mini_app::assets::Bundle,
     /// Where pages load `telegram-web-app.js` from (telegram.org, or the sandbox's copy).
     pub telegram_script: String,
     /// The bot's @username, learned from `getMe` once after the start (see `learn_bot_username`).

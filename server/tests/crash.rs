@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use serde_json::Value;
-use server::fake_telegram::Fault;
+use server::sandbox::fake_telegram::Fault;
 use support::*;
 
 struct Process {

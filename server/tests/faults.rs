@@ -6,7 +6,7 @@ mod support;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use server::fake_telegram::Fault;
+use server::sandbox::fake_telegram::Fault;
 use sqlx::Connection;
 use support::*;
 

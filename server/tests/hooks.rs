@@ -16,7 +16,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 use server::api::keys::{self, Scope};
-use server::hooks::signature;
+use server::outgoing::signature;
 use support::*;
 
 on_both_databases!(
@@ -827,7 +827,7 @@ async fn private_addresses_are_refused_unless_allowed(database: Database) {
         format!("https://localhost:{port}/hooks/ndn"),
         format!("https://127.0.0.1:{port}/hooks/ndn"),
     ] {
-        server::hooks::add_endpoint(&app.server.state.store, &url, "all", 1, true)
+        server::outgoing::add_endpoint(&app.server.state.store, &url, "all", 1, true)
             .await
             .unwrap();
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use serde_json::{Value, json};
-use server::init_data::InitDataValidator;
+use server::telegram::init_data::InitDataValidator;
 use support::*;
 
 fn runtime() -> tokio::runtime::Runtime {

@@ -126,7 +126,7 @@ async fn a_refund_through_the_ledger_counts_logs_and_tells_the_app(database: Dat
         .await;
     // What `server refund` runs, in the server's own process.
     let state = &app.server.state;
-    let report = server::ops::refund(&state.bot, &state.ledger, &charge)
+    let report = server::telegram::operator::refund(&state.bot, &state.ledger, &charge)
         .await
         .unwrap();
     assert!(

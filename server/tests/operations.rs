@@ -207,7 +207,7 @@ async fn polling_gives_the_same_results_as_the_webhook(database: Database) {
 
     assert_eq!(polled.balance(BUYER).await, hooked.balance(BUYER).await);
     assert_eq!(polled.balance(BUYER).await, 500);
-    fn texts(messages: &[server::fake_telegram::SentMessage]) -> Vec<String> {
+    fn texts(messages: &[server::sandbox::fake_telegram::SentMessage]) -> Vec<String> {
         messages.iter().map(|m| m.text.clone()).collect()
     }
     assert_eq!(texts(&messages), texts(&hooked_messages));

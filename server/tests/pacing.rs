@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use server::fake_telegram::{FakeTelegram, Fault, SentMessage};
+use server::sandbox::fake_telegram::{FakeTelegram, Fault, SentMessage};
 use support::*;
 
 /// The notifier's rate (the default of `BOT_MESSAGES_PER_SECOND`).
@@ -88,7 +88,7 @@ impl Shop {
     }
 
     fn rate_limited(&self) -> u64 {
-        let label = server::metrics::Method {
+        let label = server::http::metrics::Method {
             method: "sendMessage",
         };
         self.instances

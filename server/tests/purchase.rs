@@ -5,7 +5,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::json;
-use server::fake_telegram::Fault;
+use server::sandbox::fake_telegram::Fault;
 use support::*;
 
 on_both_databases!(

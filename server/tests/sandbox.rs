@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use server::bot_api::{BotApi, BotApiError, StarsInvoice};
-use server::fake_telegram::FakeTelegram;
-use server::updates::PreCheckoutAnswer;
+use server::sandbox::fake_telegram::FakeTelegram;
+use server::telegram::bot_api::{BotApi, BotApiError, StarsInvoice};
+use server::telegram::updates::PreCheckoutAnswer;
 use support::*;
 
 fn description(result: Result<impl std::fmt::Debug, BotApiError>) -> String {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use serde_json::Value;
-use server::fake_telegram::FakeTelegram;
+use server::sandbox::fake_telegram::FakeTelegram;
 use support::*;
 
 struct Cluster {

@@ -3,7 +3,7 @@
 
 mod support;
 
-use server::fake_telegram::Fault;
+use server::sandbox::fake_telegram::Fault;
 use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -74,7 +74,7 @@ async fn token_and_webhook_secret_never_appear_in_logs() {
     app.deliver(&successful_payment(2, BUYER, &order, 50, "secrets-charge"))
         .await;
     app.messages_once_drained(1).await;
-    let unreachable = server::bot_api::BotApi::new("http://127.0.0.1:1", TOKEN, false);
+    let unreachable = server::telegram::bot_api::BotApi::new("http://127.0.0.1:1", TOKEN, false);
     let error = unreachable.get_me().await.unwrap_err();
     tracing::error!(%error, "unreachable Bot API");
     assert!(!error.to_string().contains(TOKEN));

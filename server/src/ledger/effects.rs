@@ -7,11 +7,11 @@ use std::sync::Arc;
 use app::api::{BalanceEvent, OrderState};
 use tokio::sync::Notify;
 
-use crate::events::LiveEvents;
-use crate::metrics::Metrics;
-use crate::metrics::Operated;
+use crate::http::metrics::Metrics;
+use crate::http::metrics::Operated;
+use crate::http::untrusted::Untrusted;
+use crate::live::LiveEvents;
 use crate::store::{Engine, Reach};
-use crate::untrusted::Untrusted;
 use crate::wallet::model::{PaymentOutcome, RefundOutcome};
 use crate::wallet::operations::{Decision, HoldStatus, Operation, Receipt, Request};
 

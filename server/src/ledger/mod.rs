@@ -14,9 +14,9 @@ pub use upkeep::keep_up;
 
 use std::sync::Arc;
 
-use crate::bot_text::BotNotice;
 use crate::clock::now_ms;
 use crate::store::{Acted, NewAction, Store, StoreResult};
+use crate::telegram::bot_text::BotNotice;
 use crate::wallet::model::{Buyer, IncomingPayment, PaymentOutcome, RefundOutcome};
 use crate::wallet::operations::{Decision, Remembered, Request, answer_again};
 

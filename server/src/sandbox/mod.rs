@@ -3,6 +3,7 @@
 //! Mounted only when no bot token is configured.
 
 mod delivery;
+pub mod fake_telegram;
 mod receiver;
 
 use std::time::Duration;
@@ -18,9 +19,11 @@ use serde_json::{Value, json};
 pub use delivery::{Delivery, Knobs, PreCheckout};
 pub use receiver::{RECEIVER_ROUTE, Received, Receiver};
 
-use crate::fake_telegram::FakeTelegram;
-use crate::init_data::InitDataValidator;
-use crate::updates::{Message, PreCheckoutQuery, RefundedPayment, SuccessfulPayment, Update, User};
+use crate::sandbox::fake_telegram::FakeTelegram;
+use crate::telegram::init_data::InitDataValidator;
+use crate::telegram::updates::{
+    Message, PreCheckoutQuery, RefundedPayment, SuccessfulPayment, Update, User,
+};
 use crate::wallet::checkout::STARS;
 
 /// A buyer the sandbox can act as.

@@ -10,8 +10,8 @@ use axum::http::{HeaderMap, StatusCode};
 use serde::Serialize;
 
 use crate::clock::now_ms;
-use crate::hooks::event::EventType;
-use crate::hooks::signature::{self, EVENT_ID_HEADER, SIGNATURE_HEADER};
+use crate::outgoing::event::EventType;
+use crate::outgoing::signature::{self, EVENT_ID_HEADER, SIGNATURE_HEADER};
 use crate::store::Store;
 
 pub const RECEIVER_ROUTE: &str = "/sandbox/receiver";
@@ -66,7 +66,7 @@ impl Receiver {
             return Ok(());
         }
         let all = EventType::ALL.map(EventType::as_str).join(",");
-        let (id, _) = crate::hooks::add_endpoint(&self.store, &self.url, &all, 1, true).await?;
+        let (id, _) = crate::outgoing::add_endpoint(&self.store, &self.url, &all, 1, true).await?;
         tracing::info!(
             endpoint = id,
             url = self.url,
@@ -100,7 +100,7 @@ impl Receiver {
             }
         }
         let mut kept = self.received.lock().expect("not poisoned");
-        for event in crate::hooks::event::events_in(body) {
+        for event in crate::outgoing::event::events_in(body) {
             let data = &event["data"];
             let balance = data["balance"]
                 .as_i64()

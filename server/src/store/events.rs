@@ -9,7 +9,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use super::{Engine, Store, StoreResult, in_json_ids, json_rows, to_json};
-use crate::hooks::event::{EventType, NewEvent};
+use crate::outgoing::event::{EventType, NewEvent};
 
 /// An endpoint, for `server endpoints list` and the metrics.
 #[derive(Debug, Clone)]

@@ -12,7 +12,7 @@ use super::outbox::enqueue;
 use super::refunds::language_of;
 use super::{Engine, Store, StoreResult, transfers};
 use crate::clock::now_ms;
-use crate::hooks::event::NewEvent;
+use crate::outgoing::event::NewEvent;
 use crate::wallet::model::{Notice, OutgoingMessage, PaymentOutcome, Transfer};
 
 /// A held payment credited now: what the ledger's effects need.

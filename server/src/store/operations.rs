@@ -18,7 +18,7 @@ use super::writer::Batch;
 use super::{
     Engine, Store, StoreError, StoreResult, in_json_ids, in_json_texts, json_rows, to_json,
 };
-use crate::hooks::event::NewEvent;
+use crate::outgoing::event::NewEvent;
 use crate::wallet::model::{Notice, OutgoingMessage};
 use crate::wallet::operations::{
     Books, Decision, Funds, Hold, HoldStatus, IdempotencyKey, Receipt, Remembered, Request, decide,

@@ -13,7 +13,7 @@ use super::orders::{ORDER_SELECT, order_from_row};
 use super::outbox::enqueue_all;
 use super::writer::Batch;
 use super::{Engine, Store, StoreError, StoreResult, in_json_texts, json_rows, to_json, transfers};
-use crate::hooks::event::NewEvent;
+use crate::outgoing::event::NewEvent;
 use crate::wallet::model::{
     Buyer, IncomingPayment, Notice, OutgoingMessage, PaymentOutcome, PaymentRecord, PaymentStatus,
     make_storable,

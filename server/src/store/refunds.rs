@@ -10,7 +10,7 @@ use super::outbox::enqueue;
 use super::payments::payment_from_row;
 use super::{Engine, Store, StoreError, StoreResult, transfers};
 use crate::clock::now_ms;
-use crate::hooks::event::NewEvent;
+use crate::outgoing::event::NewEvent;
 use crate::wallet::model::{Notice, OutgoingMessage, PaymentRecord, RefundOutcome, make_storable};
 use crate::wallet::refunds::{RefundPlan, plan_refund};
 

@@ -2,7 +2,7 @@
 
 use app::api::OrderState;
 
-use crate::updates::PreCheckoutQuery;
+use crate::telegram::updates::PreCheckoutQuery;
 
 pub const STARS: &str = "XTR";
 
@@ -103,7 +103,7 @@ impl Order {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::updates::User;
+    use crate::telegram::updates::User;
 
     /// The labels of `ndn_pre_checkout_refusals_total{reason}`: dashboards and alerts use them.
     #[test]

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use server::clock::now_ms;
-use server::fake_telegram::{FakeTelegram, SentMessage};
-use server::init_data::InitDataValidator;
-use server::updates::{
+use server::sandbox::fake_telegram::{FakeTelegram, SentMessage};
+use server::telegram::init_data::InitDataValidator;
+use server::telegram::updates::{
     Message, PreCheckoutQuery, RefundedPayment, SuccessfulPayment, Update, User,
 };
 
@@ -497,9 +497,9 @@ pub async fn assert_books_balance(store: &server::store::Store) {
 /// process, the notifier's wake-up).
 pub fn ledger(store: &server::store::Store) -> server::ledger::Ledger {
     let effects = server::ledger::Effects::serving(
-        std::sync::Arc::new(server::metrics::Metrics::default()),
+        std::sync::Arc::new(server::http::metrics::Metrics::default()),
         store.engine(),
-        server::events::LiveEvents::default(),
+        server::live::LiveEvents::default(),
         std::sync::Arc::new(tokio::sync::Notify::new()),
     );
     server::ledger::Ledger::new(store.clone(), effects)

@@ -17,8 +17,8 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use sha2::{Digest, Sha256};
 
-use crate::assets::REVALIDATE;
-use crate::security;
+use crate::http::security;
+use crate::mini_app::assets::REVALIDATE;
 
 /// Set by the page's render with the nonce Leptos wrote into it; removed before sending.
 pub const NONCE_HEADER: &str = "x-ndn-page-nonce";

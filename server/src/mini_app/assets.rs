@@ -160,3 +160,33 @@ async fn bundle_file(
     }
     response
 }
+
+/// The build's file names: hashed when cargo-leptos wrote its hash file (beside this program, or
+/// at `hash_file`), plain otherwise.
+pub(crate) fn bundle(
+    leptos: &leptos::config::LeptosOptions,
+    hash_file: Option<&std::path::Path>,
+) -> Bundle {
+    let path = hash_file.map_or_else(
+        || std::path::PathBuf::from(leptos.hash_file.as_ref()),
+        std::path::Path::to_owned,
+    );
+    let path = if path.is_absolute() {
+        path
+    } else {
+        std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(|dir| dir.join(&path)))
+            .unwrap_or(path)
+    };
+    let pkg = std::path::Path::new(leptos.site_root.as_ref()).join(leptos.site_pkg_dir.as_ref());
+    let bundle = Bundle::load(&pkg, &leptos.output_name, &path);
+    if pkg.exists() && !pkg.join(&bundle.wasm).exists() {
+        if bundle.hashed {
+            tracing::warn!(hash_file = %path.display(), site = %pkg.display(), "the hash file names files the site does not have: was the site built with this server?");
+        } else {
+            tracing::warn!(hash_file = %path.display(), site = %pkg.display(), "no hash file, and the site has no {}: copy the build's hash.txt beside the server (or set LEPTOS_HASH_FILE_NAME)", bundle.wasm);
+        }
+    }
+    bundle
+}

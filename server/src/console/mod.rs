@@ -4,6 +4,8 @@
 //! (`GET /api/console/export?token=…`, a short-lived signed link, since a download cannot carry
 //! the `Authorization` header).
 
+pub mod export;
+
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -21,11 +23,11 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::clock::{DAY_MS, now_ms, typed_day};
-use crate::events::Signer;
-use crate::export::{Format, export};
-use crate::ops::{self, OpsError};
+use crate::console::export::{Format, export};
+use crate::live::Signer;
 use crate::state::AppState;
 use crate::store::{Acted, NewAction, StatementEntry};
+use crate::telegram::operator::{self, OpsError};
 use crate::wallet::operations::{Decision, IdempotencyKey, MAX_AMOUNT, Operation, Request};
 
 /// How long `getMyStarBalance`'s answer is shown before Telegram is asked again.
@@ -216,7 +218,7 @@ impl ConsoleBackend for OperatorConsole {
         if let Some(earlier) = self.earlier(&action).await? {
             return Ok(earlier);
         }
-        match ops::refund_as(
+        match operator::refund_as(
             &self.state.bot,
             &self.state.ledger,
             charge_id,
@@ -368,7 +370,7 @@ impl ConsoleBackend for OperatorConsole {
             return Ok(earlier);
         }
         // Each change takes the webhook's own transaction; the audit row follows them.
-        let result = match ops::reconcile(&self.state.bot, &self.state.ledger).await {
+        let result = match operator::reconcile(&self.state.bot, &self.state.ledger).await {
             Ok(report) => report.to_string().trim_end().replace('\n', "; "),
             Err(OpsError::Store(error)) => return Err(error.into()),
             Err(error) => format!("not reconciled: {error}"),

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::bot_api::BotApiError;
-use crate::ops::ALLOWED_UPDATES;
 use crate::state::AppState;
-use crate::updates::Update;
-use crate::webhook::{Handled, process};
+use crate::telegram::bot_api::BotApiError;
+use crate::telegram::operator::ALLOWED_UPDATES;
+use crate::telegram::updates::Update;
+use crate::telegram::webhook::{Handled, process};
 
 const OFFSET_KEY: &str = "poll_offset";
 const LONG_POLL_SECS: u64 = 25;

@@ -124,7 +124,7 @@ pub struct StarsInvoice<'a> {
 #[derive(Clone)]
 pub struct BotApi {
     http: reqwest::Client,
-    metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
+    metrics: Option<std::sync::Arc<crate::http::metrics::Metrics>>,
     /// `{api_url}/bot{token}` or `{api_url}/bot{token}/test`; never logged.
     base: String,
 }
@@ -150,7 +150,7 @@ impl BotApi {
     }
 
     /// Counts failed calls by method in `metrics`.
-    pub fn with_metrics(mut self, metrics: std::sync::Arc<crate::metrics::Metrics>) -> Self {
+    pub fn with_metrics(mut self, metrics: std::sync::Arc<crate::http::metrics::Metrics>) -> Self {
         self.metrics = Some(metrics);
         self
     }
@@ -171,7 +171,7 @@ impl BotApi {
     ) -> Result<R, BotApiError> {
         let result = self.send(method, params, timeout).await;
         if let (Err(error), Some(metrics)) = (&result, &self.metrics) {
-            let label = crate::metrics::Method { method };
+            let label = crate::http::metrics::Method { method };
             metrics.bot_api_errors.get_or_create(&label).inc();
             if let BotApiError::Api { code: 429, .. } = error {
                 metrics.bot_api_rate_limited.get_or_create(&label).inc();
@@ -258,9 +258,9 @@ impl BotApi {
 
     pub async fn answer_pre_checkout_query(
         &self,
-        answer: &crate::updates::PreCheckoutAnswer,
+        answer: &crate::telegram::updates::PreCheckoutAnswer,
     ) -> Result<bool, BotApiError> {
-        self.call(crate::updates::PreCheckoutAnswer::METHOD, answer)
+        self.call(crate::telegram::updates::PreCheckoutAnswer::METHOD, answer)
             .await
     }
 

@@ -19,10 +19,10 @@ use futures::FutureExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::bot_api::BotApiError;
 use crate::clock::{micros, millis, now_micros, now_ms};
 use crate::state::AppState;
 use crate::store::{ClaimedMessage, Engine, Store};
+use crate::telegram::bot_api::BotApiError;
 
 /// The most messages claimed at once.
 const BATCH: i64 = 128;

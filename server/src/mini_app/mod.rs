@@ -2,6 +2,11 @@
 //! buyer of each server-function call authenticated once from `Authorization: tma <initData>`,
 //! and the build's files under `/pkg/` (see `assets`).
 
+pub mod assets;
+pub(crate) mod page_cache;
+pub(crate) mod pages;
+pub mod shop;
+
 use std::sync::Arc;
 
 use app::api::AuthFailure;
@@ -17,10 +22,10 @@ use leptos_axum::{LeptosRoutes, generate_route_list};
 
 use crate::clock::now_ms;
 use crate::console::OperatorConsole;
-use crate::init_data::InitDataError;
-use crate::page_cache::NONCE_HEADER;
-use crate::shop::Shop;
+use crate::mini_app::page_cache::NONCE_HEADER;
+use crate::mini_app::shop::Shop;
 use crate::state::AppState;
+use crate::telegram::init_data::InitDataError;
 
 /// The page, the server functions (`/api/wallet`, …), and the static files as the fallback.
 pub fn router(state: &AppState) -> Router<AppState> {

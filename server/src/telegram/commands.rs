@@ -4,10 +4,10 @@
 use app::i18n::Lang;
 use serde_json::{Value, json};
 
-use crate::bot_text::commands as text;
 use crate::state::AppState;
 use crate::store::StoreError;
-use crate::updates::Message;
+use crate::telegram::bot_text::commands as text;
+use crate::telegram::updates::Message;
 use crate::wallet::model::OutgoingMessage;
 
 /// Replies to a command; other messages are acknowledged and ignored.

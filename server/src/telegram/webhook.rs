@@ -8,15 +8,15 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq;
 
-use crate::bot_text;
 use crate::clock::now_ms;
-use crate::commands;
-use crate::metrics::{Kind, Reason};
-use crate::security::client_ip;
+use crate::http::metrics::{Kind, Reason};
+use crate::http::security::client_ip;
+use crate::http::untrusted::Untrusted;
 use crate::state::AppState;
 use crate::store::StoreError;
-use crate::untrusted::Untrusted;
-use crate::updates::{
+use crate::telegram::bot_text;
+use crate::telegram::commands;
+use crate::telegram::updates::{
     InlineCall, Message, PreCheckoutAnswer, PreCheckoutQuery, RefundedPayment, SuccessfulPayment,
     Update,
 };

@@ -5,11 +5,11 @@ use app::backend::{SignedBuyer, WalletBackend};
 use app::i18n::Lang;
 use async_trait::async_trait;
 
-use crate::bot_api::StarsInvoice;
-use crate::bot_text;
 use crate::clock::now_ms;
 use crate::state::AppState;
 use crate::store::{Admission, OrderLimits, StoreError, StoredBuyer};
+use crate::telegram::bot_api::StarsInvoice;
+use crate::telegram::bot_text;
 use crate::wallet::model::Buyer;
 
 const HISTORY_LENGTH: i64 = 20;

@@ -4,11 +4,11 @@
 use app::i18n::Lang;
 use serde_json::{Value, json};
 
-use crate::bot_api::{BotApi, BotApiError, StarTransaction};
-use crate::bot_text::commands as text;
 use crate::config::Config;
 use crate::ledger::Ledger;
 use crate::store::{Acted, NewAction, StoreError};
+use crate::telegram::bot_api::{BotApi, BotApiError, StarTransaction};
+use crate::telegram::bot_text::commands as text;
 use crate::wallet::model::{Buyer, IncomingPayment, PaymentOutcome, RefundOutcome};
 
 /// Every update kind the server handles. Sent explicitly with `setWebhook` and `getUpdates`:
@@ -290,4 +290,47 @@ async fn apply_transaction(
         }
     }
     Ok(())
+}
+
+/// The advisory lock key of periodic reconciliation.
+const RECONCILE_LOCK: i64 = 0x4e44_4e52;
+
+/// Finds payments whose webhook never arrived (and refunds), every `interval`.
+pub(crate) async fn reconcile_every(
+    interval: std::time::Duration,
+    state: crate::state::AppState,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+        // One instance at a time: the others skip this round.
+        let outcome = state
+            .store
+            .exclusively(RECONCILE_LOCK, reconcile(&state.bot, &state.ledger))
+            .await;
+        let outcome = match outcome {
+            Ok(Some(result)) => result,
+            Ok(None) => continue,
+            Err(error) => Err(error.into()),
+        };
+        match outcome {
+            Ok(report)
+                if report.credited.is_empty()
+                    && report.held.is_empty()
+                    && report.refunded.is_empty() =>
+            {
+                tracing::debug!(
+                    transactions = report.transactions,
+                    "reconciled: nothing missing"
+                );
+            }
+            Ok(report) => {
+                tracing::warn!(credited = ?report.credited, held = ?report.held, refunded = ?report.refunded, "reconciled missing payments");
+            }
+            Err(error) => tracing::warn!(%error, "reconciliation failed"),
+        }
+    }
 }

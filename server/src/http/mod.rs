@@ -1,0 +1,85 @@
+//! What every answer passes through: the security headers and checks, the health and
+//! readiness probes, the metrics, and log text made safe.
+
+pub(crate) mod health;
+pub mod metrics;
+pub mod security;
+pub mod untrusted;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderValue, Request, header};
+use axum::response::Response;
+use tower_http::compression::CompressionLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::config::Mode;
+use crate::sandbox::Sandbox;
+use crate::state::AppState;
+
+/// Every resource's routes, merged, with the layers every answer passes through.
+pub(crate) fn router(state: AppState, sandbox: Option<&Sandbox>) -> Router {
+    let dev = state.leptos.env == leptos::config::Env::DEV && state.config.mode == Mode::Sandbox;
+    // The Mini App's page, its files, its server functions and the plain pages: revalidated
+    // with an ETag and compressed (br or gzip) when the browser accepts it; the event stream and
+    // the APIs are outside this.
+    let pages = crate::mini_app::page_cache::PageCache::new(dev);
+    let site = crate::mini_app::router(&state)
+        .merge(crate::mini_app::pages::router())
+        .layer(axum::middleware::from_fn(move |request, next| {
+            crate::mini_app::page_cache::page_headers(pages.clone(), request, next)
+        }))
+        .layer(CompressionLayer::new());
+    let mut router = site
+        .merge(crate::telegram::webhook::router())
+        .merge(crate::live::router())
+        .merge(crate::console::router())
+        .merge(health::router())
+        .merge(crate::api::router());
+    if metrics::served_beside_the_app(&state.config) {
+        router = router.merge(metrics::router());
+    }
+    if let Some(sandbox) = sandbox {
+        router = router
+            .merge(sandbox.router())
+            .layer(axum::middleware::from_fn(security::this_machine_only));
+    }
+    let default_policy = HeaderValue::from_str(&security::content_security_policy(&[], dev))
+        .expect("the policy is a valid header value");
+    router
+        .layer(axum::middleware::from_fn(security::client_errors_are_4xx))
+        .layer(SetResponseHeaderLayer::if_not_present(header::CONTENT_SECURITY_POLICY, default_policy))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(DefaultBodyLimit::max(64 * 1024))
+        .layer(
+            // Paths only: query strings carry stream tokens, and no token belongs in a log.
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request<_>| {
+                    tracing::info_span!("http", method = %request.method(), path = %loggable_path(request.uri().path()))
+                })
+                .on_response(
+                    |response: &Response, latency: std::time::Duration, _span: &tracing::Span| {
+                        tracing::info!(status = response.status().as_u16(), latency_ms = latency.as_secs_f64() * 1000.0, "served");
+                    },
+                ),
+        )
+        .with_state(state)
+}
+
+/// The fake Bot API's paths contain the (sandbox) token; log them without it. Any other path
+/// is the client's text: escaped and capped.
+fn loggable_path(path: &str) -> untrusted::Untrusted<'_> {
+    if path.starts_with("/sandbox/bot-api/") {
+        untrusted::Untrusted("/sandbox/bot-api/…")
+    } else {
+        untrusted::Untrusted(path)
+    }
+}
