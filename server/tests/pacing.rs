@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use server::notifier::queue::Queue;
 use server::sandbox::fake_telegram::{FakeTelegram, Fault, SentMessage};
 use support::*;
 
@@ -185,10 +186,8 @@ async fn a_sale_of_500_buyers_is_paced_and_each_gets_one_message(database: Datab
         assert!(instance.state.metrics.notifications_sent.get() > 0);
     }
     assert_eq!(
-        shop.instances[0]
-            .state
-            .store
-            .oldest_pending_message_age()
+        Queue::new(&shop.instances[0].state.store)
+            .oldest_pending_age()
             .await
             .unwrap(),
         0
@@ -275,7 +274,7 @@ async fn a_429_stops_all_sending_for_its_retry_after(database: Database) {
         during.iter().all(|after| *after < grace),
         "sent during the pause, this long after the 429: {during:?}"
     );
-    assert!(store.oldest_pending_message_age().await.unwrap() >= 1);
+    assert!(Queue::new(store).oldest_pending_age().await.unwrap() >= 1);
 
     let messages = shop.messages(buyers.len()).await;
     assert_eq!(messages.len(), buyers.len());
@@ -300,5 +299,5 @@ async fn a_429_stops_all_sending_for_its_retry_after(database: Database) {
     let mut told: Vec<i64> = messages.iter().map(|m| m.chat_id).collect();
     told.sort_unstable();
     assert_eq!(told, buyers);
-    assert_eq!(store.oldest_pending_message_age().await.unwrap(), 0);
+    assert_eq!(Queue::new(store).oldest_pending_age().await.unwrap(), 0);
 }

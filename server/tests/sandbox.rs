@@ -281,12 +281,24 @@ async fn sandbox_purchase_with_duplicates_and_a_lost_answer_credits_once() {
     // The notice is sent and nothing else waits in the outbox: the chat below is complete.
     for _ in 0..200 {
         let sent = scalar(store, "SELECT COUNT(*) FROM outbox WHERE status = 'sent'").await;
-        if sent >= 1 && store.pending_messages().await.unwrap() == 0 {
+        if sent >= 1
+            && server::notifier::queue::Queue::new(store)
+                .pending()
+                .await
+                .unwrap()
+                == 0
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(store.pending_messages().await.unwrap(), 0);
+    assert_eq!(
+        server::notifier::queue::Queue::new(store)
+            .pending()
+            .await
+            .unwrap(),
+        0
+    );
     let chat = get_json(&http, format!("{base}/sandbox/api/chat?user={alice}")).await;
     assert_eq!(chat.as_array().unwrap().len(), 1, "{chat}");
     assert!(chat[0]["text"].as_str().unwrap().starts_with("+500 NDN"));

@@ -267,13 +267,14 @@ async fn serve(State(state): State<AppState>, headers: HeaderMap) -> Response {
     state.metrics.payment_batches_split.set(splits);
     let panics = i64::try_from(state.store.writer_panics()).unwrap_or(i64::MAX);
     state.metrics.writer_panics.set(panics);
-    match state.store.pending_messages().await {
+    let outbox = crate::notifier::queue::Queue::new(&state.store);
+    match outbox.pending().await {
         Ok(pending) => {
             state.metrics.outbox_pending.set(pending);
         }
         Err(error) => tracing::warn!(%error, "metrics: cannot count the outbox"),
     }
-    match state.store.oldest_pending_message_age().await {
+    match outbox.oldest_pending_age().await {
         Ok(age) => {
             state.metrics.outbox_oldest_seconds.set(age);
         }

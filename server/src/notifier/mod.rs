@@ -21,8 +21,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::{micros, millis, now_micros, now_ms};
 use crate::state::AppState;
-use crate::store::{ClaimedMessage, Engine, Store};
+mod pacer;
+pub mod queue;
+
 use crate::telegram::bot_api::BotApiError;
+use pacer::Pacer;
+use queue::{ClaimedMessage, Queue};
 
 /// The most messages claimed at once.
 const BATCH: i64 = 128;
@@ -38,10 +42,10 @@ pub const CHAT_GAP: Duration = Duration::from_millis(1_100);
 /// `BOT_MESSAGES_PER_SECOND` slots take this long, not one second: requests leave evenly
 /// spaced but reach Telegram a few milliseconds early or late, and 25 slots in exactly one
 /// second would put a 26th in some second where they arrive.
-const SLOT_SPAN: Duration = Duration::from_millis(1_040);
+pub(super) const SLOT_SPAN: Duration = Duration::from_millis(1_040);
 /// Shared slots are asked for this far ahead, so that the time the database takes to answer
 /// does not make a slot late before it is used.
-const SLOT_LEAD: Duration = Duration::from_millis(50);
+pub(super) const SLOT_LEAD: Duration = Duration::from_millis(50);
 /// A send this much later than its slot (microseconds) moves the following slots.
 const LATE_US: i64 = 5_000;
 /// Requests waiting for Telegram's answer at once.
@@ -71,82 +75,9 @@ struct Chat {
     sending: bool,
 }
 
-/// Hands out the bot's send slots.
-enum Pacer {
-    /// One instance (SQLite): the next free slot, in microseconds since the epoch.
-    Local { interval: Duration, next: i64 },
-    /// Every instance of the cluster: the slots are claimed from the database.
-    Shared { interval: Duration, store: Store },
-}
-
-impl Pacer {
-    fn new(state: &AppState) -> Self {
-        let per_second = state.config.bot_messages_per_second.max(1);
-        let interval = SLOT_SPAN / per_second;
-        match state.store.engine() {
-            Engine::Sqlite => Self::Local { interval, next: 0 },
-            Engine::Postgres => Self::Shared {
-                interval,
-                store: state.store.clone(),
-            },
-        }
-    }
-
-    /// The time of this worker's next send, in microseconds since the epoch.
-    async fn slot(&mut self) -> Result<i64, crate::store::StoreError> {
-        match self {
-            Self::Local { interval, next } => {
-                let slot = (*next).max(now_micros());
-                *next = slot.saturating_add(micros(*interval));
-                Ok(slot)
-            }
-            Self::Shared { interval, store } => store.next_send_slot(*interval, SLOT_LEAD).await,
-        }
-    }
-
-    /// A `429`: no slot before `until` (microseconds since the epoch), and on a cluster the
-    /// other instances' slots already taken do not send either.
-    async fn rate_limited(&mut self, until: i64) -> Result<(), crate::store::StoreError> {
-        match self {
-            Self::Local { .. } => self.pause(until).await,
-            Self::Shared { store, .. } => store.pause_all_sending(until).await,
-        }
-    }
-
-    /// On a cluster, the end of another instance's `429` pause if it is not over: a slot taken
-    /// before that `429` came back must not be used.
-    async fn paused_elsewhere(&self) -> Result<Option<i64>, crate::store::StoreError> {
-        match self {
-            Self::Local { .. } => Ok(None),
-            Self::Shared { store, .. } => {
-                let until = store.sending_paused_until().await?;
-                Ok((until > now_micros()).then_some(until))
-            }
-        }
-    }
-
-    /// A send that left at `sent` (microseconds), later than its slot: the slots after it
-    /// move so that they keep their distance from when it really left.
-    async fn sent_late(&mut self, sent: i64) -> Result<(), crate::store::StoreError> {
-        let (Self::Local { interval, .. } | Self::Shared { interval, .. }) = self;
-        let resume = sent.saturating_add(micros(*interval));
-        self.pause(resume).await
-    }
-
-    /// No slot before `until` (microseconds since the epoch).
-    async fn pause(&mut self, until: i64) -> Result<(), crate::store::StoreError> {
-        match self {
-            Self::Local { next, .. } => {
-                *next = (*next).max(until);
-                Ok(())
-            }
-            Self::Shared { store, .. } => store.pause_sending(until).await,
-        }
-    }
-}
-
 struct Notifier {
     state: AppState,
+    queue: Queue,
     pacer: Pacer,
     chats: BTreeMap<i64, Chat>,
     in_flight: usize,
@@ -162,8 +93,10 @@ struct Notifier {
 pub async fn run(state: AppState, shutdown: CancellationToken) {
     let (outcomes_tx, mut outcomes) = mpsc::unbounded_channel();
     let wake = state.outbox.clone();
+    let queue = Queue::new(&state.store);
     let mut notifier = Notifier {
-        pacer: Pacer::new(&state),
+        pacer: Pacer::new(&state, &queue),
+        queue,
         state,
         chats: BTreeMap::new(),
         in_flight: 0,
@@ -252,7 +185,7 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
     }
     notifier.record_if_due(true).await;
     let held: Vec<(i64, i64)> = notifier.held().collect();
-    if let Err(error) = notifier.state.store.release_messages(&held).await {
+    if let Err(error) = notifier.queue.release(&held).await {
         tracing::warn!(%error, "cannot give back the unsent messages; their lease will run out");
     }
 }
@@ -324,9 +257,8 @@ impl Notifier {
         self.last_claim = Some(Instant::now());
         let limit = (2 * per_second).clamp(8, BATCH) - waiting;
         let claimed = match self
-            .state
-            .store
-            .claim_messages(limit, self.state.config.outbox_lease, CHAT_GAP)
+            .queue
+            .claim(limit, self.state.config.outbox_lease, CHAT_GAP)
             .await
         {
             Ok(claimed) => claimed,
@@ -361,7 +293,7 @@ impl Notifier {
             return;
         }
         let held: Vec<(i64, i64)> = self.held().collect();
-        let renewed = match self.state.store.renew_messages(&held, lease).await {
+        let renewed = match self.queue.renew(&held, lease).await {
             Ok(renewed) => renewed.into_iter().collect::<BTreeMap<i64, i64>>(),
             Err(error) => {
                 tracing::warn!(%error, "cannot renew the notifications' lease");
@@ -396,7 +328,7 @@ impl Notifier {
         if !chat.sending {
             self.chats.remove(&chat_id);
         }
-        if let Err(error) = self.state.store.release_messages(&held).await {
+        if let Err(error) = self.queue.release(&held).await {
             tracing::warn!(%error, "cannot give messages back; their lease will run out");
         }
     }
@@ -421,9 +353,10 @@ impl Notifier {
         chat.not_before = Instant::now() + CHAT_GAP;
         self.in_flight += 1;
         let state = self.state.clone();
+        let queue = self.queue.clone();
         let outcomes = self.outcomes_tx.clone();
         tokio::spawn(async move {
-            let outcome = deliver(&state, message).await;
+            let outcome = deliver(&state, &queue, message).await;
             let _ = outcomes.send(outcome);
         });
     }
@@ -490,7 +423,7 @@ impl Notifier {
         }
         let delivered = std::mem::take(&mut self.delivered);
         self.delivered_since = None;
-        if let Err(error) = self.state.store.messages_sent(&delivered).await {
+        if let Err(error) = self.queue.sent(&delivered).await {
             // The leases run out and the messages are sent again: at least once, never lost.
             tracing::error!(%error, count = delivered.len(), "cannot record deliveries");
         }
@@ -498,7 +431,7 @@ impl Notifier {
 }
 
 /// Sends one message; failures other than a `429` are recorded here.
-async fn deliver(state: &AppState, message: ClaimedMessage) -> Outcome {
+async fn deliver(state: &AppState, queue: &Queue, message: ClaimedMessage) -> Outcome {
     let markup = message
         .reply_markup
         .as_deref()
@@ -528,16 +461,12 @@ async fn deliver(state: &AppState, message: ClaimedMessage) -> Outcome {
     let recorded = if retry {
         let wait = backoff_secs(message.attempts);
         tracing::warn!(message_id = message.id, %error, wait, "sendMessage failed; will retry");
-        state
-            .store
-            .message_retry(message.id, Duration::from_secs(wait), error.description())
+        queue
+            .retry(message.id, Duration::from_secs(wait), error.description())
             .await
     } else {
         tracing::error!(message_id = message.id, %error, "sendMessage failed for good");
-        state
-            .store
-            .message_failed(message.id, error.description())
-            .await
+        queue.failed(message.id, error.description()).await
     };
     if let Err(error) = recorded {
         tracing::error!(message_id = message.id, %error, "cannot record the failed delivery");

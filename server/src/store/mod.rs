@@ -12,7 +12,7 @@
 //! | `payments` | `successful_payment`s, applied by a group-commit writer |
 //! | `refunds` | refunds |
 //! | `operations` | the service API's debits, holds and grants, applied by a group-commit writer |
-//! | `outbox` | the bot's messages waiting to be sent |
+//! | `outbox` | the bot's messages, queued (the notifier's `queue` sends them) |
 //! | `events` | signed events for the operator's backend: the outbox, endpoints, deliveries |
 //! | `broadcast` | balance changes told to other processes |
 //! | `bot_state` | small durable values and cross-instance locks |
@@ -57,7 +57,6 @@ pub use events::{
 pub use export::ExportLine;
 pub use held::HeldCredit;
 pub use orders::{Admission, OrderLimits};
-pub use outbox::ClaimedMessage;
 pub use statements::{StatementCursor, StatementEntry};
 pub use transfers::{Audit, TransferTotals};
 
@@ -194,7 +193,7 @@ impl Store {
     }
 
     async fn write(&self) -> StoreResult<Transaction<'static, Any>> {
-        Ok(self.pool.begin_with(begin_write(self.engine)).await?)
+        write_transaction(&self.pool, self.engine).await
     }
 }
 
@@ -206,6 +205,14 @@ fn begin_write(engine: Engine) -> &'static str {
         Engine::Sqlite => "BEGIN IMMEDIATE",
         Engine::Postgres => "BEGIN ISOLATION LEVEL READ COMMITTED",
     }
+}
+
+/// A write transaction on `pool`, begun as [`begin_write`] says.
+pub(crate) async fn write_transaction(
+    pool: &AnyPool,
+    engine: Engine,
+) -> StoreResult<Transaction<'static, Any>> {
+    Ok(pool.begin_with(begin_write(engine)).await?)
 }
 
 /// A batch's rows go to the database as one JSON array in one parameter, unpacked by the
@@ -239,7 +246,7 @@ fn json_rows(engine: Engine, param: usize, columns: &[(&str, &str)]) -> String {
 /// `column` is one of the integers of the JSON array in parameter `$param`. On PostgreSQL an
 /// `= ANY` of an array, which the planner answers with the column's index whatever it thinks
 /// of the table's size (an `IN` subquery can become a hash join over the whole table).
-fn in_json_ids(engine: Engine, column: &str, param: usize) -> String {
+pub(crate) fn in_json_ids(engine: Engine, column: &str, param: usize) -> String {
     match engine {
         Engine::Postgres => format!(
             "{column} = ANY(ARRAY(SELECT CAST(json_array_elements_text(${param}::json) AS BIGINT)))"
@@ -259,6 +266,6 @@ fn in_json_texts(engine: Engine, column: &str, param: usize) -> String {
     }
 }
 
-fn to_json<T: serde::Serialize>(rows: &T) -> StoreResult<String> {
+pub(crate) fn to_json<T: serde::Serialize>(rows: &T) -> StoreResult<String> {
     serde_json::to_string(rows).map_err(|error| StoreError::Corrupt(format!("rows: {error}")))
 }

@@ -401,8 +401,8 @@ pub async fn drained_messages(
     // A row is marked sent only after Telegram answered: none pending, all of it is here.
     let mut pending = -1;
     while tokio::time::Instant::now() < deadline + Duration::from_secs(10) {
-        pending = store
-            .pending_messages()
+        pending = server::notifier::queue::Queue::new(store)
+            .pending()
             .await
             .expect("the outbox is readable");
         if pending == 0 {
