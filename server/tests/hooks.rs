@@ -16,7 +16,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 use server::api::keys::{self, Scope};
-use server::outgoing::signature;
+use server::outgoing::{EventStore, signature};
 use support::*;
 
 on_both_databases!(
@@ -184,7 +184,7 @@ impl Tripwire {
 async fn endpoint_errors(store: &server::store::Store) -> Vec<String> {
     let mut errors = Vec::new();
     for _ in 0..200 {
-        let endpoints = store.endpoints().await.unwrap();
+        let endpoints = EventStore::new(store).list().await.unwrap();
         errors = endpoints
             .iter()
             .filter_map(|endpoint| endpoint.last_error.clone())
@@ -202,8 +202,8 @@ async fn endpoint_errors(store: &server::store::Store) -> Vec<String> {
 async fn nothing_waits(store: &server::store::Store) {
     let mut waiting = -1;
     for _ in 0..400 {
-        waiting = store
-            .deliveries_waiting(server::clock::now_ms())
+        waiting = EventStore::new(store)
+            .waiting(server::clock::now_ms())
             .await
             .unwrap()
             .0;
@@ -1143,7 +1143,10 @@ async fn the_server_prunes_old_events_by_itself(database: Database) {
         .await;
     let left = count_reaches(&app.server.state.store, "SELECT COUNT(*) FROM events", 1).await;
     assert_eq!(left, 1, "all but the newest pruned");
-    let (pruned, _) = app.server.state.store.events_pruned().await.unwrap();
+    let (pruned, _) = EventStore::new(&app.server.state.store)
+        .pruned()
+        .await
+        .unwrap();
     assert_eq!(pruned, 2);
     // The operator's log says how many went, once the pruning has found nothing more.
     let said = |text: &str| {
@@ -1181,7 +1184,13 @@ async fn events_past_their_retention_are_pruned_and_positions_keep_delivering(da
     // Every event so far is past a retention that ends now, and the endpoint has them all:
     // all go but the newest, which stays as the floor of the numbering.
     let now = server::clock::now_ms();
-    assert_eq!(store.prune_events(now + 1, 500, now).await.unwrap(), 2);
+    assert_eq!(
+        EventStore::new(store)
+            .prune(now + 1, 500, now)
+            .await
+            .unwrap(),
+        2
+    );
     assert_eq!(app.count("SELECT COUNT(*) FROM events").await, 1);
     let (code, listed) = app.cli(&["events", "list"]).await;
     assert_eq!(code, 0, "{listed}");
@@ -1219,13 +1228,16 @@ async fn events_past_their_retention_are_pruned_and_positions_keep_delivering(da
             .unwrap();
     let now = server::clock::now_ms();
     assert_eq!(
-        store.prune_events(now + 1, 500, now).await.unwrap(),
+        EventStore::new(store)
+            .prune(now + 1, 500, now)
+            .await
+            .unwrap(),
         3,
         "3, 4 and 5"
     );
     for id in &waiting {
         assert!(
-            store.event_exists(id).await.unwrap(),
+            EventStore::new(store).exists(id).await.unwrap(),
             "{id} pruned while waiting"
         );
     }

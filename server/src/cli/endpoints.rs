@@ -51,7 +51,7 @@ pub async fn run(action: EndpointsAction, config: &Config) -> anyhow::Result<()>
             );
         }
         EndpointsAction::List => {
-            let listed = store.endpoints().await?;
+            let listed = crate::outgoing::EventStore::new(&store).list().await?;
             if listed.is_empty() {
                 println!(
                     "no endpoints: `server endpoints add https://… --events payment.credited`"
@@ -94,7 +94,10 @@ pub async fn run(action: EndpointsAction, config: &Config) -> anyhow::Result<()>
         }
         EndpointsAction::Batch { id, size } => {
             let size = crate::outgoing::check_batch(size)?;
-            if !store.set_endpoint_batch(id, size).await? {
+            if !crate::outgoing::EventStore::new(&store)
+                .set_batch(id, size)
+                .await?
+            {
                 anyhow::bail!("no endpoint {id}");
             }
             if size == 1 {
@@ -104,7 +107,7 @@ pub async fn run(action: EndpointsAction, config: &Config) -> anyhow::Result<()>
             }
         }
         EndpointsAction::Remove { id } => {
-            if !store.remove_endpoint(id).await? {
+            if !crate::outgoing::EventStore::new(&store).remove(id).await? {
                 anyhow::bail!("no endpoint {id}");
             }
             println!("endpoint {id} removed");

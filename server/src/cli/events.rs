@@ -3,6 +3,7 @@
 use clap::Subcommand;
 
 use super::format_time;
+use crate::outgoing::EventStore;
 use crate::store::Store;
 
 #[derive(Subcommand)]
@@ -48,9 +49,10 @@ pub async fn run(
     retention: std::time::Duration,
 ) -> anyhow::Result<()> {
     let now = crate::clock::now_ms();
+    let events = EventStore::new(store);
     match action {
         EventsAction::List { failed, limit } => {
-            let lines = store.event_lines(failed, limit.clamp(1, 10_000)).await?;
+            let lines = events.lines(failed, limit.clamp(1, 10_000)).await?;
             if lines.is_empty() {
                 println!(
                     "{}",
@@ -85,7 +87,7 @@ pub async fn run(
                 }
             }
             // What retention took, once it took something (older events are not listed).
-            let pruned = store.events_pruned().await?;
+            let pruned = events.pruned().await?;
             if pruned.0 > 0 {
                 println!("pruned: {}", pruned_words(pruned, retention));
             }
@@ -93,19 +95,19 @@ pub async fn run(
         EventsAction::Replay { event_id, since } => {
             let queued = match (event_id, since) {
                 (Some(id), _) => {
-                    if !store.event_exists(&id).await? {
+                    if !events.exists(&id).await? {
                         anyhow::bail!(
                             "no event {id}: never written, or pruned — {}",
-                            pruned_words(store.events_pruned().await?, retention)
+                            pruned_words(events.pruned().await?, retention)
                         );
                     }
-                    store.replay_events(Some(&id), None, now).await?
+                    events.replay(Some(&id), None, now).await?
                 }
                 (None, Some(since)) => {
                     let since = crate::clock::parse_time(&since, now).ok_or_else(|| {
                         anyhow::anyhow!("`{since}` is not a time like 2026-12-01T09:30Z or 6h")
                     })?;
-                    store.replay_events(None, Some(since), now).await?
+                    events.replay(None, Some(since), now).await?
                 }
                 (None, None) => anyhow::bail!("name an event id, or --since TIME"),
             };

@@ -280,7 +280,10 @@ async fn serve(State(state): State<AppState>, headers: HeaderMap) -> Response {
         }
         Err(error) => tracing::warn!(%error, "metrics: cannot read the outbox's oldest message"),
     }
-    match state.store.deliveries_waiting(crate::clock::now_ms()).await {
+    match crate::outgoing::EventStore::new(&state.store)
+        .waiting(crate::clock::now_ms())
+        .await
+    {
         Ok((pending, oldest_ms)) => {
             state.metrics.events_pending.set(pending);
             state

@@ -1,7 +1,6 @@
 //! What the books need doing by themselves: holds whose time ran out are released (through the
 //! door, like any request, so several instances may do it at once), and answers remembered
-//! under idempotency keys are forgotten after two days, and events older than the retention
-//! that every endpoint has are deleted, a few hundred at a time.
+//! under idempotency keys are forgotten after two days.
 
 use std::time::Duration;
 
@@ -16,16 +15,10 @@ const EXPIRY_EVERY: Duration = Duration::from_secs(1);
 /// Idempotency keys are answered for at least a day; kept two.
 pub const ANSWERS_KEPT: Duration = Duration::from_secs(2 * 86_400);
 const FORGET_EVERY: Duration = Duration::from_secs(3_600);
-/// Old events are looked for this often, and deleted this many per transaction, with a pause
-/// between transactions: the payments' writer never waits long behind one.
-const PRUNE_EVERY: Duration = Duration::from_secs(600);
-const PRUNED_AT_ONCE: i64 = 500;
-const PRUNE_PAUSE: Duration = Duration::from_millis(50);
 
-pub async fn keep_up(ledger: Ledger, event_retention: Duration, shutdown: CancellationToken) {
+pub async fn keep_up(ledger: Ledger, shutdown: CancellationToken) {
     let mut expiry = tokio::time::interval(EXPIRY_EVERY);
     let mut forgetting = tokio::time::interval(FORGET_EVERY);
-    let mut pruning = tokio::time::interval(PRUNE_EVERY);
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
@@ -38,31 +31,7 @@ pub async fn keep_up(ledger: Ledger, event_retention: Duration, shutdown: Cancel
                     Err(error) => tracing::warn!(%error, "cannot forget old idempotency keys"),
                 }
             }
-            _ = pruning.tick() => prune_events(&ledger, event_retention, &shutdown).await,
         }
-    }
-}
-
-async fn prune_events(ledger: &Ledger, retention: Duration, shutdown: &CancellationToken) {
-    let before = now_ms().saturating_sub(crate::clock::millis(retention));
-    let mut pruned = 0;
-    while !shutdown.is_cancelled() {
-        match ledger
-            .store()
-            .prune_events(before, PRUNED_AT_ONCE, now_ms())
-            .await
-        {
-            Ok(0) => break,
-            Ok(count) => pruned += count,
-            Err(error) => {
-                tracing::warn!(%error, "cannot prune old events");
-                break;
-            }
-        }
-        tokio::time::sleep(PRUNE_PAUSE).await;
-    }
-    if pruned > 0 {
-        tracing::info!(pruned, "events past their retention deleted");
     }
 }
 

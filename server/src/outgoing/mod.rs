@@ -4,9 +4,17 @@
 //! own transaction; endpoints are managed with `server endpoints`, events with `server events`.
 
 pub mod address;
+mod deliveries;
 pub mod event;
+pub mod retention;
 pub mod signature;
+pub mod tables;
 pub mod worker;
+
+pub use tables::{
+    EndpointLease, EndpointRecord, EventLine, EventStore, FailedPost, Outgoing, PendingDelivery,
+    Position,
+};
 
 use crate::clock::now_ms;
 use crate::store::Store;
@@ -44,8 +52,8 @@ pub async fn add_endpoint(
         .await
         .map_err(|problem| anyhow::anyhow!(problem))?;
     let secret = signature::new_secret();
-    let id = store
-        .add_endpoint(url.as_str(), &secret, &types, batch, now_ms())
+    let id = EventStore::new(store)
+        .add(url.as_str(), &secret, &types, batch, now_ms())
         .await?;
     Ok((id, secret))
 }
@@ -54,8 +62,8 @@ pub async fn add_endpoint(
 /// valid for [`ROTATION_OVERLAP_MS`].
 pub async fn rotate_secret(store: &Store, id: i64) -> anyhow::Result<Option<String>> {
     let secret = signature::new_secret();
-    let rotated = store
-        .rotate_endpoint_secret(id, &secret, now_ms() + ROTATION_OVERLAP_MS)
+    let rotated = EventStore::new(store)
+        .rotate_secret(id, &secret, now_ms() + ROTATION_OVERLAP_MS)
         .await?;
     Ok(rotated.then_some(secret))
 }

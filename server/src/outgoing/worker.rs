@@ -17,10 +17,10 @@ use super::address;
 use super::signature::{
     self, EVENT_COUNT_HEADER, EVENT_ID_HEADER, EVENT_TYPE_HEADER, SIGNATURE_HEADER,
 };
+use super::{EndpointLease, EventStore, FailedPost, Outgoing, PendingDelivery};
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::state::AppState;
-use crate::store::{EndpointLease, FailedPost, Outgoing, PendingDelivery};
 
 /// Events read at once for one endpoint (more if its batch size is larger).
 const BATCH: i64 = 200;
@@ -61,6 +61,7 @@ pub fn client(config: &Config) -> reqwest::Client {
 
 pub async fn run(state: AppState, shutdown: CancellationToken) {
     let client = client(&state.config);
+    let events = EventStore::new(&state.store);
     // The endpoints this process is sending to.
     let busy: Arc<Mutex<HashSet<i64>>> = Arc::default();
     let mut tasks = JoinSet::new();
@@ -74,18 +75,19 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
         }
         last_pass = Instant::now();
         let now = now_ms();
-        match state.store.due_endpoints(now).await {
+        match events.due_endpoints(now).await {
             Ok(due) => {
                 for id in due {
                     if busy.lock().expect("not poisoned").contains(&id) {
                         continue;
                     }
                     let until = now + lease_ms(&state.config);
-                    match state.store.lease_endpoint(id, now, until).await {
+                    match events.lease_endpoint(id, now, until).await {
                         Ok(Some(lease)) => {
                             busy.lock().expect("not poisoned").insert(id);
                             let sender = Sender {
                                 state: state.clone(),
+                                events: events.clone(),
                                 client: client.clone(),
                                 shutdown: shutdown.clone(),
                                 lease_until: until,
@@ -127,6 +129,7 @@ fn lease_ms(config: &Config) -> i64 {
 
 struct Sender {
     state: AppState,
+    events: EventStore,
     client: reqwest::Client,
     shutdown: CancellationToken,
     lease_until: i64,
@@ -138,7 +141,7 @@ impl Sender {
     /// [`CAUGHT_UP_GAP`]: a sale's events go out in batches, one read and one commit for
     /// each, instead of a read and a commit for every event or two.
     async fn send_all(mut self, mut lease: EndpointLease) {
-        let store = self.state.store.clone();
+        let store = self.events.clone();
         let mut failures = lease.failures;
         let mut idle_since: Option<Instant> = None;
         loop {
@@ -239,8 +242,7 @@ impl Sender {
         let timeout = i64::try_from(self.state.config.events.timeout.as_millis()).unwrap_or(0);
         if now + timeout + 1000 > self.lease_until {
             self.lease_until = now + lease_ms(&self.state.config);
-            self.state
-                .store
+            self.events
                 .renew_endpoint(endpoint, self.lease_until)
                 .await?;
         }
@@ -251,11 +253,11 @@ impl Sender {
     /// ones each in its row; the stream's by moving the endpoint's position, past the events
     /// it does not take too once all were accepted).
     async fn record_accepted(&self, endpoint: i64, outgoing: &Outgoing, accepted: usize) {
-        let store = &self.state.store;
+        let store = &self.events;
         let events = &outgoing.events[..accepted.min(outgoing.events.len())];
         let recorded = if outgoing.replayed {
             let seqs: Vec<i64> = events.iter().map(|event| event.position.seq).collect();
-            store.deliveries_done(endpoint, &seqs, now_ms()).await
+            store.delivered(endpoint, &seqs, now_ms()).await
         } else {
             let to = if accepted == outgoing.events.len() {
                 outgoing.through
@@ -405,7 +407,7 @@ impl Sender {
             error: &failure.error,
             retry_at,
         };
-        if let Err(error) = self.state.store.delivery_failed(lease.id, &failed).await {
+        if let Err(error) = self.events.delivery_failed(lease.id, &failed).await {
             tracing::error!(%error, endpoint = lease.id, "cannot record a failed delivery");
         }
     }

@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, StatusCode};
 use serde::Serialize;
 
 use crate::clock::now_ms;
+use crate::outgoing::EventStore;
 use crate::outgoing::event::EventType;
 use crate::outgoing::signature::{self, EVENT_ID_HEADER, SIGNATURE_HEADER};
 use crate::store::Store;
@@ -53,7 +54,7 @@ impl Receiver {
 
     /// Registers the sandbox's endpoint for every event type, once per database.
     pub async fn subscribe(&self) -> anyhow::Result<()> {
-        let endpoints = self.store.endpoints().await?;
+        let endpoints = EventStore::new(&self.store).list().await?;
         if endpoints.iter().any(|e| e.url == self.url) {
             return Ok(());
         }
@@ -62,7 +63,9 @@ impl Receiver {
             .iter()
             .find(|e| e.url.starts_with("http://127.0.0.1:") && e.url.ends_with(RECEIVER_ROUTE))
         {
-            self.store.move_endpoint(earlier.id, &self.url).await?;
+            EventStore::new(&self.store)
+                .move_to(earlier.id, &self.url)
+                .await?;
             return Ok(());
         }
         let all = EventType::ALL.map(EventType::as_str).join(",");
@@ -86,9 +89,8 @@ impl Receiver {
                 .unwrap_or_default()
                 .to_owned()
         };
-        let secrets = self
-            .store
-            .endpoint_secrets(&self.url, now)
+        let secrets = EventStore::new(&self.store)
+            .secrets_for(&self.url, now)
             .await
             .unwrap_or_default();
         let signed = header(SIGNATURE_HEADER);

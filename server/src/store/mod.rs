@@ -13,7 +13,7 @@
 //! | `refunds` | refunds |
 //! | `operations` | the service API's debits, holds and grants, applied by a group-commit writer |
 //! | `outbox` | the bot's messages, queued (the notifier's `queue` sends them) |
-//! | `events` | signed events for the operator's backend: the outbox, endpoints, deliveries |
+//! | `events` | signed events, written with their change (the `outgoing` folder sends them) |
 //! | `broadcast` | balance changes told to other processes |
 //! | `bot_state` | small durable values and cross-instance locks |
 //! | `api_keys` | the service API's keys (their hashes) |
@@ -51,9 +51,6 @@ pub use api_keys::ApiKeyRecord;
 pub use broadcast::{BALANCE_CHANNEL, BalanceBroadcast, Reach, RelayedEvent};
 pub use buyers::StoredBuyer;
 pub use console::{Acted, NewAction};
-pub use events::{
-    EndpointLease, EndpointRecord, EventLine, FailedPost, Outgoing, PendingDelivery, Position,
-};
 pub use export::ExportLine;
 pub use held::HeldCredit;
 pub use orders::{Admission, OrderLimits};
@@ -221,7 +218,7 @@ pub(crate) async fn write_transaction(
 /// list, which is quadratic in a statement with thousands of them).
 ///
 /// The rows of parameter `$param` as a table `r` with `columns` (name, PostgreSQL type).
-fn json_rows(engine: Engine, param: usize, columns: &[(&str, &str)]) -> String {
+pub(crate) fn json_rows(engine: Engine, param: usize, columns: &[(&str, &str)]) -> String {
     let mut sql = String::new();
     match engine {
         Engine::Postgres => {
