@@ -15,9 +15,10 @@ use axum::http::request::Parts;
 use sha2::{Digest, Sha256};
 
 use super::errors::ApiError;
+use super::key_store::{ApiKeyRecord, KeyStore};
 use crate::clock::now_ms;
 use crate::state::AppState;
-use crate::store::{ApiKeyRecord, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 const PREFIX: &str = "ndn_";
 const REMEMBERED: Duration = Duration::from_secs(2);
@@ -81,8 +82,8 @@ pub async fn create(store: &Store, name: &str, scopes: &[Scope]) -> Result<Strin
     getrandom::fill(&mut secret).map_err(|error| format!("no randomness: {error}"))?;
     let key = format!("{PREFIX}{}", hex::encode(secret));
     let scopes: Vec<&str> = scopes.iter().map(|scope| scope.as_str()).collect();
-    match store
-        .add_api_key(name, &hash(&key), &scopes.join(","), now_ms())
+    match KeyStore::new(store)
+        .add(name, &hash(&key), &scopes.join(","), now_ms())
         .await
     {
         Ok(Some(_)) => Ok(key),
@@ -144,7 +145,7 @@ impl KeyBook {
         let record = match cached {
             Some(record) => record,
             None => {
-                let Some(record) = store.api_key_by_hash(&digest).await? else {
+                let Some(record) = KeyStore::new(store).by_hash(&digest).await? else {
                     return Ok(None);
                 };
                 let mut found = self.found.lock().unwrap_or_else(|p| p.into_inner());
@@ -170,9 +171,9 @@ impl KeyBook {
             .is_none_or(|at| now.duration_since(*at) >= USE_WRITTEN_EVERY);
         if due {
             written.insert(id, now);
-            let store = store.clone();
+            let keys = KeyStore::new(store);
             tokio::spawn(async move {
-                if let Err(error) = store.api_key_used(id, now_ms()).await {
+                if let Err(error) = keys.used(id, now_ms()).await {
                     tracing::warn!(%error, "cannot record an API key's use");
                 }
             });

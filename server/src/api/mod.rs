@@ -6,6 +6,7 @@
 
 mod errors;
 mod input;
+pub mod key_store;
 pub mod keys;
 pub(crate) mod views;
 

@@ -3,6 +3,7 @@
 use clap::Subcommand;
 
 use super::format_time;
+use crate::api::key_store::KeyStore;
 use crate::api::keys::{self, Scope};
 use crate::store::Store;
 
@@ -35,7 +36,7 @@ pub async fn run(action: KeysAction, store: &Store) -> anyhow::Result<()> {
             eprintln!("key `{name}` created; it is shown this once, store it as a secret");
         }
         KeysAction::List => {
-            let listed = store.api_keys().await?;
+            let listed = KeyStore::new(store).list().await?;
             if listed.is_empty() {
                 println!("no keys: `server keys create --name NAME --scopes read,spend`");
             }
@@ -53,7 +54,10 @@ pub async fn run(action: KeysAction, store: &Store) -> anyhow::Result<()> {
             }
         }
         KeysAction::Revoke { name } => {
-            if !store.revoke_api_key(&name, crate::clock::now_ms()).await? {
+            if !KeyStore::new(store)
+                .revoke(&name, crate::clock::now_ms())
+                .await?
+            {
                 anyhow::bail!("no active key named `{name}`");
             }
             println!("key `{name}` revoked");

@@ -6,12 +6,12 @@
 
 use std::collections::BTreeMap;
 
-use futures::StreamExt;
+use futures::stream::{BoxStream, StreamExt};
 use serde_json::json;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::clock::{DAY_MS, iso_time};
-use crate::store::{ExportLine, Store};
+use crate::store::{Store, StoreError, StoreResult};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -63,7 +63,7 @@ pub async fn export(
     out: &mut (impl AsyncWrite + Unpin),
 ) -> anyhow::Result<BTreeMap<String, KindTotals>> {
     let mut totals: BTreeMap<String, KindTotals> = BTreeMap::new();
-    let mut lines = store.transfers_between(from * DAY_MS, (to + 1) * DAY_MS);
+    let mut lines = transfers_between(store, from * DAY_MS, (to + 1) * DAY_MS);
     match format {
         Format::Csv => {
             out.write_all("\u{feff}".as_bytes()).await?;
@@ -213,6 +213,49 @@ fn csv_field(text: &str) -> String {
     } else {
         inert
     }
+}
+
+/// One transfer, seen from the buyer it touched.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ExportLine {
+    pub id: i64,
+    pub created_at: i64,
+    pub kind: String,
+    pub user_id: i64,
+    pub username: Option<String>,
+    pub first_name: Option<String>,
+    /// What it did to the buyer's balance (+ purchases and grants, − refunds and spends).
+    pub ndn: i64,
+    pub stars: i64,
+    /// The charge id (purchases, refunds), or the debit, capture or credit id.
+    pub reference: String,
+    /// The operator's own reference of a debit, if it gave one.
+    pub external_reference: Option<String>,
+    pub reason: Option<String>,
+}
+
+/// The transfers written in `[from, to)` (Unix ms), oldest first, as a stream: memory stays
+/// flat however many there are.
+fn transfers_between(store: &Store, from: i64, to: i64) -> BoxStream<'_, StoreResult<ExportLine>> {
+    sqlx::query_as(
+        "SELECT t.id AS id, t.created_at AS created_at, t.kind AS kind,
+                CASE WHEN t.credit_account > 0 THEN t.credit_account ELSE t.debit_account END
+                    AS user_id,
+                CASE WHEN t.credit_account > 0 THEN t.amount ELSE -t.amount END AS ndn,
+                t.stars AS stars, t.reference AS reference,
+                t.external_reference AS external_reference, t.reason AS reason,
+                u.username AS username, u.first_name AS first_name
+         FROM transfers t
+         LEFT JOIN users u
+           ON u.id = CASE WHEN t.credit_account > 0 THEN t.credit_account ELSE t.debit_account END
+         WHERE t.created_at >= $1 AND t.created_at < $2
+         ORDER BY t.id",
+    )
+    .bind(from)
+    .bind(to)
+    .fetch(store.pool())
+    .map(|row| row.map_err(StoreError::from))
+    .boxed()
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! the `Authorization` header).
 
 pub mod export;
+pub mod reads;
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -98,6 +99,10 @@ impl OperatorConsole {
         })
     }
 
+    fn reads(&self) -> reads::ConsoleReads {
+        reads::ConsoleReads::new(&self.state.store)
+    }
+
     /// A typed argument, refused with its name when it holds a control character (a NUL would
     /// fail PostgreSQL's statement; none belongs in an id, a query or a reason).
     fn plain<'a>(field: &str, text: &'a str) -> Result<&'a str, ApiError> {
@@ -112,8 +117,7 @@ impl OperatorConsole {
     /// The action recorded under this id before, if any.
     async fn earlier(&self, action: &NewAction) -> Result<Option<ActionDone>, ApiError> {
         Ok(self
-            .state
-            .store
+            .reads()
             .action(&action.id)
             .await?
             .map(|earlier| ActionDone {
@@ -154,7 +158,7 @@ impl ConsoleBackend for OperatorConsole {
     }
 
     async fn overview(&self) -> Result<Overview, ApiError> {
-        let store = &self.state.store;
+        let reads = self.reads();
         let now = now_ms();
         let today = now - now.rem_euclid(DAY_MS);
         let month = today - 29 * DAY_MS;
@@ -165,19 +169,19 @@ impl ConsoleBackend for OperatorConsole {
                 purchases: 0,
             })
             .collect();
-        for (index, stars, purchases) in store.daily_purchases(month).await? {
+        for (index, stars, purchases) in reads.daily_purchases(month).await? {
             if let Some(day) = usize::try_from(index).ok().and_then(|i| days.get_mut(i)) {
                 day.stars = stars;
                 day.purchases = purchases;
             }
         }
-        let (pending, failed) = store.message_counts().await?;
+        let (pending, failed) = reads.message_counts().await?;
         Ok(Overview {
-            today: store.figures_since(today).await?,
-            week: store.figures_since(today - 6 * DAY_MS).await?,
-            month: store.figures_since(month).await?,
+            today: reads.figures_since(today).await?,
+            week: reads.figures_since(today - 6 * DAY_MS).await?,
+            month: reads.figures_since(month).await?,
             days,
-            held_payments: store.held_count().await?,
+            held_payments: reads.held_count().await?,
             pending_notifications: pending,
             failed_notifications: failed,
             star_balance: self.star_balance().await,
@@ -186,7 +190,7 @@ impl ConsoleBackend for OperatorConsole {
 
     async fn held(&self) -> Result<Vec<HeldPayment>, ApiError> {
         let prices = self.state.config.prices();
-        Ok(self.state.store.held_payments(&prices, LISTED).await?)
+        Ok(self.reads().held_payments(&prices, LISTED).await?)
     }
 
     async fn credit(
@@ -244,9 +248,13 @@ impl ConsoleBackend for OperatorConsole {
                 "a user id, @username or charge id".into(),
             ));
         }
-        let user_id = store.find_buyer(query).await?.ok_or(ApiError::NotFound)?;
+        let user_id = self
+            .reads()
+            .find_buyer(query)
+            .await?
+            .ok_or(ApiError::NotFound)?;
         let stored = store.buyer(user_id).await?.ok_or(ApiError::NotFound)?;
-        let payments = store.payments_of(user_id, LISTED).await?;
+        let payments = self.reads().payments_of(user_id, LISTED).await?;
         let history = store
             .statement(user_id, None, LISTED)
             .await?
@@ -333,7 +341,7 @@ impl ConsoleBackend for OperatorConsole {
                 result: "granted before".into(),
                 repeated: true,
             }),
-            _ => match self.state.store.action(&action.id).await? {
+            _ => match self.reads().action(&action.id).await? {
                 Some(recorded) => ActionDone {
                     result: recorded.result,
                     repeated: false,
@@ -344,11 +352,10 @@ impl ConsoleBackend for OperatorConsole {
     }
 
     async fn health(&self) -> Result<Health, ApiError> {
-        let store = &self.state.store;
         Ok(Health {
-            failed: store.failed_messages(LISTED).await?,
-            keys: store
-                .api_keys()
+            failed: self.reads().failed_messages(LISTED).await?,
+            keys: crate::api::key_store::KeyStore::new(&self.state.store)
+                .list()
                 .await?
                 .into_iter()
                 .map(|key| KeyLine {
@@ -360,7 +367,7 @@ impl ConsoleBackend for OperatorConsole {
                     revoked_at: key.revoked_at.map(|at| at / 1000),
                 })
                 .collect(),
-            actions: store.actions(50).await?,
+            actions: self.reads().actions(50).await?,
         })
     }
 

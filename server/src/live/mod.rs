@@ -1,6 +1,8 @@
 //! Live balance events: published after a credit or debit commits (by the ledger's effects, or
 //! heard from other processes), streamed to the Mini App over Server-Sent Events.
 
+pub mod relay;
+
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -17,7 +19,8 @@ use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
 
 use crate::state::AppState;
-use crate::store::{BALANCE_CHANNEL, BalanceBroadcast, RelayedEvent};
+use crate::store::{BALANCE_CHANNEL, BalanceBroadcast};
+use relay::{Relay, RelayedEvent};
 
 /// Fans balance changes out to every subscribed stream of this process.
 #[derive(Clone)]
@@ -94,6 +97,7 @@ const RELAY_EVERY: Duration = Duration::from_millis(200);
 /// Feeds this (SQLite) server's subscribers with the balance changes other processes made
 /// (`server refund`, `server reconcile`), which they relay through the database.
 pub async fn relay(state: AppState, shutdown: tokio_util::sync::CancellationToken) {
+    let table = Relay::new(&state.store);
     let mut position = None;
     while !shutdown.is_cancelled() {
         tokio::select! {
@@ -103,7 +107,7 @@ pub async fn relay(state: AppState, shutdown: tokio_util::sync::CancellationToke
         let after = match position {
             Some(after) => after,
             // Changes relayed before this server started are old news.
-            None => match state.store.relay_position().await {
+            None => match table.position().await {
                 Ok(now) => *position.insert(now),
                 Err(error) => {
                     tracing::warn!(%error, "cannot read relayed balance events; retrying");
@@ -111,7 +115,7 @@ pub async fn relay(state: AppState, shutdown: tokio_util::sync::CancellationToke
                 }
             },
         };
-        match state.store.relayed_events(after).await {
+        match table.after(after).await {
             Ok(events) => {
                 for RelayedEvent { id, change } in events {
                     state.events.publish(change.user_id, change.event);

@@ -3,9 +3,9 @@
 //! publishes its own changes, a relay table that carries the changes a command-line run made.
 
 use app::api::BalanceEvent;
-use sqlx::{Any, AnyConnection, Row, Transaction};
+use sqlx::{Any, AnyConnection, Transaction};
 
-use super::{Engine, Store, StoreError, StoreResult, json_rows, to_json};
+use super::{Engine, StoreError, StoreResult, json_rows, to_json};
 use crate::clock::now_ms;
 
 /// The PostgreSQL channel of balance events between instances.
@@ -82,56 +82,6 @@ struct RelayRow {
     user_id: i64,
     event: String,
     created_at: i64,
-}
-
-/// A balance change another process relayed through SQLite.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RelayedEvent {
-    pub id: i64,
-    pub change: BalanceBroadcast,
-}
-
-/// How long relayed changes are kept: long enough for the server to read them.
-const RELAY_KEPT_MS: i64 = 60_000;
-
-impl Store {
-    /// The newest relayed change's id (0 when none): a server starts relaying after it.
-    pub async fn relay_position(&self) -> StoreResult<i64> {
-        let row = sqlx::query("SELECT CAST(COALESCE(MAX(id), 0) AS BIGINT) FROM live_relay")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(row.try_get(0)?)
-    }
-
-    /// Changes relayed after `after` (SQLite only), oldest first; older ones are forgotten.
-    pub async fn relayed_events(&self, after: i64) -> StoreResult<Vec<RelayedEvent>> {
-        let rows = sqlx::query(
-            "SELECT id, user_id, event FROM live_relay WHERE id > $1 ORDER BY id LIMIT 500",
-        )
-        .bind(after)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut events = Vec::with_capacity(rows.len());
-        for row in rows {
-            let event: String = row.try_get(2)?;
-            events.push(RelayedEvent {
-                id: row.try_get(0)?,
-                change: BalanceBroadcast {
-                    user_id: row.try_get(1)?,
-                    event: serde_json::from_str(&event).map_err(|error| {
-                        StoreError::Corrupt(format!("relayed balance event: {error}"))
-                    })?,
-                },
-            });
-        }
-        if !events.is_empty() {
-            sqlx::query("DELETE FROM live_relay WHERE created_at < $1")
-                .bind(now_ms() - RELAY_KEPT_MS)
-                .execute(&self.pool)
-                .await?;
-        }
-        Ok(events)
-    }
 }
 
 /// PostgreSQL refuses a `NOTIFY` payload of 8000 bytes or more.

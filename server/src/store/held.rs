@@ -25,7 +25,7 @@ pub struct HeldCredit {
 
 /// What crediting a held payment of `stars` gives: its order's NDN, else the package of that
 /// price (`prices`: Stars → NDN), else nothing.
-pub(super) fn credit_for(order_ndn: Option<i64>, stars: i64, prices: &[(i64, i64)]) -> Option<i64> {
+pub fn credit_for(order_ndn: Option<i64>, stars: i64, prices: &[(i64, i64)]) -> Option<i64> {
     order_ndn.or_else(|| {
         prices
             .iter()

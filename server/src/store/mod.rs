@@ -1,5 +1,8 @@
 //! Storage: one sqlx pool (SQLite or PostgreSQL, chosen by `DATABASE_URL`) and the
-//! transactions that carry out the wallet's plans. A room per concern:
+//! transactions that carry out the wallet's plans, with the SQL helpers the features share.
+//! What one feature alone reads or writes lives in its folder (the notifier's queue, the
+//! outgoing events' tables, the console's reads, the API's keys, the live relay). A room per
+//! concern:
 //!
 //! | module | what it keeps |
 //! |---|---|
@@ -14,19 +17,16 @@
 //! | `operations` | the service API's debits, holds and grants, applied by a group-commit writer |
 //! | `outbox` | the bot's messages, queued (the notifier's `queue` sends them) |
 //! | `events` | signed events, written with their change (the `outgoing` folder sends them) |
-//! | `broadcast` | balance changes told to other processes |
+//! | `broadcast` | balance changes told to other processes, in the change's transaction |
 //! | `bot_state` | small durable values and cross-instance locks |
-//! | `api_keys` | the service API's keys (their hashes) |
-//! | `console` | the operator console's reads, and its audit log |
+//! | `console` | the operator's audit log, and the console's actions outside the books |
 //! | `held` | held payments credited from the console |
 
-mod api_keys;
 mod bot_state;
 mod broadcast;
 mod buyers;
 mod console;
 mod events;
-mod export;
 mod held;
 mod operations;
 mod orders;
@@ -47,12 +47,10 @@ use sqlx::{Any, AnyPool, Transaction};
 pub use writer::Faults;
 use writer::{Counters, Writer};
 
-pub use api_keys::ApiKeyRecord;
-pub use broadcast::{BALANCE_CHANNEL, BalanceBroadcast, Reach, RelayedEvent};
+pub use broadcast::{BALANCE_CHANNEL, BalanceBroadcast, Reach};
 pub use buyers::StoredBuyer;
 pub use console::{Acted, NewAction};
-pub use export::ExportLine;
-pub use held::HeldCredit;
+pub use held::{HeldCredit, credit_for};
 pub use orders::{Admission, OrderLimits};
 pub use statements::{StatementCursor, StatementEntry};
 pub use transfers::{Audit, TransferTotals};

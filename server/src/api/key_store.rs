@@ -1,13 +1,12 @@
 //! Keys of the operator's other services: only a hash of each is stored, with its name and
 //! scopes; a revoked key stays listed.
 
-use sqlx::Row;
-use sqlx::any::AnyRow;
+use sqlx::AnyPool;
 
-use super::{Store, StoreResult};
+use crate::store::{Engine, Store, StoreResult, write_transaction};
 
 /// A key as stored (never the key itself).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct ApiKeyRecord {
     pub id: i64,
     pub name: String,
@@ -21,27 +20,29 @@ pub struct ApiKeyRecord {
 
 const COLUMNS: &str = "id, name, scopes, created_at, last_used_at, revoked_at";
 
-fn record(row: &AnyRow) -> StoreResult<ApiKeyRecord> {
-    Ok(ApiKeyRecord {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        scopes: row.try_get("scopes")?,
-        created_at: row.try_get("created_at")?,
-        last_used_at: row.try_get("last_used_at")?,
-        revoked_at: row.try_get("revoked_at")?,
-    })
+/// The keys' table, over the store's pool.
+pub struct KeyStore {
+    pool: AnyPool,
+    engine: Engine,
 }
 
-impl Store {
+impl KeyStore {
+    pub fn new(store: &Store) -> Self {
+        Self {
+            pool: store.pool().clone(),
+            engine: store.engine(),
+        }
+    }
+
     /// Stores a new key's hash; `None` when an active key already has this name.
-    pub async fn add_api_key(
+    pub async fn add(
         &self,
         name: &str,
         key_hash: &str,
         scopes: &str,
         now: i64,
     ) -> StoreResult<Option<i64>> {
-        let mut tx = self.write().await?;
+        let mut tx = write_transaction(&self.pool, self.engine).await?;
         let taken = sqlx::query("SELECT 1 FROM api_keys WHERE name = $1 AND revoked_at IS NULL")
             .bind(name)
             .fetch_optional(&mut *tx)
@@ -50,7 +51,7 @@ impl Store {
         if taken {
             return Ok(None);
         }
-        let row = sqlx::query(
+        let id: i64 = sqlx::query_scalar(
             "INSERT INTO api_keys (name, key_hash, scopes, created_at) VALUES ($1, $2, $3, $4)
              RETURNING id",
         )
@@ -61,19 +62,20 @@ impl Store {
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(Some(row.try_get(0)?))
+        Ok(Some(id))
     }
 
     /// Every key, the revoked ones too, oldest first.
-    pub async fn api_keys(&self) -> StoreResult<Vec<ApiKeyRecord>> {
-        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM api_keys ORDER BY id"))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(record).collect()
+    pub async fn list(&self) -> StoreResult<Vec<ApiKeyRecord>> {
+        Ok(
+            sqlx::query_as(&format!("SELECT {COLUMNS} FROM api_keys ORDER BY id"))
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
     /// Revokes the active key named `name`; whether there was one.
-    pub async fn revoke_api_key(&self, name: &str, now: i64) -> StoreResult<bool> {
+    pub async fn revoke(&self, name: &str, now: i64) -> StoreResult<bool> {
         let done = sqlx::query(
             "UPDATE api_keys SET revoked_at = $2 WHERE name = $1 AND revoked_at IS NULL",
         )
@@ -85,18 +87,17 @@ impl Store {
     }
 
     /// The active key with this hash.
-    pub async fn api_key_by_hash(&self, key_hash: &str) -> StoreResult<Option<ApiKeyRecord>> {
-        let row = sqlx::query(&format!(
+    pub async fn by_hash(&self, key_hash: &str) -> StoreResult<Option<ApiKeyRecord>> {
+        Ok(sqlx::query_as(&format!(
             "SELECT {COLUMNS} FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL"
         ))
         .bind(key_hash)
         .fetch_optional(&self.pool)
-        .await?;
-        row.map(|row| record(&row)).transpose()
+        .await?)
     }
 
     /// Records that a key was used (at most once a minute per key, by the caller).
-    pub async fn api_key_used(&self, id: i64, at: i64) -> StoreResult<()> {
+    pub async fn used(&self, id: i64, at: i64) -> StoreResult<()> {
         sqlx::query("UPDATE api_keys SET last_used_at = $2 WHERE id = $1")
             .bind(id)
             .bind(at)
