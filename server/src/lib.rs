@@ -215,7 +215,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         tokio::spawn(notifier::run(state.clone(), shutdown.clone())),
         tokio::spawn(outgoing::worker::run(state.clone(), shutdown.clone())),
         tokio::spawn(state::learn_bot_username(state.clone())),
-        tokio::spawn(ledger::keep_up(state.ledger.clone(), shutdown.clone())),
+        tokio::spawn(ledger::run_upkeep(state.ledger.clone(), shutdown.clone())),
         tokio::spawn(outgoing::retention::run(
             outgoing::EventStore::new(&state.store),
             state.config.events.retention,

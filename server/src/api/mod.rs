@@ -165,7 +165,7 @@ fn answer(decision: Decision, status: StatusCode) -> Result<Response, ApiError> 
             Ok(response)
         }
         Decision::Refused(refusal) => Err(ApiError::refused(&refusal)),
-        Decision::Nothing => Err(ApiError::not_found("hold")),
+        Decision::NothingToExpire => Err(ApiError::not_found("hold")),
     }
 }
 

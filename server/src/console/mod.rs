@@ -27,7 +27,7 @@ use crate::clock::{DAY_MS, now_ms, typed_day};
 use crate::console::export::{Format, export};
 use crate::live::Signer;
 use crate::state::AppState;
-use crate::store::{Acted, NewAction, StatementEntry};
+use crate::store::{ActionResult, NewAction, StatementEntry};
 use crate::telegram::operator::{self, OpsError};
 use crate::wallet::operations::{Decision, IdempotencyKey, MAX_AMOUNT, Operation, Request};
 
@@ -138,13 +138,13 @@ impl OperatorConsole {
     }
 }
 
-fn done(acted: Acted) -> ActionDone {
+fn done(acted: ActionResult) -> ActionDone {
     match acted {
-        Acted::Done(result) => ActionDone {
+        ActionResult::Done(result) => ActionDone {
             result,
             repeated: false,
         },
-        Acted::Repeated(result) => ActionDone {
+        ActionResult::Repeated(result) => ActionDone {
             result,
             repeated: true,
         },

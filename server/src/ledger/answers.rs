@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::clock::now_ms;
-use crate::wallet::operations::{IdempotencyKey, Remembered};
+use crate::wallet::operations::{IdempotencyKey, StoredAnswer};
 
 use super::upkeep::ANSWERS_KEPT;
 
@@ -23,8 +23,8 @@ const GENERATION_AGE: Duration = Duration::from_secs(600);
 type Slot = (i64, String);
 
 struct Generations {
-    young: HashMap<Slot, Arc<Remembered>>,
-    old: HashMap<Slot, Arc<Remembered>>,
+    young: HashMap<Slot, Arc<StoredAnswer>>,
+    old: HashMap<Slot, Arc<StoredAnswer>>,
     born: Instant,
 }
 
@@ -40,7 +40,7 @@ impl Answers {
         })))
     }
 
-    pub(super) fn get(&self, key: &IdempotencyKey) -> Option<Arc<Remembered>> {
+    pub(super) fn get(&self, key: &IdempotencyKey) -> Option<Arc<StoredAnswer>> {
         let slot = (key.api_key_id, key.key.clone());
         let generations = self
             .0
@@ -55,7 +55,7 @@ impl Answers {
 
     /// Keeps `answer`, written at `created_at` (Unix ms), unless it is near the end of the time
     /// the database keeps it (a copy must never answer for a key the database has forgotten).
-    pub(super) fn keep(&self, key: &IdempotencyKey, answer: Arc<Remembered>, created_at: i64) {
+    pub(super) fn keep(&self, key: &IdempotencyKey, answer: Arc<StoredAnswer>, created_at: i64) {
         let margin = i64::try_from((ANSWERS_KEPT / 2).as_millis()).unwrap_or(i64::MAX);
         if now_ms().saturating_sub(created_at) > margin {
             return;
@@ -87,8 +87,8 @@ mod tests {
         }
     }
 
-    fn answer(amount: i64) -> Remembered {
-        Remembered {
+    fn answer(amount: i64) -> StoredAnswer {
+        StoredAnswer {
             fingerprint: "f".into(),
             receipt: Receipt::Credit {
                 id: format!("crd_{amount}"),

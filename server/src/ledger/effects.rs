@@ -11,7 +11,7 @@ use crate::http::metrics::Metrics;
 use crate::http::metrics::Operated;
 use crate::http::untrusted::Untrusted;
 use crate::live::LiveEvents;
-use crate::store::{Engine, Reach};
+use crate::store::{Engine, StreamServer};
 use crate::wallet::model::{PaymentOutcome, RefundOutcome};
 use crate::wallet::operations::{Decision, HoldStatus, Operation, Receipt, Request};
 
@@ -66,10 +66,10 @@ impl Effects {
         }
     }
 
-    pub(super) fn reach(&self) -> Reach {
+    pub(super) fn stream_server(&self) -> StreamServer {
         match self.live {
-            Some(_) => Reach::ThisProcess,
-            None => Reach::OtherProcesses,
+            Some(_) => StreamServer::ThisProcess,
+            None => StreamServer::OtherProcesses,
         }
     }
 
@@ -244,7 +244,7 @@ impl Effects {
                 tracing::info!(operation, ?refusal, "service request refused");
                 "refused"
             }
-            Decision::Nothing => return,
+            Decision::NothingToExpire => return,
         };
         self.metrics
             .operations

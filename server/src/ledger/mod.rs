@@ -10,15 +10,15 @@ mod upkeep;
 pub mod verify;
 
 pub use effects::Effects;
-pub use upkeep::keep_up;
+pub use upkeep::run_upkeep;
 
 use std::sync::Arc;
 
 use crate::clock::now_ms;
-use crate::store::{Acted, NewAction, Store, StoreResult};
+use crate::store::{ActionResult, NewAction, Store, StoreResult};
 use crate::telegram::bot_text::BotNotice;
 use crate::wallet::model::{Buyer, IncomingPayment, PaymentOutcome, RefundOutcome};
-use crate::wallet::operations::{Decision, Remembered, Request, answer_again};
+use crate::wallet::operations::{Decision, Request, StoredAnswer, answer_again};
 
 #[derive(Clone)]
 pub struct Ledger {
@@ -50,7 +50,7 @@ impl Ledger {
         );
         let outcome = self
             .store
-            .apply_payment(payer, payment, &BotNotice, self.effects.reach())
+            .apply_payment(payer, payment, &BotNotice, self.effects.stream_server())
             .await?;
         self.effects.paid(&charge_id, &payload, stars, &outcome);
         Ok(outcome)
@@ -89,12 +89,17 @@ impl Ledger {
             (Some(earlier), Some(key)) => answer_again(&earlier, key),
             _ => {
                 self.store
-                    .apply_operation(request.clone(), action, &BotNotice, self.effects.reach())
+                    .apply_operation(
+                        request.clone(),
+                        action,
+                        &BotNotice,
+                        self.effects.stream_server(),
+                    )
                     .await?
             }
         };
         if let (Some(key), Decision::Applied(change)) = (&request.key, &decision) {
-            let answer = Arc::new(Remembered {
+            let answer = Arc::new(StoredAnswer {
                 fingerprint: key.fingerprint.clone(),
                 receipt: change.receipt.clone(),
             });
@@ -122,7 +127,7 @@ impl Ledger {
         charge_id: &str,
         stars: i64,
         action: Option<(&NewAction, &str)>,
-    ) -> StoreResult<(RefundOutcome, Option<Acted>)> {
+    ) -> StoreResult<(RefundOutcome, Option<ActionResult>)> {
         let (outcome, acted) = self
             .store
             .apply_refund(
@@ -130,11 +135,11 @@ impl Ledger {
                 charge_id,
                 stars,
                 &BotNotice,
-                self.effects.reach(),
+                self.effects.stream_server(),
                 action,
             )
             .await?;
-        if !matches!(acted, Some(Acted::Repeated(_))) {
+        if !matches!(acted, Some(ActionResult::Repeated(_))) {
             self.effects.refunded(charge_id, &outcome);
         }
         Ok((outcome, acted))
@@ -146,10 +151,16 @@ impl Ledger {
         charge_id: &str,
         prices: &[(i64, i64)],
         action: &NewAction,
-    ) -> StoreResult<Acted> {
+    ) -> StoreResult<ActionResult> {
         let (acted, credit) = self
             .store
-            .credit_held(charge_id, prices, &BotNotice, self.effects.reach(), action)
+            .credit_held(
+                charge_id,
+                prices,
+                &BotNotice,
+                self.effects.stream_server(),
+                action,
+            )
             .await?;
         if let Some(credit) = credit {
             self.effects

@@ -16,7 +16,7 @@ const EXPIRY_EVERY: Duration = Duration::from_secs(1);
 pub const ANSWERS_KEPT: Duration = Duration::from_secs(2 * 86_400);
 const FORGET_EVERY: Duration = Duration::from_secs(3_600);
 
-pub async fn keep_up(ledger: Ledger, shutdown: CancellationToken) {
+pub async fn run_upkeep(ledger: Ledger, shutdown: CancellationToken) {
     let mut expiry = tokio::time::interval(EXPIRY_EVERY);
     let mut forgetting = tokio::time::interval(FORGET_EVERY);
     loop {

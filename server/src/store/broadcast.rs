@@ -21,7 +21,7 @@ pub struct BalanceBroadcast {
 
 /// Who serves the live streams of the balances a process changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reach {
+pub enum StreamServer {
     /// This process does (the server): on SQLite it publishes right after the commit.
     ThisProcess,
     /// A server elsewhere does (a command-line run): on SQLite the changes go through the
@@ -33,7 +33,7 @@ pub enum Reach {
 pub(super) async fn balances_changed(
     tx: &mut Transaction<'_, Any>,
     engine: Engine,
-    reach: Reach,
+    reach: StreamServer,
     changes: &[BalanceBroadcast],
 ) -> StoreResult<()> {
     if changes.is_empty() {
@@ -41,8 +41,8 @@ pub(super) async fn balances_changed(
     }
     match (engine, reach) {
         (Engine::Postgres, _) => notify_balances(tx, changes).await,
-        (Engine::Sqlite, Reach::ThisProcess) => Ok(()),
-        (Engine::Sqlite, Reach::OtherProcesses) => {
+        (Engine::Sqlite, StreamServer::ThisProcess) => Ok(()),
+        (Engine::Sqlite, StreamServer::OtherProcesses) => {
             let rows: Vec<RelayRow> = changes
                 .iter()
                 .map(|change| {

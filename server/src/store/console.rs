@@ -20,7 +20,7 @@ pub struct NewAction {
 
 /// What an action did: now, or (`Repeated`) under the same id before.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Acted {
+pub enum ActionResult {
     Done(String),
     Repeated(String),
 }
@@ -68,10 +68,10 @@ impl Store {
         action: &NewAction,
         result: &str,
         now: i64,
-    ) -> StoreResult<Acted> {
+    ) -> StoreResult<ActionResult> {
         let mut tx = self.write().await?;
         if let Some(earlier) = earlier_result(&mut tx, &action.id).await? {
-            return Ok(Acted::Repeated(earlier));
+            return Ok(ActionResult::Repeated(earlier));
         }
         self.finish(tx, action, result.to_owned(), now).await
     }
@@ -84,7 +84,7 @@ impl Store {
         action: &NewAction,
         result: String,
         now: i64,
-    ) -> StoreResult<Acted> {
+    ) -> StoreResult<ActionResult> {
         let written = record_action(&mut tx, action, &result, now).await?;
         if written {
             tx.commit().await?;
@@ -101,23 +101,28 @@ impl Store {
         action: &NewAction,
         written: bool,
         result: String,
-    ) -> StoreResult<Acted> {
+    ) -> StoreResult<ActionResult> {
         if written {
-            return Ok(Acted::Done(result));
+            return Ok(ActionResult::Done(result));
         }
         let earlier: Option<String> =
             sqlx::query_scalar("SELECT result FROM operator_actions WHERE id = $1")
                 .bind(&action.id)
                 .fetch_optional(&self.pool)
                 .await?;
-        Ok(Acted::Repeated(earlier.unwrap_or(result)))
+        Ok(ActionResult::Repeated(earlier.unwrap_or(result)))
     }
 
     /// Puts a failed message back in the queue, due now, with its attempts counted afresh.
-    pub async fn retry_message(&self, id: i64, action: &NewAction, now: i64) -> StoreResult<Acted> {
+    pub async fn retry_message(
+        &self,
+        id: i64,
+        action: &NewAction,
+        now: i64,
+    ) -> StoreResult<ActionResult> {
         let mut tx = self.write().await?;
         if let Some(earlier) = earlier_result(&mut tx, &action.id).await? {
-            return Ok(Acted::Repeated(earlier));
+            return Ok(ActionResult::Repeated(earlier));
         }
         let done = sqlx::query(
             "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = $2,
@@ -137,10 +142,15 @@ impl Store {
     }
 
     /// Revokes an API key by id.
-    pub async fn revoke_key(&self, id: i64, action: &NewAction, now: i64) -> StoreResult<Acted> {
+    pub async fn revoke_key(
+        &self,
+        id: i64,
+        action: &NewAction,
+        now: i64,
+    ) -> StoreResult<ActionResult> {
         let mut tx = self.write().await?;
         if let Some(earlier) = earlier_result(&mut tx, &action.id).await? {
-            return Ok(Acted::Repeated(earlier));
+            return Ok(ActionResult::Repeated(earlier));
         }
         let row = sqlx::query(
             "UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL

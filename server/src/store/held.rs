@@ -5,8 +5,8 @@
 use app::api::{BalanceEvent, OrderState};
 use sqlx::Row;
 
-use super::broadcast::{BalanceBroadcast, Reach, balances_changed};
-use super::console::{Acted, NewAction, earlier_result};
+use super::broadcast::{BalanceBroadcast, StreamServer, balances_changed};
+use super::console::{ActionResult, NewAction, earlier_result};
 use super::events;
 use super::outbox::enqueue;
 use super::refunds::language_of;
@@ -43,13 +43,13 @@ impl Store {
         charge_id: &str,
         prices: &[(i64, i64)],
         notice: &(dyn Notice + Sync),
-        reach: Reach,
+        reach: StreamServer,
         action: &NewAction,
-    ) -> StoreResult<(Acted, Option<HeldCredit>)> {
+    ) -> StoreResult<(ActionResult, Option<HeldCredit>)> {
         let now = now_ms();
         let mut tx = self.write().await?;
         if let Some(earlier) = earlier_result(&mut tx, &action.id).await? {
-            return Ok((Acted::Repeated(earlier), None));
+            return Ok((ActionResult::Repeated(earlier), None));
         }
         // A second credit of the same charge (another id, another instance) waits here.
         let lock = match self.engine {
@@ -157,7 +157,7 @@ impl Store {
             }
         };
         match self.finish(tx, action, result, now).await? {
-            done @ Acted::Done(_) => Ok((done, credit)),
+            done @ ActionResult::Done(_) => Ok((done, credit)),
             // Another tap with this id got there first: this one changed nothing.
             repeated => Ok((repeated, None)),
         }

@@ -47,9 +47,9 @@ use sqlx::{Any, AnyPool, Transaction};
 pub use writer::Faults;
 use writer::{Counters, Writer};
 
-pub use broadcast::{BALANCE_CHANNEL, BalanceBroadcast, Reach};
+pub use broadcast::{BALANCE_CHANNEL, BalanceBroadcast, StreamServer};
 pub use buyers::StoredBuyer;
-pub use console::{Acted, NewAction};
+pub use console::{ActionResult, NewAction};
 pub use held::{HeldCredit, credit_for};
 pub use orders::{Admission, OrderLimits};
 pub use statements::{StatementCursor, StatementEntry};

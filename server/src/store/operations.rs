@@ -9,11 +9,11 @@ use std::collections::HashMap;
 use app::api::BalanceEvent;
 use sqlx::{Any, Row, Transaction};
 
-use super::broadcast::{BalanceBroadcast, Reach, balances_changed};
+use super::broadcast::{BalanceBroadcast, StreamServer, balances_changed};
 use super::console::{NewAction, record_action};
 use super::events;
 use super::outbox::enqueue_all;
-use super::transfers::{self, Around};
+use super::transfers::{self, AccountChanges};
 use super::writer::Batch;
 use super::{
     Engine, Store, StoreError, StoreResult, in_json_ids, in_json_texts, json_rows, to_json,
@@ -21,7 +21,8 @@ use super::{
 use crate::outgoing::event::NewEvent;
 use crate::wallet::model::{Notice, OutgoingMessage};
 use crate::wallet::operations::{
-    Books, Decision, Funds, Hold, HoldStatus, IdempotencyKey, Receipt, Remembered, Request, decide,
+    BatchReads, Decision, Funds, Hold, HoldStatus, IdempotencyKey, Receipt, Request, StoredAnswer,
+    decide,
 };
 
 /// A request waiting for the operations writer.
@@ -31,7 +32,7 @@ pub(super) struct OperationJob {
     /// row is written in the batch's transaction.
     action: Option<NewAction>,
     notice: &'static (dyn Notice + Sync),
-    reach: Reach,
+    reach: StreamServer,
 }
 
 /// The operations writer's batches.
@@ -68,7 +69,7 @@ impl Store {
         request: Request,
         action: Option<NewAction>,
         notice: &'static (dyn Notice + Sync),
-        reach: Reach,
+        reach: StreamServer,
     ) -> StoreResult<Decision> {
         self.operations
             .submit(OperationJob {
@@ -82,7 +83,10 @@ impl Store {
 
     /// The answer remembered under an idempotency key, if any, with when it was written (a
     /// read: a request answered before needs no transaction).
-    pub async fn remembered(&self, key: &IdempotencyKey) -> StoreResult<Option<(Remembered, i64)>> {
+    pub async fn remembered(
+        &self,
+        key: &IdempotencyKey,
+    ) -> StoreResult<Option<(StoredAnswer, i64)>> {
         let row = sqlx::query(
             "SELECT fingerprint, receipt, created_at FROM api_requests
              WHERE api_key_id = $1 AND idempotency_key = $2",
@@ -139,8 +143,8 @@ impl Store {
 }
 
 /// An answer remembered under a key, as stored: its request's fingerprint and its receipt's JSON.
-fn remembered(fingerprint: String, receipt: &str) -> StoreResult<Remembered> {
-    Ok(Remembered {
+fn remembered(fingerprint: String, receipt: &str) -> StoreResult<StoredAnswer> {
+    Ok(StoredAnswer {
         fingerprint,
         receipt: serde_json::from_str(receipt)
             .map_err(|error| StoreError::Corrupt(format!("remembered answer: {error}")))?,
@@ -160,7 +164,7 @@ async fn apply_operations_in(
     // The answers remembered under the batch's keys. The ledger answered the keys it found
     // before the batch; one another instance takes meanwhile fails the insert below, and the
     // retry reads it here and answers from it.
-    let mut books = Books::default();
+    let mut books = BatchReads::default();
     let keys: Vec<KeyRow> = jobs
         .iter()
         .filter_map(|job| job.request.key.as_ref())
@@ -355,7 +359,7 @@ async fn apply_operations_in(
         tx,
         engine,
         &transfers,
-        Around {
+        AccountChanges {
             profiles: &[],
             held: &held,
         },
@@ -433,7 +437,9 @@ async fn apply_operations_in(
             .await?;
     }
     enqueue_all(tx, engine, &messages, now).await?;
-    let reach = jobs.first().map_or(Reach::ThisProcess, |job| job.reach);
+    let reach = jobs
+        .first()
+        .map_or(StreamServer::ThisProcess, |job| job.reach);
     balances_changed(tx, engine, reach, &changes).await?;
     Ok(decisions)
 }
@@ -466,7 +472,7 @@ fn describe(decision: &Decision) -> String {
         },
         Decision::Refused(refusal) => format!("refused: {}", refusal.describe()),
         Decision::Repeated(_) => "answered as before".into(),
-        Decision::Nothing => "nothing to do".into(),
+        Decision::NothingToExpire => "nothing to do".into(),
     }
 }
 

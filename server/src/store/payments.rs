@@ -7,7 +7,7 @@ use app::api::{BalanceEvent, OrderState};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-use super::broadcast::{BalanceBroadcast, Reach, balances_changed};
+use super::broadcast::{BalanceBroadcast, StreamServer, balances_changed};
 use super::events;
 use super::orders::{ORDER_SELECT, order_from_row};
 use super::outbox::enqueue_all;
@@ -25,7 +25,7 @@ pub(super) struct PaymentJob {
     payer: Buyer,
     payment: IncomingPayment,
     notice: &'static (dyn Notice + Sync),
-    reach: Reach,
+    reach: StreamServer,
 }
 
 impl Store {
@@ -38,7 +38,7 @@ impl Store {
         mut payer: Buyer,
         mut payment: IncomingPayment,
         notice: &'static (dyn Notice + Sync),
-        reach: Reach,
+        reach: StreamServer,
     ) -> StoreResult<PaymentOutcome> {
         payer.make_storable();
         payment.make_storable();
@@ -217,7 +217,7 @@ async fn apply_payments_in(
         profiles.insert(job.payer.id, &job.payer);
     }
     let profiles: Vec<&Buyer> = profiles.into_values().collect();
-    let around = transfers::Around {
+    let around = transfers::AccountChanges {
         profiles: &profiles,
         held: &[],
     };
@@ -296,7 +296,9 @@ async fn apply_payments_in(
             _ => None,
         })
         .collect();
-    let reach = jobs.first().map_or(Reach::ThisProcess, |job| job.reach);
+    let reach = jobs
+        .first()
+        .map_or(StreamServer::ThisProcess, |job| job.reach);
     balances_changed(tx, engine, reach, &changes).await?;
     Ok(outcomes)
 }

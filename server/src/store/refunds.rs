@@ -3,8 +3,8 @@
 
 use app::api::{BalanceEvent, OrderState};
 
-use super::broadcast::{BalanceBroadcast, Reach, balances_changed};
-use super::console::{Acted, NewAction, earlier_result};
+use super::broadcast::{BalanceBroadcast, StreamServer, balances_changed};
+use super::console::{ActionResult, NewAction, earlier_result};
 use super::events;
 use super::outbox::enqueue;
 use super::payments::payment_from_row;
@@ -23,9 +23,9 @@ impl Store {
         charge_id: &str,
         stars: i64,
         notice: &(dyn Notice + Sync),
-        reach: Reach,
+        reach: StreamServer,
         action: Option<(&NewAction, &str)>,
-    ) -> StoreResult<(RefundOutcome, Option<Acted>)> {
+    ) -> StoreResult<(RefundOutcome, Option<ActionResult>)> {
         let mut charge_id = charge_id.to_owned();
         make_storable(&mut charge_id);
         let charge_id = charge_id.as_str();
@@ -36,7 +36,7 @@ impl Store {
         {
             return Ok((
                 RefundOutcome::AlreadyRefunded,
-                Some(Acted::Repeated(earlier)),
+                Some(ActionResult::Repeated(earlier)),
             ));
         }
         let mut plan = plan_refund(

@@ -12,7 +12,7 @@ use crate::wallet::model::{Account, Buyer, Transfer, TransferKind};
 
 /// What a transaction changes in the books besides its transfers.
 #[derive(Default)]
-pub(super) struct Around<'a> {
+pub(super) struct AccountChanges<'a> {
     /// Profiles to store (each buyer once), creating buyers who are new.
     pub profiles: &'a [&'a Buyer],
     /// Changes to buyers' held NDN: (buyer, change).
@@ -26,7 +26,7 @@ pub(super) async fn post(
     tx: &mut Transaction<'_, Any>,
     engine: Engine,
     transfers: &[Transfer],
-    around: Around<'_>,
+    around: AccountChanges<'_>,
     now: i64,
 ) -> StoreResult<HashMap<i64, i64>> {
     if !transfers.is_empty() {

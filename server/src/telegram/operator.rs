@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use crate::config::Config;
 use crate::ledger::Ledger;
-use crate::store::{Acted, NewAction, StoreError};
+use crate::store::{ActionResult, NewAction, StoreError};
 use crate::telegram::bot_api::{BotApi, BotApiError, StarTransaction};
 use crate::telegram::bot_text::commands as text;
 use crate::wallet::model::{Buyer, IncomingPayment, PaymentOutcome, RefundOutcome};
@@ -162,7 +162,7 @@ pub async fn refund_as(
     ledger: &Ledger,
     charge_id: &str,
     action: Option<&NewAction>,
-) -> Result<(String, Option<Acted>), OpsError> {
+) -> Result<(String, Option<ActionResult>), OpsError> {
     let payment = ledger
         .store()
         .payment(charge_id)

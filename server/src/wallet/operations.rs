@@ -163,20 +163,20 @@ pub struct Request {
 
 /// The answer remembered under an idempotency key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Remembered {
+pub struct StoredAnswer {
     pub fingerprint: String,
     pub receipt: Receipt,
 }
 
 /// What a batch read before deciding.
 #[derive(Debug, Clone, Default)]
-pub struct Books {
+pub struct BatchReads {
     /// The buyers the requests name (absent: no such buyer).
     pub funds: HashMap<i64, Funds>,
     /// The holds the requests name.
     pub holds: HashMap<String, Hold>,
     /// Answers remembered under the requests' keys: (API key id, key) → answer.
-    pub remembered: HashMap<(i64, String), Remembered>,
+    pub remembered: HashMap<(i64, String), StoredAnswer>,
 }
 
 /// What an applied request did, as its answer says (and as it is remembered).
@@ -288,12 +288,12 @@ pub enum Decision {
     Repeated(Receipt),
     Refused(Refusal),
     /// An expiry of a hold that is no longer active, or not yet due: nothing to do.
-    Nothing,
+    NothingToExpire,
 }
 
 /// The answer to a request whose key was used before: the same answer for the same request,
 /// a refusal for another one.
-pub fn answer_again(earlier: &Remembered, key: &IdempotencyKey) -> Decision {
+pub fn answer_again(earlier: &StoredAnswer, key: &IdempotencyKey) -> Decision {
     if earlier.fingerprint == key.fingerprint {
         Decision::Repeated(earlier.receipt.clone())
     } else {
@@ -302,7 +302,7 @@ pub fn answer_again(earlier: &Remembered, key: &IdempotencyKey) -> Decision {
 }
 
 /// Decides every request of a batch, in order, from what the batch read at `now` (Unix ms).
-pub fn decide(requests: &[Request], books: &Books, now: i64) -> Vec<Decision> {
+pub fn decide(requests: &[Request], books: &BatchReads, now: i64) -> Vec<Decision> {
     let mut funds = books.funds.clone();
     let mut holds = books.holds.clone();
     let mut remembered = books.remembered.clone();
@@ -318,7 +318,7 @@ pub fn decide(requests: &[Request], books: &Books, now: i64) -> Vec<Decision> {
             if let (Some(key), Decision::Applied(change)) = (&request.key, &decision) {
                 remembered.insert(
                     (key.api_key_id, key.key.clone()),
-                    Remembered {
+                    StoredAnswer {
                         fingerprint: key.fingerprint.clone(),
                         receipt: change.receipt.clone(),
                     },
@@ -546,7 +546,7 @@ fn decide_one(
             let expiring = matches!(operation, Operation::Expire { .. });
             let Some(hold) = holds.get_mut(hold_id) else {
                 return if expiring {
-                    Decision::Nothing
+                    Decision::NothingToExpire
                 } else {
                     Decision::Refused(Refusal::UnknownHold)
                 };
@@ -561,7 +561,7 @@ fn decide_one(
             };
             let status = if expiring {
                 if hold.status != HoldStatus::Active || hold.expires_at > now {
-                    return Decision::Nothing;
+                    return Decision::NothingToExpire;
                 }
                 HoldStatus::Expired
             } else {
@@ -598,10 +598,10 @@ mod tests {
 
     const NOW: i64 = 1_000_000;
 
-    fn books(balance: i64, held: i64) -> Books {
-        Books {
+    fn books(balance: i64, held: i64) -> BatchReads {
+        BatchReads {
             funds: HashMap::from([(7, Funds { balance, held })]),
-            ..Books::default()
+            ..BatchReads::default()
         }
     }
 
@@ -718,11 +718,11 @@ mod tests {
         };
         assert_eq!(decisions[1], Decision::Repeated(change.receipt.clone()));
         assert_eq!(decisions[2], Decision::Refused(Refusal::KeyReused));
-        // Remembered from an earlier batch, too.
+        // StoredAnswer from an earlier batch, too.
         let mut earlier = books(400, 0);
         earlier.remembered.insert(
             (1, "k".into()),
-            Remembered {
+            StoredAnswer {
                 fingerprint: "f1".into(),
                 receipt: change.receipt.clone(),
             },
@@ -862,7 +862,7 @@ mod tests {
                 held: 0
             }
         );
-        assert_eq!(decisions[2], Decision::Nothing);
+        assert_eq!(decisions[2], Decision::NothingToExpire);
         // Not yet due: the expiry leaves it.
         let decisions = decide(
             &[plain(Operation::Expire {
@@ -871,7 +871,7 @@ mod tests {
             &with_hold(HoldStatus::Active, NOW + 1),
             NOW,
         );
-        assert_eq!(decisions[0], Decision::Nothing);
+        assert_eq!(decisions[0], Decision::NothingToExpire);
         let decisions = decide(
             &[plain(Operation::Capture {
                 hold_id: "h".into(),
