@@ -8,6 +8,7 @@ mod errors;
 mod input;
 pub mod key_store;
 pub mod keys;
+mod requests;
 pub(crate) mod views;
 
 use std::collections::HashMap;
@@ -28,6 +29,7 @@ use crate::wallet::operations::{Decision, IdempotencyKey, Operation, Request};
 use errors::{ApiError, ErrorBody};
 use input::{BODY_LIMIT, Body, idempotency, new_id};
 use keys::{Scope, ServiceKey};
+use requests::{CaptureRequest, CreditRequest, DebitRequest, HoldRequest};
 use views::{
     AccountView, CreditView, DebitView, HoldView, ReceiptView, TransactionPage, TransactionView,
 };
@@ -458,100 +460,6 @@ async fn void(
         by: caller.id,
     };
     keyed(&state, operation, key, StatusCode::OK).await
-}
-
-// The request bodies, read field by field (to name the field at fault) into these types,
-// which also describe them in the document.
-
-/// A debit.
-#[derive(utoipa::ToSchema)]
-struct DebitRequest {
-    user_id: i64,
-    /// 1 to 10^12.
-    amount: i64,
-    /// 1-200 characters; shown to the buyer in their history.
-    reason: String,
-    /// Your own reference, at most 128 characters.
-    reference: Option<String>,
-    /// A JSON object of at most 4 KB, kept with the debit.
-    #[schema(value_type = Option<Object>)]
-    metadata: Option<String>,
-}
-
-impl DebitRequest {
-    fn read(body: &Body) -> Result<Self, ApiError> {
-        body.only(&["user_id", "amount", "reason", "reference", "metadata"])?;
-        Ok(Self {
-            user_id: body.user_id()?,
-            amount: body.required_amount()?,
-            reason: body.reason(true)?.unwrap_or_default(),
-            reference: body.reference()?,
-            metadata: body.metadata()?,
-        })
-    }
-}
-
-/// A credit (NDN the operator gives).
-#[derive(utoipa::ToSchema)]
-struct CreditRequest {
-    user_id: i64,
-    /// 1 to 10^12.
-    amount: i64,
-    /// 1-200 characters; shown to the buyer and in the bot's message.
-    reason: String,
-}
-
-impl CreditRequest {
-    fn read(body: &Body) -> Result<Self, ApiError> {
-        body.only(&["user_id", "amount", "reason"])?;
-        Ok(Self {
-            user_id: body.user_id()?,
-            amount: body.required_amount()?,
-            reason: body.reason(true)?.unwrap_or_default(),
-        })
-    }
-}
-
-/// A hold.
-#[derive(utoipa::ToSchema)]
-struct HoldRequest {
-    user_id: i64,
-    /// 1 to 10^12.
-    amount: i64,
-    /// Seconds until it is released by itself (at most 30 days).
-    expires_in: i64,
-    reason: Option<String>,
-    reference: Option<String>,
-}
-
-impl HoldRequest {
-    fn read(body: &Body) -> Result<Self, ApiError> {
-        body.only(&["user_id", "amount", "expires_in", "reason", "reference"])?;
-        let max = i64::try_from(MAX_HOLD.as_secs()).unwrap_or(i64::MAX);
-        Ok(Self {
-            user_id: body.user_id()?,
-            amount: body.required_amount()?,
-            expires_in: body.required_integer("expires_in", 1, max)?,
-            reason: body.reason(false)?,
-            reference: body.reference()?,
-        })
-    }
-}
-
-/// A capture.
-#[derive(utoipa::ToSchema)]
-struct CaptureRequest {
-    /// At most what the hold reserves; all of it when absent.
-    amount: Option<i64>,
-}
-
-impl CaptureRequest {
-    fn read(body: &Body) -> Result<Self, ApiError> {
-        body.only(&["amount"])?;
-        Ok(Self {
-            amount: body.amount()?,
-        })
-    }
 }
 
 #[cfg(test)]
