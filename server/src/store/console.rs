@@ -5,6 +5,7 @@
 use sqlx::{Any, Row, Transaction};
 
 use super::{Store, StoreResult};
+use crate::wallet::operations::{Decision, Receipt};
 
 /// An operator action about to be taken: the audit row's columns but the result.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,5 +166,37 @@ impl Store {
             None => format!("key {id} is not active: nothing to revoke"),
         };
         self.finish(tx, action, result, now).await
+    }
+}
+
+/// A decision in the audit log's words.
+pub(super) fn describe_decision(decision: &Decision) -> String {
+    match decision {
+        Decision::Applied(change) => match &change.receipt {
+            Receipt::Credit {
+                amount,
+                user_id,
+                funds,
+                ..
+            } => format!(
+                "granted {amount} NDN to buyer {user_id}; balance now {}",
+                funds.balance
+            ),
+            Receipt::Debit {
+                amount,
+                user_id,
+                funds,
+                ..
+            } => format!(
+                "debited {amount} NDN from buyer {user_id}; balance now {}",
+                funds.balance
+            ),
+            Receipt::Hold { hold, .. } => {
+                format!("held {} NDN of buyer {}", hold.amount, hold.user_id)
+            }
+        },
+        Decision::Refused(refusal) => format!("refused: {}", refusal.describe()),
+        Decision::Repeated(_) => "answered as before".into(),
+        Decision::NothingToExpire => "nothing to do".into(),
     }
 }

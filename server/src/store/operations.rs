@@ -10,7 +10,7 @@ use app::api::BalanceEvent;
 use sqlx::{Any, Row, Transaction};
 
 use super::broadcast::{BalanceBroadcast, StreamServer, balances_changed};
-use super::console::{NewAction, record_action};
+use super::console::{NewAction, describe_decision, record_action};
 use super::events;
 use super::outbox::enqueue_all;
 use super::transfers::{self, AccountChanges};
@@ -348,7 +348,7 @@ async fn apply_operations_in(
     for (job, decision) in jobs.iter().zip(&decisions) {
         if let (Some(action), Decision::Applied(_) | Decision::Refused(_)) = (&job.action, decision)
         {
-            record_action(tx, action, &describe(decision), now).await?;
+            record_action(tx, action, &describe_decision(decision), now).await?;
         }
     }
     events::record(tx, engine, &events).await?;
@@ -442,38 +442,6 @@ async fn apply_operations_in(
         .map_or(StreamServer::ThisProcess, |job| job.reach);
     balances_changed(tx, engine, reach, &changes).await?;
     Ok(decisions)
-}
-
-/// A decision in the audit log's words.
-fn describe(decision: &Decision) -> String {
-    match decision {
-        Decision::Applied(change) => match &change.receipt {
-            Receipt::Credit {
-                amount,
-                user_id,
-                funds,
-                ..
-            } => format!(
-                "granted {amount} NDN to buyer {user_id}; balance now {}",
-                funds.balance
-            ),
-            Receipt::Debit {
-                amount,
-                user_id,
-                funds,
-                ..
-            } => format!(
-                "debited {amount} NDN from buyer {user_id}; balance now {}",
-                funds.balance
-            ),
-            Receipt::Hold { hold, .. } => {
-                format!("held {} NDN of buyer {}", hold.amount, hold.user_id)
-            }
-        },
-        Decision::Refused(refusal) => format!("refused: {}", refusal.describe()),
-        Decision::Repeated(_) => "answered as before".into(),
-        Decision::NothingToExpire => "nothing to do".into(),
-    }
 }
 
 #[derive(serde::Serialize)]
