@@ -3,6 +3,7 @@
 //! and the build's files under `/pkg/` (see `assets`).
 
 pub mod assets;
+pub(crate) mod history;
 pub(crate) mod page_cache;
 pub(crate) mod pages;
 pub mod shop;

@@ -64,7 +64,7 @@ impl WalletBackend for Shop {
                 state.store.funds(buyer.id).await?.unwrap_or_default()
             }
         };
-        let history = state.store.history(buyer.id, HISTORY_LENGTH).await?;
+        let history = super::history::history(&state.store, buyer.id, HISTORY_LENGTH).await?;
         Ok(WalletView {
             user: UserView {
                 id: buyer.id,
