@@ -49,16 +49,17 @@ pub(super) async fn record_action(
     Ok(written.rows_affected() == 1)
 }
 
-/// The result recorded under an action id, read in `tx`.
-pub(super) async fn earlier_result(
-    tx: &mut Transaction<'static, Any>,
-    id: &str,
-) -> StoreResult<Option<String>> {
-    let row = sqlx::query("SELECT result FROM operator_actions WHERE id = $1")
-        .bind(id)
-        .fetch_optional(&mut **tx)
-        .await?;
-    Ok(row.map(|row| row.try_get(0)).transpose()?)
+/// The result recorded under an action id, read in a transaction or from the pool.
+pub(super) async fn earlier_result<'e, E>(executor: E, id: &str) -> StoreResult<Option<String>>
+where
+    E: sqlx::Executor<'e, Database = Any>,
+{
+    Ok(
+        sqlx::query_scalar("SELECT result FROM operator_actions WHERE id = $1")
+            .bind(id)
+            .fetch_optional(executor)
+            .await?,
+    )
 }
 
 impl Store {
@@ -71,7 +72,7 @@ impl Store {
         now: i64,
     ) -> StoreResult<ActionResult> {
         let mut tx = self.write().await?;
-        if let Some(earlier) = earlier_result(&mut tx, &action.id).await? {
+        if let Some(earlier) = earlier_result(&mut *tx, &action.id).await? {
             return Ok(ActionResult::Repeated(earlier));
         }
         self.finish(tx, action, result.to_owned(), now).await
@@ -106,11 +107,7 @@ impl Store {
         if written {
             return Ok(ActionResult::Done(result));
         }
-        let earlier: Option<String> =
-            sqlx::query_scalar("SELECT result FROM operator_actions WHERE id = $1")
-                .bind(&action.id)
-                .fetch_optional(&self.pool)
-                .await?;
+        let earlier = earlier_result(&self.pool, &action.id).await?;
         Ok(ActionResult::Repeated(earlier.unwrap_or(result)))
     }
 
@@ -122,7 +119,7 @@ impl Store {
         now: i64,
     ) -> StoreResult<ActionResult> {
         let mut tx = self.write().await?;
-        if let Some(earlier) = earlier_result(&mut tx, &action.id).await? {
+        if let Some(earlier) = earlier_result(&mut *tx, &action.id).await? {
             return Ok(ActionResult::Repeated(earlier));
         }
         let done = sqlx::query(
@@ -150,7 +147,7 @@ impl Store {
         now: i64,
     ) -> StoreResult<ActionResult> {
         let mut tx = self.write().await?;
-        if let Some(earlier) = earlier_result(&mut tx, &action.id).await? {
+        if let Some(earlier) = earlier_result(&mut *tx, &action.id).await? {
             return Ok(ActionResult::Repeated(earlier));
         }
         let row = sqlx::query(

@@ -48,7 +48,7 @@ impl Store {
     ) -> StoreResult<(ActionResult, Option<HeldCredit>)> {
         let now = now_ms();
         let mut tx = self.write().await?;
-        if let Some(earlier) = earlier_result(&mut tx, &action.id).await? {
+        if let Some(earlier) = earlier_result(&mut *tx, &action.id).await? {
             return Ok((ActionResult::Repeated(earlier), None));
         }
         // A second credit of the same charge (another id, another instance) waits here.

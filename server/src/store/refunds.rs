@@ -32,7 +32,7 @@ impl Store {
         let now = now_ms();
         let mut tx = self.write().await?;
         if let Some((action, _)) = action
-            && let Some(earlier) = earlier_result(&mut tx, &action.id).await?
+            && let Some(earlier) = earlier_result(&mut *tx, &action.id).await?
         {
             return Ok((
                 RefundOutcome::AlreadyRefunded,
