@@ -83,17 +83,21 @@ impl Running {
 pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Running> {
     let addr = listener.local_addr()?;
     let store = Store::connect_with(
-        &config.database_url,
-        config.db_max_connections,
-        config.statement_timeout,
+        &config.database.url,
+        config.database.max_connections,
+        config.database.statement_timeout,
     )
     .await?;
     store.migrate().await?;
 
     let sandbox = (config.mode == Mode::Sandbox).then(|| {
-        let telegram = FakeTelegram::new(&config.bot_token);
+        let telegram = FakeTelegram::new(&config.telegram.bot_token);
         let webhook = format!("http://{}/webhook/telegram", config::loopback(addr));
-        let delivery = Delivery::new(webhook, config.webhook_secret.clone(), telegram.clone());
+        let delivery = Delivery::new(
+            webhook,
+            config.telegram.webhook_secret.clone(),
+            telegram.clone(),
+        );
         let receiver = sandbox::Receiver::new(
             store.clone(),
             format!(
@@ -102,10 +106,10 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
                 sandbox::RECEIVER_ROUTE
             ),
         );
-        Sandbox::new(telegram, delivery, receiver, &config.bot_token)
+        Sandbox::new(telegram, delivery, receiver, &config.telegram.bot_token)
     });
     if let Some(sandbox) = &sandbox {
-        if config.endpoints_allow_private {
+        if config.events.allow_private {
             sandbox.receiver.subscribe().await?;
         } else {
             tracing::warn!(
@@ -113,16 +117,16 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
             );
         }
     }
-    let api_url = match &config.api_url {
+    let api_url = match &config.telegram.api_url {
         Some(url) => url.clone(),
         None => format!("http://{}/sandbox/bot-api", config::loopback(addr)),
     };
     let metrics = Arc::new(http::metrics::Metrics::default());
     let bot = BotApi::with_timeout(
         &api_url,
-        &config.bot_token,
-        config.test_env,
-        config.api_timeout,
+        &config.telegram.bot_token,
+        config.telegram.test_env,
+        config.telegram.api_timeout,
     )
     .with_metrics(metrics.clone());
 
@@ -144,16 +148,16 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         leptos.output_name = "ndn".into();
     }
     leptos.site_addr = addr;
-    if let Some(root) = &config.site_root {
+    if let Some(root) = &config.http.site_root {
         leptos.site_root = root.to_string_lossy().into_owned().into();
     }
-    let bundle = mini_app::assets::bundle(&leptos, config.hash_file.as_deref());
+    let bundle = mini_app::assets::bundle(&leptos, config.http.hash_file.as_deref());
     // A real bot serves production pages whatever LEPTOS_ENV says: Leptos defaults to its
     // development settings, whose policy lets pages open live-reload sockets anywhere.
     if config.mode == Mode::Production {
         leptos.env = leptos::config::Env::PROD;
     }
-    let metrics_listener = match config.metrics_addr {
+    let metrics_listener = match config.http.metrics_addr {
         Some(metrics_addr) => Some(TcpListener::bind(metrics_addr).await.map_err(|error| {
             anyhow::anyhow!("cannot listen on METRICS_ADDR {metrics_addr}: {error}")
         })?),
@@ -175,8 +179,14 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
     )
     .waking_hooks(hooks.clone());
     let state = AppState::new(Shared {
-        validator: InitDataValidator::new(&config.bot_token, config.init_data_max_age),
-        tokens: StreamTokens::new(&config.bot_token, config.init_data_max_age),
+        validator: InitDataValidator::new(
+            &config.telegram.bot_token,
+            config.telegram.init_data_max_age,
+        ),
+        tokens: StreamTokens::new(
+            &config.telegram.bot_token,
+            config.telegram.init_data_max_age,
+        ),
         events,
         metrics,
         outbox,
@@ -238,13 +248,13 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         store::Engine::Postgres => live::listen(state.clone(), shutdown.clone()).boxed(),
         store::Engine::Sqlite => live::relay(state.clone(), shutdown.clone()).boxed(),
     }));
-    if state.config.poll_updates {
+    if state.config.telegram.poll_updates {
         workers.push(tokio::spawn(telegram::poller::run(
             state.clone(),
             shutdown.clone(),
         )));
     }
-    if let Some(interval) = state.config.reconcile_interval {
+    if let Some(interval) = state.config.telegram.reconcile_interval {
         workers.push(tokio::spawn(telegram::operator::reconcile_every(
             interval,
             state.clone(),

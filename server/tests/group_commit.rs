@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use app::api::Package;
-use server::store::{BALANCE_CHANNEL, BalanceBroadcast, Engine, Store};
+use server::live::BalanceBroadcast;
+use server::store::{BALANCE_CHANNEL, Engine, Store};
 use server::wallet::model::{Buyer, IncomingPayment, PaymentOutcome};
 use support::*;
 
@@ -53,7 +54,7 @@ async fn concurrent_payments_share_commits_and_duplicates_in_a_batch_credit_once
         .count();
     assert_eq!((credited, duplicates), (100, 100));
     assert_eq!(store.balance(BUYER).await.unwrap(), 100 * 100);
-    let commits = store.payment_commits();
+    let commits = ledger.payment_commits();
     assert!(
         commits < 100,
         "200 concurrent payments took {commits} commits"
@@ -328,6 +329,6 @@ async fn a_payment_that_fails_inside_a_batch_fails_alone(database: Database) {
     assert_eq!(scalar(&store, "SELECT COUNT(*) FROM transfers").await, 59);
     assert_eq!(scalar(&store, "SELECT COUNT(*) FROM outbox").await, 59);
     // It did share a transaction with others, and only that transaction was split.
-    assert_eq!(store.payment_batches_split(), 1);
+    assert_eq!(ledger.payment_batches_split(), 1);
     assert_books_balance(&store).await;
 }

@@ -105,7 +105,7 @@ async fn a_panicking_batch_fails_alone_and_later_batches_are_applied(database: D
         TestApp::spawn_configured(database, &[("METRICS_TOKEN", "scrape-the-metrics-token")]).await;
     app.balance(SECOND).await;
     let key = granting_key(&app).await;
-    let (payments, operations) = app.server.state.store.writer_faults();
+    let (payments, operations) = app.server.state.ledger.writer_faults();
 
     // A service request whose batch panics: a 500, nothing written, then the writer goes on.
     operations.panics.store(1, Ordering::SeqCst);
@@ -139,7 +139,7 @@ async fn a_panicking_batch_fails_alone_and_later_batches_are_applied(database: D
     assert_eq!(app.deliver(&update).await.0, 200);
     assert_eq!(app.balance(BUYER).await, 500);
 
-    assert_eq!(app.server.state.store.writer_panics(), 2);
+    assert_eq!(app.server.state.ledger.writer_panics(), 2);
     let metrics = app.metrics("scrape-the-metrics-token").await;
     assert!(metrics.contains("ndn_writer_panics 2"), "{metrics}");
     assert_eq!(app.status_of("/readyz").await, 200, "both writers run");
@@ -154,7 +154,7 @@ async fn readyz_is_unavailable_while_a_writer_is_down(database: Database) {
     assert_eq!(app.status_of("/readyz").await, 200);
     let (status, first) = grant(&app, &key, SECOND, 10, "before-the-fault").await;
     assert_eq!(status, 201, "{first}");
-    let (_, operations) = app.server.state.store.writer_faults();
+    let (_, operations) = app.server.state.ledger.writer_faults();
     operations.crash.store(true, Ordering::SeqCst);
     let (status, _) = grant(&app, &key, SECOND, 10, "lost-writer").await;
     assert_eq!(status, 500);

@@ -41,7 +41,7 @@ pub async fn run(action: EndpointsAction, config: &Config) -> anyhow::Result<()>
                 &url,
                 &events,
                 batch,
-                config.endpoints_allow_private,
+                config.events.allow_private,
             )
             .await?;
             println!("{secret}");

@@ -123,7 +123,7 @@ pub async fn main() -> ExitCode {
 async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
     match command {
         Command::Serve { poll } => {
-            config.poll_updates = poll;
+            config.telegram.poll_updates = poll;
             serve::serve(config).await
         }
         Command::Migrate => {
@@ -169,19 +169,19 @@ pub(super) async fn open_ledger(config: &Config) -> anyhow::Result<Ledger> {
 }
 
 pub(super) async fn open_store(config: &Config) -> anyhow::Result<Store> {
-    let store = Store::connect(&config.database_url, 2).await?;
+    let store = Store::connect(&config.database.url, 2).await?;
     store.migrate().await?;
     Ok(store)
 }
 
 pub(super) fn bot_api(config: &Config) -> anyhow::Result<BotApi> {
-    let api_url = config.api_url.clone().context(
+    let api_url = config.telegram.api_url.clone().context(
         "TELEGRAM_BOT_TOKEN is not set: these commands talk to Telegram (the sandbox needs none of them)",
     )?;
     Ok(BotApi::with_timeout(
         &api_url,
-        &config.bot_token,
-        config.test_env,
-        config.api_timeout,
+        &config.telegram.bot_token,
+        config.telegram.test_env,
+        config.telegram.api_timeout,
     ))
 }

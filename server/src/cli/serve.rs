@@ -5,9 +5,9 @@ use anyhow::Context;
 use crate::config::{Config, Mode};
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(config.site_addr)
+    let listener = tokio::net::TcpListener::bind(config.http.site_addr)
         .await
-        .with_context(|| format!("cannot listen on {}", config.site_addr))?;
+        .with_context(|| format!("cannot listen on {}", config.http.site_addr))?;
     let mode = config.mode;
     let mut running = crate::start(config, listener).await?;
     let url = format!("http://{}/", crate::config::loopback(running.addr));

@@ -94,7 +94,7 @@ pub fn router() -> axum::Router<AppState> {
 /// The books of the link's period, streamed from the database to the client through a small
 /// pipe: memory stays flat whatever the period holds.
 async fn download(State(state): State<AppState>, Query(query): Query<ExportQuery>) -> Response {
-    let links = ExportLinks::new(&state.config.bot_token);
+    let links = ExportLinks::new(&state.config.telegram.bot_token);
     let Some((operator, period)) = links.verify(&query.token, now_ms() / 1000) else {
         return (StatusCode::FORBIDDEN, "this link is not valid (any more)\n").into_response();
     };

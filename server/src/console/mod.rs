@@ -427,8 +427,8 @@ impl ConsoleBackend for OperatorConsole {
     ) -> Result<String, ApiError> {
         let period = Period::parse(from, to, format).map_err(ApiError::InvalidInput)?;
         let expires = now_ms() / 1000 + EXPORT_LINK_LIFETIME_SECS;
-        let token =
-            ExportLinks::new(&self.state.config.bot_token).issue(operator, &period, expires);
+        let token = ExportLinks::new(&self.state.config.telegram.bot_token)
+            .issue(operator, &period, expires);
         Ok(format!("/api/console/export?token={token}"))
     }
 }

@@ -4,7 +4,8 @@
 use app::console::{ActionLine, FailedMessage, Figures, HeldPayment, PaymentLine};
 use sqlx::AnyPool;
 
-use crate::store::{Store, StoreResult, credit_for};
+use crate::store::{Store, StoreResult};
+use crate::wallet::payments::credit_for;
 
 /// The console's reads, over the store's pool.
 pub struct ConsoleReads {

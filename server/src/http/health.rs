@@ -22,7 +22,7 @@ async fn live() -> &'static str {
 }
 
 async fn ready(State(state): State<AppState>) -> (StatusCode, &'static str) {
-    if !state.store.writers_running() {
+    if !state.ledger.writers_running() {
         tracing::error!("not ready: a group-commit writer stopped");
         return (StatusCode::SERVICE_UNAVAILABLE, "a writer stopped");
     }

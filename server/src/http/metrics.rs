@@ -239,13 +239,13 @@ pub fn router() -> axum::Router<AppState> {
 /// Whether `/metrics` is on the app's own port: not when it has an address of its own, and
 /// with a real bot only behind `METRICS_TOKEN` (it tells anyone the shop's sales).
 pub fn served_beside_the_app(config: &Config) -> bool {
-    config.metrics_addr.is_none()
-        && (config.mode == Mode::Sandbox || config.metrics_token.is_some())
+    config.http.metrics_addr.is_none()
+        && (config.mode == Mode::Sandbox || config.http.metrics_token.is_some())
 }
 
 /// `GET /metrics`, with `Authorization: Bearer <METRICS_TOKEN>` when a token is configured.
 async fn serve(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Some(token) = &state.config.metrics_token {
+    if let Some(token) = &state.config.http.metrics_token {
         let presented = headers
             .get(header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
@@ -261,11 +261,11 @@ async fn serve(State(state): State<AppState>, headers: HeaderMap) -> Response {
                 .into_response();
         }
     }
-    let commits = i64::try_from(state.store.payment_commits()).unwrap_or(i64::MAX);
+    let commits = i64::try_from(state.ledger.payment_commits()).unwrap_or(i64::MAX);
     state.metrics.payment_commits.set(commits);
-    let splits = i64::try_from(state.store.payment_batches_split()).unwrap_or(i64::MAX);
+    let splits = i64::try_from(state.ledger.payment_batches_split()).unwrap_or(i64::MAX);
     state.metrics.payment_batches_split.set(splits);
-    let panics = i64::try_from(state.store.writer_panics()).unwrap_or(i64::MAX);
+    let panics = i64::try_from(state.ledger.writer_panics()).unwrap_or(i64::MAX);
     state.metrics.writer_panics.set(panics);
     let outbox = crate::notifier::queue::Queue::new(&state.store);
     match outbox.pending().await {

@@ -5,6 +5,7 @@
 //! becomes; the store carries the plan out in one transaction.
 
 mod answers;
+mod books;
 mod effects;
 mod upkeep;
 pub mod verify;
@@ -15,21 +16,23 @@ pub use upkeep::run_upkeep;
 use std::sync::Arc;
 
 use crate::clock::now_ms;
-use crate::store::{ActionResult, NewAction, Store, StoreResult};
-use crate::telegram::bot_text::BotNotice;
+use crate::store::{ActionResult, Faults, NewAction, Store, StoreResult};
 use crate::wallet::model::{Buyer, IncomingPayment, PaymentOutcome, RefundOutcome};
 use crate::wallet::operations::{Decision, Request, StoredAnswer, answer_again};
 
 #[derive(Clone)]
 pub struct Ledger {
     store: Store,
+    books: books::Books,
     effects: Effects,
     answers: answers::Answers,
 }
 
 impl Ledger {
+    /// The ledger of `store`, its writers started (one ledger per process and database).
     pub fn new(store: Store, effects: Effects) -> Self {
         Self {
+            books: books::Books::start(store.clone()),
             store,
             effects,
             answers: answers::Answers::new(),
@@ -38,6 +41,32 @@ impl Ledger {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// How many transactions the payment writer committed so far.
+    pub fn payment_commits(&self) -> u64 {
+        self.books.payment_commits()
+    }
+
+    /// How many shared payment transactions failed and were retried one payment at a time.
+    pub fn payment_batches_split(&self) -> u64 {
+        self.books.payment_batches_split()
+    }
+
+    /// How many attempts of the payment and operation writers panicked (and were rolled back).
+    pub fn writer_panics(&self) -> u64 {
+        self.books.writer_panics()
+    }
+
+    /// Whether both writers run: while one is down its money stands still, so `/readyz` says so.
+    pub fn writers_running(&self) -> bool {
+        self.books.writers_running()
+    }
+
+    /// Faults for tests to inject into the payment and the operation writer.
+    #[doc(hidden)]
+    pub fn writer_faults(&self) -> (Faults, Faults) {
+        self.books.writer_faults()
     }
 
     /// Records a `successful_payment` (sharing a transaction with the payments arriving at the
@@ -49,8 +78,8 @@ impl Ledger {
             payment.stars,
         );
         let outcome = self
-            .store
-            .apply_payment(payer, payment, &BotNotice, self.effects.stream_server())
+            .books
+            .pay(payer, payment, self.effects.stream_server())
             .await?;
         self.effects.paid(&charge_id, &payload, stars, &outcome);
         Ok(outcome)
@@ -88,13 +117,8 @@ impl Ledger {
         let decision = match (earlier, &request.key) {
             (Some(earlier), Some(key)) => answer_again(&earlier, key),
             _ => {
-                self.store
-                    .apply_operation(
-                        request.clone(),
-                        action,
-                        &BotNotice,
-                        self.effects.stream_server(),
-                    )
+                self.books
+                    .operate(request.clone(), action, self.effects.stream_server())
                     .await?
             }
         };
@@ -129,12 +153,11 @@ impl Ledger {
         action: Option<(&NewAction, &str)>,
     ) -> StoreResult<(RefundOutcome, Option<ActionResult>)> {
         let (outcome, acted) = self
-            .store
-            .apply_refund(
+            .books
+            .refund(
                 user_id,
                 charge_id,
                 stars,
-                &BotNotice,
                 self.effects.stream_server(),
                 action,
             )
@@ -145,7 +168,9 @@ impl Ledger {
         Ok((outcome, acted))
     }
 
-    /// Credits a held payment (an operator's action), once: see [`Store::credit_held`].
+    /// Credits a held payment (an operator's action), once: its order's NDN, or the package of its
+    /// price (`prices`: Stars → NDN) when it has no order; anything but a held payment is left
+    /// as it is, and the result says why.
     pub async fn credit_held(
         &self,
         charge_id: &str,
@@ -153,14 +178,8 @@ impl Ledger {
         action: &NewAction,
     ) -> StoreResult<ActionResult> {
         let (acted, credit) = self
-            .store
-            .credit_held(
-                charge_id,
-                prices,
-                &BotNotice,
-                self.effects.stream_server(),
-                action,
-            )
+            .books
+            .credit_held(charge_id, prices, self.effects.stream_server(), action)
             .await?;
         if let Some(credit) = credit {
             self.effects

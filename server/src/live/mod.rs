@@ -19,8 +19,16 @@ use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
 
 use crate::state::AppState;
-use crate::store::{BALANCE_CHANNEL, BalanceBroadcast};
+use crate::store::BALANCE_CHANNEL;
 use relay::{Relay, RelayedEvent};
+
+/// A balance change as it crosses instances: each `NOTIFY` on [`BALANCE_CHANNEL`] carries a
+/// JSON array of these (written by the store as `BalanceNote`s).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, Deserialize)]
+pub struct BalanceBroadcast {
+    pub user_id: i64,
+    pub event: BalanceEvent,
+}
 
 /// Fans balance changes out to every subscribed stream of this process.
 #[derive(Clone)]
@@ -52,7 +60,7 @@ pub async fn listen(state: AppState, shutdown: tokio_util::sync::CancellationTok
     while !shutdown.is_cancelled() {
         let listener = async {
             let mut listener =
-                sqlx::postgres::PgListener::connect(&state.config.database_url).await?;
+                sqlx::postgres::PgListener::connect(&state.config.database.url).await?;
             listener.listen(BALANCE_CHANNEL).await?;
             Ok::<_, sqlx::Error>(listener)
         };

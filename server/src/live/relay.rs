@@ -1,10 +1,11 @@
 //! On SQLite, balance changes a command-line run made reach the server's streams through a
 //! relay table (`store::broadcast` writes it in the change's transaction); the server reads it.
 
-use sqlx::{AnyPool, Row};
+use sqlx::AnyPool;
 
+use super::BalanceBroadcast;
 use crate::clock::now_ms;
-use crate::store::{BalanceBroadcast, Store, StoreError, StoreResult};
+use crate::store::{Store, StoreError, StoreResult};
 
 /// A balance change another process relayed through SQLite.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,19 +40,18 @@ impl Relay {
 
     /// Changes relayed after `after` (SQLite only), oldest first; older ones are forgotten.
     pub async fn after(&self, after: i64) -> StoreResult<Vec<RelayedEvent>> {
-        let rows = sqlx::query(
+        let rows: Vec<(i64, i64, String)> = sqlx::query_as(
             "SELECT id, user_id, event FROM live_relay WHERE id > $1 ORDER BY id LIMIT 500",
         )
         .bind(after)
         .fetch_all(&self.pool)
         .await?;
         let mut events = Vec::with_capacity(rows.len());
-        for row in rows {
-            let event: String = row.try_get(2)?;
+        for (id, user_id, event) in rows {
             events.push(RelayedEvent {
-                id: row.try_get(0)?,
+                id,
                 change: BalanceBroadcast {
-                    user_id: row.try_get(1)?,
+                    user_id,
                     event: serde_json::from_str(&event).map_err(|error| {
                         StoreError::Corrupt(format!("relayed balance event: {error}"))
                     })?,

@@ -2,16 +2,29 @@
 //! credits, as the page shows them.
 
 use app::api::{EntryKind, HistoryEntry, OrderState};
-use sqlx::Row;
 
 use crate::store::{Store, StoreError, StoreResult};
 use crate::wallet::model::TransferKind;
 
+/// A transfer of the buyer's as the history reads it, with its purchase's order and refunds.
+#[derive(sqlx::FromRow)]
+struct HistoryRow {
+    kind: String,
+    amount: i64,
+    stars: i64,
+    reason: Option<String>,
+    created_at: i64,
+    debit_account: i64,
+    order_id: Option<String>,
+    refunds: i64,
+}
+
 /// The buyer's latest purchases (paid, or refunded since), spends and credits.
 pub async fn history(store: &Store, user_id: i64, limit: i64) -> StoreResult<Vec<HistoryEntry>> {
-    let rows = sqlx::query(
-        "SELECT t.kind, t.amount, t.stars, t.reason, t.created_at, t.debit_account,
-                p.order_id,
+    let rows: Vec<HistoryRow> = sqlx::query_as(
+        "SELECT t.kind AS kind, t.amount AS amount, t.stars AS stars, t.reason AS reason,
+                t.created_at AS created_at, t.debit_account AS debit_account,
+                p.order_id AS order_id,
                 (SELECT COUNT(*) FROM transfers r
                  WHERE r.kind = 'refund' AND r.reference = t.reference) AS refunds
          FROM transfers t
@@ -23,31 +36,29 @@ pub async fn history(store: &Store, user_id: i64, limit: i64) -> StoreResult<Vec
     .bind(limit)
     .fetch_all(store.pool())
     .await?;
-    rows.iter()
+    rows.into_iter()
         .map(|row| {
-            let kind: String = row.try_get("kind")?;
-            let amount: i64 = row.try_get("amount")?;
-            let debited = row.try_get::<i64, _>("debit_account")? == user_id;
-            let purchase = kind == TransferKind::Purchase.as_str();
+            let debited = row.debit_account == user_id;
+            let purchase = row.kind == TransferKind::Purchase.as_str();
             Ok(HistoryEntry {
-                kind: match TransferKind::parse(&kind) {
+                kind: match TransferKind::parse(&row.kind) {
                     Some(TransferKind::Purchase) => EntryKind::Purchase,
                     Some(TransferKind::Grant) => EntryKind::Credit,
                     Some(TransferKind::Spend) => EntryKind::Spend,
-                    _ => return Err(StoreError::Corrupt(format!("history entry `{kind}`"))),
-                },
-                order_id: row.try_get("order_id")?,
-                ndn: if debited { -amount } else { amount },
-                stars: purchase.then(|| row.try_get("stars")).transpose()?,
-                status: purchase.then(|| {
-                    if row.try_get::<i64, _>("refunds").unwrap_or(0) > 0 {
-                        OrderState::Refunded
-                    } else {
-                        OrderState::Paid
+                    _ => {
+                        return Err(StoreError::Corrupt(format!("history entry `{}`", row.kind)));
                     }
+                },
+                order_id: row.order_id,
+                ndn: if debited { -row.amount } else { row.amount },
+                stars: purchase.then_some(row.stars),
+                status: purchase.then_some(if row.refunds > 0 {
+                    OrderState::Refunded
+                } else {
+                    OrderState::Paid
                 }),
-                reason: row.try_get("reason")?,
-                created_at: row.try_get::<i64, _>("created_at")? / 1000,
+                reason: row.reason,
+                created_at: row.created_at / 1000,
             })
         })
         .collect()

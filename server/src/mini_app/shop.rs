@@ -73,7 +73,7 @@ impl WalletBackend for Shop {
             },
             balance: funds.balance,
             held: funds.held,
-            packages: state.config.packages.clone(),
+            packages: state.config.shop.packages.clone(),
             history,
             // Expires with the launch data, not a day after this call.
             events_token: state.tokens.issue(buyer.id, buyer.auth_date),
@@ -95,8 +95,8 @@ impl WalletBackend for Shop {
         let profile =
             (stored.map(|stored| stored.buyer).as_ref() != Some(&signed)).then_some(signed);
         let limits = OrderLimits {
-            per_minute: i64::from(state.config.invoice_rate_per_minute),
-            open: state.config.max_pending_orders,
+            per_minute: i64::from(state.config.shop.invoice_rate_per_minute),
+            open: state.config.shop.max_pending_orders,
         };
         let order_id = uuid::Uuid::new_v4().simple().to_string();
         let admission = state
@@ -105,7 +105,7 @@ impl WalletBackend for Shop {
                 &order_id,
                 buyer.id,
                 package,
-                state.config.order_ttl,
+                state.config.shop.order_ttl,
                 limits,
                 profile.as_ref(),
             )

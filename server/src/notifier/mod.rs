@@ -240,7 +240,7 @@ impl Notifier {
     /// Claims more when fewer than a second's worth wait here (and a wake-up, the idle poll
     /// or, while sending, `CLAIM_EVERY` says it is time).
     async fn claim_if_due(&mut self) {
-        let per_second = i64::from(self.state.config.bot_messages_per_second);
+        let per_second = i64::from(self.state.config.telegram.bot_messages_per_second);
         let waiting = i64::try_from(self.waiting()).unwrap_or(i64::MAX);
         if waiting >= per_second {
             return;
@@ -258,7 +258,7 @@ impl Notifier {
         let limit = (2 * per_second).clamp(8, BATCH) - waiting;
         let claimed = match self
             .queue
-            .claim(limit, self.state.config.outbox_lease, CHAT_GAP)
+            .claim(limit, self.state.config.telegram.outbox_lease, CHAT_GAP)
             .await
         {
             Ok(claimed) => claimed,
@@ -284,7 +284,7 @@ impl Notifier {
     /// Renews the leases of what waits here once half of the earliest lease has gone; a
     /// chat that lost a message to another worker is let go entirely (keeping its order).
     async fn renew_if_due(&mut self) {
-        let lease = self.state.config.outbox_lease;
+        let lease = self.state.config.telegram.outbox_lease;
         let half = millis(lease) / 2;
         let Some(earliest) = self.held().map(|(_, until)| until).min() else {
             return;
@@ -335,7 +335,7 @@ impl Notifier {
 
     /// Sends the next message of `chat_id` in the background.
     async fn send(&mut self, chat_id: i64) {
-        let quarter = millis(self.state.config.outbox_lease) / 4;
+        let quarter = millis(self.state.config.telegram.outbox_lease) / 4;
         let Some(chat) = self.chats.get_mut(&chat_id) else {
             return;
         };

@@ -20,7 +20,7 @@ pub(super) enum Pacer {
 
 impl Pacer {
     pub(super) fn new(state: &AppState, queue: &Queue) -> Self {
-        let per_second = state.config.bot_messages_per_second.max(1);
+        let per_second = state.config.telegram.bot_messages_per_second.max(1);
         let interval = SLOT_SPAN / per_second;
         match state.store.engine() {
             Engine::Sqlite => Self::Local { interval, next: 0 },

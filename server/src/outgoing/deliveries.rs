@@ -1,20 +1,47 @@
 //! What the delivery worker and the CLI do with the events: endpoints due and leased, the events
 //! each has to send, positions moved on, failures and replays recorded, old events pruned.
 
-use sqlx::Row;
-
 use super::tables::{
-    EndpointLease, EventLine, EventStore, FailedPost, IN_STREAM, MOVE_FORWARD, Outgoing,
-    PendingDelivery, Position, final_position_sql, pending_event, position, signing_secrets,
+    EndpointLease, EventLine, EventRow, EventStore, FailedPost, IN_STREAM, MOVE_FORWARD, Outgoing,
+    PendingDelivery, Position, StoredSecrets, final_position_sql,
 };
 use crate::store::{StoreResult, in_json_ids, to_json, write_transaction};
+
+/// The row a lease returns: where to send, what signs, and the endpoint's failures and batch
+/// size.
+#[derive(sqlx::FromRow)]
+struct LeaseRow {
+    url: String,
+    #[sqlx(flatten)]
+    secrets: StoredSecrets,
+    failures: i64,
+    batch_size: i64,
+}
+
+/// Where an endpoint is now, what signs for it and its batch size.
+#[derive(sqlx::FromRow)]
+struct TargetRow {
+    url: String,
+    #[sqlx(flatten)]
+    secrets: StoredSecrets,
+    batch_size: i64,
+}
+
+/// A replayed event waiting in `deliveries`: the event, queued again at `queued_at`.
+#[derive(sqlx::FromRow)]
+struct ReplayRow {
+    #[sqlx(flatten)]
+    event: EventRow,
+    queued_at: i64,
+    attempts: i64,
+}
 
 impl EventStore {
     /// Endpoints with something to send now that no worker holds: a replayed event, or an
     /// event written after its position (of any type: its sender moves the position past the
     /// types it does not take, so that they are not read again and again).
     pub async fn due_endpoints(&self, now: i64) -> StoreResult<Vec<i64>> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_scalar(
             "SELECT e.id FROM endpoints e
              WHERE e.retry_at <= $1 AND e.locked_until <= $1
                AND (EXISTS (SELECT 1 FROM events ev
@@ -25,10 +52,7 @@ impl EventStore {
         )
         .bind(now)
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| Ok(row.try_get(0)?))
-            .collect::<StoreResult<_>>()
+        .await?)
     }
 
     /// Takes an endpoint's lease until `until` if it is free and due: while held, only this
@@ -39,7 +63,7 @@ impl EventStore {
         now: i64,
         until: i64,
     ) -> StoreResult<Option<EndpointLease>> {
-        let row = sqlx::query(
+        let row: Option<LeaseRow> = sqlx::query_as(
             "UPDATE endpoints SET locked_until = $2
              WHERE id = $1 AND locked_until <= $3 AND retry_at <= $3
              RETURNING url, secret, previous_secret, previous_until, failures, batch_size",
@@ -54,10 +78,10 @@ impl EventStore {
         };
         Ok(Some(EndpointLease {
             id,
-            url: row.try_get(0)?,
-            secrets: signing_secrets(&row, 1, now)?,
-            failures: row.try_get(4)?,
-            batch: row.try_get(5)?,
+            url: row.url,
+            secrets: row.secrets.signing(now),
+            failures: row.failures,
+            batch: row.batch_size,
         }))
     }
 
@@ -65,7 +89,7 @@ impl EventStore {
     /// in one POST (`false` once the endpoint is removed): a sender that keeps its lease through
     /// a sale rereads them, so a move, a rotation or a new batch size applies to the next batch.
     pub async fn endpoint_target(&self, lease: &mut EndpointLease, now: i64) -> StoreResult<bool> {
-        let row = sqlx::query(
+        let row: Option<TargetRow> = sqlx::query_as(
             "SELECT url, secret, previous_secret, previous_until, batch_size
              FROM endpoints WHERE id = $1",
         )
@@ -75,9 +99,9 @@ impl EventStore {
         let Some(row) = row else {
             return Ok(false);
         };
-        lease.url = row.try_get(0)?;
-        lease.secrets = signing_secrets(&row, 1, now)?;
-        lease.batch = row.try_get(4)?;
+        lease.url = row.url;
+        lease.secrets = row.secrets.signing(now);
+        lease.batch = row.batch_size;
         Ok(true)
     }
 
@@ -100,8 +124,9 @@ impl EventStore {
     /// (oldest first), else the next events of its stream in order, as far as every later
     /// event is sure to come after them.
     pub async fn outgoing(&self, endpoint: i64, limit: i64) -> StoreResult<Outgoing> {
-        let rows = sqlx::query(
-            "SELECT d.event_seq, e.xid, e.id, e.type, e.body, e.created_at, d.queued_at, d.attempts
+        let rows: Vec<ReplayRow> = sqlx::query_as(
+            "SELECT d.event_seq AS seq, e.xid AS xid, e.id AS id, e.type AS kind, e.body AS body,
+                 e.created_at AS created_at, d.queued_at AS queued_at, d.attempts AS attempts
              FROM deliveries d JOIN events e ON e.seq = d.event_seq
              WHERE d.endpoint_id = $1 AND d.status = 'pending'
              ORDER BY d.event_seq LIMIT $2",
@@ -113,43 +138,45 @@ impl EventStore {
         if !rows.is_empty() {
             return Ok(Outgoing {
                 events: rows
-                    .iter()
-                    .map(|row| {
-                        Ok(PendingDelivery {
-                            queued_at: row.try_get(6)?,
-                            attempts: row.try_get(7)?,
-                            ..pending_event(row)?
-                        })
+                    .into_iter()
+                    .map(|row| PendingDelivery {
+                        queued_at: row.queued_at,
+                        attempts: row.attempts,
+                        ..row.event.pending()
                     })
-                    .collect::<StoreResult<_>>()?,
+                    .collect(),
                 replayed: true,
                 through: None,
             });
         }
-        let Some(row) =
-            sqlx::query("SELECT after_xid, after_seq, failures FROM endpoints WHERE id = $1")
-                .bind(endpoint)
-                .fetch_optional(&self.pool)
-                .await?
+        let Some((after_xid, after_seq, failures)) = sqlx::query_as::<_, (i64, i64, i64)>(
+            "SELECT after_xid, after_seq, failures FROM endpoints WHERE id = $1",
+        )
+        .bind(endpoint)
+        .fetch_optional(&self.pool)
+        .await?
         else {
             return Ok(Outgoing::default());
         };
-        let after = position(&row, 0)?;
-        let failures: i64 = row.try_get(2)?;
+        let after = Position {
+            xid: after_xid,
+            seq: after_seq,
+        };
         // First how far to read, then what is there up to it: an event committed between the
         // two statements lies past that bound and waits for the next read.
-        let Some(last) = sqlx::query(final_position_sql(self.engine))
+        let Some(last) = sqlx::query_as::<_, Position>(final_position_sql(self.engine))
             .fetch_optional(&self.pool)
             .await?
         else {
             return Ok(Outgoing::default());
         };
-        let last = position(&last, 0)?;
         if last <= after {
             return Ok(Outgoing::default());
         }
-        let rows = sqlx::query(
-            "SELECT ev.seq, ev.xid, ev.id, ev.type, ev.body, ev.created_at FROM events ev
+        let rows: Vec<EventRow> = sqlx::query_as(
+            "SELECT ev.seq AS seq, ev.xid AS xid, ev.id AS id, ev.type AS kind, ev.body AS body,
+                 ev.created_at AS created_at
+             FROM events ev
              WHERE (ev.xid, ev.seq) > ($2, $3) AND (ev.xid, ev.seq) <= ($4, $5)
                AND ev.type IN (SELECT event_type FROM subscriptions WHERE endpoint_id = $1)
              ORDER BY ev.xid, ev.seq LIMIT $6",
@@ -163,15 +190,13 @@ impl EventStore {
         .fetch_all(&self.pool)
         .await?;
         let events: Vec<PendingDelivery> = rows
-            .iter()
+            .into_iter()
             .enumerate()
-            .map(|(index, row)| {
-                Ok(PendingDelivery {
-                    attempts: if index == 0 { failures } else { 0 },
-                    ..pending_event(row)?
-                })
+            .map(|(index, row)| PendingDelivery {
+                attempts: if index == 0 { failures } else { 0 },
+                ..row.pending()
             })
-            .collect::<StoreResult<_>>()?;
+            .collect();
         // A full read may stop short of `last`: the endpoint is done up to its last event.
         let full = i64::try_from(events.len()).unwrap_or(i64::MAX) >= limit;
         let through = match events.last() {
@@ -338,12 +363,13 @@ impl EventStore {
         // Each event with every endpoint that existed when it was written and takes its type:
         // a row of `deliveries` says what became of it there (given up, or replayed); without
         // one it was delivered if the endpoint's stream has passed it, else it is waiting.
-        let rows = sqlx::query(&format!(
-            "SELECT e.id, e.type, e.user_id, e.created_at, p.id,
+        Ok(sqlx::query_as::<_, EventLine>(&format!(
+            "SELECT e.id AS id, e.type AS kind, e.user_id AS user_id, e.created_at AS created_at,
+                 p.id AS endpoint_id,
                  CASE WHEN d.status IS NOT NULL THEN d.status
                       WHEN (e.xid, e.seq) <= (p.after_xid, p.after_seq) THEN 'delivered'
-                      ELSE 'pending' END,
-                 d.attempts, d.last_error
+                      ELSE 'pending' END AS status,
+                 d.attempts AS attempts, d.last_error AS last_error
              FROM (SELECT * FROM events e {filter} ORDER BY e.seq DESC LIMIT $1) e
              LEFT JOIN endpoints p
                ON ((e.xid, e.seq) > (p.from_xid, p.from_seq)
@@ -356,21 +382,7 @@ impl EventStore {
         ))
         .bind(limit)
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(EventLine {
-                    id: row.try_get(0)?,
-                    kind: row.try_get(1)?,
-                    user_id: row.try_get(2)?,
-                    created_at: row.try_get(3)?,
-                    endpoint_id: row.try_get(4)?,
-                    status: row.try_get(5)?,
-                    attempts: row.try_get(6)?,
-                    last_error: row.try_get(7)?,
-                })
-            })
-            .collect()
+        .await?)
     }
 
     /// Queues events again for every endpoint subscribed to them now whose stream has passed
@@ -408,7 +420,7 @@ impl EventStore {
     /// Returns how many were deleted.
     pub async fn prune(&self, before: i64, limit: i64, now: i64) -> StoreResult<u64> {
         let mut tx = write_transaction(&self.pool, self.engine).await?;
-        let pruned: Vec<i64> = sqlx::query(&format!(
+        let pruned: Vec<i64> = sqlx::query_scalar(&format!(
             "DELETE FROM events WHERE seq IN (
                  SELECT ev.seq FROM events ev
                  WHERE ev.created_at < $1
@@ -422,10 +434,7 @@ impl EventStore {
         .bind(before)
         .bind(limit)
         .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(|row| row.try_get(0))
-        .collect::<Result<_, _>>()?;
+        .await?;
         if pruned.is_empty() {
             return Ok(0);
         }
@@ -448,13 +457,12 @@ impl EventStore {
 
     /// How many events were pruned so far, and when last (Unix ms).
     pub async fn pruned(&self) -> StoreResult<(i64, Option<i64>)> {
-        let row = sqlx::query("SELECT pruned, last_at FROM events_pruned WHERE id = 1")
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(match row {
-            Some(row) => (row.try_get(0)?, row.try_get(1)?),
-            None => (0, None),
-        })
+        Ok(sqlx::query_as::<_, (i64, Option<i64>)>(
+            "SELECT pruned, last_at FROM events_pruned WHERE id = 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?
+        .unwrap_or((0, None)))
     }
 
     /// Whether an event with this id was written.
@@ -469,23 +477,18 @@ impl EventStore {
     /// Deliveries waiting over all endpoints (events ahead in their streams, and replayed
     /// ones), and the age in ms of the oldest (for the metrics).
     pub async fn waiting(&self, now: i64) -> StoreResult<(i64, i64)> {
-        let streams = sqlx::query(&format!(
+        let (streams, streams_oldest) = sqlx::query_as::<_, (i64, Option<i64>)>(&format!(
             "SELECT COUNT(*), MIN(ev.created_at) FROM endpoints e JOIN events ev ON {IN_STREAM}"
         ))
         .fetch_one(&self.pool)
         .await?;
-        let replays =
-            sqlx::query("SELECT COUNT(*), MIN(queued_at) FROM deliveries WHERE status = 'pending'")
-                .fetch_one(&self.pool)
-                .await?;
-        let count = streams.try_get::<i64, _>(0)? + replays.try_get::<i64, _>(0)?;
-        let oldest = [
-            streams.try_get::<Option<i64>, _>(1)?,
-            replays.try_get::<Option<i64>, _>(1)?,
-        ]
-        .into_iter()
-        .flatten()
-        .min();
+        let (replays, replays_oldest) = sqlx::query_as::<_, (i64, Option<i64>)>(
+            "SELECT COUNT(*), MIN(queued_at) FROM deliveries WHERE status = 'pending'",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let count = streams + replays;
+        let oldest = [streams_oldest, replays_oldest].into_iter().flatten().min();
         Ok((count, oldest.map_or(0, |at| now - at)))
     }
 }

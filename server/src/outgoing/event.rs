@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use crate::api::views::ReceiptView;
+use crate::store::EventRow;
 use crate::wallet::model::{PaymentOutcome, RefundOutcome};
 use crate::wallet::operations::{HoldStatus, Receipt};
 
@@ -135,6 +136,17 @@ impl NewEvent {
             user_id,
             body,
             created_at: now,
+        }
+    }
+
+    /// The event as the store writes it.
+    pub fn into_row(self) -> EventRow {
+        EventRow {
+            id: self.id,
+            kind: self.kind.as_str(),
+            user_id: self.user_id,
+            body: self.body,
+            created_at: self.created_at,
         }
     }
 

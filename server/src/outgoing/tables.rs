@@ -5,20 +5,22 @@
 //! writes nothing for the endpoints, and a delivered batch moves the position once. This file
 //! keeps the types and the endpoints; `deliveries.rs` what the worker and the CLI do with events.
 
-use sqlx::any::AnyRow;
-use sqlx::{AnyPool, Row};
+use sqlx::AnyPool;
 
 use super::event::EventType;
 use crate::store::{Engine, Store, StoreResult, write_transaction};
 
 /// An endpoint, for `server endpoints list` and the metrics.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct EndpointRecord {
     pub id: i64,
     pub url: String,
+    /// Read from `subscriptions`, after the endpoint's row.
+    #[sqlx(skip)]
     pub types: Vec<String>,
     pub created_at: i64,
     /// Events per POST at most (1: one event per POST).
+    #[sqlx(rename = "batch_size")]
     pub batch: i64,
     /// Until when the secret before the last rotation still signs.
     pub previous_until: Option<i64>,
@@ -48,7 +50,7 @@ pub struct EndpointLease {
 /// Where an event stands in the order endpoints receive events in: the transaction that
 /// wrote it (PostgreSQL's transaction id; always 0 in SQLite, which commits one write
 /// transaction at a time in the order of `seq`), then the order it was written in.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, sqlx::FromRow)]
 pub struct Position {
     pub xid: i64,
     pub seq: i64,
@@ -100,7 +102,7 @@ pub struct FailedPost<'a> {
     pub retry_at: i64,
 }
 /// An event and what became of it at each endpoint, for `server events list`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct EventLine {
     pub id: String,
     pub kind: String,
@@ -133,22 +135,34 @@ pub(super) fn final_position_sql(engine: Engine) -> &'static str {
 pub(super) const IN_STREAM: &str = "(ev.xid, ev.seq) > (e.after_xid, e.after_seq)
      AND ev.type IN (SELECT s.event_type FROM subscriptions s WHERE s.endpoint_id = e.id)";
 
-/// An event read as `seq, xid, id, type, body, created_at`, as its stream sends it: queued
-/// when written, no attempt made.
-pub(super) fn pending_event(row: &AnyRow) -> StoreResult<PendingDelivery> {
-    let created_at = row.try_get(5)?;
-    Ok(PendingDelivery {
-        position: Position {
-            xid: row.try_get(1)?,
-            seq: row.try_get(0)?,
-        },
-        event_id: row.try_get(2)?,
-        kind: row.try_get(3)?,
-        body: row.try_get(4)?,
-        created_at,
-        queued_at: created_at,
-        attempts: 0,
-    })
+/// An event's row as read to send it: columns `seq, xid, id, kind` (its type), `body` and
+/// `created_at`.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(super) struct EventRow {
+    seq: i64,
+    xid: i64,
+    id: String,
+    kind: String,
+    body: String,
+    created_at: i64,
+}
+
+impl EventRow {
+    /// The event as its stream sends it: queued when written, no attempt made.
+    pub(super) fn pending(self) -> PendingDelivery {
+        PendingDelivery {
+            position: Position {
+                xid: self.xid,
+                seq: self.seq,
+            },
+            event_id: self.id,
+            kind: self.kind,
+            body: self.body,
+            created_at: self.created_at,
+            queued_at: self.created_at,
+            attempts: 0,
+        }
+    }
 }
 
 /// Moves an endpoint's position to `($2, $3)` if that is further on: a position never moves
@@ -157,25 +171,26 @@ pub(super) const MOVE_FORWARD: &str =
     "after_xid = CASE WHEN (after_xid, after_seq) < ($2, $3) THEN $2 ELSE after_xid END,
      after_seq = CASE WHEN (after_xid, after_seq) < ($2, $3) THEN $3 ELSE after_seq END";
 
-pub(super) fn position(row: &AnyRow, first: usize) -> StoreResult<Position> {
-    Ok(Position {
-        xid: row.try_get(first)?,
-        seq: row.try_get(first + 1)?,
-    })
+/// An endpoint's secrets as stored: columns `secret`, `previous_secret` and `previous_until`
+/// (until when the previous one signs).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(super) struct StoredSecrets {
+    secret: String,
+    previous_secret: Option<String>,
+    previous_until: Option<i64>,
 }
 
-/// The secrets that sign now, from columns `first` (secret), `first + 1` (previous secret)
-/// and `first + 2` (until when the previous one signs): the current one first.
-pub(super) fn signing_secrets(row: &AnyRow, first: usize, now: i64) -> StoreResult<Vec<String>> {
-    let mut secrets = vec![row.try_get::<String, _>(first)?];
-    let previous: Option<String> = row.try_get(first + 1)?;
-    let until: Option<i64> = row.try_get(first + 2)?;
-    if let (Some(previous), Some(until)) = (previous, until)
-        && until > now
-    {
-        secrets.push(previous);
+impl StoredSecrets {
+    /// The secrets that sign now: the current one first.
+    pub(super) fn signing(self, now: i64) -> Vec<String> {
+        let mut secrets = vec![self.secret];
+        if let (Some(previous), Some(until)) = (self.previous_secret, self.previous_until)
+            && until > now
+        {
+            secrets.push(previous);
+        }
+        secrets
     }
-    Ok(secrets)
 }
 
 /// The signed events' tables, over the store's pool.
@@ -204,15 +219,13 @@ impl EventStore {
     ) -> StoreResult<i64> {
         let mut tx = write_transaction(&self.pool, self.engine).await?;
         // It receives the events written from now on: its stream begins after the last one.
-        let start =
-            match sqlx::query("SELECT xid, seq FROM events ORDER BY xid DESC, seq DESC LIMIT 1")
-                .fetch_optional(&mut *tx)
-                .await?
-            {
-                Some(row) => position(&row, 0)?,
-                None => Position::default(),
-            };
-        let id: i64 = sqlx::query(
+        let start = sqlx::query_as::<_, Position>(
+            "SELECT xid, seq FROM events ORDER BY xid DESC, seq DESC LIMIT 1",
+        )
+        .fetch_optional(&mut *tx)
+        .await?
+        .unwrap_or_default();
+        let id: i64 = sqlx::query_scalar(
             "INSERT INTO endpoints (url, secret, created_at, batch_size, after_xid, after_seq,
                  from_xid, from_seq)
              VALUES ($1, $2, $3, $4, $5, $6, $5, $6)
@@ -225,8 +238,7 @@ impl EventStore {
         .bind(start.xid)
         .bind(start.seq)
         .fetch_one(&mut *tx)
-        .await?
-        .try_get(0)?;
+        .await?;
         for kind in types {
             sqlx::query("INSERT INTO subscriptions (endpoint_id, event_type) VALUES ($1, $2)")
                 .bind(id)
@@ -240,46 +252,29 @@ impl EventStore {
 
     /// Every endpoint with its subscriptions and delivery counts, oldest first.
     pub async fn list(&self) -> StoreResult<Vec<EndpointRecord>> {
-        let rows = sqlx::query(&format!(
-            "SELECT e.id, e.url, e.created_at, e.previous_until, e.failures, e.retry_at,
-                 e.last_success_at, e.last_error,
+        let mut endpoints: Vec<EndpointRecord> = sqlx::query_as(&format!(
+            "SELECT e.id AS id, e.url AS url, e.created_at AS created_at,
+                 e.previous_until AS previous_until, e.failures AS failures,
+                 e.retry_at AS retry_at, e.last_success_at AS last_success_at,
+                 e.last_error AS last_error,
                  (SELECT COUNT(*) FROM events ev WHERE {IN_STREAM})
                    + (SELECT COUNT(*) FROM deliveries d
-                      WHERE d.endpoint_id = e.id AND d.status = 'pending'),
-                 e.delivered,
-                 (SELECT COUNT(*) FROM deliveries d WHERE d.endpoint_id = e.id AND d.status = 'failed'),
-                 e.batch_size
+                      WHERE d.endpoint_id = e.id AND d.status = 'pending') AS pending,
+                 e.delivered AS delivered,
+                 (SELECT COUNT(*) FROM deliveries d WHERE d.endpoint_id = e.id AND d.status = 'failed')
+                   AS failed,
+                 e.batch_size AS batch_size
              FROM endpoints e ORDER BY e.id"
         ))
         .fetch_all(&self.pool)
         .await?;
-        let mut endpoints = Vec::with_capacity(rows.len());
-        for row in rows {
-            let id: i64 = row.try_get(0)?;
-            let types = sqlx::query(
+        for endpoint in &mut endpoints {
+            endpoint.types = sqlx::query_scalar(
                 "SELECT event_type FROM subscriptions WHERE endpoint_id = $1 ORDER BY event_type",
             )
-            .bind(id)
+            .bind(endpoint.id)
             .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|row| row.try_get(0))
-            .collect::<Result<_, _>>()?;
-            endpoints.push(EndpointRecord {
-                id,
-                url: row.try_get(1)?,
-                types,
-                created_at: row.try_get(2)?,
-                previous_until: row.try_get(3)?,
-                failures: row.try_get(4)?,
-                retry_at: row.try_get(5)?,
-                last_success_at: row.try_get(6)?,
-                last_error: row.try_get(7)?,
-                pending: row.try_get(8)?,
-                delivered: row.try_get(9)?,
-                failed: row.try_get(10)?,
-                batch: row.try_get(11)?,
-            });
+            .await?;
         }
         Ok(endpoints)
     }
@@ -339,17 +334,13 @@ impl EventStore {
     /// The secrets that sign events to `url` now (a receiver's view: the sandbox's receiver
     /// checks its signatures with these).
     pub async fn secrets_for(&self, url: &str, now: i64) -> StoreResult<Vec<String>> {
-        let rows = sqlx::query(
+        let rows: Vec<StoredSecrets> = sqlx::query_as(
             "SELECT secret, previous_secret, previous_until FROM endpoints WHERE url = $1",
         )
         .bind(url)
         .fetch_all(&self.pool)
         .await?;
-        let mut secrets = Vec::new();
-        for row in rows {
-            secrets.extend(signing_secrets(&row, 0, now)?);
-        }
-        Ok(secrets)
+        Ok(rows.into_iter().flat_map(|row| row.signing(now)).collect())
     }
 
     /// Points endpoint `id` at `url` (the sandbox's receiver, when the sandbox moved port).

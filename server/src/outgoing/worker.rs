@@ -51,7 +51,7 @@ pub fn client(config: &Config) -> reqwest::Client {
         .connect_timeout(config.events.timeout)
         .user_agent(concat!("NDN-Events/", env!("CARGO_PKG_VERSION")))
         .pool_max_idle_per_host(4);
-    let builder = if config.endpoints_allow_private {
+    let builder = if config.events.allow_private {
         builder
     } else {
         builder.dns_resolver(address::PublicOnly)
@@ -280,7 +280,7 @@ impl Sender {
     /// that takes one at a time, else a JSON array of the events `post` (written in order, each
     /// exactly as it would go alone).
     async fn post(&self, lease: &EndpointLease, post: &[PendingDelivery]) -> Result<(), Failure> {
-        let allow_private = self.state.config.endpoints_allow_private;
+        let allow_private = self.state.config.events.allow_private;
         let url = address::check_url(&lease.url, allow_private).map_err(Failure::refused)?;
         let secrets: Vec<&str> = lease.secrets.iter().map(String::as_str).collect();
         let timestamp = now_ms() / 1000;

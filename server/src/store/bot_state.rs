@@ -1,18 +1,17 @@
 //! Small durable values of the bot itself (the polling offset), and work that one instance at
 //! a time may do (PostgreSQL advisory locks).
 
-use sqlx::Row;
-
 use super::{Engine, Store, StoreResult};
 
 impl Store {
     /// A durable number of the bot's own (e.g. the polling offset).
     pub async fn bot_value(&self, key: &str) -> StoreResult<Option<i64>> {
-        let row = sqlx::query("SELECT value FROM bot_state WHERE key = $1")
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|row| row.try_get(0)).transpose()?)
+        Ok(
+            sqlx::query_scalar("SELECT value FROM bot_state WHERE key = $1")
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     pub async fn set_bot_value(&self, key: &str, value: i64) -> StoreResult<()> {
@@ -38,11 +37,10 @@ impl Store {
             return Ok(Some(work.await));
         }
         let mut conn = self.pool.acquire().await?;
-        let locked: bool = sqlx::query("SELECT pg_try_advisory_lock($1)")
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
             .bind(key)
             .fetch_one(&mut *conn)
-            .await?
-            .try_get(0)?;
+            .await?;
         if !locked {
             return Ok(None);
         }

@@ -2,21 +2,21 @@
 //! PostgreSQL a `NOTIFY` that every instance's listener hears; on SQLite, where one server
 //! publishes its own changes, a relay table that carries the changes a command-line run made.
 
-use app::api::BalanceEvent;
 use sqlx::{Any, AnyConnection, Transaction};
 
-use super::{Engine, StoreError, StoreResult, json_rows, to_json};
+use super::{Engine, StoreResult, json_rows, to_json};
 use crate::clock::now_ms;
 
 /// The PostgreSQL channel of balance events between instances.
 pub const BALANCE_CHANNEL: &str = "ndn_balance";
 
-/// A balance change as it crosses instances: each `NOTIFY` on [`BALANCE_CHANNEL`] carries a
-/// JSON array of these.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BalanceBroadcast {
+/// A buyer's balance changed: the live event (JSON) their streams are sent. Each `NOTIFY` on
+/// [`BALANCE_CHANNEL`] carries a JSON array of `{"user_id": …, "event": …}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BalanceNote {
     pub user_id: i64,
-    pub event: BalanceEvent,
+    /// The event as JSON (an object).
+    pub event: String,
 }
 
 /// Who serves the live streams of the balances a process changes.
@@ -34,7 +34,7 @@ pub(super) async fn balances_changed(
     tx: &mut Transaction<'_, Any>,
     engine: Engine,
     reach: StreamServer,
-    changes: &[BalanceBroadcast],
+    changes: &[BalanceNote],
 ) -> StoreResult<()> {
     if changes.is_empty() {
         return Ok(());
@@ -45,16 +45,12 @@ pub(super) async fn balances_changed(
         (Engine::Sqlite, StreamServer::OtherProcesses) => {
             let rows: Vec<RelayRow> = changes
                 .iter()
-                .map(|change| {
-                    Ok(RelayRow {
-                        user_id: change.user_id,
-                        event: serde_json::to_string(&change.event).map_err(|error| {
-                            StoreError::Corrupt(format!("balance event: {error}"))
-                        })?,
-                        created_at: now_ms(),
-                    })
+                .map(|change| RelayRow {
+                    user_id: change.user_id,
+                    event: &change.event,
+                    created_at: now_ms(),
                 })
-                .collect::<StoreResult<_>>()?;
+                .collect();
             let sql = format!(
                 "INSERT INTO live_relay (user_id, event, created_at)
                  SELECT user_id, event, created_at FROM {}",
@@ -78,9 +74,9 @@ pub(super) async fn balances_changed(
 }
 
 #[derive(serde::Serialize)]
-struct RelayRow {
+struct RelayRow<'a> {
     user_id: i64,
-    event: String,
+    event: &'a str,
     created_at: i64,
 }
 
@@ -89,11 +85,8 @@ const NOTIFY_PAYLOAD_LIMIT: usize = 7_900;
 
 /// `NOTIFY`s carrying `changes`, as few as the payload limit allows. Inside a transaction they
 /// are delivered when it commits, and not at all if it does not.
-async fn notify_balances(
-    conn: &mut AnyConnection,
-    changes: &[BalanceBroadcast],
-) -> StoreResult<()> {
-    for payload in balance_payloads(changes)? {
+async fn notify_balances(conn: &mut AnyConnection, changes: &[BalanceNote]) -> StoreResult<()> {
+    for payload in balance_payloads(changes) {
         sqlx::query("SELECT pg_notify($1, $2)")
             .bind(BALANCE_CHANNEL)
             .bind(payload)
@@ -104,12 +97,15 @@ async fn notify_balances(
 }
 
 /// `changes` as JSON arrays, each under [`NOTIFY_PAYLOAD_LIMIT`] bytes.
-fn balance_payloads(changes: &[BalanceBroadcast]) -> StoreResult<Vec<String>> {
+fn balance_payloads(changes: &[BalanceNote]) -> Vec<String> {
     let mut payloads = Vec::new();
     let mut payload = String::new();
     for change in changes {
-        let item = serde_json::to_string(change)
-            .map_err(|error| StoreError::Corrupt(format!("balance event: {error}")))?;
+        // The event is JSON already: it goes in as it is.
+        let item = format!(
+            r#"{{"user_id":{},"event":{}}}"#,
+            change.user_id, change.event
+        );
         if !payload.is_empty() && payload.len() + item.len() + 2 > NOTIFY_PAYLOAD_LIMIT {
             payload.push(']');
             payloads.push(std::mem::take(&mut payload));
@@ -121,36 +117,42 @@ fn balance_payloads(changes: &[BalanceBroadcast]) -> StoreResult<Vec<String>> {
         payload.push(']');
         payloads.push(payload);
     }
-    Ok(payloads)
+    payloads
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use app::api::OrderState;
 
-    fn change(user_id: i64, balance: i64) -> BalanceBroadcast {
-        BalanceBroadcast {
+    fn change(user_id: i64, balance: i64) -> BalanceNote {
+        BalanceNote {
             user_id,
-            event: BalanceEvent {
-                balance,
-                order_id: Some(format!("order-{user_id}-{balance}")),
-                status: Some(OrderState::Paid),
-            },
+            event: format!(
+                r#"{{"balance":{balance},"order_id":"order-{user_id}-{balance}","status":"paid"}}"#
+            ),
         }
     }
 
     #[test]
     fn balance_events_split_into_notifications_under_the_limit_and_keep_every_change() {
-        assert!(balance_payloads(&[]).unwrap().is_empty());
-        let changes: Vec<BalanceBroadcast> = (0..500).map(|i| change(1_000 + i, i * 100)).collect();
-        let payloads = balance_payloads(&changes).unwrap();
+        assert!(balance_payloads(&[]).is_empty());
+        let changes: Vec<BalanceNote> = (0..500).map(|i| change(1_000 + i, i * 100)).collect();
+        let payloads = balance_payloads(&changes);
         assert!(payloads.len() > 1, "500 changes fit no single notification");
         let mut decoded = Vec::new();
         for payload in &payloads {
             assert!(payload.len() < 8_000, "{} bytes", payload.len());
-            decoded.extend(serde_json::from_str::<Vec<BalanceBroadcast>>(payload).unwrap());
+            decoded.extend(serde_json::from_str::<Vec<serde_json::Value>>(payload).unwrap());
         }
-        assert_eq!(decoded, changes);
+        let expected: Vec<serde_json::Value> = changes
+            .iter()
+            .map(|change| {
+                serde_json::json!({
+                    "user_id": change.user_id,
+                    "event": serde_json::from_str::<serde_json::Value>(&change.event).unwrap(),
+                })
+            })
+            .collect();
+        assert_eq!(decoded, expected);
     }
 }

@@ -2,10 +2,9 @@
 //! actions outside the books (retrying a message, revoking a key), each with its audit row.
 //! What the console reads is `console::reads`.
 
-use sqlx::{Any, Row, Transaction};
+use sqlx::{Any, Transaction};
 
 use super::{Store, StoreResult};
-use crate::wallet::operations::{Decision, Receipt};
 
 /// An operator action about to be taken: the audit row's columns but the result.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,7 +27,7 @@ pub enum ActionResult {
 
 /// Writes the audit row of `action` in `tx`; `false` when a row with its id exists already (a
 /// concurrent tap with the same id: the caller answers with that row's result).
-pub(super) async fn record_action(
+pub(crate) async fn record_action(
     tx: &mut Transaction<'_, Any>,
     action: &NewAction,
     result: &str,
@@ -50,7 +49,7 @@ pub(super) async fn record_action(
 }
 
 /// The result recorded under an action id, read in a transaction or from the pool.
-pub(super) async fn earlier_result<'e, E>(executor: E, id: &str) -> StoreResult<Option<String>>
+pub(crate) async fn earlier_result<'e, E>(executor: E, id: &str) -> StoreResult<Option<String>>
 where
     E: sqlx::Executor<'e, Database = Any>,
 {
@@ -80,7 +79,7 @@ impl Store {
 
     /// Writes the action's audit row and commits its effect with it, or, when a concurrent tap
     /// with the same id wrote it first, rolls the effect back and answers with that tap's result.
-    pub(super) async fn finish(
+    pub(crate) async fn finish(
         &self,
         mut tx: Transaction<'static, Any>,
         action: &NewAction,
@@ -150,7 +149,7 @@ impl Store {
         if let Some(earlier) = earlier_result(&mut *tx, &action.id).await? {
             return Ok(ActionResult::Repeated(earlier));
         }
-        let row = sqlx::query(
+        let name: Option<String> = sqlx::query_scalar(
             "UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL
              RETURNING name",
         )
@@ -158,42 +157,10 @@ impl Store {
         .bind(now)
         .fetch_optional(&mut *tx)
         .await?;
-        let result = match row {
-            Some(row) => format!("key `{}` revoked", row.try_get::<String, _>(0)?),
+        let result = match name {
+            Some(name) => format!("key `{name}` revoked"),
             None => format!("key {id} is not active: nothing to revoke"),
         };
         self.finish(tx, action, result, now).await
-    }
-}
-
-/// A decision in the audit log's words.
-pub(super) fn describe_decision(decision: &Decision) -> String {
-    match decision {
-        Decision::Applied(change) => match &change.receipt {
-            Receipt::Credit {
-                amount,
-                user_id,
-                funds,
-                ..
-            } => format!(
-                "granted {amount} NDN to buyer {user_id}; balance now {}",
-                funds.balance
-            ),
-            Receipt::Debit {
-                amount,
-                user_id,
-                funds,
-                ..
-            } => format!(
-                "debited {amount} NDN from buyer {user_id}; balance now {}",
-                funds.balance
-            ),
-            Receipt::Hold { hold, .. } => {
-                format!("held {} NDN of buyer {}", hold.amount, hold.user_id)
-            }
-        },
-        Decision::Refused(refusal) => format!("refused: {}", refusal.describe()),
-        Decision::Repeated(_) => "answered as before".into(),
-        Decision::NothingToExpire => "nothing to do".into(),
     }
 }

@@ -4,36 +4,27 @@
 use sqlx::{Any, Transaction};
 
 use super::{Engine, StoreResult, json_rows, to_json};
-use crate::outgoing::event::NewEvent;
+
+/// An event as stored: its id, type, buyer, signed body and time.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EventRow {
+    pub id: String,
+    pub kind: &'static str,
+    pub user_id: i64,
+    pub body: String,
+    pub created_at: i64,
+}
 
 /// Writes `events` in the change's transaction (one statement, whatever their number). The
 /// endpoints' positions find them there: nothing is written per endpoint.
 pub(super) async fn record(
     tx: &mut Transaction<'_, Any>,
     engine: Engine,
-    events: &[NewEvent],
+    events: &[EventRow],
 ) -> StoreResult<()> {
     if events.is_empty() {
         return Ok(());
     }
-    #[derive(serde::Serialize)]
-    struct EventRow<'a> {
-        id: &'a str,
-        kind: &'static str,
-        user_id: i64,
-        body: &'a str,
-        created_at: i64,
-    }
-    let rows: Vec<EventRow> = events
-        .iter()
-        .map(|event| EventRow {
-            id: &event.id,
-            kind: event.kind.as_str(),
-            user_id: event.user_id,
-            body: &event.body,
-            created_at: event.created_at,
-        })
-        .collect();
     // xid takes its default: the writing transaction's id in PostgreSQL, 0 in SQLite.
     let sql = format!(
         "INSERT INTO events (id, type, user_id, body, created_at)
@@ -51,7 +42,7 @@ pub(super) async fn record(
         )
     );
     sqlx::query(&sql)
-        .bind(to_json(&rows)?)
+        .bind(to_json(&events)?)
         .execute(&mut **tx)
         .await?;
     Ok(())

@@ -1,5 +1,6 @@
-//! Storage: one sqlx pool (SQLite or PostgreSQL, chosen by `DATABASE_URL`) and the
-//! transactions that carry out the wallet's plans, with the SQL helpers the features share.
+//! Storage: one sqlx pool (SQLite or PostgreSQL, chosen by `DATABASE_URL`), the reads and
+//! writes outside the books, and the SQL helpers the features share. Nothing here changes a
+//! balance: the books are written by `ledger::books` alone (the compiler keeps that door).
 //! What one feature alone reads or writes lives in its folder (the notifier's queue, the
 //! outgoing events' tables, the console's reads, the API's keys, the live relay). A room per
 //! concern:
@@ -10,48 +11,51 @@
 //! | `buyers` | buyers' profiles and cached balances |
 //! | `orders` | orders and the invoice limits |
 //! | `statements` | a buyer's history and statement |
-//! | `transfers` | the books: the one place transfers are written, and read |
+//! | `transfers` | the books read whole, for the audit (the ledger's `books` write them) |
 //! | `writer` | group commit: many jobs in one transaction |
-//! | `payments` | `successful_payment`s, applied by a group-commit writer |
-//! | `refunds` | refunds |
-//! | `operations` | the service API's debits, holds and grants, applied by a group-commit writer |
+//! | `payments` | payments as recorded |
+//! | `operations` | the service API's remembered answers, holds due, funds |
+//! | `consequences` | what a change brings with it — messages, events, balance notes — in one call |
 //! | `outbox` | the bot's messages, queued (the notifier's `queue` sends them) |
 //! | `events` | signed events, written with their change (the `outgoing` folder sends them) |
 //! | `broadcast` | balance changes told to other processes, in the change's transaction |
 //! | `bot_state` | small durable values and cross-instance locks |
 //! | `console` | the operator's audit log, and the console's actions outside the books |
-//! | `held` | held payments credited from the console |
 
 mod bot_state;
 mod broadcast;
 mod buyers;
+mod consequences;
 mod console;
 mod events;
-mod held;
 mod operations;
 mod orders;
 mod outbox;
 mod payments;
 mod pool;
-mod refunds;
 mod statements;
 mod transfers;
-mod writer;
+pub(crate) mod writer;
 
 use std::fmt::Write as _;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use sqlx::{Any, AnyPool, Transaction};
 
 pub use writer::Faults;
-use writer::{Counters, Writer};
 
-pub use broadcast::{BALANCE_CHANNEL, BalanceBroadcast, StreamServer};
+pub use broadcast::{BALANCE_CHANNEL, BalanceNote, StreamServer};
 pub use buyers::StoredBuyer;
+pub(crate) use buyers::{language_of, write_profiles};
+pub use consequences::Consequences;
+pub(crate) use consequences::write as write_consequences;
 pub use console::{ActionResult, NewAction};
-pub use held::{HeldCredit, credit_for};
+pub(crate) use console::{earlier_result, record_action};
+pub use events::EventRow;
+pub(crate) use operations::{StoredHold, remembered as answer_from_row};
 pub use orders::{Admission, OrderLimits};
+pub(crate) use orders::{ORDER_SELECT, OrderRow};
+pub(crate) use payments::PaymentRow;
 pub use statements::{StatementCursor, StatementEntry};
 pub use transfers::{Audit, TransferTotals};
 
@@ -82,12 +86,6 @@ pub enum Engine {
 pub struct Store {
     pool: AnyPool,
     engine: Engine,
-    /// The group-commit writer that applies `successful_payment`s, and its counts.
-    payments: Writer<payments::Payments>,
-    payment_counters: Counters,
-    /// The group-commit writer of the service API's requests, and its counts.
-    operations: Writer<operations::Operations>,
-    operation_counters: Counters,
 }
 
 impl Store {
@@ -103,28 +101,7 @@ impl Store {
         statement_timeout: Option<Duration>,
     ) -> StoreResult<Self> {
         let (pool, engine) = pool::open(url, max_connections, statement_timeout).await?;
-        let payment_counters = Counters::default();
-        let payments = Writer::start(
-            pool.clone(),
-            engine,
-            payments::Payments,
-            payment_counters.clone(),
-        );
-        let operation_counters = Counters::default();
-        let operations = Writer::start(
-            pool.clone(),
-            engine,
-            operations::Operations,
-            operation_counters.clone(),
-        );
-        Ok(Self {
-            pool,
-            engine,
-            payments,
-            payment_counters,
-            operations,
-            operation_counters,
-        })
+        Ok(Self { pool, engine })
     }
 
     pub async fn migrate(&self) -> StoreResult<()> {
@@ -133,40 +110,6 @@ impl Store {
             Engine::Postgres => POSTGRES_MIGRATIONS.run(&self.pool).await?,
         }
         Ok(())
-    }
-
-    /// How many transactions the payment writer committed so far.
-    pub fn payment_commits(&self) -> u64 {
-        self.payment_counters.commits.load(Ordering::Relaxed)
-    }
-
-    /// How many shared payment transactions failed and were retried one payment at a time.
-    pub fn payment_batches_split(&self) -> u64 {
-        self.payment_counters.splits.load(Ordering::Relaxed)
-    }
-
-    /// How many attempts of the payment and operation writers panicked (and were rolled back).
-    pub fn writer_panics(&self) -> u64 {
-        [&self.payment_counters, &self.operation_counters]
-            .iter()
-            .map(|counters| counters.panics.load(Ordering::Relaxed))
-            .sum()
-    }
-
-    /// Whether both writers run: while one is down its money stands still, so `/readyz` says so.
-    pub fn writers_running(&self) -> bool {
-        [&self.payment_counters, &self.operation_counters]
-            .iter()
-            .all(|counters| counters.running.load(Ordering::SeqCst))
-    }
-
-    /// Faults for tests to inject into the payment and the operation writer.
-    #[doc(hidden)]
-    pub fn writer_faults(&self) -> (Faults, Faults) {
-        (
-            self.payment_counters.faults.clone(),
-            self.operation_counters.faults.clone(),
-        )
     }
 
     pub fn engine(&self) -> Engine {
@@ -252,7 +195,7 @@ pub(crate) fn in_json_ids(engine: Engine, column: &str, param: usize) -> String 
 
 /// `column` is one of the strings of the JSON array in parameter `$param` (see
 /// [`in_json_ids`]).
-fn in_json_texts(engine: Engine, column: &str, param: usize) -> String {
+pub(crate) fn in_json_texts(engine: Engine, column: &str, param: usize) -> String {
     match engine {
         Engine::Postgres => {
             format!("{column} = ANY(ARRAY(SELECT json_array_elements_text(${param}::json)))")

@@ -1,93 +1,17 @@
-//! The service API's requests (debits, holds, captures, voids, expiries, grants), applied by a
-//! group-commit writer: a batch reads the answers remembered under its idempotency keys, locks
-//! the holds and buyers its other requests name (in id order), lets the wallet's rules decide
-//! every request in order, and writes what they decided — transfers, holds, held NDN, the
-//! answers, notices and balance events — in one transaction.
+//! What the service API reads outside a change: answers remembered under idempotency keys,
+//! holds due, a buyer's funds; and the answers' upkeep.
 
-use std::collections::HashMap;
-
-use app::api::BalanceEvent;
-use sqlx::{Any, Row, Transaction};
-
-use super::broadcast::{BalanceBroadcast, StreamServer, balances_changed};
-use super::console::{NewAction, describe_decision, record_action};
-use super::events;
-use super::outbox::enqueue_all;
-use super::transfers::{self, AccountChanges};
-use super::writer::Batch;
-use super::{
-    Engine, Store, StoreError, StoreResult, in_json_ids, in_json_texts, json_rows, to_json,
-};
-use crate::outgoing::event::NewEvent;
-use crate::wallet::model::{Notice, OutgoingMessage};
-use crate::wallet::operations::{
-    BatchReads, Decision, Funds, Hold, HoldStatus, IdempotencyKey, Receipt, Request, StoredAnswer,
-    decide,
-};
-
-/// A request waiting for the operations writer.
-pub(super) struct OperationJob {
-    request: Request,
-    /// The operator's action this request carries out (a grant from the console): its audit
-    /// row is written in the batch's transaction.
-    action: Option<NewAction>,
-    notice: &'static (dyn Notice + Sync),
-    reach: StreamServer,
-}
-
-/// The operations writer's batches.
-pub(super) struct Operations;
-
-impl Batch for Operations {
-    type Job = OperationJob;
-    type Outcome = Decision;
-    const NAME: &'static str = "operation";
-
-    /// Another instance took one of the batch's idempotency keys a moment ago.
-    fn retry(error: &StoreError) -> bool {
-        matches!(error, StoreError::Database(sqlx::Error::Database(error))
-            if error.is_unique_violation())
-    }
-
-    async fn apply(
-        &self,
-        tx: &mut Transaction<'_, Any>,
-        engine: Engine,
-        jobs: &[OperationJob],
-        now: i64,
-        attempt: u32,
-    ) -> StoreResult<Vec<Decision>> {
-        apply_operations_in(tx, engine, jobs, now, attempt > 0).await
-    }
-}
+use super::{Store, StoreError, StoreResult};
+use crate::wallet::operations::{Funds, Hold, HoldStatus, IdempotencyKey, StoredAnswer};
 
 impl Store {
-    /// Decides and applies a service request with the others arriving at the same moment; the
-    /// decision comes back once its transaction committed.
-    pub async fn apply_operation(
-        &self,
-        request: Request,
-        action: Option<NewAction>,
-        notice: &'static (dyn Notice + Sync),
-        reach: StreamServer,
-    ) -> StoreResult<Decision> {
-        self.operations
-            .submit(OperationJob {
-                request,
-                action,
-                notice,
-                reach,
-            })
-            .await
-    }
-
     /// The answer remembered under an idempotency key, if any, with when it was written (a
     /// read: a request answered before needs no transaction).
     pub async fn remembered(
         &self,
         key: &IdempotencyKey,
     ) -> StoreResult<Option<(StoredAnswer, i64)>> {
-        let row = sqlx::query(
+        let row = sqlx::query_as::<_, (String, String, i64)>(
             "SELECT fingerprint, receipt, created_at FROM api_requests
              WHERE api_key_id = $1 AND idempotency_key = $2",
         )
@@ -95,26 +19,22 @@ impl Store {
         .bind(&key.key)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|row| {
-            Ok((
-                remembered(row.try_get(0)?, &row.try_get::<String, _>(1)?)?,
-                row.try_get(2)?,
-            ))
+        row.map(|(fingerprint, receipt, created_at)| {
+            Ok((remembered(fingerprint, &receipt)?, created_at))
         })
         .transpose()
     }
 
     /// Active holds whose time ran out (for the expiry worker), oldest first.
     pub async fn holds_due(&self, now: i64, limit: i64) -> StoreResult<Vec<String>> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_scalar(
             "SELECT id FROM holds WHERE status = 'active' AND expires_at <= $1
              ORDER BY expires_at LIMIT $2",
         )
         .bind(now)
         .bind(limit)
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(|row| Ok(row.try_get(0)?)).collect()
+        .await?)
     }
 
     /// Forgets the answers remembered before `before` (Unix ms); how many.
@@ -128,22 +48,16 @@ impl Store {
 
     /// A buyer's balance and held NDN, if the buyer is known.
     pub async fn funds(&self, user_id: i64) -> StoreResult<Option<Funds>> {
-        let row = sqlx::query("SELECT balance, held FROM users WHERE id = $1")
+        let row = sqlx::query_as::<_, (i64, i64)>("SELECT balance, held FROM users WHERE id = $1")
             .bind(user_id)
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|row| {
-            Ok(Funds {
-                balance: row.try_get(0)?,
-                held: row.try_get(1)?,
-            })
-        })
-        .transpose()
+        Ok(row.map(|(balance, held)| Funds { balance, held }))
     }
 }
 
 /// An answer remembered under a key, as stored: its request's fingerprint and its receipt's JSON.
-fn remembered(fingerprint: String, receipt: &str) -> StoreResult<StoredAnswer> {
+pub(crate) fn remembered(fingerprint: String, receipt: &str) -> StoreResult<StoredAnswer> {
     Ok(StoredAnswer {
         fingerprint,
         receipt: serde_json::from_str(receipt)
@@ -151,310 +65,14 @@ fn remembered(fingerprint: String, receipt: &str) -> StoreResult<StoredAnswer> {
     })
 }
 
-/// `recheck`: read the answers remembered under the batch's keys (the ledger read them before
-/// the batch, so a first attempt does not; a retry after a key conflict, or a job tried alone,
-/// does, and answers from them).
-async fn apply_operations_in(
-    tx: &mut Transaction<'_, Any>,
-    engine: Engine,
-    jobs: &[OperationJob],
-    now: i64,
-    recheck: bool,
-) -> StoreResult<Vec<Decision>> {
-    // The answers remembered under the batch's keys. The ledger answered the keys it found
-    // before the batch; one another instance takes meanwhile fails the insert below, and the
-    // retry reads it here and answers from it.
-    let mut books = BatchReads::default();
-    let keys: Vec<KeyRow> = jobs
-        .iter()
-        .filter_map(|job| job.request.key.as_ref())
-        .map(|key| KeyRow {
-            api_key_id: key.api_key_id,
-            idempotency_key: &key.key,
-        })
-        .collect();
-    if recheck && !keys.is_empty() {
-        let sql = format!(
-            "SELECT a.api_key_id, a.idempotency_key, a.fingerprint, a.receipt
-             FROM api_requests a JOIN {} ON a.api_key_id = r.api_key_id
-                 AND a.idempotency_key = r.idempotency_key",
-            json_rows(
-                engine,
-                1,
-                &[("api_key_id", "bigint"), ("idempotency_key", "text")]
-            )
-        );
-        for row in sqlx::query(&sql)
-            .bind(to_json(&keys)?)
-            .fetch_all(&mut **tx)
-            .await?
-        {
-            books.remembered.insert(
-                (row.try_get(0)?, row.try_get(1)?),
-                remembered(row.try_get(2)?, &row.try_get::<String, _>(3)?)?,
-            );
-        }
-    }
-    let fresh: Vec<&Request> = jobs
-        .iter()
-        .map(|job| &job.request)
-        .filter(|request| {
-            request.key.as_ref().is_none_or(|key| {
-                !books
-                    .remembered
-                    .contains_key(&(key.api_key_id, key.key.clone()))
-            })
-        })
-        .collect();
-
-    // The holds the fresh requests name, then every buyer involved: locked in id order, holds
-    // first (as every batch does), so concurrent batches wait for each other instead of
-    // deadlocking.
-    let lock = match engine {
-        // No key column changes: orders may still take their key-share locks meanwhile.
-        Engine::Postgres => " FOR NO KEY UPDATE",
-        Engine::Sqlite => "",
-    };
-    let mut hold_ids: Vec<&str> = fresh
-        .iter()
-        .filter_map(|request| request.operation.hold_id())
-        .collect();
-    hold_ids.sort_unstable();
-    hold_ids.dedup();
-    if !hold_ids.is_empty() {
-        let sql = format!(
-            "SELECT id, user_id, amount, status, captured, reason, external_reference,
-                 created_at, expires_at, api_key_id
-             FROM holds WHERE {} ORDER BY id{lock}",
-            in_json_texts(engine, "id", 1)
-        );
-        for row in sqlx::query(&sql)
-            .bind(to_json(&hold_ids)?)
-            .fetch_all(&mut **tx)
-            .await?
-        {
-            let status: String = row.try_get("status")?;
-            let hold = Hold {
-                id: row.try_get("id")?,
-                user_id: row.try_get("user_id")?,
-                amount: row.try_get("amount")?,
-                status: HoldStatus::parse(&status)
-                    .ok_or_else(|| StoreError::Corrupt(format!("hold status `{status}`")))?,
-                captured: row.try_get("captured")?,
-                reason: row.try_get("reason")?,
-                reference: row.try_get("external_reference")?,
-                created_at: row.try_get("created_at")?,
-                expires_at: row.try_get("expires_at")?,
-                owner: row.try_get("api_key_id")?,
-            };
-            books.holds.insert(hold.id.clone(), hold);
-        }
-    }
-    let mut user_ids: Vec<i64> = fresh
-        .iter()
-        .filter_map(|request| request.operation.user_id())
-        .chain(books.holds.values().map(|hold| hold.user_id))
-        .collect();
-    user_ids.sort_unstable();
-    user_ids.dedup();
-    let mut languages: HashMap<i64, String> = HashMap::new();
-    if !user_ids.is_empty() {
-        let sql = format!(
-            "SELECT id, balance, held, language_code FROM users WHERE {} ORDER BY id{lock}",
-            in_json_ids(engine, "id", 1)
-        );
-        for row in sqlx::query(&sql)
-            .bind(to_json(&user_ids)?)
-            .fetch_all(&mut **tx)
-            .await?
-        {
-            let id: i64 = row.try_get(0)?;
-            books.funds.insert(
-                id,
-                Funds {
-                    balance: row.try_get(1)?,
-                    held: row.try_get(2)?,
-                },
-            );
-            languages.insert(id, row.try_get(3)?);
-        }
-    }
-
-    let requests: Vec<Request> = jobs.iter().map(|job| job.request.clone()).collect();
-    let decisions = decide(&requests, &books, now);
-
-    // What the decisions change.
-    let mut transfers = Vec::new();
-    let mut held: Vec<(i64, i64)> = Vec::new();
-    let mut opened = Vec::new();
-    let mut closed = Vec::new();
-    let mut answers = Vec::new();
-    let mut messages = Vec::new();
-    let mut changes = Vec::new();
-    let mut events = Vec::new();
-    for (job, decision) in jobs.iter().zip(&decisions) {
-        let Decision::Applied(change) = decision else {
-            continue;
-        };
-        let user_id = change.receipt.user_id();
-        events.push(NewEvent::receipt(&change.receipt, now));
-        transfers.extend(change.transfer.clone());
-        if change.held != 0 {
-            held.push((user_id, change.held));
-        }
-        if let Some(hold) = &change.opened {
-            opened.push(HoldRow::from(hold, now));
-        }
-        if let Some((id, status, captured)) = &change.closed {
-            closed.push(ClosedHoldRow {
-                id: id.clone(),
-                status: status.as_str(),
-                captured: *captured,
-                closed_at: now,
-            });
-        }
-        if let Some(key) = &job.request.key {
-            answers.push(AnswerRow {
-                api_key_id: key.api_key_id,
-                idempotency_key: key.key.clone(),
-                fingerprint: key.fingerprint.clone(),
-                receipt: to_json(&change.receipt)?,
-                created_at: now,
-            });
-        }
-        let language = languages.get(&user_id).map_or("en", String::as_str);
-        if let Receipt::Credit { id, .. } = &change.receipt
-            && let Some(text) = job.notice.credit(language, &change.receipt)
-        {
-            messages.push(OutgoingMessage {
-                dedupe_key: format!("credit:{id}"),
-                chat_id: user_id,
-                text,
-                reply_markup: None,
-            });
-        }
-        changes.push(BalanceBroadcast {
-            user_id,
-            event: BalanceEvent {
-                balance: change.receipt.funds().balance,
-                order_id: None,
-                status: None,
-            },
-        });
-    }
-    // Operators' actions are recorded whatever was decided (a refused grant too); a second
-    // tap with the same id is answered from its remembered answer and writes nothing here.
-    // (Rare: one row per console grant, so one statement each.)
-    for (job, decision) in jobs.iter().zip(&decisions) {
-        if let (Some(action), Decision::Applied(_) | Decision::Refused(_)) = (&job.action, decision)
-        {
-            record_action(tx, action, &describe_decision(decision), now).await?;
-        }
-    }
-    events::record(tx, engine, &events).await?;
-    if transfers.is_empty() && held.is_empty() {
-        return Ok(decisions);
-    }
-    transfers::post(
-        tx,
-        engine,
-        &transfers,
-        AccountChanges {
-            profiles: &[],
-            held: &held,
-        },
-        now,
-    )
-    .await?;
-    if !opened.is_empty() {
-        let sql = format!(
-            "INSERT INTO holds (id, user_id, amount, status, reason, external_reference,
-                 created_at, expires_at, api_key_id)
-             SELECT id, user_id, amount, 'active', reason, external_reference, created_at,
-                 expires_at, api_key_id FROM {}",
-            json_rows(
-                engine,
-                1,
-                &[
-                    ("id", "text"),
-                    ("user_id", "bigint"),
-                    ("amount", "bigint"),
-                    ("reason", "text"),
-                    ("external_reference", "text"),
-                    ("created_at", "bigint"),
-                    ("expires_at", "bigint"),
-                    ("api_key_id", "bigint"),
-                ]
-            )
-        );
-        sqlx::query(&sql)
-            .bind(to_json(&opened)?)
-            .execute(&mut **tx)
-            .await?;
-    }
-    if !closed.is_empty() {
-        let sql = format!(
-            "UPDATE holds SET status = r.status, captured = r.captured, closed_at = r.closed_at
-             FROM {} WHERE holds.id = r.id",
-            json_rows(
-                engine,
-                1,
-                &[
-                    ("id", "text"),
-                    ("status", "text"),
-                    ("captured", "bigint"),
-                    ("closed_at", "bigint"),
-                ]
-            )
-        );
-        sqlx::query(&sql)
-            .bind(to_json(&closed)?)
-            .execute(&mut **tx)
-            .await?;
-    }
-    if !answers.is_empty() {
-        // A key another instance took a moment ago fails the batch; alone, the request then
-        // finds the answer remembered and is answered with it.
-        let sql = format!(
-            "INSERT INTO api_requests (api_key_id, idempotency_key, fingerprint, receipt,
-                 created_at)
-             SELECT api_key_id, idempotency_key, fingerprint, receipt, created_at FROM {}",
-            json_rows(
-                engine,
-                1,
-                &[
-                    ("api_key_id", "bigint"),
-                    ("idempotency_key", "text"),
-                    ("fingerprint", "text"),
-                    ("receipt", "text"),
-                    ("created_at", "bigint"),
-                ]
-            )
-        );
-        sqlx::query(&sql)
-            .bind(to_json(&answers)?)
-            .execute(&mut **tx)
-            .await?;
-    }
-    enqueue_all(tx, engine, &messages, now).await?;
-    let reach = jobs
-        .first()
-        .map_or(StreamServer::ThisProcess, |job| job.reach);
-    balances_changed(tx, engine, reach, &changes).await?;
-    Ok(decisions)
-}
-
-#[derive(serde::Serialize)]
-struct KeyRow<'a> {
-    api_key_id: i64,
-    idempotency_key: &'a str,
-}
-
-#[derive(serde::Serialize)]
-struct HoldRow {
+/// A hold's row as stored (its status as text).
+#[derive(sqlx::FromRow)]
+pub(crate) struct StoredHold {
     id: String,
     user_id: i64,
     amount: i64,
+    status: String,
+    captured: Option<i64>,
     reason: Option<String>,
     external_reference: Option<String>,
     created_at: i64,
@@ -462,34 +80,20 @@ struct HoldRow {
     api_key_id: Option<i64>,
 }
 
-impl HoldRow {
-    fn from(hold: &Hold, now: i64) -> Self {
-        Self {
-            id: hold.id.clone(),
-            user_id: hold.user_id,
-            amount: hold.amount,
-            reason: hold.reason.clone(),
-            external_reference: hold.reference.clone(),
-            created_at: now,
-            expires_at: hold.expires_at,
-            api_key_id: hold.owner,
-        }
+impl StoredHold {
+    pub(crate) fn into_hold(self) -> StoreResult<Hold> {
+        Ok(Hold {
+            status: HoldStatus::parse(&self.status)
+                .ok_or_else(|| StoreError::Corrupt(format!("hold status `{}`", self.status)))?,
+            id: self.id,
+            user_id: self.user_id,
+            amount: self.amount,
+            captured: self.captured,
+            reason: self.reason,
+            reference: self.external_reference,
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            owner: self.api_key_id,
+        })
     }
-}
-
-#[derive(serde::Serialize)]
-struct ClosedHoldRow {
-    id: String,
-    status: &'static str,
-    captured: Option<i64>,
-    closed_at: i64,
-}
-
-#[derive(serde::Serialize)]
-struct AnswerRow {
-    api_key_id: i64,
-    idempotency_key: String,
-    fingerprint: String,
-    receipt: String,
-    created_at: i64,
 }

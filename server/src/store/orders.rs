@@ -2,14 +2,12 @@
 
 use std::time::Duration;
 
-use app::api::{OrderState, Package};
-use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
+use sqlx::AnyConnection;
 
-use super::buyers::{BuyerRow, write_buyers};
+use super::buyers::write_profiles;
 use super::{Engine, Store, StoreError, StoreResult};
 use crate::clock::now_ms;
-use crate::wallet::checkout::Order;
+use crate::wallet::checkout::{Order, OrderState, Package};
 use crate::wallet::model::Buyer;
 
 /// How many orders a buyer may create: per minute, and unpaid at a time.
@@ -30,6 +28,7 @@ pub enum Admission {
 }
 
 /// The buyer's recent orders, as far as the limits are concerned.
+#[derive(sqlx::FromRow)]
 struct OrderUsage {
     /// Orders created in the last minute, and when the oldest of them was created.
     last_minute: i64,
@@ -57,26 +56,22 @@ impl OrderUsage {
 /// Counts the buyer's orders of the last minute and the open ones, each over its own index
 /// range (`orders_by_user`, and `orders_open`, which holds pending orders only).
 async fn order_usage(conn: &mut AnyConnection, user_id: i64, now: i64) -> StoreResult<OrderUsage> {
-    let row = sqlx::query(
+    let usage = sqlx::query_as(
         "SELECT
-            (SELECT COUNT(*) FROM orders WHERE user_id = $1 AND created_at > $2),
-            (SELECT MIN(created_at) FROM orders WHERE user_id = $1 AND created_at > $2),
+            (SELECT COUNT(*) FROM orders WHERE user_id = $1 AND created_at > $2) AS last_minute,
+            (SELECT MIN(created_at) FROM orders WHERE user_id = $1 AND created_at > $2)
+                AS oldest_in_minute,
             (SELECT COUNT(*) FROM orders
-             WHERE user_id = $1 AND status = 'pending' AND expires_at > $3),
+             WHERE user_id = $1 AND status = 'pending' AND expires_at > $3) AS open,
             (SELECT MIN(expires_at) FROM orders
-             WHERE user_id = $1 AND status = 'pending' AND expires_at > $3)",
+             WHERE user_id = $1 AND status = 'pending' AND expires_at > $3) AS first_expiry",
     )
     .bind(user_id)
     .bind(now - MINUTE_MS)
     .bind(now)
     .fetch_one(conn)
     .await?;
-    Ok(OrderUsage {
-        last_minute: row.try_get(0)?,
-        oldest_in_minute: row.try_get(1)?,
-        open: row.try_get(2)?,
-        first_expiry: row.try_get(3)?,
-    })
+    Ok(usage)
 }
 
 impl Store {
@@ -105,12 +100,7 @@ impl Store {
             Some(buyer) => {
                 let mut buyer = buyer.clone();
                 buyer.make_storable();
-                write_buyers(
-                    &mut tx,
-                    self.engine,
-                    &[BuyerRow::new(buyer.id, 0, Some(&buyer), now)],
-                )
-                .await?;
+                write_profiles(&mut tx, self.engine, &[&buyer], now).await?;
             }
             None if self.engine == Engine::Postgres => {
                 // SQLite's write transaction is exclusive already.
@@ -166,11 +156,11 @@ impl Store {
             // Not one of ours (and not a value PostgreSQL's text can hold).
             return Ok(None);
         }
-        let row = sqlx::query(ORDER_BY_ID)
+        let row = sqlx::query_as::<_, OrderRow>(ORDER_BY_ID)
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|row| order_from_row(&row)).transpose()
+        row.map(OrderRow::into_order).transpose()
     }
 }
 
@@ -180,22 +170,36 @@ macro_rules! order_select {
     };
 }
 /// The columns an [`Order`] is read from, before a `WHERE`.
-pub(super) const ORDER_SELECT: &str = order_select!();
+pub(crate) const ORDER_SELECT: &str = order_select!();
 const ORDER_BY_ID: &str = concat!(order_select!(), " WHERE id = $1");
 
-fn parse_state(text: String) -> StoreResult<OrderState> {
-    OrderState::parse(&text).ok_or(StoreError::Corrupt(format!("order status `{text}`")))
+/// An order's row as stored (its status as text).
+#[derive(sqlx::FromRow)]
+pub(crate) struct OrderRow {
+    id: String,
+    user_id: i64,
+    package_id: String,
+    ndn: i64,
+    stars: i64,
+    status: String,
+    created_at: i64,
+    expires_at: i64,
 }
 
-pub(super) fn order_from_row(row: &AnyRow) -> StoreResult<Order> {
-    Ok(Order {
-        id: row.try_get("id")?,
-        user_id: row.try_get("user_id")?,
-        package_id: row.try_get("package_id")?,
-        ndn: row.try_get("ndn")?,
-        stars: row.try_get("stars")?,
-        status: parse_state(row.try_get("status")?)?,
-        created_at: row.try_get("created_at")?,
-        expires_at: row.try_get("expires_at")?,
-    })
+impl OrderRow {
+    pub(crate) fn into_order(self) -> StoreResult<Order> {
+        Ok(Order {
+            status: OrderState::parse(&self.status).ok_or(StoreError::Corrupt(format!(
+                "order status `{}`",
+                self.status
+            )))?,
+            id: self.id,
+            user_id: self.user_id,
+            package_id: self.package_id,
+            ndn: self.ndn,
+            stars: self.stars,
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+        })
+    }
 }

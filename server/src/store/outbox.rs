@@ -12,19 +12,17 @@ impl Store {
     /// become exactly-once replies). Returns whether it was new.
     pub async fn enqueue(&self, message: &OutgoingMessage) -> StoreResult<bool> {
         let mut tx = self.write().await?;
-        let new = enqueue(&mut tx, self.engine, message, now_ms()).await?;
+        let new = enqueue_all(
+            &mut tx,
+            self.engine,
+            std::slice::from_ref(message),
+            now_ms(),
+        )
+        .await?
+            > 0;
         tx.commit().await?;
         Ok(new)
     }
-}
-
-pub(super) async fn enqueue(
-    tx: &mut Transaction<'static, Any>,
-    engine: Engine,
-    message: &OutgoingMessage,
-    now: i64,
-) -> StoreResult<bool> {
-    Ok(enqueue_all(tx, engine, std::slice::from_ref(message), now).await? > 0)
 }
 
 /// Queues messages (one statement for all); a dedupe key queued before is skipped. Returns

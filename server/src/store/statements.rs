@@ -1,8 +1,6 @@
 //! A buyer's account read back for the service API: the statement (every transfer and hold,
 //! newest first, in pages). The Mini App's history is `mini_app::history`.
 
-use sqlx::Row;
-
 use super::{Store, StoreError, StoreResult};
 use crate::wallet::model::TransferKind;
 use crate::wallet::operations::{Hold, HoldStatus};
@@ -71,7 +69,7 @@ impl Store {
             text: String::new(),
         };
         let after = after.unwrap_or(&everything);
-        let rows = sqlx::query(
+        let rows = sqlx::query_as::<_, StatementRow>(
             "SELECT * FROM (
                  SELECT created_at, 1 AS source, id AS number, '' AS text, kind, amount,
                         debit_account, stars, reference, reason, external_reference, metadata,
@@ -96,44 +94,59 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
+        rows.into_iter()
             .map(|row| {
-                let kind: String = row.try_get("kind")?;
-                let created_at: i64 = row.try_get("created_at")?;
-                if kind == "hold" {
-                    let status: String = row.try_get("status")?;
-                    let captured: i64 = row.try_get("captured")?;
+                if row.kind == "hold" {
                     return Ok(StatementEntry::Hold(Hold {
-                        id: row.try_get("text")?,
-                        user_id,
-                        amount: row.try_get("amount")?,
-                        status: HoldStatus::parse(&status).ok_or_else(|| {
-                            StoreError::Corrupt(format!("hold status `{status}`"))
+                        status: HoldStatus::parse(&row.status).ok_or_else(|| {
+                            StoreError::Corrupt(format!("hold status `{}`", row.status))
                         })?,
-                        captured: (captured > 0).then_some(captured),
-                        reason: row.try_get("reason")?,
-                        reference: row.try_get("external_reference")?,
-                        created_at,
-                        expires_at: row.try_get("expires_at")?,
+                        id: row.text,
+                        user_id,
+                        amount: row.amount,
+                        captured: (row.captured > 0).then_some(row.captured),
+                        reason: row.reason,
+                        reference: row.external_reference,
+                        created_at: row.created_at,
+                        expires_at: row.expires_at,
                         // Not read: a statement shows the buyer's side, not the service's.
                         owner: None,
                     }));
                 }
-                let amount: i64 = row.try_get("amount")?;
-                let debited = row.try_get::<i64, _>("debit_account")? == user_id;
+                let debited = row.debit_account == user_id;
                 Ok(StatementEntry::Transfer {
-                    id: row.try_get("number")?,
-                    kind: TransferKind::parse(&kind)
-                        .ok_or_else(|| StoreError::Corrupt(format!("transfer kind `{kind}`")))?,
-                    change: if debited { -amount } else { amount },
-                    stars: row.try_get("stars")?,
-                    reference: row.try_get("reference")?,
-                    reason: row.try_get("reason")?,
-                    external_reference: row.try_get("external_reference")?,
-                    metadata: row.try_get("metadata")?,
-                    created_at,
+                    id: row.number,
+                    kind: TransferKind::parse(&row.kind).ok_or_else(|| {
+                        StoreError::Corrupt(format!("transfer kind `{}`", row.kind))
+                    })?,
+                    change: if debited { -row.amount } else { row.amount },
+                    stars: row.stars,
+                    reference: row.reference,
+                    reason: row.reason,
+                    external_reference: row.external_reference,
+                    metadata: row.metadata,
+                    created_at: row.created_at,
                 })
             })
             .collect()
     }
+}
+
+/// A statement's line as the query returns it: a transfer, or a hold (`kind` is `hold`).
+#[derive(sqlx::FromRow)]
+struct StatementRow {
+    created_at: i64,
+    number: i64,
+    text: String,
+    kind: String,
+    amount: i64,
+    debit_account: i64,
+    stars: i64,
+    reference: String,
+    reason: Option<String>,
+    external_reference: Option<String>,
+    metadata: Option<String>,
+    expires_at: i64,
+    status: String,
+    captured: i64,
 }

@@ -26,7 +26,7 @@ const KEEPS_CONNECTION: Duration = Duration::from_millis(100);
 
 /// What a writer applies: a batch of jobs inside one write transaction, each job's outcome
 /// what applying them one at a time in batch order gives.
-pub(super) trait Batch: Send + Sync + 'static {
+pub(crate) trait Batch: Send + Sync + 'static {
     type Job: Send + Sync + 'static;
     type Outcome: Send + 'static;
 
@@ -63,7 +63,7 @@ type Envelope<B> = (
 );
 
 /// A running writer; jobs reach it through [`Writer::submit`].
-pub(super) struct Writer<B: Batch> {
+pub(crate) struct Writer<B: Batch> {
     jobs: mpsc::Sender<Envelope<B>>,
 }
 
@@ -78,7 +78,7 @@ impl<B: Batch> Clone for Writer<B> {
 /// How many transactions a writer committed, how many shared ones failed and were split, how
 /// many attempts panicked, and whether the writer runs.
 #[derive(Clone, Default)]
-pub(super) struct Counters {
+pub(crate) struct Counters {
     pub commits: Arc<AtomicU64>,
     pub splits: Arc<AtomicU64>,
     pub panics: Arc<AtomicU64>,
@@ -116,7 +116,7 @@ impl Drop for Running {
 }
 
 impl<B: Batch> Writer<B> {
-    pub(super) fn start(pool: AnyPool, engine: Engine, batch: B, counters: Counters) -> Self {
+    pub(crate) fn start(pool: AnyPool, engine: Engine, batch: B, counters: Counters) -> Self {
         let (jobs, queue) = mpsc::channel(4 * MAX_BATCH);
         counters.running.store(true, Ordering::SeqCst);
         tokio::spawn(write(pool, engine, batch, queue, counters));
@@ -124,7 +124,7 @@ impl<B: Batch> Writer<B> {
     }
 
     /// Applies `job` with the others waiting; answers once its transaction committed.
-    pub(super) async fn submit(&self, job: B::Job) -> StoreResult<B::Outcome> {
+    pub(crate) async fn submit(&self, job: B::Job) -> StoreResult<B::Outcome> {
         let stopped = || StoreError::Writer(format!("the {} writer stopped", B::NAME));
         let (reply, answer) = oneshot::channel();
         self.jobs.send((job, reply)).await.map_err(|_| stopped())?;

@@ -56,7 +56,7 @@ fn command_list(lang: Lang) -> Value {
 /// `webhook set`: the webhook with its secret and every update kind, the command list in both
 /// languages, and the menu button that opens the Mini App.
 pub async fn set_webhook(bot: &BotApi, config: &Config) -> Result<String, OpsError> {
-    let public_url = config.public_url.as_deref().ok_or_else(|| {
+    let public_url = config.http.public_url.as_deref().ok_or_else(|| {
         OpsError::Refused(
             "PUBLIC_URL is not set: Telegram needs the server's public HTTPS URL".into(),
         )
@@ -65,7 +65,7 @@ pub async fn set_webhook(bot: &BotApi, config: &Config) -> Result<String, OpsErr
     let mini_app = format!("{public_url}/");
     bot.set_webhook(&json!({
         "url": url,
-        "secret_token": config.webhook_secret,
+        "secret_token": config.telegram.webhook_secret,
         "max_connections": 40,
         "allowed_updates": ALLOWED_UPDATES,
     }))

@@ -20,7 +20,7 @@ use crate::telegram::updates::{
     InlineCall, Message, PreCheckoutAnswer, PreCheckoutQuery, RefundedPayment, SuccessfulPayment,
     Update,
 };
-use crate::wallet::checkout::judge_pre_checkout;
+use crate::wallet::checkout::{Checkout, judge_pre_checkout};
 use crate::wallet::model::{Buyer, IncomingPayment};
 
 pub const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
@@ -44,11 +44,11 @@ async fn receive(
 ) -> Response {
     let (parts, body) = request.into_parts();
     let headers = &parts.headers;
-    if let Some(networks) = &state.config.webhook_networks {
+    if let Some(networks) = &state.config.http.webhook_networks {
         let client = client_ip(
             peer.ip(),
             headers,
-            state.config.trusted_proxy_header.as_deref(),
+            state.config.http.trusted_proxy_header.as_deref(),
         );
         if !client.is_some_and(|ip| networks.contains(ip)) {
             tracing::warn!(peer = %peer.ip(), ?client, "webhook call from outside the allowed networks");
@@ -59,7 +59,7 @@ async fn receive(
         .get(SECRET_HEADER)
         .map(|v| v.as_bytes())
         .unwrap_or_default();
-    if !bool::from(presented.ct_eq(state.config.webhook_secret.as_bytes())) {
+    if !bool::from(presented.ct_eq(state.config.telegram.webhook_secret.as_bytes())) {
         tracing::warn!("webhook call with a wrong or missing secret token");
         return (StatusCode::UNAUTHORIZED, "wrong secret token").into_response();
     }
@@ -150,7 +150,12 @@ async fn answer_pre_checkout(
     query: &PreCheckoutQuery,
 ) -> Result<Handled, StoreError> {
     let order = state.store.order(&query.invoice_payload).await?;
-    let verdict = judge_pre_checkout(order.as_ref(), query, now_ms());
+    let checkout = Checkout {
+        buyer: query.from.id,
+        currency: &query.currency,
+        total_amount: query.total_amount,
+    };
+    let verdict = judge_pre_checkout(order.as_ref(), checkout, now_ms());
     let answer = match verdict {
         Ok(()) => {
             tracing::info!(

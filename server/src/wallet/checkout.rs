@@ -1,8 +1,7 @@
 //! Orders and the pre-checkout: what Telegram may charge for.
 
-use app::api::OrderState;
-
-use crate::telegram::updates::PreCheckoutQuery;
+/// An order's state is the one the Mini App shows: the rules and the UI share the type.
+pub use app::api::{OrderState, Package};
 
 pub const STARS: &str = "XTR";
 
@@ -58,14 +57,22 @@ impl Refusal {
     }
 }
 
+/// A buyer about to pay: who, in which currency, how much (what a `pre_checkout_query` asks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checkout<'a> {
+    pub buyer: i64,
+    pub currency: &'a str,
+    pub total_amount: i64,
+}
+
 /// Accepts a checkout only for the buyer's own open order, in Stars, at exactly its price.
 pub fn judge_pre_checkout(
     order: Option<&Order>,
-    query: &PreCheckoutQuery,
+    query: Checkout<'_>,
     now_ms: i64,
 ) -> Result<(), Refusal> {
     let order = order.ok_or(Refusal::UnknownOrder)?;
-    if order.user_id != query.from.id {
+    if order.user_id != query.buyer {
         return Err(Refusal::NotYourOrder);
     }
     match order.state_at(now_ms) {
@@ -103,7 +110,6 @@ impl Order {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::telegram::updates::User;
 
     /// The labels of `ndn_pre_checkout_refusals_total{reason}`: dashboards and alerts use them.
     #[test]
@@ -126,13 +132,11 @@ mod tests {
         Order::sample("o1", status)
     }
 
-    fn query(from: i64, currency: &str, amount: i64) -> PreCheckoutQuery {
-        PreCheckoutQuery {
-            id: "q".into(),
-            from: User::person(from, "A", "en"),
-            currency: currency.into(),
+    fn query(from: i64, currency: &str, amount: i64) -> Checkout<'_> {
+        Checkout {
+            buyer: from,
+            currency,
             total_amount: amount,
-            invoice_payload: "o1".into(),
         }
     }
 
@@ -140,37 +144,37 @@ mod tests {
     fn pre_checkout_accepts_only_the_owners_open_order_at_its_price() {
         let open = order(OrderState::Pending);
         assert_eq!(
-            judge_pre_checkout(Some(&open), &query(7, "XTR", 225), 10),
+            judge_pre_checkout(Some(&open), query(7, "XTR", 225), 10),
             Ok(())
         );
         assert_eq!(
-            judge_pre_checkout(None, &query(7, "XTR", 225), 10),
+            judge_pre_checkout(None, query(7, "XTR", 225), 10),
             Err(Refusal::UnknownOrder)
         );
         assert_eq!(
-            judge_pre_checkout(Some(&open), &query(8, "XTR", 225), 10),
+            judge_pre_checkout(Some(&open), query(8, "XTR", 225), 10),
             Err(Refusal::NotYourOrder)
         );
         assert_eq!(
-            judge_pre_checkout(Some(&open), &query(7, "XTS", 225), 10),
+            judge_pre_checkout(Some(&open), query(7, "XTS", 225), 10),
             Err(Refusal::WrongCurrency)
         );
         assert_eq!(
-            judge_pre_checkout(Some(&open), &query(7, "XTR", 22_500), 10),
+            judge_pre_checkout(Some(&open), query(7, "XTR", 22_500), 10),
             Err(Refusal::WrongAmount)
         );
         assert_eq!(
-            judge_pre_checkout(Some(&open), &query(7, "XTR", 225), 1_000),
+            judge_pre_checkout(Some(&open), query(7, "XTR", 225), 1_000),
             Err(Refusal::Expired)
         );
         let paid = order(OrderState::Paid);
         assert_eq!(
-            judge_pre_checkout(Some(&paid), &query(7, "XTR", 225), 10),
+            judge_pre_checkout(Some(&paid), query(7, "XTR", 225), 10),
             Err(Refusal::AlreadyPaid)
         );
         let refunded = order(OrderState::Refunded);
         assert_eq!(
-            judge_pre_checkout(Some(&refunded), &query(7, "XTR", 225), 10),
+            judge_pre_checkout(Some(&refunded), query(7, "XTR", 225), 10),
             Err(Refusal::Closed)
         );
     }

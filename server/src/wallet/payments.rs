@@ -189,6 +189,17 @@ pub fn settle_batch(
     Ok(outcomes)
 }
 
+/// What crediting a held payment of `stars` gives: its order's NDN, else the package of that
+/// price (`prices`: Stars → NDN), else nothing.
+pub fn credit_for(order_ndn: Option<i64>, stars: i64, prices: &[(i64, i64)]) -> Option<i64> {
+    order_ndn.or_else(|| {
+        prices
+            .iter()
+            .find(|(price, _)| *price == stars)
+            .map(|(_, ndn)| *ndn)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -195,7 +195,7 @@ impl TestApp {
         vars.extend(extra.iter().cloned());
         let mut config =
             server::config::Config::from_vars(&vars).expect("test configuration is valid");
-        config.poll_updates = poll;
+        config.telegram.poll_updates = poll;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let server = server::start(config, listener)
             .await

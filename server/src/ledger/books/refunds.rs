@@ -1,28 +1,27 @@
 //! Refunds, each in a transaction of its own: the refund transfer and balance, the payment and
 //! its order marked refunded, the buyer's notice and the balance event.
 
-use app::api::{BalanceEvent, OrderState};
+use sqlx::{Any, Transaction};
 
-use super::broadcast::{BalanceBroadcast, StreamServer, balances_changed};
-use super::console::{ActionResult, NewAction, earlier_result};
-use super::events;
-use super::outbox::enqueue;
-use super::payments::payment_from_row;
-use super::{Engine, Store, StoreError, StoreResult, transfers};
+use super::Books;
+use super::accounts;
+use super::consequences::{Committed, Consequences};
 use crate::clock::now_ms;
-use crate::outgoing::event::NewEvent;
-use crate::wallet::model::{Notice, OutgoingMessage, PaymentRecord, RefundOutcome, make_storable};
+use crate::store::{
+    ActionResult, Engine, NewAction, PaymentRow, StoreError, StoreResult, StreamServer,
+    earlier_result, language_of, write_transaction,
+};
+use crate::wallet::model::{PaymentRecord, RefundOutcome, make_storable};
 use crate::wallet::refunds::{RefundPlan, plan_refund};
 
-impl Store {
+impl Books {
     /// Applies a refund of `charge_id` once, as the wallet's refund rule plans it. An operator's
     /// refund writes its audit row in the same transaction: `(action, what Telegram said)`.
-    pub async fn apply_refund(
+    pub(in crate::ledger) async fn refund(
         &self,
         user_id: i64,
         charge_id: &str,
         stars: i64,
-        notice: &(dyn Notice + Sync),
         reach: StreamServer,
         action: Option<(&NewAction, &str)>,
     ) -> StoreResult<(RefundOutcome, Option<ActionResult>)> {
@@ -30,7 +29,8 @@ impl Store {
         make_storable(&mut charge_id);
         let charge_id = charge_id.as_str();
         let now = now_ms();
-        let mut tx = self.write().await?;
+        let engine = self.store.engine();
+        let mut tx = write_transaction(self.store.pool(), engine).await?;
         if let Some((action, _)) = action
             && let Some(earlier) = earlier_result(&mut *tx, &action.id).await?
         {
@@ -40,7 +40,7 @@ impl Store {
             ));
         }
         let mut plan = plan_refund(
-            payment_for_refund(&mut tx, self.engine, charge_id)
+            payment_for_refund(&mut tx, engine, charge_id)
                 .await?
                 .as_ref(),
         );
@@ -51,7 +51,7 @@ impl Store {
             // instance, or the payments' writer): read it again and refund it. Dropping the
             // refund here would leave the NDN with a buyer whose Stars went back.
             plan = plan_refund(
-                payment_for_refund(&mut tx, self.engine, charge_id)
+                payment_for_refund(&mut tx, engine, charge_id)
                     .await?
                     .as_ref(),
             );
@@ -82,8 +82,7 @@ impl Store {
                 let buyer = transfer.from.buyer().unwrap_or(user_id);
                 let ndn = transfer.amount;
                 let balances =
-                    transfers::post(&mut tx, self.engine, &[transfer], Default::default(), now)
-                        .await?;
+                    accounts::post(&mut tx, engine, &[transfer], Default::default(), now).await?;
                 RefundOutcome::Debited {
                     user_id: buyer,
                     order_id,
@@ -92,36 +91,22 @@ impl Store {
                 }
             }
         };
-        if let Some(event) = NewEvent::refund(&outcome, charge_id, user_id, stars, now) {
-            events::record(&mut tx, self.engine, &[event]).await?;
-        }
-        if let RefundOutcome::Debited {
-            user_id,
-            order_id,
-            balance,
-            ..
-        } = &outcome
-        {
-            let language = language_of(&mut tx, *user_id).await?;
-            if let Some(text) = notice.refund(&language, &outcome, stars) {
-                let message = OutgoingMessage {
-                    dedupe_key: format!("refund:{charge_id}"),
-                    chat_id: *user_id,
-                    text,
-                    reply_markup: None,
-                };
-                enqueue(&mut tx, self.engine, &message, now).await?;
-            }
-            let change = BalanceBroadcast {
-                user_id: *user_id,
-                event: BalanceEvent {
-                    balance: *balance,
-                    order_id: order_id.clone(),
-                    status: Some(OrderState::Refunded),
-                },
-            };
-            balances_changed(&mut tx, self.engine, reach, &[change]).await?;
-        }
+        let language = match &outcome {
+            RefundOutcome::Debited { user_id, .. } => language_of(&mut tx, *user_id).await?,
+            _ => String::new(),
+        };
+        let mut consequences = Consequences::default();
+        consequences.add(
+            Committed::Refund {
+                outcome: &outcome,
+                charge_id,
+                user_id,
+                stars,
+                language: &language,
+            },
+            now,
+        )?;
+        consequences.write(&mut tx, engine, reach, now).await?;
         match action {
             None => {
                 tx.commit().await?;
@@ -129,7 +114,7 @@ impl Store {
             }
             Some((action, telegram)) => {
                 let result = outcome.summary(charge_id, telegram);
-                let acted = self.finish(tx, action, result, now).await?;
+                let acted = self.store.finish(tx, action, result, now).await?;
                 Ok((outcome, Some(acted)))
             }
         }
@@ -140,7 +125,7 @@ impl Store {
 /// PostgreSQL the second waits here for the first, then finds it refunded (SQLite's write
 /// transactions run one at a time).
 async fn payment_for_refund(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tx: &mut Transaction<'static, Any>,
     engine: Engine,
     charge_id: &str,
 ) -> StoreResult<Option<PaymentRecord>> {
@@ -148,21 +133,21 @@ async fn payment_for_refund(
         Engine::Postgres => " FOR UPDATE",
         Engine::Sqlite => "",
     };
-    sqlx::query(&format!(
+    sqlx::query_as::<_, PaymentRow>(&format!(
         "SELECT charge_id, user_id, order_id, ndn, stars, status FROM payments
          WHERE charge_id = $1{lock}"
     ))
     .bind(charge_id)
     .fetch_optional(&mut **tx)
     .await?
-    .map(|row| payment_from_row(&row))
+    .map(PaymentRow::into_record)
     .transpose()
 }
 
 /// Records the refund of a charge never seen, so that a late payment of it is not credited;
 /// false if a payment of it was recorded first (the insert waits for it to commit).
 async fn record_unknown(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tx: &mut Transaction<'static, Any>,
     charge_id: &str,
     user_id: i64,
     stars: i64,
@@ -184,7 +169,7 @@ async fn record_unknown(
 }
 
 async fn mark_refunded(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tx: &mut Transaction<'static, Any>,
     charge_id: &str,
     now: i64,
 ) -> StoreResult<()> {
@@ -194,19 +179,4 @@ async fn mark_refunded(
         .execute(&mut **tx)
         .await?;
     Ok(())
-}
-
-pub(super) async fn language_of(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-    user_id: i64,
-) -> StoreResult<String> {
-    use sqlx::Row;
-    let row = sqlx::query("SELECT language_code FROM users WHERE id = $1")
-        .bind(user_id)
-        .fetch_optional(&mut **tx)
-        .await?;
-    Ok(row
-        .map(|r| r.try_get::<String, _>(0))
-        .transpose()?
-        .unwrap_or_else(|| "en".into()))
 }

@@ -2,61 +2,60 @@
 //! with its Stars), once, in the transaction of its audit row. A credit is a sale, not a grant:
 //! the Stars were received, so the books count them as sold (and `ledger verify` agrees).
 
-use app::api::{BalanceEvent, OrderState};
-use sqlx::Row;
-
-use super::broadcast::{BalanceBroadcast, StreamServer, balances_changed};
-use super::console::{ActionResult, NewAction, earlier_result};
-use super::events;
-use super::outbox::enqueue;
-use super::refunds::language_of;
-use super::{Engine, Store, StoreResult, transfers};
+use super::Books;
+use super::accounts;
+use super::consequences::{Committed, Consequences};
 use crate::clock::now_ms;
-use crate::outgoing::event::NewEvent;
-use crate::wallet::model::{Notice, OutgoingMessage, PaymentOutcome, Transfer};
+use crate::store::{
+    ActionResult, Engine, NewAction, StoreResult, StreamServer, earlier_result, language_of,
+    write_transaction,
+};
+use crate::wallet::model::{PaymentOutcome, Transfer};
+use crate::wallet::payments::credit_for;
+
+/// A payment as crediting it reads it: buyer, order, Stars, status, payload, hold reason, and
+/// its order's NDN.
+type HeldRow = (
+    i64,
+    Option<String>,
+    i64,
+    String,
+    String,
+    Option<String>,
+    Option<i64>,
+);
 
 /// A held payment credited now: what the ledger's effects need.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HeldCredit {
+pub(in crate::ledger) struct HeldCredit {
     pub outcome: PaymentOutcome,
     pub payload: String,
     pub stars: i64,
 }
 
-/// What crediting a held payment of `stars` gives: its order's NDN, else the package of that
-/// price (`prices`: Stars → NDN), else nothing.
-pub fn credit_for(order_ndn: Option<i64>, stars: i64, prices: &[(i64, i64)]) -> Option<i64> {
-    order_ndn.or_else(|| {
-        prices
-            .iter()
-            .find(|(price, _)| *price == stars)
-            .map(|(_, ndn)| *ndn)
-    })
-}
-
-impl Store {
+impl Books {
     /// Credits the held payment `charge_id` with its order's NDN, or with the package of its
     /// price (`prices`: Stars → NDN) when it has no order. Anything but a held payment is left
     /// as it is, and the result says why.
-    pub async fn credit_held(
+    pub(in crate::ledger) async fn credit_held(
         &self,
         charge_id: &str,
         prices: &[(i64, i64)],
-        notice: &(dyn Notice + Sync),
         reach: StreamServer,
         action: &NewAction,
     ) -> StoreResult<(ActionResult, Option<HeldCredit>)> {
         let now = now_ms();
-        let mut tx = self.write().await?;
+        let engine = self.store.engine();
+        let mut tx = write_transaction(self.store.pool(), engine).await?;
         if let Some(earlier) = earlier_result(&mut *tx, &action.id).await? {
             return Ok((ActionResult::Repeated(earlier), None));
         }
         // A second credit of the same charge (another id, another instance) waits here.
-        let lock = match self.engine {
+        let lock = match engine {
             Engine::Postgres => " FOR UPDATE OF p",
             Engine::Sqlite => "",
         };
-        let row = sqlx::query(&format!(
+        let row = sqlx::query_as::<_, HeldRow>(&format!(
             "SELECT p.user_id, p.order_id, p.stars, p.status, p.payload, p.hold_reason, o.ndn
              FROM payments p LEFT JOIN orders o ON o.id = p.order_id
              WHERE p.charge_id = $1{lock}"
@@ -67,14 +66,7 @@ impl Store {
         let mut credit = None;
         let result = match row {
             None => format!("no payment with charge id {charge_id}"),
-            Some(row) => {
-                let user_id: i64 = row.try_get(0)?;
-                let order_id: Option<String> = row.try_get(1)?;
-                let stars: i64 = row.try_get(2)?;
-                let status: String = row.try_get(3)?;
-                let payload: String = row.try_get(4)?;
-                let reason: Option<String> = row.try_get(5)?;
-                let order_ndn: Option<i64> = row.try_get(6)?;
+            Some((user_id, order_id, stars, status, payload, reason, order_ndn)) => {
                 let ndn = credit_for(order_ndn, stars, prices);
                 match (status.as_str(), ndn) {
                     ("held", Some(ndn)) => {
@@ -84,14 +76,9 @@ impl Store {
                             reason.as_deref().unwrap_or("no reason"),
                             action.operator_id
                         ));
-                        let balances = transfers::post(
-                            &mut tx,
-                            self.engine,
-                            &[transfer],
-                            Default::default(),
-                            now,
-                        )
-                        .await?;
+                        let balances =
+                            accounts::post(&mut tx, engine, &[transfer], Default::default(), now)
+                                .await?;
                         let balance = balances.get(&user_id).copied().unwrap_or_default();
                         sqlx::query(
                             "UPDATE payments SET status = 'credited', ndn = $2 WHERE charge_id = $1",
@@ -117,29 +104,20 @@ impl Store {
                             balance,
                         };
                         let language = language_of(&mut tx, user_id).await?;
-                        if let Some(text) = notice.payment(&language, &outcome, stars) {
-                            let message = OutgoingMessage {
-                                dedupe_key: format!("credit-held:{charge_id}"),
-                                chat_id: user_id,
-                                text,
-                                reply_markup: None,
-                            };
-                            enqueue(&mut tx, self.engine, &message, now).await?;
-                        }
-                        let change = BalanceBroadcast {
-                            user_id,
-                            event: BalanceEvent {
-                                balance,
-                                order_id: None,
-                                status: Some(OrderState::Paid),
+                        let mut consequences = Consequences::default();
+                        consequences.add(
+                            Committed::Payment {
+                                payer: user_id,
+                                outcome: &outcome,
+                                charge_id,
+                                payload: &payload,
+                                stars,
+                                language: &language,
+                                by_operator: true,
                             },
-                        };
-                        balances_changed(&mut tx, self.engine, reach, &[change]).await?;
-                        if let Some(event) =
-                            NewEvent::payment(&outcome, charge_id, &payload, stars, now)
-                        {
-                            events::record(&mut tx, self.engine, &[event]).await?;
-                        }
+                            now,
+                        )?;
+                        consequences.write(&mut tx, engine, reach, now).await?;
                         credit = Some(HeldCredit {
                             outcome,
                             payload,
@@ -156,7 +134,7 @@ impl Store {
                 }
             }
         };
-        match self.finish(tx, action, result, now).await? {
+        match self.store.finish(tx, action, result, now).await? {
             done @ ActionResult::Done(_) => Ok((done, credit)),
             // Another tap with this id got there first: this one changed nothing.
             repeated => Ok((repeated, None)),
