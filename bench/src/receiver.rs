@@ -55,7 +55,7 @@ async fn receive(State(inbox): State<Inbox>, headers: HeaderMap, body: Bytes) ->
     }
     let mut arrived = inbox.arrived.lock().unwrap();
     // One event, or a batch of them.
-    for event in server::outgoing::event::events_in(&body) {
+    for event in server::contract::event::events_in(&body) {
         let index = event["data"]["charge_id"]
             .as_str()
             .and_then(|charge| charge.strip_prefix("bench-evt-"))

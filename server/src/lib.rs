@@ -6,6 +6,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod console;
+pub mod contract;
 pub mod http;
 pub mod ledger;
 pub mod live;
@@ -28,7 +29,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Mode};
-use crate::ledger::{Effects, Ledger};
+use crate::http::effects::Effects;
+use crate::ledger::Ledger;
 use crate::live::{LiveEvents, StreamTokens};
 use crate::sandbox::fake_telegram::FakeTelegram;
 use crate::sandbox::{Delivery, Sandbox};

@@ -9,7 +9,6 @@ mod input;
 pub mod key_store;
 pub mod keys;
 mod requests;
-pub(crate) mod views;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -23,6 +22,9 @@ use axum::routing::{get, post};
 use utoipa::OpenApi;
 
 use crate::clock::now_ms;
+use crate::contract::views::{
+    AccountView, CreditView, DebitView, HoldView, ReceiptView, TransactionPage, TransactionView,
+};
 use crate::state::AppState;
 use crate::store::StatementCursor;
 use crate::wallet::operations::{Decision, IdempotencyKey, Operation, Request};
@@ -30,9 +32,6 @@ use errors::{ApiError, ErrorBody};
 use input::{BODY_LIMIT, Body, idempotency, new_id};
 use keys::{Scope, ServiceKey};
 use requests::{CaptureRequest, CreditRequest, DebitRequest, HoldRequest};
-use views::{
-    AccountView, CreditView, DebitView, HoldView, ReceiptView, TransactionPage, TransactionView,
-};
 
 /// The longest a hold may last.
 const MAX_HOLD: Duration = Duration::from_secs(30 * 86_400);

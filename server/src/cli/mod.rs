@@ -16,7 +16,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::config::Config;
-use crate::ledger::{Effects, Ledger};
+use crate::http::effects::Effects;
+use crate::ledger::Ledger;
 use crate::store::Store;
 use crate::telegram::bot_api::BotApi;
 

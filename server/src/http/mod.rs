@@ -1,6 +1,7 @@
 //! What every answer passes through: the security headers and checks, the health and
 //! readiness probes, the metrics, and log text made safe.
 
+pub mod effects;
 pub(crate) mod health;
 pub mod metrics;
 pub mod security;

@@ -1,40 +1,51 @@
 //! The one door of the books. Every balance change goes through [`Ledger`], whoever asks — the
 //! webhook, long polling, reconciliation (served or from the command line), `server refund` —
-//! and the ledger owns what follows each commit ([`Effects`]): the log line, the metrics, the
-//! live event and the notifier's wake-up. The wallet's rules decide what a payment or a refund
-//! becomes; the store carries the plan out in one transaction.
+//! and what follows each commit ([`AfterCommit`]) runs once it committed: the log line, the
+//! metrics, the live event and the notifier's wake-up. The wallet's rules decide what a payment
+//! or a refund becomes; the books (`books/`) carry the plan out in one transaction.
 
 mod answers;
 mod books;
-mod effects;
 mod upkeep;
 pub mod verify;
 
-pub use effects::Effects;
 pub use upkeep::run_upkeep;
 
 use std::sync::Arc;
 
 use crate::clock::now_ms;
-use crate::store::{ActionResult, Faults, NewAction, Store, StoreResult};
-use crate::wallet::model::{Buyer, IncomingPayment, PaymentOutcome, RefundOutcome};
+use crate::store::{ActionResult, Faults, NewAction, Store, StoreResult, StreamServer};
+use crate::wallet::model::{Buyer, IncomingPayment, Notice, PaymentOutcome, RefundOutcome};
 use crate::wallet::operations::{Decision, Request, StoredAnswer, answer_again};
+
+/// What follows a committed change, given to the ledger by whoever runs it (the server, a
+/// command-line run): the log line, the metrics, the live event, the workers' wake-ups, and
+/// the words of the buyer's notices written with the change.
+pub trait AfterCommit: Send + Sync + 'static {
+    /// Who serves the live streams of the balances this process changes.
+    fn stream_server(&self) -> StreamServer;
+    /// The bot's words for the notices a change queues.
+    fn notice(&self) -> &'static (dyn Notice + Sync);
+    fn paid(&self, charge_id: &str, payload: &str, stars: i64, outcome: &PaymentOutcome);
+    fn refunded(&self, charge_id: &str, outcome: &RefundOutcome);
+    fn operated(&self, request: &Request, decision: &Decision);
+}
 
 #[derive(Clone)]
 pub struct Ledger {
     store: Store,
     books: books::Books,
-    effects: Effects,
+    effects: Arc<dyn AfterCommit>,
     answers: answers::Answers,
 }
 
 impl Ledger {
     /// The ledger of `store`, its writers started (one ledger per process and database).
-    pub fn new(store: Store, effects: Effects) -> Self {
+    pub fn new(store: Store, effects: impl AfterCommit) -> Self {
         Self {
-            books: books::Books::start(store.clone()),
+            books: books::Books::start(store.clone(), effects.notice()),
             store,
-            effects,
+            effects: Arc::new(effects),
             answers: answers::Answers::new(),
         }
     }

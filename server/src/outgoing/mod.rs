@@ -5,7 +5,6 @@
 
 pub mod address;
 mod deliveries;
-pub mod event;
 pub mod retention;
 pub mod signature;
 pub mod tables;
@@ -17,8 +16,8 @@ pub use tables::{
 };
 
 use crate::clock::now_ms;
+use crate::contract::event::EventType;
 use crate::store::Store;
-use event::EventType;
 
 /// How long the previous secret keeps signing after a rotation.
 pub const ROTATION_OVERLAP_MS: i64 = 24 * 3600 * 1000;

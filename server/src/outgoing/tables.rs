@@ -7,7 +7,7 @@
 
 use sqlx::AnyPool;
 
-use super::event::EventType;
+use crate::contract::event::EventType;
 use crate::store::{Engine, Store, StoreResult, write_transaction};
 
 /// An endpoint, for `server endpoints list` and the metrics.

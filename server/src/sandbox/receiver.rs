@@ -10,8 +10,8 @@ use axum::http::{HeaderMap, StatusCode};
 use serde::Serialize;
 
 use crate::clock::now_ms;
+use crate::contract::event::EventType;
 use crate::outgoing::EventStore;
-use crate::outgoing::event::EventType;
 use crate::outgoing::signature::{self, EVENT_ID_HEADER, SIGNATURE_HEADER};
 use crate::store::Store;
 
@@ -102,7 +102,7 @@ impl Receiver {
             }
         }
         let mut kept = self.received.lock().expect("not poisoned");
-        for event in crate::outgoing::event::events_in(body) {
+        for event in crate::contract::event::events_in(body) {
             let data = &event["data"];
             let balance = data["balance"]
                 .as_i64()

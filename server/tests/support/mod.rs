@@ -496,7 +496,7 @@ pub async fn assert_books_balance(store: &server::store::Store) {
 /// The books over `store` as a server builds them (its effects: metrics, live events for this
 /// process, the notifier's wake-up).
 pub fn ledger(store: &server::store::Store) -> server::ledger::Ledger {
-    let effects = server::ledger::Effects::serving(
+    let effects = server::http::effects::Effects::serving(
         std::sync::Arc::new(server::http::metrics::Metrics::default()),
         store.engine(),
         server::live::LiveEvents::default(),

@@ -6,9 +6,8 @@
 use app::api::{BalanceEvent, OrderState};
 use sqlx::{Any, Transaction};
 
-use crate::outgoing::event::NewEvent;
+use crate::contract::event::NewEvent;
 use crate::store::{self, BalanceNote, Engine, StoreError, StoreResult, StreamServer};
-use crate::telegram::bot_text::BotNotice;
 use crate::wallet::model::{Notice, OutgoingMessage, PaymentOutcome, RefundOutcome};
 use crate::wallet::operations::Receipt;
 
@@ -41,14 +40,24 @@ pub(super) enum Committed<'a> {
     },
 }
 
-/// The consequences of the changes in one transaction, as the store's rows.
-#[derive(Default)]
-pub(super) struct Consequences(store::Consequences);
+/// The consequences of the changes in one transaction, as the store's rows, in the words of
+/// `notice`.
+pub(super) struct Consequences {
+    notice: &'static (dyn Notice + Sync),
+    rows: store::Consequences,
+}
 
 impl Consequences {
+    pub(super) fn new(notice: &'static (dyn Notice + Sync)) -> Self {
+        Self {
+            notice,
+            rows: store::Consequences::default(),
+        }
+    }
+
     /// Adds what `change` brings with it.
     pub(super) fn add(&mut self, change: Committed<'_>, now: i64) -> StoreResult<()> {
-        let rows = &mut self.0;
+        let (notice, rows) = (self.notice, &mut self.rows);
         match change {
             Committed::Payment {
                 payer,
@@ -68,7 +77,7 @@ impl Consequences {
                     rows.messages.extend(message(
                         format!("{key}:{charge_id}"),
                         payer,
-                        BotNotice.payment(language, outcome, stars),
+                        notice.payment(language, outcome, stars),
                     ));
                 }
                 rows.events.extend(
@@ -109,7 +118,7 @@ impl Consequences {
                     rows.messages.extend(message(
                         format!("refund:{charge_id}"),
                         *user_id,
-                        BotNotice.refund(language, outcome, stars),
+                        notice.refund(language, outcome, stars),
                     ));
                     rows.balances.push(note(
                         *user_id,
@@ -126,7 +135,7 @@ impl Consequences {
                     rows.messages.extend(message(
                         format!("credit:{id}"),
                         user_id,
-                        BotNotice.credit(language, receipt),
+                        notice.credit(language, receipt),
                     ));
                 }
                 rows.balances
@@ -144,7 +153,7 @@ impl Consequences {
         reach: StreamServer,
         now: i64,
     ) -> StoreResult<()> {
-        store::write_consequences(tx, engine, reach, &self.0, now).await
+        store::write_consequences(tx, engine, reach, &self.rows, now).await
     }
 }
 

@@ -104,7 +104,7 @@ impl Books {
                             balance,
                         };
                         let language = language_of(&mut tx, user_id).await?;
-                        let mut consequences = Consequences::default();
+                        let mut consequences = Consequences::new(self.notice);
                         consequences.add(
                             Committed::Payment {
                                 payer: user_id,

@@ -43,12 +43,15 @@ use std::sync::atomic::Ordering;
 
 use crate::store::Store;
 use crate::store::writer::{Counters, Faults, Writer};
+use crate::wallet::model::Notice;
 
 /// The store, with the two group-commit writers of the books (payments, service requests) and
 /// their counts.
 #[derive(Clone)]
 pub(in crate::ledger) struct Books {
     store: Store,
+    /// The bot's words for the notices a change queues.
+    notice: &'static (dyn Notice + Sync),
     payments: Writer<payments::Payments>,
     payment_counters: Counters,
     operations: Writer<operations::Operations>,
@@ -57,23 +60,24 @@ pub(in crate::ledger) struct Books {
 
 impl Books {
     /// Starts the writers on `store`'s pool.
-    pub(in crate::ledger) fn start(store: Store) -> Self {
+    pub(in crate::ledger) fn start(store: Store, notice: &'static (dyn Notice + Sync)) -> Self {
         let payment_counters = Counters::default();
         let payments = Writer::start(
             store.pool().clone(),
             store.engine(),
-            payments::Payments,
+            payments::Payments { notice },
             payment_counters.clone(),
         );
         let operation_counters = Counters::default();
         let operations = Writer::start(
             store.pool().clone(),
             store.engine(),
-            operations::Operations,
+            operations::Operations { notice },
             operation_counters.clone(),
         );
         Self {
             store,
+            notice,
             payments,
             payment_counters,
             operations,

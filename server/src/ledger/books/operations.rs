@@ -16,6 +16,7 @@ use crate::store::{
     Engine, NewAction, StoreError, StoreResult, StoredHold, StreamServer, answer_from_row,
     in_json_ids, in_json_texts, json_rows, record_action, to_json,
 };
+use crate::wallet::model::Notice;
 use crate::wallet::operations::{BatchReads, Decision, Funds, Hold, Receipt, Request, decide};
 
 /// A request waiting for the operations writer.
@@ -28,7 +29,9 @@ pub(super) struct OperationJob {
 }
 
 /// The operations writer's batches.
-pub(super) struct Operations;
+pub(super) struct Operations {
+    pub(super) notice: &'static (dyn Notice + Sync),
+}
 
 impl Batch for Operations {
     type Job = OperationJob;
@@ -49,7 +52,7 @@ impl Batch for Operations {
         now: i64,
         attempt: u32,
     ) -> StoreResult<Vec<Decision>> {
-        apply_operations_in(tx, engine, jobs, now, attempt > 0).await
+        apply_operations_in(tx, engine, jobs, now, attempt > 0, self.notice).await
     }
 }
 
@@ -81,6 +84,7 @@ async fn apply_operations_in(
     jobs: &[OperationJob],
     now: i64,
     recheck: bool,
+    notice: &'static (dyn Notice + Sync),
 ) -> StoreResult<Vec<Decision>> {
     // The answers remembered under the batch's keys. The ledger answered the keys it found
     // before the batch; one another instance takes meanwhile fails the insert below, and the
@@ -190,7 +194,7 @@ async fn apply_operations_in(
     let mut opened = Vec::new();
     let mut closed = Vec::new();
     let mut answers = Vec::new();
-    let mut consequences = Consequences::default();
+    let mut consequences = Consequences::new(notice);
     for (job, decision) in jobs.iter().zip(&decisions) {
         let Decision::Applied(change) = decision else {
             continue;

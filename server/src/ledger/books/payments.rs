@@ -13,7 +13,7 @@ use crate::store::{
     Engine, ORDER_SELECT, OrderRow, StoreError, StoreResult, StreamServer, in_json_texts,
     json_rows, to_json,
 };
-use crate::wallet::model::{Buyer, IncomingPayment, PaymentOutcome};
+use crate::wallet::model::{Buyer, IncomingPayment, Notice, PaymentOutcome};
 use crate::wallet::payments::{BatchPayment, PaymentPlan, orders_opened, plan_batch, settle_batch};
 
 /// A payment waiting for the group-commit writer.
@@ -47,7 +47,9 @@ impl Books {
 }
 
 /// The payments writer's batches.
-pub(super) struct Payments;
+pub(super) struct Payments {
+    pub(super) notice: &'static (dyn Notice + Sync),
+}
 
 impl Batch for Payments {
     type Job = PaymentJob;
@@ -67,7 +69,7 @@ impl Batch for Payments {
         now: i64,
         _attempt: u32,
     ) -> StoreResult<Vec<PaymentOutcome>> {
-        apply_payments_in(tx, engine, jobs, now).await
+        apply_payments_in(tx, engine, jobs, now, self.notice).await
     }
 }
 
@@ -80,6 +82,7 @@ async fn apply_payments_in(
     engine: Engine,
     jobs: &[PaymentJob],
     now: i64,
+    notice: &'static (dyn Notice + Sync),
 ) -> StoreResult<Vec<PaymentOutcome>> {
     // The orders the payloads name, and a plan for each charge's first occurrence.
     let mut payloads: Vec<&str> = jobs.iter().map(|j| j.payment.payload.as_str()).collect();
@@ -195,7 +198,7 @@ async fn apply_payments_in(
         .map_err(|missing| StoreError::Corrupt(missing.to_string()))?;
 
     // What they bring with them, in their transaction.
-    let mut consequences = Consequences::default();
+    let mut consequences = Consequences::new(notice);
     for (job, outcome) in jobs.iter().zip(&outcomes) {
         consequences.add(
             Committed::Payment {

@@ -95,7 +95,7 @@ impl Books {
             RefundOutcome::Debited { user_id, .. } => language_of(&mut tx, *user_id).await?,
             _ => String::new(),
         };
-        let mut consequences = Consequences::default();
+        let mut consequences = Consequences::new(self.notice);
         consequences.add(
             Committed::Refund {
                 outcome: &outcome,

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::api::views::ReceiptView;
+use super::views::ReceiptView;
 use crate::store::EventRow;
 use crate::wallet::model::{PaymentOutcome, RefundOutcome};
 use crate::wallet::operations::{HoldStatus, Receipt};

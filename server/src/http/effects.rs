@@ -1,18 +1,20 @@
-//! What follows a committed change of the books, whichever path made it: one log line with the
-//! order and charge ids, the metrics, the live event for the buyer's open Mini App, and the
-//! notifier's wake-up for the message queued in the same transaction.
+//! What follows a committed change of the books in this process, whichever path made it (the
+//! ledger's [`AfterCommit`]): one log line with the order and charge ids, the metrics, the live
+//! event for the buyer's open Mini App, and the workers' wake-ups for the message and events
+//! queued in the same transaction.
 
 use std::sync::Arc;
 
 use app::api::{BalanceEvent, OrderState};
 use tokio::sync::Notify;
 
-use crate::http::metrics::Metrics;
-use crate::http::metrics::Operated;
-use crate::http::untrusted::Untrusted;
+use super::metrics::{Metrics, Operated};
+use super::untrusted::Untrusted;
+use crate::ledger::AfterCommit;
 use crate::live::LiveEvents;
 use crate::store::{Engine, StreamServer};
-use crate::wallet::model::{PaymentOutcome, RefundOutcome};
+use crate::telegram::bot_text::BotNotice;
+use crate::wallet::model::{Notice, PaymentOutcome, RefundOutcome};
 use crate::wallet::operations::{Decision, HoldStatus, Operation, Receipt, Request};
 
 #[derive(Clone)]
@@ -65,21 +67,21 @@ impl Effects {
             hooks: None,
         }
     }
+}
 
-    pub(super) fn stream_server(&self) -> StreamServer {
+impl AfterCommit for Effects {
+    fn notice(&self) -> &'static (dyn Notice + Sync) {
+        &BotNotice
+    }
+
+    fn stream_server(&self) -> StreamServer {
         match self.live {
             Some(_) => StreamServer::ThisProcess,
             None => StreamServer::OtherProcesses,
         }
     }
 
-    pub(super) fn paid(
-        &self,
-        charge_id: &str,
-        payload: &str,
-        stars: i64,
-        outcome: &PaymentOutcome,
-    ) {
+    fn paid(&self, charge_id: &str, payload: &str, stars: i64, outcome: &PaymentOutcome) {
         match outcome {
             PaymentOutcome::Credited {
                 user_id,
@@ -131,7 +133,7 @@ impl Effects {
         }
     }
 
-    pub(super) fn refunded(&self, charge_id: &str, outcome: &RefundOutcome) {
+    fn refunded(&self, charge_id: &str, outcome: &RefundOutcome) {
         match outcome {
             RefundOutcome::Debited {
                 user_id,
@@ -169,7 +171,7 @@ impl Effects {
         }
     }
 
-    pub(super) fn operated(&self, request: &Request, decision: &Decision) {
+    fn operated(&self, request: &Request, decision: &Decision) {
         let operation = match &request.operation {
             Operation::Debit { .. } => "debit",
             Operation::Grant { .. } => "credit",
@@ -251,7 +253,9 @@ impl Effects {
             .get_or_create(&Operated { operation, outcome })
             .inc();
     }
+}
 
+impl Effects {
     /// On SQLite the server publishes its own changes to its streams right after the commit.
     /// On PostgreSQL the commit carried a `NOTIFY`, which every instance's listener (this one's
     /// too) publishes; a command-line run's changes travel through the database either way.
