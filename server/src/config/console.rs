@@ -16,7 +16,7 @@ impl ConsoleConfig {
             Some(text) => parse_user_ids(text)?,
             None if vars.is_set("ADMIN_USER_IDS") => Vec::new(),
             None => match mode {
-                Mode::Sandbox => vec![crate::sandbox::OPERATOR.id],
+                Mode::Sandbox => vec![super::SANDBOX_OPERATOR_ID],
                 Mode::Production => Vec::new(),
             },
         };

@@ -5,8 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use super::parse::validate_public_url;
-use super::{ConfigError, Mode, Vars, invalid};
-use crate::http::security::Networks;
+use super::{ConfigError, Mode, Networks, Vars, invalid};
 
 #[derive(Clone)]
 pub struct HttpConfig {

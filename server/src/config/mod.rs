@@ -8,6 +8,7 @@ mod console;
 mod database;
 mod events;
 mod http;
+mod networks;
 mod parse;
 mod shop;
 mod telegram;
@@ -16,6 +17,7 @@ pub use console::ConsoleConfig;
 pub use database::DatabaseConfig;
 pub use events::EventDelivery;
 pub use http::HttpConfig;
+pub use networks::Networks;
 pub use parse::{is_loopback_host, loopback};
 pub use shop::ShopConfig;
 pub use telegram::TelegramConfig;
@@ -37,9 +39,11 @@ impl Vars<'_> {
 /// The bot token the sandbox signs initData with. It is not a secret: the sandbox runs only
 /// when asked for (`NDN_SANDBOX=1`), without a real token, and on loopback.
 pub const SANDBOX_BOT_TOKEN: &str = "1000000001:SANDBOX-local-ndn-token-is-not-a-secret";
-pub(super) const SANDBOX_WEBHOOK_SECRET: &str = "sandbox-webhook-secret";
-pub(super) const DEFAULT_API_URL: &str = "https://api.telegram.org";
-pub(super) const DEFAULT_PACKAGES: &str = "100:50,500:225,1000:400";
+/// The sandbox's operator (its `ADMIN_USER_IDS` unless set), who sees the console.
+pub const SANDBOX_OPERATOR_ID: i64 = 100_003;
+const SANDBOX_WEBHOOK_SECRET: &str = "sandbox-webhook-secret";
+const DEFAULT_API_URL: &str = "https://api.telegram.org";
+const DEFAULT_PACKAGES: &str = "100:50,500:225,1000:400";
 
 /// A configuration value that cannot be used; printed as one line naming the variable.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -49,7 +53,7 @@ pub struct ConfigError {
     pub problem: String,
 }
 
-pub(super) fn invalid(variable: &'static str, problem: impl Into<String>) -> ConfigError {
+fn invalid(variable: &'static str, problem: impl Into<String>) -> ConfigError {
     ConfigError {
         variable,
         problem: problem.into(),

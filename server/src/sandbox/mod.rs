@@ -54,7 +54,7 @@ pub const USERS: [SandboxUser; 3] = [
 
 /// The sandbox's operator (its `ADMIN_USER_IDS` unless set), who sees the console.
 pub const OPERATOR: SandboxUser = SandboxUser {
-    id: 100_003,
+    id: crate::config::SANDBOX_OPERATOR_ID,
     first_name: "Olga",
     language_code: "en",
     operator: true,
