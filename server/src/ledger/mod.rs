@@ -33,7 +33,6 @@ pub trait AfterCommit: Send + Sync + 'static {
 
 #[derive(Clone)]
 pub struct Ledger {
-    store: Store,
     books: books::Books,
     effects: Arc<dyn AfterCommit>,
     answers: answers::Answers,
@@ -43,15 +42,14 @@ impl Ledger {
     /// The ledger of `store`, its writers started (one ledger per process and database).
     pub fn new(store: Store, effects: impl AfterCommit) -> Self {
         Self {
-            books: books::Books::start(store.clone(), effects.notice()),
-            store,
+            books: books::Books::start(store, effects.notice()),
             effects: Arc::new(effects),
             answers: answers::Answers::new(),
         }
     }
 
     pub fn store(&self) -> &Store {
-        &self.store
+        self.books.store()
     }
 
     /// How many transactions the payment writer committed so far.
@@ -114,7 +112,7 @@ impl Ledger {
             Some(key) => match self.answers.get(key) {
                 Some(kept) => Some(kept),
                 None => self
-                    .store
+                    .store()
                     .remembered(key)
                     .await?
                     .map(|(earlier, created_at)| {

@@ -130,7 +130,8 @@ impl Store {
         Ok(())
     }
 
-    async fn write(&self) -> StoreResult<Transaction<'static, Any>> {
+    /// A write transaction on the pool, begun as [`begin_write`] says.
+    pub(crate) async fn write(&self) -> StoreResult<Transaction<'static, Any>> {
         write_transaction(&self.pool, self.engine).await
     }
 }

@@ -8,7 +8,6 @@ use super::consequences::{Committed, Consequences};
 use crate::clock::now_ms;
 use crate::store::{
     ActionResult, Engine, NewAction, StoreResult, StreamServer, earlier_result, language_of,
-    write_transaction,
 };
 use crate::wallet::model::{PaymentOutcome, Transfer};
 use crate::wallet::payments::credit_for;
@@ -46,7 +45,7 @@ impl Books {
     ) -> StoreResult<(ActionResult, Option<HeldCredit>)> {
         let now = now_ms();
         let engine = self.store.engine();
-        let mut tx = write_transaction(self.store.pool(), engine).await?;
+        let mut tx = self.store.write().await?;
         if let Some(earlier) = earlier_result(&mut *tx, &action.id).await? {
             return Ok((ActionResult::Repeated(earlier), None));
         }

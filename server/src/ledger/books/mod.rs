@@ -85,6 +85,11 @@ impl Books {
         }
     }
 
+    /// The store the books write to.
+    pub(in crate::ledger) fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// How many transactions the payment writer committed so far.
     pub(in crate::ledger) fn payment_commits(&self) -> u64 {
         self.payment_counters.commits.load(Ordering::Relaxed)

@@ -9,7 +9,7 @@ use super::consequences::{Committed, Consequences};
 use crate::clock::now_ms;
 use crate::store::{
     ActionResult, Engine, NewAction, PaymentRow, StoreError, StoreResult, StreamServer,
-    earlier_result, language_of, write_transaction,
+    earlier_result, language_of,
 };
 use crate::wallet::model::{PaymentRecord, RefundOutcome, make_storable};
 use crate::wallet::refunds::{RefundPlan, plan_refund};
@@ -30,7 +30,7 @@ impl Books {
         let charge_id = charge_id.as_str();
         let now = now_ms();
         let engine = self.store.engine();
-        let mut tx = write_transaction(self.store.pool(), engine).await?;
+        let mut tx = self.store.write().await?;
         if let Some((action, _)) = action
             && let Some(earlier) = earlier_result(&mut *tx, &action.id).await?
         {
