@@ -17,6 +17,8 @@ use crate::http1::Connections;
 use crate::load::Outcome;
 use crate::report::Run;
 use server::telegram::updates::{Message, PreCheckoutQuery, SuccessfulPayment, Update, User};
+use server::wallet::amounts::Stars;
+use server::wallet::ids::UserId;
 
 const TOKEN: &str = "5000000005:bench-token";
 const SECRET: &str = "bench_secret";
@@ -627,7 +629,7 @@ async fn wait_ready(base: &str) -> anyhow::Result<()> {
 }
 
 fn user(id: i64) -> User {
-    User::person(id, "Bench", "en")
+    User::person(UserId(id), "Bench", "en")
 }
 
 fn encode(update: &Update) -> Bytes {
@@ -641,7 +643,7 @@ pub fn pre_checkout(update_id: i64, buyer: i64, order: &str, amount: i64) -> Byt
             id: format!("bench-q-{update_id}"),
             from: user(buyer),
             currency: "XTR".into(),
-            total_amount: amount,
+            total_amount: Stars(amount),
             invoice_payload: order.into(),
         },
     ))

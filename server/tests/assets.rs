@@ -9,6 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use base64::Engine;
+use server::wallet::ids::UserId;
 use sha2::{Digest, Sha256};
 use support::*;
 
@@ -287,7 +288,7 @@ async fn server_function_answers_are_compressed_and_the_event_stream_never_is() 
     );
     // A payment's event arrives at once, in the clear, while the stream stays open.
     let order_id = app.create_order(BUYER, "ndn-500").await;
-    let charge = app.telegram.record_charge(BUYER, 225, &order_id);
+    let charge = app.telegram.record_charge(UserId(BUYER), 225, &order_id);
     app.deliver(&successful_payment(1, BUYER, &order_id, 225, &charge))
         .await;
     let chunk = tokio::time::timeout(Duration::from_secs(5), stream.chunk())

@@ -7,6 +7,7 @@ mod support;
 
 use serde_json::{Value, json};
 use server::clock::now_ms;
+use server::wallet::ids::UserId;
 use support::*;
 
 on_both_databases!(
@@ -63,7 +64,7 @@ const FUNCTIONS: [(&str, &[(&str, &str)]); 11] = [
 /// A credited purchase of `package` by `buyer`; its charge id.
 async fn purchase(app: &TestApp, update: i64, buyer: i64, package: &str, stars: i64) -> String {
     let order_id = app.create_order(buyer, package).await;
-    let charge = app.telegram.record_charge(buyer, stars, &order_id);
+    let charge = app.telegram.record_charge(UserId(buyer), stars, &order_id);
     let (status, _) = app
         .deliver(&successful_payment(
             update, buyer, &order_id, stars, &charge,

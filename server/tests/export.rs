@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 use server::clock::{iso_time, now_ms};
+use server::wallet::ids::UserId;
 use support::*;
 
 on_both_databases!(the_export_lists_every_transfer_of_the_period_with_verified_totals);
@@ -33,7 +34,7 @@ async fn seeded(database: Database) -> TestApp {
     let mut charges = Vec::new();
     for (update, buyer) in [(1, BUYER), (2, BORIS)] {
         let order_id = app.create_order(buyer, "ndn-500").await;
-        let charge = app.telegram.record_charge(buyer, 225, &order_id);
+        let charge = app.telegram.record_charge(UserId(buyer), 225, &order_id);
         app.deliver(&successful_payment(update, buyer, &order_id, 225, &charge))
             .await;
         charges.push(charge);

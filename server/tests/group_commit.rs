@@ -8,6 +8,7 @@ use std::time::Duration;
 use app::api::Package;
 use server::live::BalanceBroadcast;
 use server::store::{BALANCE_CHANNEL, Engine, Store};
+use server::wallet::ids::{OrderId, UserId};
 use server::wallet::model::{Buyer, IncomingPayment, PaymentOutcome};
 use support::*;
 
@@ -53,7 +54,7 @@ async fn concurrent_payments_share_commits_and_duplicates_in_a_batch_credit_once
         .filter(|o| **o == PaymentOutcome::Duplicate)
         .count();
     assert_eq!((credited, duplicates), (100, 100));
-    assert_eq!(store.balance(BUYER).await.unwrap(), 100 * 100);
+    assert_eq!(store.balance(UserId(BUYER)).await.unwrap(), 100 * 100);
     let commits = ledger.payment_commits();
     assert!(
         commits < 100,
@@ -83,7 +84,7 @@ async fn concurrent_payments_share_commits_and_duplicates_in_a_batch_credit_once
             let changes: Vec<BalanceBroadcast> =
                 serde_json::from_str(notification.payload()).unwrap();
             heard.extend(changes.into_iter().map(|change| {
-                assert_eq!(change.user_id, BUYER);
+                assert_eq!(change.user_id, UserId(BUYER));
                 change.event.balance
             }));
         }
@@ -105,8 +106,8 @@ async fn add_orders(store: &Store, buyer_id: i64, order_ids: impl IntoIterator<I
     for order_id in order_ids {
         store
             .create_order(
-                &order_id,
-                buyer_id,
+                &OrderId::from(order_id),
+                UserId(buyer_id),
                 &package(),
                 Duration::from_secs(600),
                 NO_LIMITS,
@@ -128,7 +129,7 @@ fn package() -> Package {
 
 fn buyer(id: i64, language: &str) -> Buyer {
     Buyer {
-        id,
+        id: UserId(id),
         first_name: format!("Buyer {id}"),
         username: Some(format!("user{id}")),
         language_code: Some(language.into()),
@@ -199,12 +200,12 @@ async fn a_mixed_batch_gives_what_one_payment_at_a_time_gives(database: Database
                 ..
             } => {
                 assert!(credited, "{charge} should be held");
-                assert_eq!((*user_id, *ndn), (*payer, 100));
+                assert_eq!((user_id.get(), ndn.get()), (*payer, 100));
                 told.entry(*payer).or_default().push(*balance);
             }
             PaymentOutcome::Held { user_id, .. } => {
                 assert!(!credited, "{charge} should be credited");
-                assert_eq!(user_id, payer);
+                assert_eq!(user_id.get(), *payer);
             }
             PaymentOutcome::Duplicate => unreachable!(),
         }
@@ -212,7 +213,7 @@ async fn a_mixed_batch_gives_what_one_payment_at_a_time_gives(database: Database
     for id in known.iter().chain(&unknown) {
         let credits = cases.iter().filter(|c| c.0 == *id && c.4).count() as i64;
         assert_eq!(
-            store.balance(*id).await.unwrap(),
+            store.balance(UserId(*id)).await.unwrap(),
             credits * 100,
             "buyer {id}"
         );
@@ -316,7 +317,7 @@ async fn a_payment_that_fails_inside_a_batch_fails_alone(database: Database) {
             );
         }
     }
-    assert_eq!(store.balance(BUYER).await.unwrap(), 59 * 100);
+    assert_eq!(store.balance(UserId(BUYER)).await.unwrap(), 59 * 100);
     assert_eq!(scalar(&store, "SELECT COUNT(*) FROM payments").await, 59);
     assert_eq!(
         scalar(

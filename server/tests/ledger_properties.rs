@@ -12,6 +12,8 @@ use std::time::Duration;
 use app::api::Package;
 use proptest::prelude::*;
 use server::store::Store;
+use server::wallet::amounts::{Ndn, Stars};
+use server::wallet::ids::{HoldId, UserId};
 use server::wallet::model::{Buyer, IncomingPayment};
 use server::wallet::operations::{Decision, Operation, Request};
 use support::{NO_LIMITS, assert_books_balance, balance_from_transfers, ledger, scalar};
@@ -98,7 +100,7 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     store.migrate().await.unwrap();
     let ledger = ledger(&store);
     let buyer = |index: usize| Buyer {
-        id: BUYERS[index],
+        id: UserId(BUYERS[index]),
         first_name: format!("P{index}"),
         username: None,
         language_code: None,
@@ -114,8 +116,8 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     for order in 0..4 {
         store
             .create_order(
-                &format!("o{order}"),
-                BUYERS[0],
+                &format!("o{order}").into(),
+                UserId(BUYERS[0]),
                 &package,
                 Duration::from_secs(600),
                 NO_LIMITS,
@@ -154,7 +156,7 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
             Op::Refund { charge } => {
                 ledger
-                    .refund(BUYERS[0], &format!("c{charge}"), 50)
+                    .refund(UserId(BUYERS[0]), &format!("c{charge}").into(), Stars(50))
                     .await
                     .unwrap();
                 model.seen.insert(charge);
@@ -170,8 +172,8 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     &ledger,
                     Operation::Debit {
                         id: format!("d{step}"),
-                        user_id: BUYERS[payer],
-                        amount,
+                        user_id: UserId(BUYERS[payer]),
+                        amount: Ndn::new(amount).unwrap(),
                         reason: "spend".into(),
                         reference: None,
                         metadata: None,
@@ -191,8 +193,8 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     &ledger,
                     Operation::Grant {
                         id: format!("g{step}"),
-                        user_id: BUYERS[payer],
-                        amount,
+                        user_id: UserId(BUYERS[payer]),
+                        amount: Ndn::new(amount).unwrap(),
                         reason: "gift".into(),
                     },
                 )
@@ -206,9 +208,9 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let decision = operate(
                     &ledger,
                     Operation::Hold {
-                        id: id.clone(),
-                        user_id: BUYERS[payer],
-                        amount,
+                        id: HoldId::from(id.clone()),
+                        user_id: UserId(BUYERS[payer]),
+                        amount: Ndn::new(amount).unwrap(),
                         reason: None,
                         reference: None,
                         expires_at: i64::MAX / 2,
@@ -232,13 +234,13 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let capture = matches!(op, Op::Capture { .. });
                 let operation = if capture {
                     Operation::Capture {
-                        hold_id: id,
+                        hold_id: HoldId::from(id),
                         amount: None,
                         by: SERVICE,
                     }
                 } else {
                     Operation::Void {
-                        hold_id: id,
+                        hold_id: HoldId::from(id),
                         by: SERVICE,
                     }
                 };
@@ -263,14 +265,14 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
         }
         for (index, id) in BUYERS.iter().enumerate() {
-            let balance = store.balance(*id).await.unwrap();
+            let balance = store.balance(UserId(*id)).await.unwrap();
             prop_assert_eq!(
                 balance,
                 balance_from_transfers(&store, *id).await,
                 "the cached balance is the sum of the transfers"
             );
             prop_assert_eq!(balance, model.balances[index], "buyer {}", id);
-            let funds = store.funds(*id).await.unwrap().unwrap();
+            let funds = store.funds(UserId(*id)).await.unwrap().unwrap();
             prop_assert_eq!(funds.held, model.reserved[index], "held by buyer {}", id);
         }
         let report = server::ledger::verify::verify(&store).await.unwrap();

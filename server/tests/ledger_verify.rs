@@ -4,6 +4,7 @@
 
 mod support;
 
+use server::wallet::ids::UserId;
 use support::*;
 
 on_both_databases!(
@@ -16,7 +17,7 @@ on_both_databases!(
 /// A buyer with one credited purchase of 500 NDN; its charge id. The books verify clean.
 async fn clean_books(app: &TestApp) -> String {
     let order_id = app.create_order(BUYER, "ndn-500").await;
-    let charge = app.telegram.record_charge(BUYER, 225, &order_id);
+    let charge = app.telegram.record_charge(UserId(BUYER), 225, &order_id);
     let (status, _) = app
         .deliver(&successful_payment(1, BUYER, &order_id, 225, &charge))
         .await;

@@ -9,6 +9,7 @@ mod support;
 use serde_json::{Value, json};
 use server::api::keys::{self, Scope};
 use server::clock::{iso_time, now_ms};
+use server::wallet::ids::UserId;
 use support::*;
 
 on_both_databases!(
@@ -72,7 +73,7 @@ async fn get(app: &TestApp, key: &str, path: &str) -> (u16, Value) {
 /// A buyer with `ndn` bought through the webhook; the charge id.
 async fn bought(app: &TestApp, update: i64, buyer: i64) -> String {
     let order_id = app.create_order(buyer, "ndn-500").await;
-    let charge = app.telegram.record_charge(buyer, 225, &order_id);
+    let charge = app.telegram.record_charge(UserId(buyer), 225, &order_id);
     let (status, _) = app
         .deliver(&successful_payment(update, buyer, &order_id, 225, &charge))
         .await;

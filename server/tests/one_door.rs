@@ -7,6 +7,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::Value;
+use server::wallet::ids::UserId;
 use support::*;
 
 on_both_databases!(
@@ -50,7 +51,7 @@ async fn a_credit_by_reconciliation_inside_the_server_has_the_webhooks_effects(d
     let stream = EventStream::open(&app.http, &app.base, BUYER).await;
     // Paid at Telegram; the webhook never comes.
     let order_id = app.create_order(BUYER, "ndn-500").await;
-    let charge = app.telegram.record_charge(BUYER, 225, &order_id);
+    let charge = app.telegram.record_charge(UserId(BUYER), 225, &order_id);
 
     let event = stream.wait_for(order_event(&order_id, 500, "paid")).await;
     assert!(event.is_some(), "no live event: {:?}", stream.events());
@@ -71,7 +72,7 @@ async fn the_refund_and_reconcile_commands_reach_the_open_mini_app(database: Dat
     let app = TestApp::spawn(database).await;
     let stream = EventStream::open(&app.http, &app.base, BUYER).await;
     let order_id = app.create_order(BUYER, "ndn-500").await;
-    let charge = app.telegram.record_charge(BUYER, 225, &order_id);
+    let charge = app.telegram.record_charge(UserId(BUYER), 225, &order_id);
     app.deliver(&successful_payment(1, BUYER, &order_id, 225, &charge))
         .await;
     assert!(
@@ -95,7 +96,7 @@ async fn the_refund_and_reconcile_commands_reach_the_open_mini_app(database: Dat
 
     // A payment whose webhook never came, found by `server reconcile`.
     let lost = app.create_order(BUYER, "ndn-100").await;
-    let lost_charge = app.telegram.record_charge(BUYER, 50, &lost);
+    let lost_charge = app.telegram.record_charge(UserId(BUYER), 50, &lost);
     let (code, output) = app.cli_logging(&["reconcile"], "info").await;
     assert_eq!(code, 0, "{output}");
     assert!(
@@ -121,14 +122,15 @@ async fn a_refund_through_the_ledger_counts_logs_and_tells_the_app(database: Dat
     let app = TestApp::spawn(database).await;
     let stream = EventStream::open(&app.http, &app.base, BUYER).await;
     let order_id = app.create_order(BUYER, "ndn-100").await;
-    let charge = app.telegram.record_charge(BUYER, 50, &order_id);
+    let charge = app.telegram.record_charge(UserId(BUYER), 50, &order_id);
     app.deliver(&successful_payment(1, BUYER, &order_id, 50, &charge))
         .await;
     // What `server refund` runs, in the server's own process.
     let state = &app.server.state;
-    let report = server::telegram::operator::refund(&state.bot, &state.ledger, &charge)
-        .await
-        .unwrap();
+    let report =
+        server::telegram::operator::refund(&state.bot, &state.ledger, &charge.as_str().into())
+            .await
+            .unwrap();
     assert!(
         report.contains("debited 100 NDN, balance now 0"),
         "{report}"

@@ -6,6 +6,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use server::wallet::ids::UserId;
 use support::*;
 
 on_both_databases!(
@@ -65,7 +66,7 @@ async fn commands_answer_in_english_and_russian(database: Database) {
 async fn refund_command_twice_debits_once(database: Database) {
     let app = TestApp::spawn(database).await;
     let order_id = app.create_order(BUYER, "ndn-500").await;
-    let charge = app.telegram.record_charge(BUYER, 225, &order_id);
+    let charge = app.telegram.record_charge(UserId(BUYER), 225, &order_id);
     app.deliver(&successful_payment(1, BUYER, &order_id, 225, &charge))
         .await;
     assert_eq!(app.balance(BUYER).await, 500);
@@ -98,7 +99,7 @@ async fn refund_command_twice_debits_once(database: Database) {
 async fn reconcile_credits_a_missing_payment_once(database: Database) {
     let app = TestApp::spawn(database).await;
     let delivered = app.create_order(BUYER, "ndn-100").await;
-    let delivered_charge = app.telegram.record_charge(BUYER, 50, &delivered);
+    let delivered_charge = app.telegram.record_charge(UserId(BUYER), 50, &delivered);
     app.deliver(&successful_payment(
         1,
         BUYER,
@@ -109,7 +110,7 @@ async fn reconcile_credits_a_missing_payment_once(database: Database) {
     .await;
     // Paid at Telegram, but the webhook never came.
     let lost = app.create_order(BUYER, "ndn-500").await;
-    let lost_charge = app.telegram.record_charge(BUYER, 225, &lost);
+    let lost_charge = app.telegram.record_charge(UserId(BUYER), 225, &lost);
 
     let (code, output) = app.cli(&["reconcile"]).await;
     assert_eq!(code, 0, "{output}");
@@ -145,7 +146,7 @@ async fn reconcile_applies_a_lost_refund_found_past_the_first_page(database: Dat
     for index in 0..101 {
         let buyer = 700_000 + index;
         let order = app.create_order(buyer, "ndn-100").await;
-        let charge = app.telegram.record_charge(buyer, 50, &order);
+        let charge = app.telegram.record_charge(UserId(buyer), 50, &order);
         let (status, _) = app
             .deliver(&successful_payment(index + 1, buyer, &order, 50, &charge))
             .await;

@@ -10,6 +10,7 @@ use std::time::Duration;
 use futures::future::join_all;
 use serde_json::{Value, json};
 use server::api::keys::{self, Scope};
+use server::wallet::ids::UserId;
 use support::*;
 
 on_both_databases!(
@@ -57,7 +58,7 @@ async fn a_refund_racing_its_payment_leaves_nothing_credited(database: Database)
     for index in 0..20 {
         let buyer = 710_000 + index;
         let order = app.create_order(buyer, "ndn-500").await;
-        let charge = app.telegram.record_charge(buyer, 225, &order);
+        let charge = app.telegram.record_charge(UserId(buyer), 225, &order);
         charges.push((buyer, order, charge));
     }
     let deliveries = charges

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use server::sandbox::fake_telegram::FakeTelegram;
 use server::telegram::bot_api::{BotApi, BotApiError, StarsInvoice};
 use server::telegram::updates::PreCheckoutAnswer;
+use server::wallet::ids::UserId;
 use support::*;
 
 fn description(result: Result<impl std::fmt::Debug, BotApiError>) -> String {
@@ -123,13 +124,18 @@ async fn fake_bot_api_checks_pre_checkout_answers_and_refunds() {
         .contains("QUERY_ID_INVALID")
     );
 
-    let charge = telegram.record_charge(BUYER, 50, "order");
+    let charge = telegram.record_charge(UserId(BUYER), 50, "order");
     assert!(
-        description(bot.refund_star_payment(BUYER, "unknown").await).contains("CHARGE_NOT_FOUND")
+        description(bot.refund_star_payment(UserId(BUYER), "unknown").await)
+            .contains("CHARGE_NOT_FOUND")
     );
-    assert!(bot.refund_star_payment(BUYER, &charge).await.unwrap());
     assert!(
-        description(bot.refund_star_payment(BUYER, &charge).await)
+        bot.refund_star_payment(UserId(BUYER), &charge)
+            .await
+            .unwrap()
+    );
+    assert!(
+        description(bot.refund_star_payment(UserId(BUYER), &charge).await)
             .contains("CHARGE_ALREADY_REFUNDED")
     );
 
@@ -272,7 +278,7 @@ async fn sandbox_purchase_with_duplicates_and_a_lost_answer_credits_once() {
     // answer was lost): credited once though the server handled them all.
     let handled = webhook_done(&running, "successful_payment", 6).await;
     assert!(handled >= 6, "the webhook handled {handled} copies");
-    assert_eq!(store.balance(alice).await.unwrap(), 500);
+    assert_eq!(store.balance(UserId(alice)).await.unwrap(), 500);
     assert_eq!(
         scalar(store, "SELECT COUNT(*) FROM transfers").await,
         1,
@@ -324,7 +330,7 @@ async fn sandbox_purchase_with_duplicates_and_a_lost_answer_credits_once() {
         handled >= 6,
         "the webhook handled {handled} copies of the refund"
     );
-    assert_eq!(store.balance(alice).await.unwrap(), 0);
+    assert_eq!(store.balance(UserId(alice)).await.unwrap(), 0);
     assert_eq!(
         scalar(store, "SELECT COUNT(*) FROM transfers").await,
         2,

@@ -8,6 +8,8 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use server::wallet::amounts::Stars;
+use server::wallet::ids::UserId;
 use sqlx::Row;
 use sqlx::migrate::Migrator;
 use support::*;
@@ -112,9 +114,9 @@ async fn the_single_entry_ledger_becomes_transfers_with_every_balance_kept(datab
     // The upgraded books go on as before: a refund of a charge converted from the old ledger.
     let ledger = ledger(&store);
     ledger
-        .refund(555_000_111, "charge-bob-1", 50)
+        .refund(UserId(555_000_111), &"charge-bob-1".into(), Stars(50))
         .await
         .unwrap();
-    assert_eq!(store.balance(555_000_111).await.unwrap(), 0);
+    assert_eq!(store.balance(UserId(555_000_111)).await.unwrap(), 0);
     assert_books_balance(&store).await;
 }

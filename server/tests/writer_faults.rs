@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 
 use serde_json::{Value, json};
 use server::api::keys::{self, Scope};
+use server::wallet::ids::UserId;
 use support::*;
 
 on_both_databases!(
@@ -130,7 +131,7 @@ async fn a_panicking_batch_fails_alone_and_later_batches_are_applied(database: D
     // A payment whose batch panics: Telegram gets a 5xx and delivers again; credited once.
     payments.panics.store(1, Ordering::SeqCst);
     let order_id = app.create_order(BUYER, "ndn-500").await;
-    let charge = app.telegram.record_charge(BUYER, 225, &order_id);
+    let charge = app.telegram.record_charge(UserId(BUYER), 225, &order_id);
     let update = successful_payment(7, BUYER, &order_id, 225, &charge);
     let (status, _) = app.deliver(&update).await;
     assert!(status >= 500, "{status}");

@@ -15,6 +15,8 @@ use sha2::{Digest, Sha256};
 use super::errors::ApiError;
 use super::keys::ServiceKey;
 use crate::state::AppState;
+use crate::wallet::amounts::Ndn;
+use crate::wallet::ids::UserId;
 use crate::wallet::operations::{IdempotencyKey, MAX_AMOUNT};
 
 /// The largest body a service request may have.
@@ -177,18 +179,18 @@ impl Body {
     }
 
     /// An amount of NDN: 1 to 10^12.
-    pub fn amount(&self) -> Result<Option<i64>, ApiError> {
-        self.integer("amount", 1, MAX_AMOUNT)
+    pub fn amount(&self) -> Result<Option<Ndn>, ApiError> {
+        Ok(self.integer("amount", 1, MAX_AMOUNT)?.and_then(Ndn::new))
     }
 
-    pub fn required_amount(&self) -> Result<i64, ApiError> {
+    pub fn required_amount(&self) -> Result<Ndn, ApiError> {
         self.amount()?
             .ok_or_else(|| ApiError::invalid("amount", "is required"))
     }
 
     /// A Telegram user id.
-    pub fn user_id(&self) -> Result<i64, ApiError> {
-        self.required_integer("user_id", 1, i64::MAX)
+    pub fn user_id(&self) -> Result<UserId, ApiError> {
+        self.required_integer("user_id", 1, i64::MAX).map(UserId)
     }
 
     /// Text of 1 to `max` characters (not only spaces).
@@ -361,7 +363,7 @@ mod tests {
 
     #[test]
     fn amounts_are_whole_positive_and_sane() {
-        assert_eq!(body(r#"{"amount": 5}"#).required_amount().unwrap(), 5);
+        assert_eq!(body(r#"{"amount": 5}"#).required_amount().unwrap().get(), 5);
         for bad in [
             r#"{"amount": 0}"#,
             r#"{"amount": -3}"#,

@@ -27,6 +27,7 @@ use crate::contract::views::{
 };
 use crate::state::AppState;
 use crate::store::StatementCursor;
+use crate::wallet::ids::{HoldId, UserId};
 use crate::wallet::operations::{Decision, IdempotencyKey, Operation, Request};
 use errors::{ApiError, ErrorBody};
 use input::{BODY_LIMIT, Body, idempotency, new_id};
@@ -116,21 +117,22 @@ async fn openapi() -> Response {
     }
 }
 
-fn user_id(text: &str) -> Result<i64, ApiError> {
+fn user_id(text: &str) -> Result<UserId, ApiError> {
     text.parse::<i64>()
         .ok()
         .filter(|id| *id > 0)
+        .map(UserId)
         .ok_or_else(|| ApiError::invalid("user_id", "must be a Telegram user id"))
 }
 
 /// A hold id from the path. Ours are `hold_` and 32 hex digits; text that cannot be any id
 /// (control characters such as NUL, spaces, over 64 bytes) is a hold that does not exist, and
 /// never reaches the database.
-fn hold_id(text: String) -> Result<String, ApiError> {
+fn hold_id(text: String) -> Result<HoldId, ApiError> {
     if text.is_empty() || text.len() > 64 || !text.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(ApiError::not_found("hold"));
     }
-    Ok(text)
+    Ok(HoldId(text))
 }
 
 /// Decides a money-moving `operation` under its idempotency key (every one has one: a retried
@@ -375,7 +377,7 @@ async fn hold(
     caller.require(Scope::Spend)?;
     let asked = HoldRequest::read(&body)?;
     let operation = Operation::Hold {
-        id: new_id("hold")?,
+        id: HoldId(new_id("hold")?),
         user_id: asked.user_id,
         amount: asked.amount,
         reason: asked.reason,
@@ -478,6 +480,6 @@ mod tests {
         assert_eq!(parse_cursor(&hex::encode("1.7.0.x")), None);
         assert_eq!(parse_cursor(&hex::encode("1.0.0.a\0b")), None);
         assert_eq!(hold_id("a\0b".into()).unwrap_err().status, 404);
-        assert_eq!(hold_id("hold_ab".into()).unwrap(), "hold_ab");
+        assert_eq!(hold_id("hold_ab".into()).unwrap(), HoldId::from("hold_ab"));
     }
 }

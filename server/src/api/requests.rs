@@ -4,13 +4,17 @@
 use super::MAX_HOLD;
 use super::errors::ApiError;
 use super::input::Body;
+use crate::wallet::amounts::Ndn;
+use crate::wallet::ids::UserId;
 
 /// A debit.
 #[derive(utoipa::ToSchema)]
 pub(super) struct DebitRequest {
-    pub(super) user_id: i64,
+    #[schema(value_type = i64)]
+    pub(super) user_id: UserId,
     /// 1 to 10^12.
-    pub(super) amount: i64,
+    #[schema(value_type = i64)]
+    pub(super) amount: Ndn,
     /// 1-200 characters; shown to the buyer in their history.
     pub(super) reason: String,
     /// Your own reference, at most 128 characters.
@@ -36,9 +40,11 @@ impl DebitRequest {
 /// A credit (NDN the operator gives).
 #[derive(utoipa::ToSchema)]
 pub(super) struct CreditRequest {
-    pub(super) user_id: i64,
+    #[schema(value_type = i64)]
+    pub(super) user_id: UserId,
     /// 1 to 10^12.
-    pub(super) amount: i64,
+    #[schema(value_type = i64)]
+    pub(super) amount: Ndn,
     /// 1-200 characters; shown to the buyer and in the bot's message.
     pub(super) reason: String,
 }
@@ -57,9 +63,11 @@ impl CreditRequest {
 /// A hold.
 #[derive(utoipa::ToSchema)]
 pub(super) struct HoldRequest {
-    pub(super) user_id: i64,
+    #[schema(value_type = i64)]
+    pub(super) user_id: UserId,
     /// 1 to 10^12.
-    pub(super) amount: i64,
+    #[schema(value_type = i64)]
+    pub(super) amount: Ndn,
     /// Seconds until it is released by itself (at most 30 days).
     pub(super) expires_in: i64,
     pub(super) reason: Option<String>,
@@ -84,7 +92,8 @@ impl HoldRequest {
 #[derive(utoipa::ToSchema)]
 pub(super) struct CaptureRequest {
     /// At most what the hold reserves; all of it when absent.
-    pub(super) amount: Option<i64>,
+    #[schema(value_type = Option<i64>)]
+    pub(super) amount: Option<Ndn>,
 }
 
 impl CaptureRequest {

@@ -5,6 +5,7 @@ use clap::Subcommand;
 use super::{bot_api, open_ledger};
 use crate::config::Config;
 use crate::telegram::operator;
+use crate::wallet::ids::ChargeId;
 
 #[derive(Subcommand)]
 pub enum WebhookAction {
@@ -41,7 +42,8 @@ pub async fn webhook(action: WebhookAction, config: &Config) -> anyhow::Result<(
 
 pub async fn refund(charge_id: &str, config: &Config) -> anyhow::Result<()> {
     let (bot, ledger) = (bot_api(config)?, open_ledger(config).await?);
-    println!("{}", operator::refund(&bot, &ledger, charge_id).await?);
+    let charge_id = ChargeId::from(charge_id);
+    println!("{}", operator::refund(&bot, &ledger, &charge_id).await?);
     Ok(())
 }
 

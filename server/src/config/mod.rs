@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use crate::wallet::ids::UserId;
 use app::api::Package;
 
 mod console;
@@ -40,7 +41,7 @@ impl Vars<'_> {
 /// when asked for (`NDN_SANDBOX=1`), without a real token, and on loopback.
 pub const SANDBOX_BOT_TOKEN: &str = "1000000001:SANDBOX-local-ndn-token-is-not-a-secret";
 /// The sandbox's operator (its `ADMIN_USER_IDS` unless set), who sees the console.
-pub const SANDBOX_OPERATOR_ID: i64 = 100_003;
+pub const SANDBOX_OPERATOR_ID: UserId = UserId(100_003);
 const SANDBOX_WEBHOOK_SECRET: &str = "sandbox-webhook-secret";
 const DEFAULT_API_URL: &str = "https://api.telegram.org";
 const DEFAULT_PACKAGES: &str = "100:50,500:225,1000:400";
@@ -139,7 +140,7 @@ impl Config {
         })
     }
 
-    pub fn is_operator(&self, user_id: i64) -> bool {
+    pub fn is_operator(&self, user_id: UserId) -> bool {
         self.console.admin_user_ids.contains(&user_id)
     }
 

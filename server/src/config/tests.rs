@@ -55,8 +55,11 @@ fn operators_are_listed_by_user_id() {
         ("ADMIN_USER_IDS", " 7, 279058397 ,"),
     ])
     .unwrap();
-    assert_eq!(listed.console.admin_user_ids, vec![7, 279_058_397]);
-    assert!(listed.is_operator(7) && !listed.is_operator(8));
+    assert_eq!(
+        listed.console.admin_user_ids,
+        vec![UserId(7), UserId(279_058_397)]
+    );
+    assert!(listed.is_operator(UserId(7)) && !listed.is_operator(UserId(8)));
     assert!(
         config(&production)
             .unwrap()

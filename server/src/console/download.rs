@@ -12,6 +12,7 @@ use crate::clock::{DAY_MS, now_ms, typed_day};
 use crate::console::export::{Format, export};
 use crate::live::Signer;
 use crate::state::AppState;
+use crate::wallet::ids::UserId;
 
 /// What a download covers: the days `from..=to` (days since 1970-01-01, UTC), in `format`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,7 +100,7 @@ async fn download(State(state): State<AppState>, Query(query): Query<ExportQuery
         return (StatusCode::FORBIDDEN, "this link is not valid (any more)\n").into_response();
     };
     // An operator removed from ADMIN_USER_IDS loses the links issued to them.
-    if !state.config.is_operator(operator) {
+    if !state.config.is_operator(UserId(operator)) {
         return (StatusCode::FORBIDDEN, "this link is not valid (any more)\n").into_response();
     }
     let (reader, mut writer) = tokio::io::duplex(64 * 1024);

@@ -12,6 +12,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::clock::{DAY_MS, iso_time};
 use crate::store::{Store, StoreError, StoreResult};
+use crate::wallet::ids::UserId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -221,7 +222,7 @@ pub struct ExportLine {
     pub id: i64,
     pub created_at: i64,
     pub kind: String,
-    pub user_id: i64,
+    pub user_id: UserId,
     pub username: Option<String>,
     pub first_name: Option<String>,
     /// What it did to the buyer's balance (+ purchases and grants, − refunds and spends).

@@ -25,6 +25,8 @@ use crate::clock::{DAY_MS, now_ms};
 use crate::state::AppState;
 use crate::store::{ActionResult, NewAction, StatementEntry};
 use crate::telegram::operator::{self, OpsError};
+use crate::wallet::amounts::Ndn;
+use crate::wallet::ids::{ChargeId, UserId};
 use crate::wallet::operations::{Decision, IdempotencyKey, MAX_AMOUNT, Operation, Request};
 
 /// How long `getMyStarBalance`'s answer is shown before Telegram is asked again.
@@ -150,7 +152,7 @@ fn done(acted: ActionResult) -> ActionDone {
 #[async_trait]
 impl ConsoleBackend for OperatorConsole {
     fn is_operator(&self, user_id: i64) -> bool {
-        self.state.config.is_operator(user_id)
+        self.state.config.is_operator(UserId(user_id))
     }
 
     async fn overview(&self) -> Result<Overview, ApiError> {
@@ -195,13 +197,13 @@ impl ConsoleBackend for OperatorConsole {
         action_id: &str,
         charge_id: &str,
     ) -> Result<ActionDone, ApiError> {
-        let charge_id = Self::plain("charge_id", charge_id)?;
-        let action = Self::action(operator, action_id, "credit", charge_id)?;
+        let charge_id = ChargeId::from(Self::plain("charge_id", charge_id)?);
+        let action = Self::action(operator, action_id, "credit", &charge_id)?;
         let prices = self.state.config.prices();
         let acted = self
             .state
             .ledger
-            .credit_held(charge_id, &prices, &action)
+            .credit_held(&charge_id, &prices, &action)
             .await?;
         Ok(done(acted))
     }
@@ -212,8 +214,8 @@ impl ConsoleBackend for OperatorConsole {
         action_id: &str,
         charge_id: &str,
     ) -> Result<ActionDone, ApiError> {
-        let charge_id = Self::plain("charge_id", charge_id)?;
-        let action = Self::action(operator, action_id, "refund", charge_id)?;
+        let charge_id = ChargeId::from(Self::plain("charge_id", charge_id)?);
+        let action = Self::action(operator, action_id, "refund", &charge_id)?;
         // A repeated tap must not ask Telegram again.
         if let Some(earlier) = self.earlier(&action).await? {
             return Ok(earlier);
@@ -221,7 +223,7 @@ impl ConsoleBackend for OperatorConsole {
         match operator::refund_as(
             &self.state.bot,
             &self.state.ledger,
-            charge_id,
+            &charge_id,
             Some(&action),
         )
         .await
@@ -276,7 +278,7 @@ impl ConsoleBackend for OperatorConsole {
             })
             .collect();
         Ok(BuyerCard {
-            user_id,
+            user_id: user_id.get(),
             first_name: stored.buyer.first_name,
             username: stored.buyer.username,
             balance: stored.funds.balance,
@@ -294,13 +296,15 @@ impl ConsoleBackend for OperatorConsole {
         amount: i64,
         reason: &str,
     ) -> Result<ActionDone, ApiError> {
+        // The console's wire carries plain numbers; from here on they are typed.
+        let user_id = UserId(user_id);
         let action = Self::action(operator, action_id, "grant", user_id)?;
         let reason = Self::plain("reason", reason)?.trim();
-        if !(1..=MAX_AMOUNT).contains(&amount) {
+        let Some(amount) = Ndn::new(amount) else {
             return Err(ApiError::InvalidInput(format!(
                 "amount: 1 to {MAX_AMOUNT} NDN"
             )));
-        }
+        };
         if reason.is_empty() || reason.chars().count() > 200 {
             return Err(ApiError::InvalidInput(
                 "reason: 1-200 characters, shown to the buyer".into(),

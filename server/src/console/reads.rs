@@ -5,6 +5,8 @@ use app::console::{ActionLine, FailedMessage, Figures, HeldPayment, PaymentLine}
 use sqlx::AnyPool;
 
 use crate::store::{Store, StoreResult};
+use crate::wallet::amounts::{Ndn, Stars};
+use crate::wallet::ids::UserId;
 use crate::wallet::payments::credit_for;
 
 /// The console's reads, over the store's pool.
@@ -130,10 +132,10 @@ impl ConsoleReads {
                         user_id,
                         first_name,
                         username,
-                        stars,
+                        stars: stars.get(),
                         reason,
                         created_at: created_at / 1000,
-                        ndn: credit_for(order_ndn, stars, prices),
+                        ndn: credit_for(order_ndn, stars, prices).map(Ndn::get),
                     }
                 },
             )
@@ -151,20 +153,20 @@ impl ConsoleReads {
 
     /// The buyer a console search names: a Telegram user id, an @username (any case) or a
     /// charge id.
-    pub async fn find_buyer(&self, query: &str) -> StoreResult<Option<i64>> {
+    pub async fn find_buyer(&self, query: &str) -> StoreResult<Option<UserId>> {
         let query = query.trim();
         if let Ok(id) = query.parse::<i64>() {
-            let known: Option<i64> = sqlx::query_scalar("SELECT id FROM users WHERE id = $1")
+            let known: Option<UserId> = sqlx::query_scalar("SELECT id FROM users WHERE id = $1")
                 .bind(id)
                 .fetch_optional(&self.pool)
                 .await?;
             if known.is_some() {
-                return Ok(Some(id));
+                return Ok(known);
             }
         }
         let name = query.strip_prefix('@').unwrap_or(query);
         if !name.is_empty() {
-            let found: Option<i64> = sqlx::query_scalar(
+            let found: Option<UserId> = sqlx::query_scalar(
                 "SELECT id FROM users WHERE LOWER(username) = LOWER($1) LIMIT 1",
             )
             .bind(name)
@@ -183,7 +185,7 @@ impl ConsoleReads {
     }
 
     /// A buyer's payments, newest first.
-    pub async fn payments_of(&self, user_id: i64, limit: i64) -> StoreResult<Vec<PaymentLine>> {
+    pub async fn payments_of(&self, user_id: UserId, limit: i64) -> StoreResult<Vec<PaymentLine>> {
         let rows: Vec<(String, i64, i64, String, Option<String>, i64)> = sqlx::query_as(
             "SELECT charge_id, stars, ndn, status, hold_reason, created_at FROM payments
              WHERE user_id = $1 ORDER BY created_at DESC LIMIT $2",
@@ -260,10 +262,10 @@ type HeldRow = (
     i64,
     String,
     Option<String>,
-    i64,
+    Stars,
     String,
     i64,
-    Option<i64>,
+    Option<Ndn>,
 );
 
 fn action_line((id, operator_id, action, target, result, created_at): ActionRow) -> ActionLine {

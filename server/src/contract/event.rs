@@ -5,6 +5,8 @@ use serde::Serialize;
 
 use super::views::ReceiptView;
 use crate::store::EventRow;
+use crate::wallet::amounts::Stars;
+use crate::wallet::ids::{ChargeId, OrderId, UserId};
 use crate::wallet::model::{PaymentOutcome, RefundOutcome};
 use crate::wallet::operations::{HoldStatus, Receipt};
 
@@ -84,7 +86,7 @@ pub struct NewEvent {
     /// `evt_` and 32 hex digits: what receivers deduplicate by.
     pub id: String,
     pub kind: EventType,
-    pub user_id: i64,
+    pub user_id: UserId,
     /// The JSON object sent, exactly: `{"id", "type", "created_at", "data"}`.
     pub body: String,
     /// Unix milliseconds.
@@ -106,10 +108,10 @@ struct Body<'a, T: Serialize> {
 struct PaymentData<'a> {
     /// Always `payment`.
     object: &'static str,
-    charge_id: &'a str,
-    user_id: i64,
+    charge_id: &'a ChargeId,
+    user_id: UserId,
     order_id: Option<&'a str>,
-    stars: i64,
+    stars: Stars,
     /// NDN credited (or, for a refund, debited); 0 when none moved.
     amount: i64,
     /// `credited`, `held` or `refunded`.
@@ -121,7 +123,7 @@ struct PaymentData<'a> {
 }
 
 impl NewEvent {
-    fn new(kind: EventType, user_id: i64, data: impl Serialize, now: i64) -> Self {
+    fn new(kind: EventType, user_id: UserId, data: impl Serialize, now: i64) -> Self {
         let id = format!("evt_{}", uuid::Uuid::new_v4().simple());
         let body = serde_json::to_string(&Body {
             id: &id,
@@ -153,9 +155,9 @@ impl NewEvent {
     /// `payment.credited` or `payment.held` (nothing for a duplicate).
     pub fn payment(
         outcome: &PaymentOutcome,
-        charge_id: &str,
+        charge_id: &ChargeId,
         payload: &str,
-        stars: i64,
+        stars: Stars,
         now: i64,
     ) -> Option<Self> {
         let (kind, user_id, data) = match outcome {
@@ -171,9 +173,9 @@ impl NewEvent {
                     object: "payment",
                     charge_id,
                     user_id: *user_id,
-                    order_id: Some(order_id),
+                    order_id: Some(order_id.as_str()),
                     stars,
-                    amount: *ndn,
+                    amount: ndn.get(),
                     status: "credited",
                     hold_reason: None,
                     balance: Some(*balance),
@@ -202,9 +204,9 @@ impl NewEvent {
     /// `payment.refunded`, for a refund that changed something (nothing for a repeat).
     pub fn refund(
         outcome: &RefundOutcome,
-        charge_id: &str,
-        user_id: i64,
-        stars: i64,
+        charge_id: &ChargeId,
+        user_id: UserId,
+        stars: Stars,
         now: i64,
     ) -> Option<Self> {
         let refunded = |user_id, order_id, amount, balance| PaymentData {
@@ -226,7 +228,12 @@ impl NewEvent {
                 balance,
             } => (
                 *user_id,
-                refunded(*user_id, order_id.as_deref(), *ndn, Some(*balance)),
+                refunded(
+                    *user_id,
+                    order_id.as_ref().map(OrderId::as_str),
+                    ndn.get(),
+                    Some(*balance),
+                ),
             ),
             RefundOutcome::ClosedHeld | RefundOutcome::RecordedUnknown => {
                 (user_id, refunded(user_id, None, 0, None))
@@ -264,6 +271,7 @@ pub fn events_in(body: &[u8]) -> Vec<serde_json::Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wallet::amounts::{Ndn, Stars};
 
     #[test]
     fn type_lists_parse_in_order_once() {
@@ -279,12 +287,19 @@ mod tests {
     #[test]
     fn a_credit_tells_the_payment_and_the_balance() {
         let outcome = PaymentOutcome::Credited {
-            user_id: 7,
+            user_id: UserId(7),
             order_id: "ord_1".into(),
-            ndn: 100,
+            ndn: Ndn::new(100).unwrap(),
             balance: 250,
         };
-        let event = NewEvent::payment(&outcome, "ch_1", "ord_1", 50, 1_764_590_400_123).unwrap();
+        let event = NewEvent::payment(
+            &outcome,
+            &"ch_1".into(),
+            "ord_1",
+            Stars(50),
+            1_764_590_400_123,
+        )
+        .unwrap();
         let body: serde_json::Value = serde_json::from_str(&event.body).unwrap();
         assert_eq!(body["id"], event.id.as_str());
         assert_eq!(body["type"], "payment.credited");
@@ -293,6 +308,9 @@ mod tests {
         assert_eq!(body["data"]["amount"], 100);
         assert_eq!(body["data"]["balance"], 250);
         assert_eq!(body["data"]["stars"], 50);
-        assert!(NewEvent::payment(&PaymentOutcome::Duplicate, "ch_1", "", 50, 0).is_none());
+        assert!(
+            NewEvent::payment(&PaymentOutcome::Duplicate, &"ch_1".into(), "", Stars(50), 0)
+                .is_none()
+        );
     }
 }

@@ -4,13 +4,16 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::store::StatementEntry;
+use crate::wallet::amounts::Ndn;
+use crate::wallet::ids::UserId;
 use crate::wallet::model::TransferKind;
 use crate::wallet::operations::{Funds, Hold, Receipt};
 
 /// A buyer's account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct AccountView {
-    pub user_id: i64,
+    #[schema(value_type = i64)]
+    pub user_id: UserId,
     pub balance: i64,
     /// Reserved by active holds.
     pub held: i64,
@@ -19,7 +22,7 @@ pub struct AccountView {
 }
 
 impl AccountView {
-    pub fn new(user_id: i64, funds: Funds) -> Self {
+    pub fn new(user_id: UserId, funds: Funds) -> Self {
         Self {
             user_id,
             balance: funds.balance,
@@ -35,7 +38,8 @@ pub struct DebitView {
     /// Always `debit`.
     pub object: &'static str,
     pub id: String,
-    pub user_id: i64,
+    #[schema(value_type = i64)]
+    pub user_id: UserId,
     pub amount: i64,
     pub reason: String,
     pub reference: Option<String>,
@@ -52,7 +56,8 @@ pub struct CreditView {
     /// Always `credit`.
     pub object: &'static str,
     pub id: String,
-    pub user_id: i64,
+    #[schema(value_type = i64)]
+    pub user_id: UserId,
     pub amount: i64,
     pub reason: String,
     pub created_at: i64,
@@ -66,7 +71,8 @@ pub struct HoldView {
     /// Always `hold`.
     pub object: &'static str,
     pub id: String,
-    pub user_id: i64,
+    #[schema(value_type = i64)]
+    pub user_id: UserId,
     pub amount: i64,
     /// `active`, `captured`, `voided` or `expired`.
     pub status: &'static str,
@@ -87,11 +93,11 @@ fn seconds(ms: i64) -> i64 {
 pub fn hold_view(hold: &Hold, funds: Funds) -> HoldView {
     HoldView {
         object: "hold",
-        id: hold.id.clone(),
+        id: hold.id.to_string(),
         user_id: hold.user_id,
-        amount: hold.amount,
+        amount: hold.amount.get(),
         status: hold.status.as_str(),
-        captured: hold.captured,
+        captured: hold.captured.map(Ndn::get),
         reason: hold.reason.clone(),
         reference: hold.reference.clone(),
         created_at: seconds(hold.created_at),
@@ -125,7 +131,7 @@ impl From<&Receipt> for ReceiptView {
                 object: "debit",
                 id: id.clone(),
                 user_id: *user_id,
-                amount: *amount,
+                amount: amount.get(),
                 reason: reason.clone(),
                 reference: reference.clone(),
                 metadata: metadata.clone(),
@@ -143,7 +149,7 @@ impl From<&Receipt> for ReceiptView {
                 object: "credit",
                 id: id.clone(),
                 user_id: *user_id,
-                amount: *amount,
+                amount: amount.get(),
                 reason: reason.clone(),
                 created_at: seconds(*created_at),
                 account: AccountView::new(*user_id, *funds),
@@ -215,16 +221,16 @@ impl From<&StatementEntry> for TransactionView {
                 created_at: seconds(*created_at),
             },
             StatementEntry::Hold(hold) => Self {
-                id: hold.id.clone(),
+                id: hold.id.to_string(),
                 kind: "hold",
-                amount: hold.amount,
+                amount: hold.amount.get(),
                 stars: None,
-                source_id: hold.id.clone(),
+                source_id: hold.id.to_string(),
                 reason: hold.reason.clone(),
                 reference: hold.reference.clone(),
                 metadata: None,
                 status: Some(hold.status.as_str()),
-                captured: hold.captured,
+                captured: hold.captured.map(Ndn::get),
                 expires_at: Some(seconds(hold.expires_at)),
                 created_at: seconds(hold.created_at),
             },

@@ -14,6 +14,8 @@ use crate::ledger::AfterCommit;
 use crate::live::LiveEvents;
 use crate::store::{Engine, StreamServer};
 use crate::telegram::bot_text::BotNotice;
+use crate::wallet::amounts::{Ndn, Stars};
+use crate::wallet::ids::{ChargeId, OrderId, UserId};
 use crate::wallet::model::{Notice, PaymentOutcome, RefundOutcome};
 use crate::wallet::operations::{Decision, HoldStatus, Operation, Receipt, Request};
 
@@ -81,7 +83,7 @@ impl AfterCommit for Effects {
         }
     }
 
-    fn paid(&self, charge_id: &str, payload: &str, stars: i64, outcome: &PaymentOutcome) {
+    fn paid(&self, charge_id: &ChargeId, payload: &str, stars: Stars, outcome: &PaymentOutcome) {
         match outcome {
             PaymentOutcome::Credited {
                 user_id,
@@ -90,22 +92,22 @@ impl AfterCommit for Effects {
                 balance,
             } => {
                 tracing::info!(
-                    order_id,
-                    charge_id = %Untrusted(charge_id),
-                    user_id,
-                    ndn,
+                    order_id = order_id.as_str(),
+                    charge_id = %Untrusted(charge_id.as_str()),
+                    user_id = user_id.get(),
+                    ndn = ndn.get(),
                     balance,
                     "payment credited"
                 );
                 self.metrics.payments_credited.inc();
                 self.metrics
                     .stars_credited
-                    .inc_by(u64::try_from(stars).unwrap_or(0));
+                    .inc_by(u64::try_from(stars.get()).unwrap_or(0));
                 self.publish(
                     *user_id,
                     BalanceEvent {
                         balance: *balance,
-                        order_id: Some(order_id.clone()),
+                        order_id: Some(order_id.to_string()),
                         status: Some(OrderState::Paid),
                     },
                 );
@@ -115,8 +117,8 @@ impl AfterCommit for Effects {
             PaymentOutcome::Held { user_id, reason } => {
                 tracing::warn!(
                     order_id = %Untrusted(payload),
-                    charge_id = %Untrusted(charge_id),
-                    user_id,
+                    charge_id = %Untrusted(charge_id.as_str()),
+                    user_id = user_id.get(),
                     reason,
                     "payment held for the operator"
                 );
@@ -126,14 +128,14 @@ impl AfterCommit for Effects {
             }
             PaymentOutcome::Duplicate => {
                 tracing::info!(
-                    charge_id = %Untrusted(charge_id),
+                    charge_id = %Untrusted(charge_id.as_str()),
                     "payment already recorded; redelivery ignored"
                 );
             }
         }
     }
 
-    fn refunded(&self, charge_id: &str, outcome: &RefundOutcome) {
+    fn refunded(&self, charge_id: &ChargeId, outcome: &RefundOutcome) {
         match outcome {
             RefundOutcome::Debited {
                 user_id,
@@ -142,10 +144,10 @@ impl AfterCommit for Effects {
                 balance,
             } => {
                 tracing::info!(
-                    charge_id = %Untrusted(charge_id),
-                    order_id,
-                    user_id,
-                    ndn,
+                    charge_id = %Untrusted(charge_id.as_str()),
+                    order_id = order_id.as_ref().map(OrderId::as_str),
+                    user_id = user_id.get(),
+                    ndn = ndn.get(),
                     balance,
                     "refund debited"
                 );
@@ -154,7 +156,7 @@ impl AfterCommit for Effects {
                     *user_id,
                     BalanceEvent {
                         balance: *balance,
-                        order_id: order_id.clone(),
+                        order_id: order_id.as_ref().map(OrderId::to_string),
                         status: Some(OrderState::Refunded),
                     },
                 );
@@ -162,11 +164,11 @@ impl AfterCommit for Effects {
                 self.wake_hooks();
             }
             RefundOutcome::AlreadyRefunded => {
-                tracing::info!(charge_id = %Untrusted(charge_id), "refund already recorded");
+                tracing::info!(charge_id = %Untrusted(charge_id.as_str()), "refund already recorded");
             }
             other => {
                 self.wake_hooks();
-                tracing::info!(charge_id = %Untrusted(charge_id), outcome = ?other, "refund recorded");
+                tracing::info!(charge_id = %Untrusted(charge_id.as_str()), outcome = ?other, "refund recorded");
             }
         }
     }
@@ -192,8 +194,8 @@ impl AfterCommit for Effects {
                         ..
                     } => tracing::info!(
                         debit_id = id,
-                        user_id,
-                        amount,
+                        user_id = user_id.get(),
+                        amount = amount.get(),
                         balance = funds.balance,
                         "debit created"
                     ),
@@ -204,8 +206,8 @@ impl AfterCommit for Effects {
                         ..
                     } => tracing::info!(
                         credit_id = id,
-                        user_id,
-                        amount,
+                        user_id = user_id.get(),
+                        amount = amount.get(),
                         balance = funds.balance,
                         "credit granted"
                     ),
@@ -216,10 +218,10 @@ impl AfterCommit for Effects {
                             HoldStatus::Voided | HoldStatus::Expired => "hold released",
                         };
                         tracing::info!(
-                            hold_id = hold.id,
-                            user_id = hold.user_id,
-                            amount = hold.amount,
-                            captured = hold.captured,
+                            hold_id = hold.id.as_str(),
+                            user_id = hold.user_id.get(),
+                            amount = hold.amount.get(),
+                            captured = hold.captured.map(Ndn::get),
                             status = hold.status.as_str(),
                             balance = funds.balance,
                             held = funds.held,
@@ -259,7 +261,7 @@ impl Effects {
     /// On SQLite the server publishes its own changes to its streams right after the commit.
     /// On PostgreSQL the commit carried a `NOTIFY`, which every instance's listener (this one's
     /// too) publishes; a command-line run's changes travel through the database either way.
-    fn publish(&self, user_id: i64, event: BalanceEvent) {
+    fn publish(&self, user_id: UserId, event: BalanceEvent) {
         if let (Engine::Sqlite, Some(live)) = (self.engine, &self.live) {
             live.publish(user_id, event);
         }

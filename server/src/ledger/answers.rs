@@ -77,6 +77,8 @@ impl Answers {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wallet::amounts::Ndn;
+    use crate::wallet::ids::UserId;
     use crate::wallet::operations::{Funds, Receipt};
 
     fn key(name: &str) -> IdempotencyKey {
@@ -92,8 +94,8 @@ mod tests {
             fingerprint: "f".into(),
             receipt: Receipt::Credit {
                 id: format!("crd_{amount}"),
-                user_id: 7,
-                amount,
+                user_id: UserId(7),
+                amount: Ndn::new(amount).unwrap(),
                 reason: "r".into(),
                 created_at: 0,
                 funds: Funds {

@@ -15,6 +15,8 @@ use std::sync::Arc;
 
 use crate::clock::now_ms;
 use crate::store::{ActionResult, Faults, NewAction, Store, StoreResult, StreamServer};
+use crate::wallet::amounts::Stars;
+use crate::wallet::ids::{ChargeId, UserId};
 use crate::wallet::model::{Buyer, IncomingPayment, Notice, PaymentOutcome, RefundOutcome};
 use crate::wallet::operations::{Decision, Request, StoredAnswer, answer_again};
 
@@ -26,8 +28,8 @@ pub trait AfterCommit: Send + Sync + 'static {
     fn stream_server(&self) -> StreamServer;
     /// The bot's words for the notices a change queues.
     fn notice(&self) -> &'static (dyn Notice + Sync);
-    fn paid(&self, charge_id: &str, payload: &str, stars: i64, outcome: &PaymentOutcome);
-    fn refunded(&self, charge_id: &str, outcome: &RefundOutcome);
+    fn paid(&self, charge_id: &ChargeId, payload: &str, stars: Stars, outcome: &PaymentOutcome);
+    fn refunded(&self, charge_id: &ChargeId, outcome: &RefundOutcome);
     fn operated(&self, request: &Request, decision: &Decision);
 }
 
@@ -145,9 +147,9 @@ impl Ledger {
     /// Applies a refund of `charge_id` (once, whatever the redeliveries) and runs what follows.
     pub async fn refund(
         &self,
-        user_id: i64,
-        charge_id: &str,
-        stars: i64,
+        user_id: UserId,
+        charge_id: &ChargeId,
+        stars: Stars,
     ) -> StoreResult<RefundOutcome> {
         Ok(self.refund_for(user_id, charge_id, stars, None).await?.0)
     }
@@ -156,9 +158,9 @@ impl Ledger {
     /// Telegram said) is written with the change.
     pub async fn refund_for(
         &self,
-        user_id: i64,
-        charge_id: &str,
-        stars: i64,
+        user_id: UserId,
+        charge_id: &ChargeId,
+        stars: Stars,
         action: Option<(&NewAction, &str)>,
     ) -> StoreResult<(RefundOutcome, Option<ActionResult>)> {
         let (outcome, acted) = self
@@ -182,7 +184,7 @@ impl Ledger {
     /// as it is, and the result says why.
     pub async fn credit_held(
         &self,
-        charge_id: &str,
+        charge_id: &ChargeId,
         prices: &[(i64, i64)],
         action: &NewAction,
     ) -> StoreResult<ActionResult> {

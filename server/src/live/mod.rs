@@ -20,20 +20,21 @@ use tokio_stream::wrappers::BroadcastStream;
 
 use crate::state::AppState;
 use crate::store::BALANCE_CHANNEL;
+use crate::wallet::ids::UserId;
 use relay::{Relay, RelayedEvent};
 
 /// A balance change as it crosses instances: each `NOTIFY` on [`BALANCE_CHANNEL`] carries a
 /// JSON array of these (written by the store as `BalanceNote`s).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, Deserialize)]
 pub struct BalanceBroadcast {
-    pub user_id: i64,
+    pub user_id: UserId,
     pub event: BalanceEvent,
 }
 
 /// Fans balance changes out to every subscribed stream of this process.
 #[derive(Clone)]
 pub struct LiveEvents {
-    sender: broadcast::Sender<(i64, BalanceEvent)>,
+    sender: broadcast::Sender<(UserId, BalanceEvent)>,
 }
 
 impl Default for LiveEvents {
@@ -45,12 +46,12 @@ impl Default for LiveEvents {
 }
 
 impl LiveEvents {
-    pub fn publish(&self, user_id: i64, event: BalanceEvent) {
+    pub fn publish(&self, user_id: UserId, event: BalanceEvent) {
         // No subscriber is not an error: nobody has the app open.
         let _ = self.sender.send((user_id, event));
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<(i64, BalanceEvent)> {
+    pub fn subscribe(&self) -> broadcast::Receiver<(UserId, BalanceEvent)> {
         self.sender.subscribe()
     }
 }
@@ -183,7 +184,7 @@ pub struct StreamTokens {
 /// What a genuine token grants: `user_id`'s events until `expires` (Unix seconds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StreamGrant {
-    pub user_id: i64,
+    pub user_id: UserId,
     pub expires: i64,
 }
 
@@ -197,7 +198,7 @@ impl StreamTokens {
 
     /// A token for `user_id` whose launch data was signed at `auth_date` (Unix seconds): it
     /// expires when that launch data does.
-    pub fn issue(&self, user_id: i64, auth_date: i64) -> String {
+    pub fn issue(&self, user_id: UserId, auth_date: i64) -> String {
         let expires = auth_date.saturating_add(self.lifetime_secs);
         self.signer.sign(&format!("{user_id}.{expires}"))
     }
@@ -206,7 +207,10 @@ impl StreamTokens {
     pub fn verify(&self, token: &str, now: i64) -> Option<StreamGrant> {
         let (user_id, expires) = self.signer.open(token)?.split_once('.')?;
         let (user_id, expires): (i64, i64) = (user_id.parse().ok()?, expires.parse().ok()?);
-        (expires >= now).then_some(StreamGrant { user_id, expires })
+        (expires >= now).then_some(StreamGrant {
+            user_id: UserId(user_id),
+            expires,
+        })
     }
 }
 
@@ -265,9 +269,9 @@ mod tests {
     #[test]
     fn tokens_verify_only_for_their_user_and_lifetime() {
         let tokens = StreamTokens::new("1:t", Duration::from_secs(60));
-        let token = tokens.issue(42, 1_000);
+        let token = tokens.issue(UserId(42), 1_000);
         let grant = StreamGrant {
-            user_id: 42,
+            user_id: UserId(42),
             expires: 1_060,
         };
         assert_eq!(tokens.verify(&token, 1_000), Some(grant));
@@ -284,7 +288,7 @@ mod tests {
         let tokens = StreamTokens::new("1:t", Duration::from_secs(86_400));
         let launched = 1_000_000;
         // Issued an hour before the launch data expires: an hour left, not a day.
-        let token = tokens.issue(7, launched);
+        let token = tokens.issue(UserId(7), launched);
         let an_hour_before = launched + 86_400 - 3_600;
         assert_eq!(
             tokens

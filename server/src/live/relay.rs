@@ -6,6 +6,7 @@ use sqlx::AnyPool;
 use super::BalanceBroadcast;
 use crate::clock::now_ms;
 use crate::store::{Store, StoreError, StoreResult};
+use crate::wallet::ids::UserId;
 
 /// A balance change another process relayed through SQLite.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,7 +41,7 @@ impl Relay {
 
     /// Changes relayed after `after` (SQLite only), oldest first; older ones are forgotten.
     pub async fn after(&self, after: i64) -> StoreResult<Vec<RelayedEvent>> {
-        let rows: Vec<(i64, i64, String)> = sqlx::query_as(
+        let rows: Vec<(i64, UserId, String)> = sqlx::query_as(
             "SELECT id, user_id, event FROM live_relay WHERE id > $1 ORDER BY id LIMIT 500",
         )
         .bind(after)

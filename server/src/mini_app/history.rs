@@ -4,6 +4,7 @@
 use app::api::{EntryKind, HistoryEntry, OrderState};
 
 use crate::store::{Store, StoreError, StoreResult};
+use crate::wallet::ids::UserId;
 use crate::wallet::model::TransferKind;
 
 /// A transfer of the buyer's as the history reads it, with its purchase's order and refunds.
@@ -20,7 +21,7 @@ struct HistoryRow {
 }
 
 /// The buyer's latest purchases (paid, or refunded since), spends and credits.
-pub async fn history(store: &Store, user_id: i64, limit: i64) -> StoreResult<Vec<HistoryEntry>> {
+pub async fn history(store: &Store, user_id: UserId, limit: i64) -> StoreResult<Vec<HistoryEntry>> {
     let rows: Vec<HistoryRow> = sqlx::query_as(
         "SELECT t.kind AS kind, t.amount AS amount, t.stars AS stars, t.reason AS reason,
                 t.created_at AS created_at, t.debit_account AS debit_account,
@@ -38,7 +39,7 @@ pub async fn history(store: &Store, user_id: i64, limit: i64) -> StoreResult<Vec
     .await?;
     rows.into_iter()
         .map(|row| {
-            let debited = row.debit_account == user_id;
+            let debited = row.debit_account == user_id.get();
             let purchase = row.kind == TransferKind::Purchase.as_str();
             Ok(HistoryEntry {
                 kind: match TransferKind::parse(&row.kind) {

@@ -10,6 +10,7 @@ use crate::state::AppState;
 use crate::store::{Admission, OrderLimits, StoreError, StoredBuyer};
 use crate::telegram::bot_api::StarsInvoice;
 use crate::telegram::bot_text;
+use crate::wallet::ids::{OrderId, UserId};
 use crate::wallet::model::Buyer;
 
 const HISTORY_LENGTH: i64 = 20;
@@ -30,7 +31,7 @@ impl Shop {
         signed: &SignedBuyer,
     ) -> Result<(Buyer, Option<StoredBuyer>), ApiError> {
         let mut buyer = Buyer {
-            id: signed.id,
+            id: buyer_id(signed),
             first_name: signed.first_name.clone(),
             username: signed.username.clone(),
             language_code: Some(language(signed).code().to_owned()),
@@ -49,6 +50,11 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// The buyer's id, typed: the Mini App's wire carries it as a plain number.
+fn buyer_id(buyer: &SignedBuyer) -> UserId {
+    UserId(buyer.id)
+}
+
 fn language(buyer: &SignedBuyer) -> Lang {
     Lang::from_code(buyer.language_code.as_deref().unwrap_or("en"))
 }
@@ -61,10 +67,15 @@ impl WalletBackend for Shop {
             (signed, Some(stored)) if stored.buyer == signed => stored.funds,
             (changed, _) => {
                 state.store.upsert_buyer(&changed).await?;
-                state.store.funds(buyer.id).await?.unwrap_or_default()
+                state
+                    .store
+                    .funds(buyer_id(buyer))
+                    .await?
+                    .unwrap_or_default()
             }
         };
-        let history = super::history::history(&state.store, buyer.id, HISTORY_LENGTH).await?;
+        let history =
+            super::history::history(&state.store, buyer_id(buyer), HISTORY_LENGTH).await?;
         Ok(WalletView {
             user: UserView {
                 id: buyer.id,
@@ -76,8 +87,8 @@ impl WalletBackend for Shop {
             packages: state.config.shop.packages.clone(),
             history,
             // Expires with the launch data, not a day after this call.
-            events_token: state.tokens.issue(buyer.id, buyer.auth_date),
-            operator: state.config.is_operator(buyer.id),
+            events_token: state.tokens.issue(buyer_id(buyer), buyer.auth_date),
+            operator: state.config.is_operator(buyer_id(buyer)),
         })
     }
 
@@ -98,12 +109,12 @@ impl WalletBackend for Shop {
             per_minute: i64::from(state.config.shop.invoice_rate_per_minute),
             open: state.config.shop.max_pending_orders,
         };
-        let order_id = uuid::Uuid::new_v4().simple().to_string();
+        let order_id = OrderId(uuid::Uuid::new_v4().simple().to_string());
         let admission = state
             .store
             .create_order(
                 &order_id,
-                buyer.id,
+                buyer_id(buyer),
                 package,
                 state.config.shop.order_ttl,
                 limits,
@@ -117,11 +128,11 @@ impl WalletBackend for Shop {
                 .max(1);
             return Err(ApiError::RateLimited { retry_after_secs });
         }
-        let description = bot_text::invoice_description(language(buyer).code(), package.ndn);
+        let description = bot_text::invoice_description(language(buyer), package.ndn);
         let invoice = StarsInvoice {
             title: &package.title,
             description: &description,
-            payload: &order_id,
+            payload: order_id.as_str(),
             label: &package.title,
             amount: package.stars,
         };
@@ -129,18 +140,18 @@ impl WalletBackend for Shop {
             Ok(url) => {
                 state.store.set_invoice_url(&order_id, &url).await?;
                 tracing::info!(
-                    order_id,
+                    order_id = order_id.as_str(),
                     package = package.id,
                     user_id = buyer.id,
                     "invoice created"
                 );
                 Ok(Invoice {
-                    order_id,
+                    order_id: order_id.0,
                     invoice_url: url,
                 })
             }
             Err(error) => {
-                tracing::error!(order_id, %error, "createInvoiceLink failed");
+                tracing::error!(order_id = order_id.as_str(), %error, "createInvoiceLink failed");
                 state.store.fail_order(&order_id).await?;
                 Err(ApiError::Unavailable)
             }
@@ -156,14 +167,14 @@ impl WalletBackend for Shop {
         // Someone else's order answers exactly like a missing one.
         let order = state
             .store
-            .order(order_id)
+            .order(&order_id.into())
             .await?
-            .filter(|order| order.user_id == buyer.id)
+            .filter(|order| order.user_id == buyer_id(buyer))
             .ok_or(ApiError::NotFound)?;
-        let balance = state.store.balance(buyer.id).await?;
+        let balance = state.store.balance(buyer_id(buyer)).await?;
         let status: OrderState = order.state_at(now_ms());
         Ok(OrderStatusView {
-            order_id: order.id,
+            order_id: order.id.0,
             status,
             balance,
         })

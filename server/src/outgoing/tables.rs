@@ -9,6 +9,7 @@ use sqlx::AnyPool;
 
 use crate::contract::event::EventType;
 use crate::store::{Engine, Store, StoreResult, write_transaction};
+use crate::wallet::ids::UserId;
 
 /// An endpoint, for `server endpoints list` and the metrics.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -106,7 +107,7 @@ pub struct FailedPost<'a> {
 pub struct EventLine {
     pub id: String,
     pub kind: String,
-    pub user_id: i64,
+    pub user_id: UserId,
     pub created_at: i64,
     pub endpoint_id: Option<i64>,
     pub status: Option<String>,

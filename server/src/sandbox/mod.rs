@@ -24,12 +24,14 @@ use crate::telegram::init_data::InitDataValidator;
 use crate::telegram::updates::{
     Message, PreCheckoutQuery, RefundedPayment, SuccessfulPayment, Update, User,
 };
+use crate::wallet::amounts::Stars;
 use crate::wallet::checkout::STARS;
+use crate::wallet::ids::UserId;
 
 /// A buyer the sandbox can act as.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct SandboxUser {
-    pub id: i64,
+    pub id: UserId,
     pub first_name: &'static str,
     pub language_code: &'static str,
     /// The sandbox's operator, who sees the console (when `ADMIN_USER_IDS` is left unset).
@@ -38,13 +40,13 @@ pub struct SandboxUser {
 
 pub const USERS: [SandboxUser; 3] = [
     SandboxUser {
-        id: 100_001,
+        id: UserId(100_001),
         first_name: "Alice",
         language_code: "en",
         operator: false,
     },
     SandboxUser {
-        id: 100_002,
+        id: UserId(100_002),
         first_name: "Борис",
         language_code: "ru",
         operator: false,
@@ -134,7 +136,7 @@ impl Sandbox {
             message.with_payment(SuccessfulPayment::stars(payload, stars, &charge_id))
         });
         let delivery = self.delivery.clone();
-        tokio::spawn(async move { delivery.deliver(user.id, update, true).await });
+        tokio::spawn(async move { delivery.deliver(user.id.private_chat(), update, true).await });
         axum::Json(json!({ "status": "paid", "charge_id": charge_id })).into_response()
     }
 }
@@ -146,7 +148,7 @@ impl SandboxUser {
     }
 }
 
-fn find_user(id: i64) -> Result<SandboxUser, Box<Response>> {
+fn find_user(id: UserId) -> Result<SandboxUser, Box<Response>> {
     USERS.into_iter().find(|user| user.id == id).ok_or_else(|| {
         Box::new((StatusCode::NOT_FOUND, format!("no sandbox user {id}")).into_response())
     })
@@ -214,12 +216,12 @@ async fn users() -> axum::Json<[SandboxUser; 3]> {
 
 #[derive(Deserialize)]
 struct UserQuery {
-    user: i64,
+    user: UserId,
 }
 
 #[derive(Deserialize)]
 struct LaunchQuery {
-    user: i64,
+    user: UserId,
     /// The app's language for this launch (`en`, `ru`), instead of the user's own.
     #[serde(default)]
     lang: Option<String>,
@@ -256,7 +258,7 @@ async fn chat(State(sandbox): State<Sandbox>, Query(query): Query<UserQuery>) ->
         .telegram
         .sent_messages()
         .into_iter()
-        .filter(|message| message.chat_id == query.user)
+        .filter(|message| message.chat_id == query.user.private_chat())
         .map(|message| json!({ "id": message.message_id, "text": message.text, "reply_markup": message.reply_markup }))
         .collect();
     axum::Json(messages).into_response()
@@ -264,7 +266,7 @@ async fn chat(State(sandbox): State<Sandbox>, Query(query): Query<UserQuery>) ->
 
 #[derive(Deserialize)]
 struct CommandRequest {
-    user: i64,
+    user: UserId,
     text: String,
 }
 
@@ -282,7 +284,12 @@ async fn command(
         return (StatusCode::BAD_REQUEST, "text must be 1-4096 characters").into_response();
     }
     let update = sandbox.message_update(user, |message| message.with_text(text));
-    tokio::spawn(async move { sandbox.delivery.deliver(user.id, update, false).await });
+    tokio::spawn(async move {
+        sandbox
+            .delivery
+            .deliver(user.id.private_chat(), update, false)
+            .await
+    });
     StatusCode::ACCEPTED.into_response()
 }
 
@@ -298,7 +305,7 @@ async fn invoice(State(sandbox): State<Sandbox>, Path(slug): Path<String>) -> Re
 
 #[derive(Deserialize)]
 struct PayRequest {
-    user: i64,
+    user: UserId,
     slug: String,
     /// "Pay, but the payment fails": the pre-checkout passes, the charge does not.
     #[serde(default)]
@@ -326,7 +333,7 @@ async fn pay(
             id: query_id.clone(),
             from: user.telegram(),
             currency: STARS.into(),
-            total_amount: link.amount,
+            total_amount: Stars(link.amount),
             invoice_payload: link.payload.clone(),
         },
     );
@@ -350,7 +357,7 @@ async fn pay(
 
 #[derive(Deserialize)]
 struct UnmatchedRequest {
-    user: i64,
+    user: UserId,
     stars: i64,
 }
 
@@ -397,7 +404,11 @@ async fn refund(
         ))
     });
     let delivery = sandbox.delivery.clone();
-    tokio::spawn(async move { delivery.deliver(user.id, update, false).await });
+    tokio::spawn(async move {
+        delivery
+            .deliver(user.id.private_chat(), update, false)
+            .await
+    });
     axum::Json(json!({ "ok": true })).into_response()
 }
 

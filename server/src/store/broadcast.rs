@@ -6,6 +6,7 @@ use sqlx::{Any, AnyConnection, Transaction};
 
 use super::{Engine, StoreResult, json_rows, to_json};
 use crate::clock::now_ms;
+use crate::wallet::ids::UserId;
 
 /// The PostgreSQL channel of balance events between instances.
 pub const BALANCE_CHANNEL: &str = "ndn_balance";
@@ -14,7 +15,7 @@ pub const BALANCE_CHANNEL: &str = "ndn_balance";
 /// [`BALANCE_CHANNEL`] carries a JSON array of `{"user_id": …, "event": …}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BalanceNote {
-    pub user_id: i64,
+    pub user_id: UserId,
     /// The event as JSON (an object).
     pub event: String,
 }
@@ -75,7 +76,7 @@ pub(super) async fn balances_changed(
 
 #[derive(serde::Serialize)]
 struct RelayRow<'a> {
-    user_id: i64,
+    user_id: UserId,
     event: &'a str,
     created_at: i64,
 }
@@ -124,7 +125,7 @@ fn balance_payloads(changes: &[BalanceNote]) -> Vec<String> {
 mod tests {
     use super::*;
 
-    fn change(user_id: i64, balance: i64) -> BalanceNote {
+    fn change(user_id: UserId, balance: i64) -> BalanceNote {
         BalanceNote {
             user_id,
             event: format!(
@@ -136,7 +137,9 @@ mod tests {
     #[test]
     fn balance_events_split_into_notifications_under_the_limit_and_keep_every_change() {
         assert!(balance_payloads(&[]).is_empty());
-        let changes: Vec<BalanceNote> = (0..500).map(|i| change(1_000 + i, i * 100)).collect();
+        let changes: Vec<BalanceNote> = (0..500)
+            .map(|i| change(UserId(1_000 + i), i * 100))
+            .collect();
         let payloads = balance_payloads(&changes);
         assert!(payloads.len() > 1, "500 changes fit no single notification");
         let mut decoded = Vec::new();

@@ -5,6 +5,7 @@ use sqlx::{Any, Transaction};
 
 use super::{Engine, Store, StoreResult, json_rows, to_json};
 use crate::clock::now_ms;
+use crate::wallet::ids::UserId;
 use crate::wallet::model::Buyer;
 use crate::wallet::operations::Funds;
 
@@ -27,8 +28,8 @@ impl Store {
     }
 
     /// The buyer as stored (profile and balance), if known.
-    pub async fn buyer(&self, user_id: i64) -> StoreResult<Option<StoredBuyer>> {
-        let row = sqlx::query_as::<_, (i64, String, Option<String>, String, i64, i64)>(
+    pub async fn buyer(&self, user_id: UserId) -> StoreResult<Option<StoredBuyer>> {
+        let row = sqlx::query_as::<_, (UserId, String, Option<String>, String, i64, i64)>(
             "SELECT id, first_name, username, language_code, balance, held FROM users
              WHERE id = $1",
         )
@@ -48,7 +49,7 @@ impl Store {
         ))
     }
 
-    pub async fn balance(&self, user_id: i64) -> StoreResult<i64> {
+    pub async fn balance(&self, user_id: UserId) -> StoreResult<i64> {
         let balance: Option<i64> = sqlx::query_scalar("SELECT balance FROM users WHERE id = $1")
             .bind(user_id)
             .fetch_optional(&self.pool)
@@ -60,7 +61,7 @@ impl Store {
 /// A buyer's language as stored, read in a change's transaction ("en" for a buyer not stored).
 pub(crate) async fn language_of(
     tx: &mut Transaction<'_, Any>,
-    user_id: i64,
+    user_id: UserId,
 ) -> StoreResult<String> {
     let language: Option<String> =
         sqlx::query_scalar("SELECT language_code FROM users WHERE id = $1")
@@ -81,7 +82,7 @@ pub(crate) async fn write_profiles(
 ) -> StoreResult<()> {
     #[derive(serde::Serialize)]
     struct ProfileRow<'a> {
-        id: i64,
+        id: UserId,
         first_name: &'a str,
         username: Option<&'a str>,
         language_code: &'a str,

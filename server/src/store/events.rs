@@ -4,13 +4,14 @@
 use sqlx::{Any, Transaction};
 
 use super::{Engine, StoreResult, json_rows, to_json};
+use crate::wallet::ids::UserId;
 
 /// An event as stored: its id, type, buyer, signed body and time.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct EventRow {
     pub id: String,
     pub kind: &'static str,
-    pub user_id: i64,
+    pub user_id: UserId,
     pub body: String,
     pub created_at: i64,
 }

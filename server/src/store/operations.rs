@@ -2,6 +2,9 @@
 //! holds due, a buyer's funds; and the answers' upkeep.
 
 use super::{Store, StoreError, StoreResult};
+use crate::wallet::amounts::Ndn;
+use crate::wallet::ids::HoldId;
+use crate::wallet::ids::UserId;
 use crate::wallet::operations::{Funds, Hold, HoldStatus, IdempotencyKey, StoredAnswer};
 
 impl Store {
@@ -26,7 +29,7 @@ impl Store {
     }
 
     /// Active holds whose time ran out (for the expiry worker), oldest first.
-    pub async fn holds_due(&self, now: i64, limit: i64) -> StoreResult<Vec<String>> {
+    pub async fn holds_due(&self, now: i64, limit: i64) -> StoreResult<Vec<HoldId>> {
         Ok(sqlx::query_scalar(
             "SELECT id FROM holds WHERE status = 'active' AND expires_at <= $1
              ORDER BY expires_at LIMIT $2",
@@ -47,7 +50,7 @@ impl Store {
     }
 
     /// A buyer's balance and held NDN, if the buyer is known.
-    pub async fn funds(&self, user_id: i64) -> StoreResult<Option<Funds>> {
+    pub async fn funds(&self, user_id: UserId) -> StoreResult<Option<Funds>> {
         let row = sqlx::query_as::<_, (i64, i64)>("SELECT balance, held FROM users WHERE id = $1")
             .bind(user_id)
             .fetch_optional(&self.pool)
@@ -68,11 +71,11 @@ pub(crate) fn remembered(fingerprint: String, receipt: &str) -> StoreResult<Stor
 /// A hold's row as stored (its status as text).
 #[derive(sqlx::FromRow)]
 pub(crate) struct StoredHold {
-    id: String,
-    user_id: i64,
-    amount: i64,
+    id: HoldId,
+    user_id: UserId,
+    amount: Ndn,
     status: String,
-    captured: Option<i64>,
+    captured: Option<Ndn>,
     reason: Option<String>,
     external_reference: Option<String>,
     created_at: i64,

@@ -7,7 +7,9 @@ use sqlx::AnyConnection;
 use super::buyers::write_profiles;
 use super::{Engine, Store, StoreError, StoreResult};
 use crate::clock::now_ms;
+use crate::wallet::amounts::{Ndn, Stars};
 use crate::wallet::checkout::{Order, OrderState, Package};
+use crate::wallet::ids::{OrderId, UserId};
 use crate::wallet::model::Buyer;
 
 /// How many orders a buyer may create: per minute, and unpaid at a time.
@@ -55,7 +57,11 @@ impl OrderUsage {
 
 /// Counts the buyer's orders of the last minute and the open ones, each over its own index
 /// range (`orders_by_user`, and `orders_open`, which holds pending orders only).
-async fn order_usage(conn: &mut AnyConnection, user_id: i64, now: i64) -> StoreResult<OrderUsage> {
+async fn order_usage(
+    conn: &mut AnyConnection,
+    user_id: UserId,
+    now: i64,
+) -> StoreResult<OrderUsage> {
     let usage = sqlx::query_as(
         "SELECT
             (SELECT COUNT(*) FROM orders WHERE user_id = $1 AND created_at > $2) AS last_minute,
@@ -81,8 +87,8 @@ impl Store {
     /// in the same transaction (a new buyer, or a changed name). A refusal writes nothing.
     pub async fn create_order(
         &self,
-        id: &str,
-        user_id: i64,
+        id: &OrderId,
+        user_id: UserId,
         package: &Package,
         ttl: Duration,
         limits: OrderLimits,
@@ -133,7 +139,7 @@ impl Store {
         Ok(Admission::Created)
     }
 
-    pub async fn set_invoice_url(&self, order_id: &str, url: &str) -> StoreResult<()> {
+    pub async fn set_invoice_url(&self, order_id: &OrderId, url: &str) -> StoreResult<()> {
         sqlx::query("UPDATE orders SET invoice_url = $2 WHERE id = $1")
             .bind(order_id)
             .bind(url)
@@ -143,7 +149,7 @@ impl Store {
     }
 
     /// An order whose invoice could not be created can never be paid.
-    pub async fn fail_order(&self, order_id: &str) -> StoreResult<()> {
+    pub async fn fail_order(&self, order_id: &OrderId) -> StoreResult<()> {
         sqlx::query("UPDATE orders SET status = 'failed' WHERE id = $1 AND status = 'pending'")
             .bind(order_id)
             .execute(&self.pool)
@@ -151,8 +157,8 @@ impl Store {
         Ok(())
     }
 
-    pub async fn order(&self, id: &str) -> StoreResult<Option<Order>> {
-        if id.contains('\0') {
+    pub async fn order(&self, id: &OrderId) -> StoreResult<Option<Order>> {
+        if id.as_str().contains('\0') {
             // Not one of ours (and not a value PostgreSQL's text can hold).
             return Ok(None);
         }
@@ -176,11 +182,11 @@ const ORDER_BY_ID: &str = concat!(order_select!(), " WHERE id = $1");
 /// An order's row as stored (its status as text).
 #[derive(sqlx::FromRow)]
 pub(crate) struct OrderRow {
-    id: String,
-    user_id: i64,
+    id: OrderId,
+    user_id: UserId,
     package_id: String,
-    ndn: i64,
-    stars: i64,
+    ndn: Ndn,
+    stars: Stars,
     status: String,
     created_at: i64,
     expires_at: i64,

@@ -1,13 +1,15 @@
 //! Payments as recorded (the ledger's books write them).
 
 use super::{Store, StoreError, StoreResult};
+use crate::wallet::amounts::Stars;
+use crate::wallet::ids::{ChargeId, OrderId, UserId};
 use crate::wallet::model::{PaymentRecord, PaymentStatus, make_storable};
 
 impl Store {
     /// The payment behind a charge id (for the operator's refund command).
-    pub async fn payment(&self, charge_id: &str) -> StoreResult<Option<PaymentRecord>> {
-        let mut charge_id = charge_id.to_owned();
-        make_storable(&mut charge_id);
+    pub async fn payment(&self, charge_id: &ChargeId) -> StoreResult<Option<PaymentRecord>> {
+        let mut charge_id = charge_id.clone();
+        make_storable(&mut charge_id.0);
         let row = sqlx::query_as::<_, PaymentRow>(
             "SELECT charge_id, user_id, order_id, ndn, stars, status FROM payments WHERE charge_id = $1",
         )
@@ -18,7 +20,7 @@ impl Store {
     }
 
     /// The buyer's most recent charge ids, for `/paysupport`.
-    pub async fn recent_charges(&self, user_id: i64, limit: i64) -> StoreResult<Vec<String>> {
+    pub async fn recent_charges(&self, user_id: UserId, limit: i64) -> StoreResult<Vec<String>> {
         Ok(sqlx::query_scalar(
             "SELECT charge_id FROM payments WHERE user_id = $1 ORDER BY created_at DESC LIMIT $2",
         )
@@ -32,11 +34,11 @@ impl Store {
 /// A payment's row as stored (its status as text).
 #[derive(sqlx::FromRow)]
 pub(crate) struct PaymentRow {
-    charge_id: String,
-    user_id: i64,
-    order_id: Option<String>,
+    charge_id: ChargeId,
+    user_id: UserId,
+    order_id: Option<OrderId>,
     ndn: i64,
-    stars: i64,
+    stars: Stars,
     status: String,
 }
 

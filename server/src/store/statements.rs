@@ -2,6 +2,8 @@
 //! newest first, in pages). The Mini App's history is `mini_app::history`.
 
 use super::{Store, StoreError, StoreResult};
+use crate::wallet::amounts::Ndn;
+use crate::wallet::ids::{HoldId, UserId};
 use crate::wallet::model::TransferKind;
 use crate::wallet::operations::{Hold, HoldStatus};
 
@@ -47,7 +49,7 @@ impl StatementEntry {
                 created_at: hold.created_at,
                 source: 0,
                 number: 0,
-                text: hold.id.clone(),
+                text: hold.id.to_string(),
             },
         }
     }
@@ -58,7 +60,7 @@ impl Store {
     /// entry). New entries join at the top, so paging on is not disturbed by them.
     pub async fn statement(
         &self,
-        user_id: i64,
+        user_id: UserId,
         after: Option<&StatementCursor>,
         limit: i64,
     ) -> StoreResult<Vec<StatementEntry>> {
@@ -101,10 +103,10 @@ impl Store {
                         status: HoldStatus::parse(&row.status).ok_or_else(|| {
                             StoreError::Corrupt(format!("hold status `{}`", row.status))
                         })?,
-                        id: row.text,
+                        id: HoldId(row.text),
                         user_id,
                         amount: row.amount,
-                        captured: (row.captured > 0).then_some(row.captured),
+                        captured: Ndn::new(row.captured),
                         reason: row.reason,
                         reference: row.external_reference,
                         created_at: row.created_at,
@@ -113,13 +115,17 @@ impl Store {
                         owner: None,
                     }));
                 }
-                let debited = row.debit_account == user_id;
+                let debited = row.debit_account == user_id.get();
                 Ok(StatementEntry::Transfer {
                     id: row.number,
                     kind: TransferKind::parse(&row.kind).ok_or_else(|| {
                         StoreError::Corrupt(format!("transfer kind `{}`", row.kind))
                     })?,
-                    change: if debited { -row.amount } else { row.amount },
+                    change: if debited {
+                        -row.amount.get()
+                    } else {
+                        row.amount.get()
+                    },
                     stars: row.stars,
                     reference: row.reference,
                     reason: row.reason,
@@ -139,7 +145,7 @@ struct StatementRow {
     number: i64,
     text: String,
     kind: String,
-    amount: i64,
+    amount: Ndn,
     debit_account: i64,
     stars: i64,
     reference: String,

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::wallet::ids::UserId;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -280,7 +281,7 @@ impl BotApi {
 
     pub async fn refund_star_payment(
         &self,
-        user_id: i64,
+        user_id: UserId,
         charge_id: &str,
     ) -> Result<bool, BotApiError> {
         let params = json!({ "user_id": user_id, "telegram_payment_charge_id": charge_id });

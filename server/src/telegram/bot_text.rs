@@ -3,6 +3,7 @@
 use app::format::grouped;
 use app::i18n::Lang;
 
+use crate::wallet::amounts::Stars;
 use crate::wallet::checkout::Refusal;
 use crate::wallet::model::{Notice, PaymentOutcome, RefundOutcome};
 use crate::wallet::operations::Receipt;
@@ -15,18 +16,17 @@ pub fn lang(code: &str) -> Lang {
 pub struct BotNotice;
 
 impl Notice for BotNotice {
-    fn payment(&self, language: &str, outcome: &PaymentOutcome, stars: i64) -> Option<String> {
-        let lang = lang(language);
+    fn payment(&self, lang: Lang, outcome: &PaymentOutcome, stars: Stars) -> Option<String> {
         match outcome {
             PaymentOutcome::Credited { ndn, balance, .. } => Some(match lang {
                 Lang::En => format!(
                     "+{} NDN — balance {} NDN. Thank you!",
-                    grouped(*ndn),
+                    grouped(ndn.get()),
                     grouped(*balance)
                 ),
                 Lang::Ru => format!(
                     "+{} NDN — баланс {} NDN. Спасибо!",
-                    grouped(*ndn),
+                    grouped(ndn.get()),
                     grouped(*balance)
                 ),
             }),
@@ -44,7 +44,7 @@ impl Notice for BotNotice {
         }
     }
 
-    fn credit(&self, language: &str, receipt: &Receipt) -> Option<String> {
+    fn credit(&self, lang: Lang, receipt: &Receipt) -> Option<String> {
         let Receipt::Credit {
             amount,
             reason,
@@ -54,33 +54,33 @@ impl Notice for BotNotice {
         else {
             return None;
         };
-        Some(match lang(language) {
+        Some(match lang {
             Lang::En => format!(
                 "+{} NDN: {reason} — balance {} NDN.",
-                grouped(*amount),
+                grouped(amount.get()),
                 grouped(funds.balance)
             ),
             Lang::Ru => format!(
                 "+{} NDN: {reason} — баланс {} NDN.",
-                grouped(*amount),
+                grouped(amount.get()),
                 grouped(funds.balance)
             ),
         })
     }
 
-    fn refund(&self, language: &str, outcome: &RefundOutcome, stars: i64) -> Option<String> {
+    fn refund(&self, lang: Lang, outcome: &RefundOutcome, stars: Stars) -> Option<String> {
         let RefundOutcome::Debited { ndn, balance, .. } = outcome else {
             return None;
         };
-        Some(match lang(language) {
+        Some(match lang {
             Lang::En => format!(
                 "Refund: {stars} ⭐ returned, −{} NDN — balance {} NDN.",
-                grouped(*ndn),
+                grouped(ndn.get()),
                 grouped(*balance)
             ),
             Lang::Ru => format!(
                 "Возврат: {stars} ⭐ возвращены, −{} NDN — баланс {} NDN.",
-                grouped(*ndn),
+                grouped(ndn.get()),
                 grouped(*balance)
             ),
         })
@@ -88,8 +88,8 @@ impl Notice for BotNotice {
 }
 
 /// The error Telegram shows in the payment sheet when a pre-checkout is refused.
-pub fn refusal(language: &str, refusal: Refusal) -> &'static str {
-    match (lang(language), refusal) {
+pub fn refusal(lang: Lang, refusal: Refusal) -> &'static str {
+    match (lang, refusal) {
         (Lang::En, Refusal::UnknownOrder) => {
             "This order was not found. Please start the purchase again."
         }
@@ -116,8 +116,8 @@ pub fn refusal(language: &str, refusal: Refusal) -> &'static str {
 }
 
 /// The invoice description shown in Telegram's payment sheet (at most 255 characters).
-pub fn invoice_description(language: &str, ndn: i64) -> String {
-    match lang(language) {
+pub fn invoice_description(lang: Lang, ndn: i64) -> String {
+    match lang {
         Lang::En => format!(
             "{} NDN credited to your balance right after payment.",
             grouped(ndn)

@@ -8,6 +8,7 @@ use crate::state::AppState;
 use crate::store::StoreError;
 use crate::telegram::bot_text::commands as text;
 use crate::telegram::updates::Message;
+use crate::wallet::ids::UserId;
 use crate::wallet::model::OutgoingMessage;
 
 /// Replies to a command; other messages are acknowledged and ignored.
@@ -55,7 +56,7 @@ async fn private_reply(
     command: &str,
 ) -> Result<(String, Option<Value>), StoreError> {
     let user = message.from.as_ref();
-    let user_id = user.map_or(message.chat.id, |user| user.id);
+    let user_id = user.map_or(UserId(message.chat.id), |user| user.id);
     let lang = language(message);
     let mini_app = state.config.mini_app_url();
     Ok(match command {

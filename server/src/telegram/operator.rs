@@ -9,6 +9,8 @@ use crate::ledger::Ledger;
 use crate::store::{ActionResult, NewAction, StoreError};
 use crate::telegram::bot_api::{BotApi, BotApiError, StarTransaction};
 use crate::telegram::bot_text::commands as text;
+use crate::wallet::amounts::Stars;
+use crate::wallet::ids::{ChargeId, UserId};
 use crate::wallet::model::{Buyer, IncomingPayment, PaymentOutcome, RefundOutcome};
 
 /// Every update kind the server handles. Sent explicitly with `setWebhook` and `getUpdates`:
@@ -151,7 +153,11 @@ pub async fn delete_webhook(bot: &BotApi, drop_pending: bool) -> Result<String, 
 
 /// `refund <charge-id>`: `refundStarPayment`, then the same debit as an incoming
 /// `refunded_payment`. Safe to repeat.
-pub async fn refund(bot: &BotApi, ledger: &Ledger, charge_id: &str) -> Result<String, OpsError> {
+pub async fn refund(
+    bot: &BotApi,
+    ledger: &Ledger,
+    charge_id: &ChargeId,
+) -> Result<String, OpsError> {
     Ok(refund_as(bot, ledger, charge_id, None).await?.0)
 }
 
@@ -160,15 +166,18 @@ pub async fn refund(bot: &BotApi, ledger: &Ledger, charge_id: &str) -> Result<St
 pub async fn refund_as(
     bot: &BotApi,
     ledger: &Ledger,
-    charge_id: &str,
+    charge_id: &ChargeId,
     action: Option<&NewAction>,
 ) -> Result<(String, Option<ActionResult>), OpsError> {
     let payment = ledger
         .store()
-        .payment(charge_id)
+        .payment(&ChargeId::from(charge_id.as_str()))
         .await?
         .ok_or_else(|| OpsError::Refused(format!("no payment with charge id {charge_id}")))?;
-    let telegram = match bot.refund_star_payment(payment.user_id, charge_id).await {
+    let telegram = match bot
+        .refund_star_payment(payment.user_id, charge_id.as_str())
+        .await
+    {
         Ok(_) => "Stars refunded by Telegram",
         Err(BotApiError::Api { description, .. })
             if description.contains("CHARGE_ALREADY_REFUNDED") =>
@@ -262,7 +271,7 @@ async fn apply_transaction(
         let text =
             |value: &Value, key: &str| value.get(key).and_then(Value::as_str).map(str::to_owned);
         let payer = Buyer {
-            id: user_id,
+            id: UserId(user_id),
             first_name: text(user, "first_name").unwrap_or_default(),
             username: text(user, "username"),
             language_code: text(user, "language_code"),
@@ -279,11 +288,20 @@ async fn apply_transaction(
             return Ok(());
         };
         // Only refunds of charges we recorded: other outgoing transactions are not ours to book.
-        if ledger.store().payment(&transaction.id).await?.is_none() {
+        if ledger
+            .store()
+            .payment(&ChargeId::from(transaction.id.as_str()))
+            .await?
+            .is_none()
+        {
             return Ok(());
         }
         if let RefundOutcome::Debited { .. } = ledger
-            .refund(user_id, &transaction.id, transaction.amount)
+            .refund(
+                UserId(user_id),
+                &ChargeId::from(transaction.id.as_str()),
+                Stars(transaction.amount),
+            )
             .await?
         {
             report.refunded.push(transaction.id.clone());

@@ -5,7 +5,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::wallet::amounts::Stars;
 use crate::wallet::checkout::STARS;
+use crate::wallet::ids::{ChargeId, UserId};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Update {
@@ -49,7 +51,7 @@ impl Update {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct User {
-    pub id: i64,
+    pub id: UserId,
     #[serde(default)]
     pub is_bot: bool,
     #[serde(default)]
@@ -62,7 +64,7 @@ pub struct User {
 
 impl User {
     /// A person (not a bot) as Telegram describes them.
-    pub fn person(id: i64, first_name: &str, language_code: &str) -> Self {
+    pub fn person(id: UserId, first_name: &str, language_code: &str) -> Self {
         Self {
             id,
             is_bot: false,
@@ -92,9 +94,9 @@ impl Chat {
     }
 
     /// The private chat with `user_id` (its id is the user's).
-    pub fn private(user_id: i64) -> Self {
+    pub fn private(user_id: UserId) -> Self {
         Self {
-            id: user_id,
+            id: user_id.private_chat(),
             kind: Some("private".into()),
         }
     }
@@ -158,16 +160,16 @@ pub struct PreCheckoutQuery {
     pub id: String,
     pub from: User,
     pub currency: String,
-    pub total_amount: i64,
+    pub total_amount: Stars,
     pub invoice_payload: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SuccessfulPayment {
     pub currency: String,
-    pub total_amount: i64,
+    pub total_amount: Stars,
     pub invoice_payload: String,
-    pub telegram_payment_charge_id: String,
+    pub telegram_payment_charge_id: ChargeId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider_payment_charge_id: Option<String>,
 }
@@ -177,9 +179,9 @@ impl SuccessfulPayment {
     pub fn stars(payload: &str, total_amount: i64, charge_id: &str) -> Self {
         Self {
             currency: STARS.into(),
-            total_amount,
+            total_amount: Stars(total_amount),
             invoice_payload: payload.to_owned(),
-            telegram_payment_charge_id: charge_id.to_owned(),
+            telegram_payment_charge_id: charge_id.into(),
             provider_payment_charge_id: Some(String::new()),
         }
     }
@@ -188,18 +190,18 @@ impl SuccessfulPayment {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RefundedPayment {
     pub currency: String,
-    pub total_amount: i64,
+    pub total_amount: Stars,
     pub invoice_payload: String,
-    pub telegram_payment_charge_id: String,
+    pub telegram_payment_charge_id: ChargeId,
 }
 
 impl RefundedPayment {
     pub fn stars(payload: &str, total_amount: i64, charge_id: &str) -> Self {
         Self {
             currency: STARS.into(),
-            total_amount,
+            total_amount: Stars(total_amount),
             invoice_payload: payload.to_owned(),
-            telegram_payment_charge_id: charge_id.to_owned(),
+            telegram_payment_charge_id: charge_id.into(),
         }
     }
 }
@@ -251,13 +253,13 @@ mod tests {
             .unwrap()
             .successful_payment
             .unwrap();
-        assert!(payment.telegram_payment_charge_id.len() > 128);
+        assert!(payment.telegram_payment_charge_id.as_str().len() > 128);
         assert_eq!(payment.provider_payment_charge_id.as_deref(), Some(""));
     }
 
     #[test]
     fn built_updates_encode_as_telegram_sends_them_and_decode_again() {
-        let payer = User::person(7, "Ada", "en");
+        let payer = User::person(UserId(7), "Ada", "en");
         let update = Update::message(
             3,
             Message::private(3, payer).with_payment(SuccessfulPayment::stars("o1", 225, "c1")),

@@ -1,5 +1,6 @@
 //! `POST /webhook/telegram`: Telegram's updates, acknowledged only once what matters is stored.
 
+use app::i18n::Lang;
 use axum::body::Bytes;
 use std::net::SocketAddr;
 
@@ -21,6 +22,7 @@ use crate::telegram::updates::{
     Update,
 };
 use crate::wallet::checkout::{Checkout, judge_pre_checkout};
+use crate::wallet::ids::UserId;
 use crate::wallet::model::{Buyer, IncomingPayment};
 
 pub const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
@@ -149,7 +151,10 @@ async fn answer_pre_checkout(
     state: &AppState,
     query: &PreCheckoutQuery,
 ) -> Result<Handled, StoreError> {
-    let order = state.store.order(&query.invoice_payload).await?;
+    let order = state
+        .store
+        .order(&query.invoice_payload.as_str().into())
+        .await?;
     let checkout = Checkout {
         buyer: query.from.id,
         currency: &query.currency,
@@ -160,7 +165,7 @@ async fn answer_pre_checkout(
         Ok(()) => {
             tracing::info!(
                 order_id = %Untrusted(&query.invoice_payload),
-                user_id = query.from.id,
+                user_id = query.from.id.get(),
                 "pre-checkout accepted"
             );
             PreCheckoutAnswer {
@@ -182,7 +187,7 @@ async fn answer_pre_checkout(
                     reason: refusal.label(),
                 })
                 .inc();
-            let language = query.from.language_code.as_deref().unwrap_or("en");
+            let language = Lang::from_code(query.from.language_code.as_deref().unwrap_or("en"));
             PreCheckoutAnswer {
                 pre_checkout_query_id: query.id.clone(),
                 ok: false,
@@ -217,7 +222,7 @@ async fn refund_payment(
     let user_id = message
         .from
         .as_ref()
-        .map_or(message.chat.id, |user| user.id);
+        .map_or(UserId(message.chat.id), |user| user.id);
     state
         .ledger
         .refund(
@@ -238,7 +243,8 @@ fn message_buyer(message: &Message) -> Buyer {
             language_code: user.language_code.clone(),
         },
         None => Buyer {
-            id: message.chat.id,
+            // A payment arrives in the buyer's private chat, whose id is theirs.
+            id: UserId(message.chat.id),
             first_name: String::new(),
             username: None,
             language_code: None,

@@ -3,16 +3,19 @@
 /// An order's state is the one the Mini App shows: the rules and the UI share the type.
 pub use app::api::{OrderState, Package};
 
+use super::amounts::{Ndn, Stars};
+use super::ids::{OrderId, UserId};
+
 pub const STARS: &str = "XTR";
 
 /// An order as stored: a package at the server's price, waiting for Telegram's payment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Order {
-    pub id: String,
-    pub user_id: i64,
+    pub id: OrderId,
+    pub user_id: UserId,
     pub package_id: String,
-    pub ndn: i64,
-    pub stars: i64,
+    pub ndn: Ndn,
+    pub stars: Stars,
     pub status: OrderState,
     /// Unix milliseconds.
     pub created_at: i64,
@@ -60,9 +63,9 @@ impl Refusal {
 /// A buyer about to pay: who, in which currency, how much (what a `pre_checkout_query` asks).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Checkout<'a> {
-    pub buyer: i64,
+    pub buyer: UserId,
     pub currency: &'a str,
-    pub total_amount: i64,
+    pub total_amount: Stars,
 }
 
 /// Accepts a checkout only for the buyer's own open order, in Stars, at exactly its price.
@@ -96,10 +99,10 @@ impl Order {
     pub(crate) fn sample(id: &str, status: OrderState) -> Self {
         Self {
             id: id.into(),
-            user_id: 7,
+            user_id: UserId(7),
             package_id: "ndn-500".into(),
-            ndn: 500,
-            stars: 225,
+            ndn: Ndn::new(500).unwrap(),
+            stars: Stars(225),
             status,
             created_at: 0,
             expires_at: 1_000,
@@ -134,9 +137,9 @@ mod tests {
 
     fn query(from: i64, currency: &str, amount: i64) -> Checkout<'_> {
         Checkout {
-            buyer: from,
+            buyer: UserId(from),
             currency,
-            total_amount: amount,
+            total_amount: Stars(amount),
         }
     }
 

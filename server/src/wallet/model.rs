@@ -3,13 +3,15 @@
 
 use app::i18n::Lang;
 
+use super::amounts::{Ndn, Stars};
 use super::checkout::STARS;
+use super::ids::{ChargeId, OrderId, UserId};
 
 /// An account of the books. Every buyer has one (its id is their Telegram user id); the system
 /// accounts take the other side of every movement, so that the books always sum to zero.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Account {
-    Buyer(i64),
+    Buyer(UserId),
     /// NDN issued against Stars received: goes negative by every NDN sold.
     Sales,
     /// NDN taken back when Stars were refunded.
@@ -27,7 +29,7 @@ impl Account {
     /// for a system account (the `system_accounts` table names them).
     pub fn id(self) -> i64 {
         match self {
-            Self::Buyer(id) => id,
+            Self::Buyer(id) => id.get(),
             Self::Sales => -1,
             Self::Refunds => -2,
             Self::Grants => -3,
@@ -37,7 +39,7 @@ impl Account {
 
     pub fn from_id(id: i64) -> Option<Self> {
         match id {
-            id if id > 0 => Some(Self::Buyer(id)),
+            id if id > 0 => Some(Self::Buyer(UserId(id))),
             -1 => Some(Self::Sales),
             -2 => Some(Self::Refunds),
             -3 => Some(Self::Grants),
@@ -57,7 +59,7 @@ impl Account {
         }
     }
 
-    pub fn buyer(self) -> Option<i64> {
+    pub fn buyer(self) -> Option<UserId> {
         match self {
             Self::Buyer(id) => Some(id),
             _ => None,
@@ -105,12 +107,12 @@ impl TransferKind {
 pub struct Transfer {
     pub from: Account,
     pub to: Account,
-    pub amount: i64,
+    pub amount: Ndn,
     pub kind: TransferKind,
     /// The charge id, or the key of the operation that made it: unique per kind.
     pub reference: String,
     /// Stars received (purchase) or given back (refund); 0 otherwise.
-    pub stars: i64,
+    pub stars: Stars,
     pub reason: Option<String>,
     /// The client's own reference, for a transfer made through the service API.
     pub external_reference: Option<String>,
@@ -119,13 +121,13 @@ pub struct Transfer {
 }
 
 impl Transfer {
-    pub fn purchase(buyer: i64, ndn: i64, charge_id: &str, stars: i64) -> Self {
+    pub fn purchase(buyer: UserId, ndn: Ndn, charge_id: &ChargeId, stars: Stars) -> Self {
         Self {
             from: Account::Sales,
             to: Account::Buyer(buyer),
             amount: ndn,
             kind: TransferKind::Purchase,
-            reference: charge_id.to_owned(),
+            reference: charge_id.to_string(),
             stars,
             reason: None,
             external_reference: None,
@@ -133,13 +135,13 @@ impl Transfer {
         }
     }
 
-    pub fn refund(buyer: i64, ndn: i64, charge_id: &str, stars: i64) -> Self {
+    pub fn refund(buyer: UserId, ndn: Ndn, charge_id: &ChargeId, stars: Stars) -> Self {
         Self {
             from: Account::Buyer(buyer),
             to: Account::Refunds,
             amount: ndn,
             kind: TransferKind::Refund,
-            reference: charge_id.to_owned(),
+            reference: charge_id.to_string(),
             stars,
             reason: None,
             external_reference: None,
@@ -150,8 +152,8 @@ impl Transfer {
     /// What the transfer does to `account`'s balance.
     pub fn effect_on(&self, account: Account) -> i64 {
         match (self.from == account, self.to == account) {
-            (true, false) => -self.amount,
-            (false, true) => self.amount,
+            (true, false) => -self.amount.get(),
+            (false, true) => self.amount.get(),
             _ => 0,
         }
     }
@@ -160,7 +162,7 @@ impl Transfer {
 /// A buyer as Telegram describes them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Buyer {
-    pub id: i64,
+    pub id: UserId,
     pub first_name: String,
     pub username: Option<String>,
     pub language_code: Option<String>,
@@ -195,27 +197,27 @@ pub fn make_storable(text: &mut String) {
 /// The facts of a `successful_payment` the wallet needs.
 #[derive(Debug, Clone)]
 pub struct IncomingPayment {
-    pub charge_id: String,
+    pub charge_id: ChargeId,
     pub provider_charge_id: Option<String>,
     pub payload: String,
     pub currency: String,
-    pub stars: i64,
+    pub stars: Stars,
 }
 
 impl IncomingPayment {
     /// A payment of `stars` Stars for `payload`, with no provider charge id (as Stars are).
     pub fn in_stars(charge_id: &str, payload: &str, stars: i64) -> Self {
         Self {
-            charge_id: charge_id.to_owned(),
+            charge_id: charge_id.into(),
             provider_charge_id: None,
             payload: payload.to_owned(),
             currency: STARS.to_owned(),
-            stars,
+            stars: Stars(stars),
         }
     }
 
     pub fn make_storable(&mut self) {
-        for text in [&mut self.charge_id, &mut self.payload, &mut self.currency]
+        for text in [&mut self.charge_id.0, &mut self.payload, &mut self.currency]
             .into_iter()
             .chain(self.provider_charge_id.as_mut())
         {
@@ -227,11 +229,12 @@ impl IncomingPayment {
 /// A payment as stored, as far as a refund needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PaymentRecord {
-    pub charge_id: String,
-    pub user_id: i64,
-    pub order_id: Option<String>,
+    pub charge_id: ChargeId,
+    pub user_id: UserId,
+    pub order_id: Option<OrderId>,
+    /// NDN credited: 0 for a payment held and never credited.
     pub ndn: i64,
-    pub stars: i64,
+    pub stars: Stars,
     pub status: PaymentStatus,
 }
 
@@ -265,14 +268,14 @@ impl PaymentStatus {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PaymentOutcome {
     Credited {
-        user_id: i64,
-        order_id: String,
-        ndn: i64,
+        user_id: UserId,
+        order_id: OrderId,
+        ndn: Ndn,
         /// The buyer's balance right after this credit.
         balance: i64,
     },
     Held {
-        user_id: i64,
+        user_id: UserId,
         reason: &'static str,
     },
     /// This charge was recorded before: nothing changed.
@@ -283,9 +286,9 @@ pub enum PaymentOutcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RefundOutcome {
     Debited {
-        user_id: i64,
-        order_id: Option<String>,
-        ndn: i64,
+        user_id: UserId,
+        order_id: Option<OrderId>,
+        ndn: Ndn,
         balance: i64,
     },
     ClosedHeld,
@@ -307,17 +310,17 @@ impl RefundOutcome {
     }
 
     /// An operator's refund in words: the charge, what Telegram said, what the books did.
-    pub fn summary(&self, charge_id: &str, telegram: &str) -> String {
+    pub fn summary(&self, charge_id: &ChargeId, telegram: &str) -> String {
         format!("{charge_id}: {telegram}; {}", self.describe())
     }
 }
 
 /// Writes the text of a notification once the outcome (and the new balance) is known.
 pub trait Notice {
-    fn payment(&self, language: &str, outcome: &PaymentOutcome, stars: i64) -> Option<String>;
-    fn refund(&self, language: &str, outcome: &RefundOutcome, stars: i64) -> Option<String>;
+    fn payment(&self, lang: Lang, outcome: &PaymentOutcome, stars: Stars) -> Option<String>;
+    fn refund(&self, lang: Lang, outcome: &RefundOutcome, stars: Stars) -> Option<String>;
     /// NDN the operator granted.
-    fn credit(&self, language: &str, receipt: &super::operations::Receipt) -> Option<String>;
+    fn credit(&self, lang: Lang, receipt: &super::operations::Receipt) -> Option<String>;
 }
 
 /// A message to a chat, sent later by the notification worker.
@@ -364,8 +367,11 @@ mod tests {
 
     #[test]
     fn only_a_buyers_account_has_a_buyer() {
-        assert_eq!(Account::Buyer(279_058_397).buyer(), Some(279_058_397));
-        assert_eq!(Account::Buyer(-5).buyer(), Some(-5));
+        assert_eq!(
+            Account::Buyer(UserId(279_058_397)).buyer(),
+            Some(UserId(279_058_397))
+        );
+        assert_eq!(Account::Buyer(UserId(-5)).buyer(), Some(UserId(-5)));
         for system in Account::SYSTEM {
             assert_eq!(system.buyer(), None);
         }
@@ -378,7 +384,7 @@ mod tests {
             provider_charge_id: Some("pro\0vider".into()),
             payload: "pay\0load".into(),
             currency: "X\0TR".into(),
-            stars: 5,
+            stars: Stars(5),
         };
         payment.make_storable();
         assert_eq!(
@@ -396,9 +402,9 @@ mod tests {
     #[test]
     fn a_refund_is_described_in_words() {
         let debited = RefundOutcome::Debited {
-            user_id: 7,
+            user_id: UserId(7),
             order_id: None,
-            ndn: 500,
+            ndn: Ndn::new(500).unwrap(),
             balance: -20,
         };
         assert_eq!(debited.describe(), "debited 500 NDN, balance now -20");
@@ -412,7 +418,7 @@ mod tests {
         );
         assert_eq!(RefundOutcome::RecordedUnknown.describe(), "recorded");
         assert_eq!(
-            debited.summary("ch1", "Stars refunded by Telegram"),
+            debited.summary(&ChargeId::from("ch1"), "Stars refunded by Telegram"),
             "ch1: Stars refunded by Telegram; debited 500 NDN, balance now -20"
         );
     }
@@ -421,7 +427,7 @@ mod tests {
     fn account_ids_round_trip_and_buyers_are_never_system_accounts() {
         for account in Account::SYSTEM
             .into_iter()
-            .chain([Account::Buyer(279_058_397)])
+            .chain([Account::Buyer(UserId(279_058_397))])
         {
             assert_eq!(Account::from_id(account.id()), Some(account));
         }
@@ -432,19 +438,20 @@ mod tests {
 
     #[test]
     fn a_transfer_moves_its_amount_from_one_side_to_the_other() {
-        let purchase = Transfer::purchase(7, 500, "c1", 225);
-        assert_eq!(purchase.effect_on(Account::Buyer(7)), 500);
+        let ndn = Ndn::new(500).unwrap();
+        let purchase = Transfer::purchase(UserId(7), ndn, &"c1".into(), Stars(225));
+        assert_eq!(purchase.effect_on(Account::Buyer(UserId(7))), 500);
         assert_eq!(purchase.effect_on(Account::Sales), -500);
-        assert_eq!(purchase.effect_on(Account::Buyer(8)), 0);
-        let refund = Transfer::refund(7, 500, "c1", 225);
-        assert_eq!(refund.effect_on(Account::Buyer(7)), -500);
+        assert_eq!(purchase.effect_on(Account::Buyer(UserId(8))), 0);
+        let refund = Transfer::refund(UserId(7), ndn, &"c1".into(), Stars(225));
+        assert_eq!(refund.effect_on(Account::Buyer(UserId(7))), -500);
         assert_eq!(refund.effect_on(Account::Refunds), 500);
     }
 
     #[test]
     fn stored_profiles_lose_nuls_and_speak_the_shops_languages() {
         let mut buyer = Buyer {
-            id: 1,
+            id: UserId(1),
             first_name: "A\0da".into(),
             username: Some("\0".into()),
             language_code: Some("r\0u-RU".into()),

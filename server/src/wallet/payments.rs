@@ -5,7 +5,9 @@ use std::collections::{HashMap, HashSet};
 
 use app::api::OrderState;
 
+use super::amounts::{Ndn, Stars};
 use super::checkout::{Order, STARS};
+use super::ids::{OrderId, UserId};
 use super::model::{IncomingPayment, PaymentOutcome, PaymentStatus, Transfer};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,13 +16,13 @@ pub enum PaymentPlan {
     /// pending, expired or failed); a second payment of a paid link, or a payment of a
     /// refunded order, is credited as its own purchase and leaves the order as it is.
     Credit {
-        order_id: String,
-        ndn: i64,
+        order_id: OrderId,
+        ndn: Ndn,
         opens_order: bool,
     },
     /// Record without credit, for the operator to credit or refund.
     Hold {
-        order_id: Option<String>,
+        order_id: Option<OrderId>,
         reason: &'static str,
     },
 }
@@ -33,17 +35,17 @@ impl PaymentPlan {
         }
     }
 
-    pub fn order_id(&self) -> Option<&str> {
+    pub fn order_id(&self) -> Option<&OrderId> {
         match self {
             Self::Credit { order_id, .. } => Some(order_id),
-            Self::Hold { order_id, .. } => order_id.as_deref(),
+            Self::Hold { order_id, .. } => order_id.as_ref(),
         }
     }
 
     /// NDN credited (0 when held).
     pub fn ndn(&self) -> i64 {
         match self {
-            Self::Credit { ndn, .. } => *ndn,
+            Self::Credit { ndn, .. } => ndn.get(),
             Self::Hold { .. } => 0,
         }
     }
@@ -56,7 +58,7 @@ impl PaymentPlan {
     }
 
     /// The transfer a credit makes: sales → payer.
-    pub fn transfer(&self, payer: i64, payment: &IncomingPayment) -> Option<Transfer> {
+    pub fn transfer(&self, payer: UserId, payment: &IncomingPayment) -> Option<Transfer> {
         match self {
             Self::Credit { ndn, .. } => Some(Transfer::purchase(
                 payer,
@@ -70,7 +72,7 @@ impl PaymentPlan {
 }
 
 /// Plans a payment of `total_amount` in `currency` whose payload named `order`.
-pub fn plan_payment(order: Option<&Order>, currency: &str, total_amount: i64) -> PaymentPlan {
+pub fn plan_payment(order: Option<&Order>, currency: &str, total_amount: Stars) -> PaymentPlan {
     let Some(order) = order else {
         return PaymentPlan::Hold {
             order_id: None,
@@ -100,7 +102,7 @@ pub fn plan_payment(order: Option<&Order>, currency: &str, total_amount: i64) ->
 /// One payment of a batch: who paid, and what Telegram reported.
 #[derive(Debug, Clone, Copy)]
 pub struct BatchPayment<'a> {
-    pub payer: i64,
+    pub payer: UserId,
     pub payment: &'a IncomingPayment,
 }
 
@@ -111,7 +113,7 @@ pub struct BatchPayment<'a> {
 /// read of the orders serves the whole batch.
 pub fn plan_batch(
     batch: &[BatchPayment<'_>],
-    orders: &HashMap<String, Order>,
+    orders: &HashMap<OrderId, Order>,
 ) -> Vec<Option<PaymentPlan>> {
     let mut seen = HashSet::with_capacity(batch.len());
     batch
@@ -120,7 +122,7 @@ pub fn plan_batch(
             let payment = item.payment;
             seen.insert(payment.charge_id.as_str()).then(|| {
                 plan_payment(
-                    orders.get(&payment.payload),
+                    orders.get(payment.payload.as_str()),
                     &payment.currency,
                     payment.stars,
                 )
@@ -130,8 +132,8 @@ pub fn plan_batch(
 }
 
 /// The orders paid for the first time by the `applied` plans, each once.
-pub fn orders_opened<'a>(applied: &[Option<&'a PaymentPlan>]) -> Vec<&'a str> {
-    let mut opened: Vec<&str> = applied
+pub fn orders_opened<'a>(applied: &[Option<&'a PaymentPlan>]) -> Vec<&'a OrderId> {
+    let mut opened: Vec<&OrderId> = applied
         .iter()
         .flatten()
         .filter_map(|plan| match plan {
@@ -139,7 +141,7 @@ pub fn orders_opened<'a>(applied: &[Option<&'a PaymentPlan>]) -> Vec<&'a str> {
                 order_id,
                 opens_order: true,
                 ..
-            } => Some(order_id.as_str()),
+            } => Some(order_id),
             _ => None,
         })
         .collect();
@@ -151,7 +153,7 @@ pub fn orders_opened<'a>(applied: &[Option<&'a PaymentPlan>]) -> Vec<&'a str> {
 /// A credited buyer whose balance the store did not return.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("no balance for credited buyer {0}")]
-pub struct MissingBalance(pub i64);
+pub struct MissingBalance(pub UserId);
 
 /// The outcome of each payment of a batch. `applied`: the plan of each payment recorded now
 /// (`None`: a duplicate, of an earlier batch or of this one). `balances_after`: each credited
@@ -160,7 +162,7 @@ pub struct MissingBalance(pub i64);
 pub fn settle_batch(
     batch: &[BatchPayment<'_>],
     applied: &[Option<&PaymentPlan>],
-    balances_after: &HashMap<i64, i64>,
+    balances_after: &HashMap<UserId, i64>,
 ) -> Result<Vec<PaymentOutcome>, MissingBalance> {
     let mut balances = balances_after.clone();
     let mut outcomes = vec![PaymentOutcome::Duplicate; batch.len()];
@@ -176,7 +178,7 @@ pub fn settle_batch(
                     .get_mut(&item.payer)
                     .ok_or(MissingBalance(item.payer))?;
                 let after = *balance;
-                *balance -= ndn;
+                *balance -= ndn.get();
                 PaymentOutcome::Credited {
                     user_id: item.payer,
                     order_id: order_id.clone(),
@@ -191,12 +193,12 @@ pub fn settle_batch(
 
 /// What crediting a held payment of `stars` gives: its order's NDN, else the package of that
 /// price (`prices`: Stars → NDN), else nothing.
-pub fn credit_for(order_ndn: Option<i64>, stars: i64, prices: &[(i64, i64)]) -> Option<i64> {
+pub fn credit_for(order_ndn: Option<Ndn>, stars: Stars, prices: &[(i64, i64)]) -> Option<Ndn> {
     order_ndn.or_else(|| {
         prices
             .iter()
-            .find(|(price, _)| *price == stars)
-            .map(|(_, ndn)| *ndn)
+            .find(|(price, _)| *price == stars.get())
+            .and_then(|(_, ndn)| Ndn::new(*ndn))
     })
 }
 
@@ -215,17 +217,17 @@ mod tests {
     /// What the payments' row stores of a plan: its status, NDN and why it is held.
     #[test]
     fn a_plan_says_what_its_payment_row_stores() {
-        let credit = plan_payment(Some(&order("o1", OrderState::Pending)), "XTR", 225);
+        let credit = plan_payment(Some(&order("o1", OrderState::Pending)), "XTR", Stars(225));
         assert_eq!(
             (
                 credit.status(),
                 credit.ndn(),
                 credit.hold_reason(),
-                credit.order_id()
+                credit.order_id().map(OrderId::as_str)
             ),
             (PaymentStatus::Credited, 500, None, Some("o1"))
         );
-        let held = plan_payment(None, "XTR", 225);
+        let held = plan_payment(None, "XTR", Stars(225));
         assert_eq!(
             (
                 held.status(),
@@ -246,10 +248,10 @@ mod tests {
     fn payment_for_an_open_order_credits_its_package_and_opens_it() {
         for status in [OrderState::Pending, OrderState::Expired, OrderState::Failed] {
             assert_eq!(
-                plan_payment(Some(&order("o1", status)), "XTR", 225),
+                plan_payment(Some(&order("o1", status)), "XTR", Stars(225)),
                 PaymentPlan::Credit {
                     order_id: "o1".into(),
-                    ndn: 500,
+                    ndn: Ndn::new(500).unwrap(),
                     opens_order: true
                 },
                 "{status:?}"
@@ -260,19 +262,24 @@ mod tests {
     #[test]
     fn second_payment_of_a_paid_or_refunded_link_is_credited_and_leaves_the_order() {
         for status in [OrderState::Paid, OrderState::Refunded] {
-            let plan = plan_payment(Some(&order("o1", status)), "XTR", 225);
+            let plan = plan_payment(Some(&order("o1", status)), "XTR", Stars(225));
             assert_eq!(
                 plan,
                 PaymentPlan::Credit {
                     order_id: "o1".into(),
-                    ndn: 500,
+                    ndn: Ndn::new(500).unwrap(),
                     opens_order: false
                 }
             );
             let credit = payment("c2", "o1", 225);
             assert_eq!(
-                plan.transfer(7, &credit),
-                Some(Transfer::purchase(7, 500, "c2", 225))
+                plan.transfer(UserId(7), &credit),
+                Some(Transfer::purchase(
+                    UserId(7),
+                    Ndn::new(500).unwrap(),
+                    &"c2".into(),
+                    Stars(225)
+                ))
             );
         }
     }
@@ -280,23 +287,26 @@ mod tests {
     #[test]
     fn unmatched_payments_are_held_not_dropped() {
         assert!(matches!(
-            plan_payment(None, "XTR", 225),
+            plan_payment(None, "XTR", Stars(225)),
             PaymentPlan::Hold { order_id: None, .. }
         ));
         let open = order("o1", OrderState::Pending);
-        let wrong_amount = plan_payment(Some(&open), "XTR", 1);
-        assert_eq!(wrong_amount.order_id(), Some("o1"));
+        let wrong_amount = plan_payment(Some(&open), "XTR", Stars(1));
+        assert_eq!(wrong_amount.order_id().map(OrderId::as_str), Some("o1"));
         assert_eq!(wrong_amount.status(), PaymentStatus::Held);
-        assert_eq!(wrong_amount.transfer(7, &payment("c", "o1", 1)), None);
+        assert_eq!(
+            wrong_amount.transfer(UserId(7), &payment("c", "o1", 1)),
+            None
+        );
         assert!(matches!(
-            plan_payment(Some(&open), "USD", 225),
+            plan_payment(Some(&open), "USD", Stars(225)),
             PaymentPlan::Hold { .. }
         ));
     }
 
     #[test]
     fn a_charge_repeated_inside_a_batch_is_planned_once() {
-        let orders = HashMap::from([("o1".to_owned(), order("o1", OrderState::Pending))]);
+        let orders = HashMap::from([(OrderId::from("o1"), order("o1", OrderState::Pending))]);
         let (first, again, other) = (
             payment("c1", "o1", 225),
             payment("c1", "o1", 225),
@@ -304,15 +314,15 @@ mod tests {
         );
         let batch = [
             BatchPayment {
-                payer: 7,
+                payer: UserId(7),
                 payment: &first,
             },
             BatchPayment {
-                payer: 7,
+                payer: UserId(7),
                 payment: &again,
             },
             BatchPayment {
-                payer: 7,
+                payer: UserId(7),
                 payment: &other,
             },
         ];
@@ -330,14 +340,14 @@ mod tests {
             "a second payment planned from the same read of the order"
         );
         let applied: Vec<Option<&PaymentPlan>> = plans.iter().map(Option::as_ref).collect();
-        assert_eq!(orders_opened(&applied), ["o1"]);
+        assert_eq!(orders_opened(&applied), [&OrderId::from("o1")]);
     }
 
     #[test]
     fn each_credit_of_a_batch_tells_the_balance_right_after_it() {
         let orders = HashMap::from([
-            ("o1".to_owned(), order("o1", OrderState::Pending)),
-            ("o2".to_owned(), order("o2", OrderState::Pending)),
+            (OrderId::from("o1"), order("o1", OrderState::Pending)),
+            (OrderId::from("o2"), order("o2", OrderState::Pending)),
         ]);
         let payments = [
             payment("a", "o1", 225),
@@ -347,7 +357,10 @@ mod tests {
         ];
         let batch: Vec<BatchPayment> = payments
             .iter()
-            .map(|payment| BatchPayment { payer: 7, payment })
+            .map(|payment| BatchPayment {
+                payer: UserId(7),
+                payment,
+            })
             .collect();
         let plans = plan_batch(&batch, &orders);
         // `d` was recorded by an earlier batch: a duplicate after all.
@@ -357,7 +370,8 @@ mod tests {
             .map(|(index, plan)| plan.as_ref().filter(|_| index != 3))
             .collect();
         // 200 before the batch, two credits of 500.
-        let outcomes = settle_batch(&batch, &applied, &HashMap::from([(7, 1_200)])).unwrap();
+        let outcomes =
+            settle_batch(&batch, &applied, &HashMap::from([(UserId(7), 1_200)])).unwrap();
         let told: Vec<Option<i64>> = outcomes
             .iter()
             .map(|outcome| match outcome {
@@ -368,12 +382,15 @@ mod tests {
         assert_eq!(told, [Some(700), None, Some(1_200), None]);
         assert!(matches!(
             outcomes[1],
-            PaymentOutcome::Held { user_id: 7, .. }
+            PaymentOutcome::Held {
+                user_id: UserId(7),
+                ..
+            }
         ));
         assert_eq!(outcomes[3], PaymentOutcome::Duplicate);
         assert_eq!(
             settle_batch(&batch, &applied, &HashMap::new()),
-            Err(MissingBalance(7))
+            Err(MissingBalance(UserId(7)))
         );
     }
 }

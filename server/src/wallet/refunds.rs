@@ -2,6 +2,8 @@
 //! NDN are debited even if they were spent: the balance may go below zero (the clawback, the
 //! only way a buyer's account is overdrawn) and later purchases pay that back first.
 
+use super::amounts::Ndn;
+use super::ids::OrderId;
 use super::model::{PaymentRecord, PaymentStatus, Transfer};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -10,7 +12,7 @@ pub enum RefundPlan {
     /// paid, become refunded.
     Debit {
         transfer: Transfer,
-        order_id: Option<String>,
+        order_id: Option<OrderId>,
     },
     /// A held payment was never credited: only its status changes.
     CloseHeld,
@@ -22,13 +24,13 @@ pub enum RefundPlan {
 pub fn plan_refund(payment: Option<&PaymentRecord>) -> RefundPlan {
     match payment {
         None => RefundPlan::RecordUnknown,
-        Some(p) => match p.status {
-            PaymentStatus::Credited if p.ndn > 0 => RefundPlan::Debit {
-                transfer: Transfer::refund(p.user_id, p.ndn, &p.charge_id, p.stars),
+        Some(p) => match (p.status, Ndn::new(p.ndn)) {
+            (PaymentStatus::Credited, Some(ndn)) => RefundPlan::Debit {
+                transfer: Transfer::refund(p.user_id, ndn, &p.charge_id, p.stars),
                 order_id: p.order_id.clone(),
             },
-            PaymentStatus::Credited | PaymentStatus::Held => RefundPlan::CloseHeld,
-            PaymentStatus::Refunded => RefundPlan::AlreadyRefunded,
+            (PaymentStatus::Credited | PaymentStatus::Held, _) => RefundPlan::CloseHeld,
+            (PaymentStatus::Refunded, _) => RefundPlan::AlreadyRefunded,
         },
     }
 }
@@ -36,21 +38,28 @@ pub fn plan_refund(payment: Option<&PaymentRecord>) -> RefundPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wallet::amounts::Stars;
+    use crate::wallet::ids::UserId;
 
     #[test]
     fn refund_debits_credited_payments_once() {
         let mut record = PaymentRecord {
             charge_id: "c1".into(),
-            user_id: 7,
+            user_id: UserId(7),
             order_id: Some("o1".into()),
             ndn: 500,
-            stars: 225,
+            stars: Stars(225),
             status: PaymentStatus::Credited,
         };
         assert_eq!(
             plan_refund(Some(&record)),
             RefundPlan::Debit {
-                transfer: Transfer::refund(7, 500, "c1", 225),
+                transfer: Transfer::refund(
+                    UserId(7),
+                    Ndn::new(500).unwrap(),
+                    &"c1".into(),
+                    Stars(225)
+                ),
                 order_id: Some("o1".into())
             }
         );
@@ -66,17 +75,17 @@ mod tests {
     fn a_credited_payment_of_nothing_is_only_closed() {
         let record = PaymentRecord {
             charge_id: "c1".into(),
-            user_id: 7,
+            user_id: UserId(7),
             order_id: None,
             ndn: 0,
-            stars: 1,
+            stars: Stars(1),
             status: PaymentStatus::Credited,
         };
         assert_eq!(plan_refund(Some(&record)), RefundPlan::CloseHeld);
         let one = PaymentRecord { ndn: 1, ..record };
         assert!(matches!(
             plan_refund(Some(&one)),
-            RefundPlan::Debit { transfer, .. } if transfer.amount == 1
+            RefundPlan::Debit { transfer, .. } if transfer.amount == Ndn::new(1).unwrap()
         ));
     }
 }

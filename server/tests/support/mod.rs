@@ -12,6 +12,8 @@ use server::telegram::init_data::InitDataValidator;
 use server::telegram::updates::{
     Message, PreCheckoutQuery, RefundedPayment, SuccessfulPayment, Update, User,
 };
+use server::wallet::amounts::Stars;
+use server::wallet::ids::UserId;
 
 pub const TOKEN: &str = "4242:integration-test-token";
 pub const SECRET: &str = "integration_test_secret";
@@ -354,7 +356,7 @@ impl TestApp {
     /// recorded and held for the operator; its charge id.
     pub async fn held_payment(&self, update: i64, buyer: i64) -> String {
         let order_id = self.create_order(buyer, "ndn-500").await;
-        let charge = self.telegram.record_charge(buyer, 200, &order_id);
+        let charge = self.telegram.record_charge(UserId(buyer), 200, &order_id);
         let payment = successful_payment(update, buyer, &order_id, 200, &charge);
         assert_eq!(self.deliver(&payment).await.0, 200);
         charge
@@ -630,7 +632,7 @@ pub async fn send(request: reqwest::RequestBuilder) -> (u16, Value) {
 }
 
 pub fn user(id: i64, language: &str) -> Value {
-    to_value(&User::person(id, "Vladislav", language))
+    to_value(&User::person(UserId(id), "Vladislav", language))
 }
 
 fn to_value(value: &impl serde::Serialize) -> Value {
@@ -648,9 +650,9 @@ pub fn pre_checkout(
         update_id,
         PreCheckoutQuery {
             id: format!("pcq{update_id}"),
-            from: User::person(from, "Vladislav", "en"),
+            from: User::person(UserId(from), "Vladislav", "en"),
             currency: currency.into(),
-            total_amount: amount,
+            total_amount: Stars(amount),
             invoice_payload: payload.into(),
         },
     ))
@@ -663,7 +665,7 @@ fn private_message(
     language: &str,
     content: impl FnOnce(Message) -> Message,
 ) -> Value {
-    let message = Message::private(update_id, User::person(from, "Vladislav", language));
+    let message = Message::private(update_id, User::person(UserId(from), "Vladislav", language));
     to_value(&Update::message(update_id, content(message)))
 }
 

@@ -6,6 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 use sqlx::{Any, Transaction};
 
 use crate::store::{Engine, StoreResult, json_rows, to_json, write_profiles};
+use crate::wallet::amounts::{Ndn, Stars};
+use crate::wallet::ids::UserId;
 use crate::wallet::model::{Buyer, Transfer};
 
 /// What a transaction changes in the books besides its transfers.
@@ -14,7 +16,7 @@ pub(super) struct AccountChanges<'a> {
     /// Profiles to store (each buyer once), creating buyers who are new.
     pub profiles: &'a [&'a Buyer],
     /// Changes to buyers' held NDN: (buyer, change).
-    pub held: &'a [(i64, i64)],
+    pub held: &'a [(UserId, i64)],
 }
 
 /// Writes `transfers` and moves the cached balance of every buyer they touch by their net
@@ -26,7 +28,7 @@ pub(super) async fn post(
     transfers: &[Transfer],
     around: AccountChanges<'_>,
     now: i64,
-) -> StoreResult<HashMap<i64, i64>> {
+) -> StoreResult<HashMap<UserId, i64>> {
     if !transfers.is_empty() {
         let rows: Vec<TransferRow> = transfers
             .iter()
@@ -71,7 +73,7 @@ pub(super) async fn post(
             .await?;
     }
     // Each buyer once, in id order, with their net movement, held change and profile.
-    let mut buyers: BTreeMap<i64, (i64, i64, Option<&Buyer>)> = BTreeMap::new();
+    let mut buyers: BTreeMap<UserId, (i64, i64, Option<&Buyer>)> = BTreeMap::new();
     for transfer in transfers {
         for account in [transfer.from, transfer.to] {
             if let Some(id) = account.buyer() {
@@ -100,10 +102,10 @@ pub(super) async fn post(
 struct TransferRow<'a> {
     debit_account: i64,
     credit_account: i64,
-    amount: i64,
+    amount: Ndn,
     kind: &'static str,
     reference: &'a str,
-    stars: i64,
+    stars: Stars,
     reason: Option<&'a str>,
     external_reference: Option<&'a str>,
     metadata: Option<&'a str>,
@@ -114,7 +116,7 @@ struct TransferRow<'a> {
 /// profile when given.
 #[derive(serde::Serialize)]
 struct BuyerRow<'a> {
-    id: i64,
+    id: UserId,
     net: i64,
     held: i64,
     first_name: &'a str,
@@ -129,7 +131,7 @@ impl<'a> BuyerRow<'a> {
         Self { held, ..self }
     }
 
-    fn new(id: i64, net: i64, profile: Option<&'a Buyer>, at: i64) -> Self {
+    fn new(id: UserId, net: i64, profile: Option<&'a Buyer>, at: i64) -> Self {
         Self {
             id,
             net,
@@ -154,7 +156,7 @@ async fn write_buyers(
     rows: &[BuyerRow<'_>],
     profiles: &[&Buyer],
     now: i64,
-) -> StoreResult<HashMap<i64, i64>> {
+) -> StoreResult<HashMap<UserId, i64>> {
     if rows.is_empty() {
         return Ok(HashMap::new());
     }
@@ -194,7 +196,7 @@ async fn write_buyers(
         )
     };
     let mut balances = HashMap::with_capacity(rows.len());
-    for (id, balance) in sqlx::query_as::<_, (i64, i64)>(&sql)
+    for (id, balance) in sqlx::query_as::<_, (UserId, i64)>(&sql)
         .bind(to_json(&rows)?)
         .fetch_all(&mut **tx)
         .await?

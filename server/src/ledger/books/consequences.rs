@@ -4,10 +4,13 @@
 //! outcome is a new [`Committed`] arm and its lines in [`Consequences::add`].
 
 use app::api::{BalanceEvent, OrderState};
+use app::i18n::Lang;
 use sqlx::{Any, Transaction};
 
 use crate::contract::event::NewEvent;
 use crate::store::{self, BalanceNote, Engine, StoreError, StoreResult, StreamServer};
+use crate::wallet::amounts::Stars;
+use crate::wallet::ids::{ChargeId, OrderId, UserId};
 use crate::wallet::model::{Notice, OutgoingMessage, PaymentOutcome, RefundOutcome};
 use crate::wallet::operations::Receipt;
 
@@ -17,26 +20,26 @@ pub(super) enum Committed<'a> {
     /// A payment credited or held: a `successful_payment` recorded, or (`by_operator`) a held
     /// payment the operator credited. `payer`: the buyer who paid.
     Payment {
-        payer: i64,
+        payer: UserId,
         outcome: &'a PaymentOutcome,
-        charge_id: &'a str,
+        charge_id: &'a ChargeId,
         payload: &'a str,
-        stars: i64,
-        language: &'a str,
+        stars: Stars,
+        language: Lang,
         by_operator: bool,
     },
     /// A refund (`user_id`: the buyer Telegram names; the outcome names who was debited).
     Refund {
         outcome: &'a RefundOutcome,
-        charge_id: &'a str,
-        user_id: i64,
-        stars: i64,
-        language: &'a str,
+        charge_id: &'a ChargeId,
+        user_id: UserId,
+        stars: Stars,
+        language: Lang,
     },
     /// An applied service request or console grant.
     Operation {
         receipt: &'a Receipt,
-        language: &'a str,
+        language: Lang,
     },
 }
 
@@ -157,11 +160,11 @@ impl Consequences {
     }
 }
 
-/// A notice for the buyer, when the bot has something to say.
-fn message(dedupe_key: String, chat_id: i64, text: Option<String>) -> Option<OutgoingMessage> {
+/// A notice for the buyer, in their private chat with the bot, when it has something to say.
+fn message(dedupe_key: String, to: UserId, text: Option<String>) -> Option<OutgoingMessage> {
     Some(OutgoingMessage {
         dedupe_key,
-        chat_id,
+        chat_id: to.private_chat(),
         text: text?,
         reply_markup: None,
     })
@@ -169,14 +172,14 @@ fn message(dedupe_key: String, chat_id: i64, text: Option<String>) -> Option<Out
 
 /// The live event of a buyer's new balance (and the order it concerns, if any).
 fn note(
-    user_id: i64,
+    user_id: UserId,
     balance: i64,
-    order_id: Option<String>,
+    order_id: Option<OrderId>,
     status: Option<OrderState>,
 ) -> StoreResult<BalanceNote> {
     let event = BalanceEvent {
         balance,
-        order_id,
+        order_id: order_id.map(|id| id.0),
         status,
     };
     Ok(BalanceNote {

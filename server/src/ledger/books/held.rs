@@ -9,19 +9,22 @@ use crate::clock::now_ms;
 use crate::store::{
     ActionResult, Engine, NewAction, StoreResult, StreamServer, earlier_result, language_of,
 };
+use crate::wallet::amounts::{Ndn, Stars};
+use crate::wallet::ids::{ChargeId, OrderId, UserId};
 use crate::wallet::model::{PaymentOutcome, Transfer};
 use crate::wallet::payments::credit_for;
+use app::i18n::Lang;
 
 /// A payment as crediting it reads it: buyer, order, Stars, status, payload, hold reason, and
 /// its order's NDN.
 type HeldRow = (
-    i64,
-    Option<String>,
-    i64,
+    UserId,
+    Option<OrderId>,
+    Stars,
     String,
     String,
     Option<String>,
-    Option<i64>,
+    Option<Ndn>,
 );
 
 /// A held payment credited now: what the ledger's effects need.
@@ -29,7 +32,7 @@ type HeldRow = (
 pub(in crate::ledger) struct HeldCredit {
     pub outcome: PaymentOutcome,
     pub payload: String,
-    pub stars: i64,
+    pub stars: Stars,
 }
 
 impl Books {
@@ -38,7 +41,7 @@ impl Books {
     /// as it is, and the result says why.
     pub(in crate::ledger) async fn credit_held(
         &self,
-        charge_id: &str,
+        charge_id: &ChargeId,
         prices: &[(i64, i64)],
         reach: StreamServer,
         action: &NewAction,
@@ -98,7 +101,7 @@ impl Books {
                         }
                         let outcome = PaymentOutcome::Credited {
                             user_id,
-                            order_id: order_id.unwrap_or_else(|| payload.clone()),
+                            order_id: order_id.unwrap_or_else(|| OrderId(payload.clone())),
                             ndn,
                             balance,
                         };
@@ -111,7 +114,7 @@ impl Books {
                                 charge_id,
                                 payload: &payload,
                                 stars,
-                                language: &language,
+                                language: Lang::from_code(&language),
                                 by_operator: true,
                             },
                             now,

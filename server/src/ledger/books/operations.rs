@@ -4,6 +4,7 @@
 //! every request in order, and writes what they decided — transfers, holds, held NDN, the
 //! answers, notices and balance events — in one transaction.
 
+use app::i18n::Lang;
 use std::collections::HashMap;
 
 use sqlx::{Any, Transaction};
@@ -16,6 +17,8 @@ use crate::store::{
     Engine, NewAction, StoreError, StoreResult, StoredHold, StreamServer, answer_from_row,
     in_json_ids, in_json_texts, json_rows, record_action, to_json,
 };
+use crate::wallet::amounts::Ndn;
+use crate::wallet::ids::{HoldId, UserId};
 use crate::wallet::model::Notice;
 use crate::wallet::operations::{BatchReads, Decision, Funds, Hold, Receipt, Request, decide};
 
@@ -140,7 +143,7 @@ async fn apply_operations_in(
         Engine::Postgres => " FOR NO KEY UPDATE",
         Engine::Sqlite => "",
     };
-    let mut hold_ids: Vec<&str> = fresh
+    let mut hold_ids: Vec<&HoldId> = fresh
         .iter()
         .filter_map(|request| request.operation.hold_id())
         .collect();
@@ -162,26 +165,26 @@ async fn apply_operations_in(
             books.holds.insert(hold.id.clone(), hold);
         }
     }
-    let mut user_ids: Vec<i64> = fresh
+    let mut user_ids: Vec<UserId> = fresh
         .iter()
         .filter_map(|request| request.operation.user_id())
         .chain(books.holds.values().map(|hold| hold.user_id))
         .collect();
     user_ids.sort_unstable();
     user_ids.dedup();
-    let mut languages: HashMap<i64, String> = HashMap::new();
+    let mut languages: HashMap<UserId, Lang> = HashMap::new();
     if !user_ids.is_empty() {
         let sql = format!(
             "SELECT id, balance, held, language_code FROM users WHERE {} ORDER BY id{lock}",
             in_json_ids(engine, "id", 1)
         );
-        for (id, balance, held, language) in sqlx::query_as::<_, (i64, i64, i64, String)>(&sql)
+        for (id, balance, held, language) in sqlx::query_as::<_, (UserId, i64, i64, String)>(&sql)
             .bind(to_json(&user_ids)?)
             .fetch_all(&mut **tx)
             .await?
         {
             books.funds.insert(id, Funds { balance, held });
-            languages.insert(id, language);
+            languages.insert(id, Lang::from_code(&language));
         }
     }
 
@@ -190,7 +193,7 @@ async fn apply_operations_in(
 
     // What the decisions change.
     let mut transfers = Vec::new();
-    let mut held: Vec<(i64, i64)> = Vec::new();
+    let mut held: Vec<(UserId, i64)> = Vec::new();
     let mut opened = Vec::new();
     let mut closed = Vec::new();
     let mut answers = Vec::new();
@@ -224,7 +227,7 @@ async fn apply_operations_in(
                 created_at: now,
             });
         }
-        let language = languages.get(&user_id).map_or("en", String::as_str);
+        let language = languages.get(&user_id).copied().unwrap_or_default();
         consequences.add(
             Committed::Operation {
                 receipt: &change.receipt,
@@ -341,9 +344,9 @@ struct KeyRow<'a> {
 
 #[derive(serde::Serialize)]
 struct HoldRow {
-    id: String,
-    user_id: i64,
-    amount: i64,
+    id: HoldId,
+    user_id: UserId,
+    amount: Ndn,
     reason: Option<String>,
     external_reference: Option<String>,
     created_at: i64,
@@ -368,9 +371,9 @@ impl HoldRow {
 
 #[derive(serde::Serialize)]
 struct ClosedHoldRow {
-    id: String,
+    id: HoldId,
     status: &'static str,
-    captured: Option<i64>,
+    captured: Option<Ndn>,
     closed_at: i64,
 }
 

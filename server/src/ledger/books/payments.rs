@@ -1,6 +1,7 @@
 //! `successful_payment`s, applied by a group-commit writer (see `store::writer`): a batch of payments is
 //! a handful of multi-row statements whatever its size.
 
+use app::i18n::Lang;
 use std::collections::{HashMap, HashSet};
 
 use sqlx::{Any, Transaction};
@@ -13,6 +14,8 @@ use crate::store::{
     Engine, ORDER_SELECT, OrderRow, StoreError, StoreResult, StreamServer, in_json_texts,
     json_rows, to_json,
 };
+use crate::wallet::amounts::Stars;
+use crate::wallet::ids::{ChargeId, OrderId, UserId};
 use crate::wallet::model::{Buyer, IncomingPayment, Notice, PaymentOutcome};
 use crate::wallet::payments::{BatchPayment, PaymentPlan, orders_opened, plan_batch, settle_batch};
 
@@ -150,8 +153,8 @@ async fn apply_payments_in(
             ]
         )
     );
-    let query = sqlx::query_scalar::<_, String>(&sql).bind(to_json(&rows)?);
-    let recorded: HashSet<String> = query.fetch_all(&mut **tx).await?.into_iter().collect();
+    let query = sqlx::query_scalar::<_, ChargeId>(&sql).bind(to_json(&rows)?);
+    let recorded: HashSet<ChargeId> = query.fetch_all(&mut **tx).await?.into_iter().collect();
     let applied: Vec<Option<&PaymentPlan>> = jobs
         .iter()
         .zip(&plans)
@@ -167,7 +170,7 @@ async fn apply_payments_in(
         .zip(&applied)
         .filter_map(|(item, plan)| (*plan)?.transfer(item.payer, item.payment))
         .collect();
-    let mut profiles: HashMap<i64, &Buyer> = HashMap::new();
+    let mut profiles: HashMap<UserId, &Buyer> = HashMap::new();
     for job in jobs {
         profiles.insert(job.payer.id, &job.payer);
     }
@@ -207,7 +210,7 @@ async fn apply_payments_in(
                 charge_id: &job.payment.charge_id,
                 payload: &job.payment.payload,
                 stars: job.payment.stars,
-                language: job.payer.language_code.as_deref().unwrap_or("en"),
+                language: Lang::from_code(job.payer.language_code.as_deref().unwrap_or("en")),
                 by_operator: false,
             },
             now,
@@ -222,13 +225,13 @@ async fn apply_payments_in(
 
 #[derive(serde::Serialize)]
 struct PaymentRow<'a> {
-    charge_id: &'a str,
+    charge_id: &'a ChargeId,
     provider_charge_id: Option<&'a str>,
-    user_id: i64,
-    order_id: Option<&'a str>,
+    user_id: UserId,
+    order_id: Option<&'a OrderId>,
     payload: &'a str,
     currency: &'a str,
-    stars: i64,
+    stars: Stars,
     ndn: i64,
     status: &'static str,
     hold_reason: Option<&'static str>,

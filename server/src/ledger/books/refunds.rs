@@ -1,6 +1,7 @@
 //! Refunds, each in a transaction of its own: the refund transfer and balance, the payment and
 //! its order marked refunded, the buyer's notice and the balance event.
 
+use app::i18n::Lang;
 use sqlx::{Any, Transaction};
 
 use super::Books;
@@ -11,6 +12,8 @@ use crate::store::{
     ActionResult, Engine, NewAction, PaymentRow, StoreError, StoreResult, StreamServer,
     earlier_result, language_of,
 };
+use crate::wallet::amounts::Stars;
+use crate::wallet::ids::{ChargeId, UserId};
 use crate::wallet::model::{PaymentRecord, RefundOutcome, make_storable};
 use crate::wallet::refunds::{RefundPlan, plan_refund};
 
@@ -19,15 +22,15 @@ impl Books {
     /// refund writes its audit row in the same transaction: `(action, what Telegram said)`.
     pub(in crate::ledger) async fn refund(
         &self,
-        user_id: i64,
-        charge_id: &str,
-        stars: i64,
+        user_id: UserId,
+        charge_id: &ChargeId,
+        stars: Stars,
         reach: StreamServer,
         action: Option<(&NewAction, &str)>,
     ) -> StoreResult<(RefundOutcome, Option<ActionResult>)> {
-        let mut charge_id = charge_id.to_owned();
-        make_storable(&mut charge_id);
-        let charge_id = charge_id.as_str();
+        let mut charge_id = charge_id.clone();
+        make_storable(&mut charge_id.0);
+        let charge_id = &charge_id;
         let now = now_ms();
         let engine = self.store.engine();
         let mut tx = self.store.write().await?;
@@ -102,7 +105,7 @@ impl Books {
                 charge_id,
                 user_id,
                 stars,
-                language: &language,
+                language: Lang::from_code(&language),
             },
             now,
         )?;
@@ -127,7 +130,7 @@ impl Books {
 async fn payment_for_refund(
     tx: &mut Transaction<'static, Any>,
     engine: Engine,
-    charge_id: &str,
+    charge_id: &ChargeId,
 ) -> StoreResult<Option<PaymentRecord>> {
     let lock = match engine {
         Engine::Postgres => " FOR UPDATE",
@@ -148,9 +151,9 @@ async fn payment_for_refund(
 /// false if a payment of it was recorded first (the insert waits for it to commit).
 async fn record_unknown(
     tx: &mut Transaction<'static, Any>,
-    charge_id: &str,
-    user_id: i64,
-    stars: i64,
+    charge_id: &ChargeId,
+    user_id: UserId,
+    stars: Stars,
     now: i64,
 ) -> StoreResult<bool> {
     let done = sqlx::query(
@@ -170,7 +173,7 @@ async fn record_unknown(
 
 async fn mark_refunded(
     tx: &mut Transaction<'static, Any>,
-    charge_id: &str,
+    charge_id: &ChargeId,
     now: i64,
 ) -> StoreResult<()> {
     sqlx::query("UPDATE payments SET status = 'refunded', refunded_at = $2 WHERE charge_id = $1")

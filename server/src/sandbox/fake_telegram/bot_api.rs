@@ -112,7 +112,7 @@ impl FakeTelegram {
                 let user_id = params
                     .get("user_id")
                     .and_then(Value::as_i64)
-                    .unwrap_or_default();
+                    .map_or(UserId(0), UserId);
                 match inner.charges.get(&charge) {
                     None => Err(bad("CHARGE_NOT_FOUND")),
                     Some((owner, ..)) if *owner != user_id => Err(bad("USER_ID_INVALID")),

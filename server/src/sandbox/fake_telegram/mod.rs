@@ -8,6 +8,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use crate::wallet::ids::UserId;
 use serde_json::{Value, json};
 
 /// A message the bot sent, as the fake recorded it.
@@ -62,7 +63,7 @@ pub struct Fault {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Charge {
     pub id: String,
-    pub user_id: i64,
+    pub user_id: UserId,
     pub amount: i64,
     pub payload: String,
     pub refunded: bool,
@@ -77,7 +78,7 @@ struct Inner {
     messages: Vec<SentMessage>,
     faults: Vec<Fault>,
     /// charge id → (user id, amount, payload, date)
-    charges: HashMap<String, (i64, i64, String, i64)>,
+    charges: HashMap<String, (UserId, i64, String, i64)>,
     charge_order: Vec<String>,
     refunded: HashSet<String>,
     pre_checkout_answers: Vec<Value>,
@@ -226,7 +227,7 @@ impl FakeTelegram {
     }
 
     /// Records a Stars charge as Telegram would on a successful payment, returning its id.
-    pub fn record_charge(&self, user_id: i64, amount: i64, payload: &str) -> String {
+    pub fn record_charge(&self, user_id: UserId, amount: i64, payload: &str) -> String {
         let mut inner = self.lock();
         inner.next_id += 1;
         let id = format!(
@@ -299,7 +300,7 @@ impl FakeTelegram {
     }
 
     /// The charges of one user, newest first.
-    pub fn charges_of(&self, user_id: i64) -> Vec<Charge> {
+    pub fn charges_of(&self, user_id: UserId) -> Vec<Charge> {
         let inner = self.lock();
         let mut charges: Vec<Charge> = inner
             .charge_order

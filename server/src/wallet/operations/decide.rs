@@ -35,8 +35,8 @@ pub fn decide(requests: &[Request], books: &BatchReads, now: i64) -> Vec<Decisio
 
 fn decide_one(
     operation: &Operation,
-    funds: &mut HashMap<i64, Funds>,
-    holds: &mut HashMap<String, Hold>,
+    funds: &mut HashMap<UserId, Funds>,
+    holds: &mut HashMap<HoldId, Hold>,
     now: i64,
 ) -> Decision {
     match operation {
@@ -51,12 +51,12 @@ fn decide_one(
             let Some(account) = funds.get_mut(user_id) else {
                 return Decision::Refused(Refusal::UnknownAccount);
             };
-            if account.available() < *amount {
+            if account.available() < amount.get() {
                 return Decision::Refused(Refusal::InsufficientFunds {
                     available: account.available(),
                 });
             }
-            let Some(balance) = account.balance.checked_sub(*amount) else {
+            let Some(balance) = account.balance.checked_sub(amount.get()) else {
                 return Decision::Refused(Refusal::BalanceLimit);
             };
             account.balance = balance;
@@ -66,7 +66,7 @@ fn decide_one(
                 amount: *amount,
                 kind: TransferKind::Spend,
                 reference: id.clone(),
-                stars: 0,
+                stars: Stars(0),
                 reason: Some(reason.clone()),
                 external_reference: reference.clone(),
                 metadata: metadata.clone(),
@@ -99,7 +99,7 @@ fn decide_one(
             let Some(account) = funds.get_mut(user_id) else {
                 return Decision::Refused(Refusal::UnknownAccount);
             };
-            let Some(balance) = account.balance.checked_add(*amount) else {
+            let Some(balance) = account.balance.checked_add(amount.get()) else {
                 return Decision::Refused(Refusal::BalanceLimit);
             };
             account.balance = balance;
@@ -109,7 +109,7 @@ fn decide_one(
                 amount: *amount,
                 kind: TransferKind::Grant,
                 reference: id.clone(),
-                stars: 0,
+                stars: Stars(0),
                 reason: Some(reason.clone()),
                 external_reference: None,
                 metadata: None,
@@ -141,12 +141,12 @@ fn decide_one(
             let Some(account) = funds.get_mut(user_id) else {
                 return Decision::Refused(Refusal::UnknownAccount);
             };
-            if account.available() < *amount {
+            if account.available() < amount.get() {
                 return Decision::Refused(Refusal::InsufficientFunds {
                     available: account.available(),
                 });
             }
-            let Some(held) = account.held.checked_add(*amount) else {
+            let Some(held) = account.held.checked_add(amount.get()) else {
                 return Decision::Refused(Refusal::BalanceLimit);
             };
             account.held = held;
@@ -167,7 +167,7 @@ fn decide_one(
                 transfer: None,
                 opened: Some(hold.clone()),
                 closed: None,
-                held: *amount,
+                held: amount.get(),
                 receipt: Receipt::Hold {
                     hold,
                     funds: *account,
@@ -206,15 +206,17 @@ fn decide_one(
                 status => return Decision::Refused(Refusal::HoldClosed { status }),
             }
             if wanted > hold.amount {
-                return Decision::Refused(Refusal::CaptureExceedsHold { held: hold.amount });
+                return Decision::Refused(Refusal::CaptureExceedsHold {
+                    held: hold.amount.get(),
+                });
             }
             // A capture spends what its hold reserved, and must leave available at zero or
             // above. A refund may have taken back reserved NDN since (available < 0): then
             // only as much as is still covered can be captured, and the refusal reports
             // available as the account does.
             let after = Funds {
-                balance: account.balance.saturating_sub(wanted),
-                held: account.held.saturating_sub(hold.amount),
+                balance: account.balance.saturating_sub(wanted.get()),
+                held: account.held.saturating_sub(hold.amount.get()),
             };
             if after.available() < 0 {
                 return Decision::Refused(Refusal::InsufficientFunds {
@@ -229,8 +231,8 @@ fn decide_one(
                 to: Account::Spent,
                 amount: wanted,
                 kind: TransferKind::Spend,
-                reference: hold.id.clone(),
-                stars: 0,
+                reference: hold.id.to_string(),
+                stars: Stars(0),
                 reason: hold.reason.clone(),
                 external_reference: hold.reference.clone(),
                 metadata: None,
@@ -239,7 +241,7 @@ fn decide_one(
                 transfer: Some(transfer),
                 opened: None,
                 closed: Some((hold.id.clone(), HoldStatus::Captured, Some(wanted))),
-                held: -hold.amount,
+                held: -hold.amount.get(),
                 receipt: Receipt::Hold {
                     hold: hold.clone(),
                     funds: *account,
@@ -280,13 +282,13 @@ fn decide_one(
                     status => return Decision::Refused(Refusal::HoldClosed { status }),
                 }
             };
-            account.held = account.held.saturating_sub(hold.amount);
+            account.held = account.held.saturating_sub(hold.amount.get());
             hold.status = status;
             Decision::Applied(Box::new(Change {
                 transfer: None,
                 opened: None,
                 closed: Some((hold.id.clone(), status, None)),
-                held: -hold.amount,
+                held: -hold.amount.get(),
                 receipt: Receipt::Hold {
                     hold: hold.clone(),
                     funds: *account,

@@ -13,10 +13,11 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::amounts::{Ndn, Stars};
+use super::ids::{HoldId, UserId};
 use super::model::{Account, Transfer, TransferKind};
 
-/// The largest amount one request may move (whole NDN).
-pub const MAX_AMOUNT: i64 = 1_000_000_000_000;
+pub use super::amounts::MAX_AMOUNT;
 
 /// A buyer's money as a batch reads it: the balance, and how much of it holds reserve.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -67,12 +68,12 @@ impl HoldStatus {
 /// A hold as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hold {
-    pub id: String,
-    pub user_id: i64,
-    pub amount: i64,
+    pub id: HoldId,
+    pub user_id: UserId,
+    pub amount: Ndn,
     pub status: HoldStatus,
     /// NDN spent when it was captured.
-    pub captured: Option<i64>,
+    pub captured: Option<Ndn>,
     pub reason: Option<String>,
     pub reference: Option<String>,
     /// Unix milliseconds.
@@ -90,8 +91,8 @@ pub struct Hold {
 pub enum Operation {
     Debit {
         id: String,
-        user_id: i64,
-        amount: i64,
+        user_id: UserId,
+        amount: Ndn,
         reason: String,
         reference: Option<String>,
         /// A JSON object, as the client sent it.
@@ -99,14 +100,14 @@ pub enum Operation {
     },
     Grant {
         id: String,
-        user_id: i64,
-        amount: i64,
+        user_id: UserId,
+        amount: Ndn,
         reason: String,
     },
     Hold {
-        id: String,
-        user_id: i64,
-        amount: i64,
+        id: HoldId,
+        user_id: UserId,
+        amount: Ndn,
         reason: Option<String>,
         reference: Option<String>,
         expires_at: i64,
@@ -115,24 +116,24 @@ pub enum Operation {
     },
     /// Spend `amount` of the hold (all of it when `None`); the rest is released.
     Capture {
-        hold_id: String,
-        amount: Option<i64>,
+        hold_id: HoldId,
+        amount: Option<Ndn>,
         /// The API key asking.
         by: i64,
     },
     Void {
-        hold_id: String,
+        hold_id: HoldId,
         by: i64,
     },
     /// Release a hold whose time ran out (the expiry worker's request).
     Expire {
-        hold_id: String,
+        hold_id: HoldId,
     },
 }
 
 impl Operation {
     /// The buyer the request names (holds name theirs through the hold).
-    pub fn user_id(&self) -> Option<i64> {
+    pub fn user_id(&self) -> Option<UserId> {
         match self {
             Self::Debit { user_id, .. }
             | Self::Grant { user_id, .. }
@@ -141,7 +142,7 @@ impl Operation {
         }
     }
 
-    pub fn hold_id(&self) -> Option<&str> {
+    pub fn hold_id(&self) -> Option<&HoldId> {
         match self {
             Self::Capture { hold_id, .. }
             | Self::Void { hold_id, .. }
@@ -178,9 +179,9 @@ pub struct StoredAnswer {
 #[derive(Debug, Clone, Default)]
 pub struct BatchReads {
     /// The buyers the requests name (absent: no such buyer).
-    pub funds: HashMap<i64, Funds>,
+    pub funds: HashMap<UserId, Funds>,
     /// The holds the requests name.
-    pub holds: HashMap<String, Hold>,
+    pub holds: HashMap<HoldId, Hold>,
     /// Answers remembered under the requests' keys: (API key id, key) → answer.
     pub remembered: HashMap<(i64, String), StoredAnswer>,
 }
@@ -191,8 +192,8 @@ pub struct BatchReads {
 pub enum Receipt {
     Debit {
         id: String,
-        user_id: i64,
-        amount: i64,
+        user_id: UserId,
+        amount: Ndn,
         reason: String,
         reference: Option<String>,
         metadata: Option<serde_json::Value>,
@@ -201,8 +202,8 @@ pub enum Receipt {
     },
     Credit {
         id: String,
-        user_id: i64,
-        amount: i64,
+        user_id: UserId,
+        amount: Ndn,
         reason: String,
         created_at: i64,
         funds: Funds,
@@ -214,7 +215,7 @@ pub enum Receipt {
 }
 
 impl Receipt {
-    pub fn user_id(&self) -> i64 {
+    pub fn user_id(&self) -> UserId {
         match self {
             Self::Debit { user_id, .. } | Self::Credit { user_id, .. } => *user_id,
             Self::Hold { hold, .. } => hold.user_id,
@@ -280,7 +281,7 @@ pub struct Change {
     pub transfer: Option<Transfer>,
     pub opened: Option<Hold>,
     /// A hold closed: its id, new status and NDN captured.
-    pub closed: Option<(String, HoldStatus, Option<i64>)>,
+    pub closed: Option<(HoldId, HoldStatus, Option<Ndn>)>,
     /// Change to the buyer's held NDN.
     pub held: i64,
     pub receipt: Receipt,

@@ -4,7 +4,7 @@ const NOW: i64 = 1_000_000;
 
 fn books(balance: i64, held: i64) -> BatchReads {
     BatchReads {
-        funds: HashMap::from([(7, Funds { balance, held })]),
+        funds: HashMap::from([(UserId(7), Funds { balance, held })]),
         ..BatchReads::default()
     }
 }
@@ -13,8 +13,8 @@ fn debit(id: &str, amount: i64) -> Request {
     Request {
         operation: Operation::Debit {
             id: id.into(),
-            user_id: 7,
-            amount,
+            user_id: UserId(7),
+            amount: Ndn::new(amount).unwrap(),
             reason: "sword".into(),
             reference: None,
             metadata: None,
@@ -36,8 +36,8 @@ fn hold(id: &str, amount: i64, expires_at: i64) -> Request {
     Request {
         operation: Operation::Hold {
             id: id.into(),
-            user_id: 7,
-            amount,
+            user_id: UserId(7),
+            amount: Ndn::new(amount).unwrap(),
             reason: Some("match entry".into()),
             reference: None,
             expires_at,
@@ -51,8 +51,8 @@ fn hold(id: &str, amount: i64, expires_at: i64) -> Request {
 fn active_hold(owner: Option<i64>) -> Hold {
     Hold {
         id: "h1".into(),
-        user_id: 7,
-        amount: 100,
+        user_id: UserId(7),
+        amount: Ndn::new(100).unwrap(),
         status: HoldStatus::Active,
         captured: None,
         reason: None,
@@ -98,7 +98,11 @@ fn debits_spend_what_is_available_and_never_overdraw() {
     let transfer = change.transfer.as_ref().unwrap();
     assert_eq!(
         (transfer.from, transfer.to, transfer.amount),
-        (Account::Buyer(7), Account::Spent, 100)
+        (
+            Account::Buyer(UserId(7)),
+            Account::Spent,
+            Ndn::new(100).unwrap()
+        )
     );
 }
 
@@ -143,12 +147,12 @@ fn a_hold_reserves_then_capture_spends_part_and_releases_the_rest() {
             debit("d", 300),
             plain(Operation::Capture {
                 hold_id: "h1".into(),
-                amount: Some(120),
+                amount: Some(Ndn::new(120).unwrap()),
                 by: 1,
             }),
             plain(Operation::Capture {
                 hold_id: "h1".into(),
-                amount: Some(120),
+                amount: Some(Ndn::new(120).unwrap()),
                 by: 1,
             }),
             debit("d2", 380),
@@ -178,7 +182,10 @@ fn a_hold_reserves_then_capture_spends_part_and_releases_the_rest() {
         unreachable!()
     };
     assert_eq!(change.held, -300);
-    assert_eq!(change.transfer.as_ref().unwrap().amount, 120);
+    assert_eq!(
+        change.transfer.as_ref().unwrap().amount,
+        Ndn::new(120).unwrap()
+    );
     assert!(
         matches!(decisions[3], Decision::Repeated(_)),
         "a capture repeated is answered again"
@@ -194,8 +201,8 @@ fn voided_and_expired_holds_cannot_be_captured() {
             "h".into(),
             Hold {
                 id: "h".into(),
-                user_id: 7,
-                amount: 100,
+                user_id: UserId(7),
+                amount: Ndn::new(100).unwrap(),
                 status,
                 captured: None,
                 reason: None,
@@ -279,7 +286,7 @@ fn voided_and_expired_holds_cannot_be_captured() {
     let decisions = decide(
         &[plain(Operation::Capture {
             hold_id: "h".into(),
-            amount: Some(101),
+            amount: Some(Ndn::new(101).unwrap()),
             by: 1,
         })],
         &with_hold(HoldStatus::Active, NOW + 1),
@@ -331,7 +338,7 @@ fn after_a_clawback_a_capture_reports_available_as_the_account_does() {
     // 100 NDN, all held; a refund then took the 100 back: balance 0, available -100.
     let mut clawed = books(0, 100);
     clawed.holds.insert("h1".into(), active_hold(Some(1)));
-    assert_eq!(clawed.funds[&7].available(), -100);
+    assert_eq!(clawed.funds[&UserId(7)].available(), -100);
     let capture = |amount| {
         plain(Operation::Capture {
             hold_id: "h1".into(),
@@ -339,7 +346,11 @@ fn after_a_clawback_a_capture_reports_available_as_the_account_does() {
             by: 1,
         })
     };
-    let decisions = decide(&[capture(None), capture(Some(1))], &clawed, NOW);
+    let decisions = decide(
+        &[capture(None), capture(Some(Ndn::new(1).unwrap()))],
+        &clawed,
+        NOW,
+    );
     for decision in &decisions {
         assert_eq!(
             *decision,
@@ -349,13 +360,20 @@ fn after_a_clawback_a_capture_reports_available_as_the_account_does() {
     // Half clawed back: what the hold still covers can be captured, no more.
     let mut half = clawed.clone();
     half.funds.insert(
-        7,
+        UserId(7),
         Funds {
             balance: 50,
             held: 100,
         },
     );
-    let decisions = decide(&[capture(Some(51)), capture(Some(50))], &half, NOW);
+    let decisions = decide(
+        &[
+            capture(Some(Ndn::new(51).unwrap())),
+            capture(Some(Ndn::new(50).unwrap())),
+        ],
+        &half,
+        NOW,
+    );
     assert_eq!(
         decisions[0],
         Decision::Refused(Refusal::InsufficientFunds { available: -50 })
@@ -385,8 +403,8 @@ fn after_a_clawback_a_capture_reports_available_as_the_account_does() {
 fn a_balance_never_passes_what_the_books_can_count() {
     let grant = plain(Operation::Grant {
         id: "g".into(),
-        user_id: 7,
-        amount: 10,
+        user_id: UserId(7),
+        amount: Ndn::new(10).unwrap(),
         reason: "bonus".into(),
     });
     let decisions = decide(std::slice::from_ref(&grant), &books(i64::MAX - 5, 0), NOW);
@@ -403,11 +421,11 @@ fn grants_need_a_known_buyer_and_add_to_the_balance() {
         plain(Operation::Grant {
             id: "g".into(),
             user_id,
-            amount: 50,
+            amount: Ndn::new(50).unwrap(),
             reason: "sorry for the outage".into(),
         })
     };
-    let decisions = decide(&[grant(7), grant(8)], &books(0, 0), NOW);
+    let decisions = decide(&[grant(UserId(7)), grant(UserId(8))], &books(0, 0), NOW);
     assert_eq!(funds_after(&decisions[0]).balance, 50);
     assert_eq!(decisions[1], Decision::Refused(Refusal::UnknownAccount));
 }
@@ -433,12 +451,12 @@ fn hold_statuses_have_fixed_names() {
 fn a_request_names_its_buyer_or_its_hold() {
     let grant = Operation::Grant {
         id: "g".into(),
-        user_id: 7,
-        amount: 1,
+        user_id: UserId(7),
+        amount: Ndn::new(1).unwrap(),
         reason: "r".into(),
     };
     for buyer_named in [debit("d", 1).operation, grant, hold("h", 1, NOW).operation] {
-        assert_eq!(buyer_named.user_id(), Some(7), "{buyer_named:?}");
+        assert_eq!(buyer_named.user_id(), Some(UserId(7)), "{buyer_named:?}");
         assert_eq!(buyer_named.hold_id(), None, "{buyer_named:?}");
     }
     let hold_named = [
@@ -457,19 +475,23 @@ fn a_request_names_its_buyer_or_its_hold() {
     ];
     for operation in hold_named {
         assert_eq!(operation.user_id(), None, "{operation:?}");
-        assert_eq!(operation.hold_id(), Some("h1"), "{operation:?}");
+        assert_eq!(
+            operation.hold_id().map(HoldId::as_str),
+            Some("h1"),
+            "{operation:?}"
+        );
     }
 }
 
 #[test]
 fn every_receipt_names_its_buyer() {
     let mut books = books(500, 0);
-    books.funds.insert(8, Funds::default());
+    books.funds.insert(UserId(8), Funds::default());
     books.holds.insert("h1".into(), active_hold(Some(1)));
     let grant = plain(Operation::Grant {
         id: "g".into(),
-        user_id: 8,
-        amount: 5,
+        user_id: UserId(8),
+        amount: Ndn::new(5).unwrap(),
         reason: "r".into(),
     });
     let decisions = decide(
@@ -477,14 +499,14 @@ fn every_receipt_names_its_buyer() {
         &books,
         NOW,
     );
-    let buyers: Vec<i64> = decisions
+    let buyers: Vec<UserId> = decisions
         .iter()
         .map(|decision| match decision {
             Decision::Applied(change) => change.receipt.user_id(),
             other => panic!("{other:?}"),
         })
         .collect();
-    assert_eq!(buyers, [7, 8, 7]);
+    assert_eq!(buyers, [UserId(7), UserId(8), UserId(7)]);
 }
 
 /// The words the console and the command line show for a refusal.
@@ -555,10 +577,10 @@ fn a_captured_hold_repeats_only_the_same_capture() {
     books.holds.insert("h1".into(), active_hold(Some(1)));
     let decisions = decide(
         &[
-            capture(Some(60)),
-            capture(Some(60)),
+            capture(Some(Ndn::new(60).unwrap())),
+            capture(Some(Ndn::new(60).unwrap())),
             capture(None),
-            capture(Some(50)),
+            capture(Some(Ndn::new(50).unwrap())),
         ],
         &books,
         NOW,
