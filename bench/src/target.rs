@@ -19,6 +19,7 @@ use crate::report::Run;
 use server::telegram::updates::{Message, PreCheckoutQuery, SuccessfulPayment, Update, User};
 use server::wallet::amounts::Stars;
 use server::wallet::ids::UserId;
+use sqlx::AssertSqlSafe;
 
 const TOKEN: &str = "5000000005:bench-token";
 const SECRET: &str = "bench_secret";
@@ -73,7 +74,7 @@ impl Cluster {
                     .await
                     .context("PostgreSQL for the benchmark")?;
                 let name = format!("ndn_bench_{}", uuid::Uuid::new_v4().simple());
-                sqlx::query(&format!("CREATE DATABASE {name}"))
+                sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
                     .execute(&admin)
                     .await?;
                 let base = options
@@ -274,11 +275,11 @@ impl Cluster {
                 .iter()
                 .map(|id| format!("({id}, 'Bench', 'en', 0, 0, 0)"))
                 .collect();
-            sqlx::query(&format!(
+            sqlx::query(AssertSqlSafe(format!(
                 "INSERT INTO users (id, first_name, language_code, balance, created_at, updated_at)
                  VALUES {}",
                 values.join(", ")
-            ))
+            )))
             .execute(&self.database)
             .await?;
         }
@@ -321,7 +322,7 @@ impl Cluster {
 
     /// The one integer `sql` answers.
     pub async fn scalar(&self, sql: &str) -> anyhow::Result<i64> {
-        Ok(sqlx::query(sql)
+        Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
             .fetch_one(&self.database)
             .await?
             .try_get(0)?)

@@ -8,6 +8,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use sqlx::AssertSqlSafe;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -29,9 +30,9 @@ async fn updated_at(app: &TestApp, user_id: i64) -> i64 {
 
 async fn stored_language(app: &TestApp, user_id: i64) -> String {
     use sqlx::Row;
-    sqlx::query(&format!(
+    sqlx::query(AssertSqlSafe(format!(
         "SELECT language_code FROM users WHERE id = {user_id}"
-    ))
+    )))
     .fetch_one(app.server.state.store.pool())
     .await
     .unwrap()

@@ -17,6 +17,7 @@ use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 use server::api::keys::{self, Scope};
 use server::outgoing::{EventStore, signature};
+use sqlx::AssertSqlSafe;
 use support::*;
 
 on_both_databases!(
@@ -279,20 +280,20 @@ async fn refuse_holds_of(app: &TestApp, amount: i64) {
     let pool = app.server.state.store.pool();
     match app.server.state.store.engine() {
         server::store::Engine::Sqlite => {
-            sqlx::query(&format!(
+            sqlx::query(AssertSqlSafe(format!(
                 "CREATE TRIGGER refuse_hold BEFORE INSERT ON holds WHEN NEW.amount = {amount}
                  BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
-            ))
+            )))
             .execute(pool)
             .await
             .unwrap();
         }
         server::store::Engine::Postgres => {
-            sqlx::query(&format!(
+            sqlx::query(AssertSqlSafe(format!(
                 "CREATE FUNCTION refuse_hold() RETURNS trigger AS $$
                  BEGIN IF NEW.amount = {amount} THEN RAISE EXCEPTION 'refused by the test'; END IF;
                  RETURN NEW; END $$ LANGUAGE plpgsql"
-            ))
+            )))
             .execute(pool)
             .await
             .unwrap();

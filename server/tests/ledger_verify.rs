@@ -28,7 +28,7 @@ async fn clean_books(app: &TestApp) -> String {
 }
 
 async fn corrupt(app: &TestApp, sql: &str) {
-    sqlx::query(sql)
+    sqlx::query(sqlx::AssertSqlSafe(sql))
         .execute(app.server.state.store.pool())
         .await
         .unwrap();

@@ -4,6 +4,7 @@
 use sqlx::AnyPool;
 
 use crate::store::{Engine, Store, StoreResult, write_transaction};
+use sqlx::AssertSqlSafe;
 
 /// A key as stored (never the key itself).
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -67,11 +68,11 @@ impl KeyStore {
 
     /// Every key, the revoked ones too, oldest first.
     pub async fn list(&self) -> StoreResult<Vec<ApiKeyRecord>> {
-        Ok(
-            sqlx::query_as(&format!("SELECT {COLUMNS} FROM api_keys ORDER BY id"))
-                .fetch_all(&self.pool)
-                .await?,
-        )
+        Ok(sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM api_keys ORDER BY id"
+        )))
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// Revokes the active key named `name`; whether there was one.
@@ -88,9 +89,9 @@ impl KeyStore {
 
     /// The active key with this hash.
     pub async fn by_hash(&self, key_hash: &str) -> StoreResult<Option<ApiKeyRecord>> {
-        Ok(sqlx::query_as(&format!(
+        Ok(sqlx::query_as(AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL"
-        ))
+        )))
         .bind(key_hash)
         .fetch_optional(&self.pool)
         .await?)

@@ -8,6 +8,7 @@ use sqlx::AnyPool;
 
 use crate::clock::{micros, millis, now_micros, now_ms};
 use crate::store::{Engine, Store, StoreResult, in_json_ids, to_json, write_transaction};
+use sqlx::AssertSqlSafe;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ClaimedMessage {
@@ -105,7 +106,7 @@ impl Queue {
             in_json_ids(self.engine, "id", 3)
         );
         let find = || {
-            sqlx::query_scalar::<_, i64>(&heads)
+            sqlx::query_scalar::<_, i64>(AssertSqlSafe(heads))
                 .bind(now)
                 .bind(now.saturating_sub(millis(chat_gap)))
                 .bind(limit)
@@ -128,7 +129,7 @@ impl Queue {
                 (find().fetch_all(&mut *tx).await?, tx)
             }
         };
-        let mut claimed: Vec<ClaimedMessage> = sqlx::query_as(&claim)
+        let mut claimed: Vec<ClaimedMessage> = sqlx::query_as(AssertSqlSafe(claim))
             .bind(now.saturating_add(millis(lease)))
             .bind(now)
             .bind(to_json(&ids)?)
@@ -156,7 +157,7 @@ impl Queue {
         );
         let mut renewed = Vec::new();
         for (leased_until, ids) in by_lease(held) {
-            let ids: Vec<i64> = sqlx::query_scalar(&sql)
+            let ids: Vec<i64> = sqlx::query_scalar(AssertSqlSafe(sql.as_str()))
                 .bind(until)
                 .bind(leased_until)
                 .bind(to_json(&ids)?)
@@ -177,7 +178,7 @@ impl Queue {
             in_json_ids(self.engine, "id", 2)
         );
         for (leased_until, ids) in by_lease(held) {
-            sqlx::query(&sql)
+            sqlx::query(AssertSqlSafe(sql.as_str()))
                 .bind(leased_until)
                 .bind(to_json(&ids)?)
                 .execute(&self.pool)
@@ -197,7 +198,7 @@ impl Queue {
              RETURNING value",
             self.greatest()
         );
-        let slot: i64 = sqlx::query_scalar(&sql)
+        let slot: i64 = sqlx::query_scalar(AssertSqlSafe(sql))
             .bind(now_micros() + micros(lead))
             .bind(step)
             .fetch_one(&self.pool)
@@ -224,7 +225,7 @@ impl Queue {
              ON CONFLICT (key) DO UPDATE SET value = {}(bot_state.value, $2)",
             self.greatest()
         );
-        sqlx::query(&sql)
+        sqlx::query(AssertSqlSafe(sql))
             .bind(key)
             .bind(value)
             .execute(&self.pool)
@@ -234,9 +235,9 @@ impl Queue {
 
     /// The end of the last `429`'s pause (0 if there was none).
     pub async fn sending_paused_until(&self) -> StoreResult<i64> {
-        let value: Option<i64> = sqlx::query_scalar(&format!(
+        let value: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
             "SELECT value FROM bot_state WHERE key = '{PAUSE_KEY}'"
-        ))
+        )))
         .fetch_optional(&self.pool)
         .await?;
         Ok(value.unwrap_or(0))
@@ -255,9 +256,9 @@ impl Queue {
             return Ok(());
         }
         let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
-        sqlx::query(&format!(
+        sqlx::query(AssertSqlSafe(format!(
             "UPDATE outbox SET status = 'sent', sent_at = $1, locked_until = 0 WHERE id IN ({list})"
-        ))
+        )))
         .bind(now_ms())
         .execute(&self.pool)
         .await?;

@@ -6,6 +6,7 @@ use super::tables::{
     PendingDelivery, Position, StoredSecrets, final_position_sql,
 };
 use crate::store::{StoreResult, in_json_ids, to_json, write_transaction};
+use sqlx::AssertSqlSafe;
 
 /// The row a lease returns: where to send, what signs, and the endpoint's failures and batch
 /// size.
@@ -227,7 +228,7 @@ impl EventStore {
         let sql = format!(
             "UPDATE endpoints SET {MOVE_FORWARD}, delivered = delivered + $4{success} WHERE id = $1"
         );
-        let query = sqlx::query(&sql)
+        let query = sqlx::query(AssertSqlSafe(sql))
             .bind(endpoint)
             .bind(to.xid)
             .bind(to.seq)
@@ -249,12 +250,12 @@ impl EventStore {
         }
         let mut tx = write_transaction(&self.pool, self.engine).await?;
         // One statement text whatever the count, prepared once.
-        sqlx::query(&format!(
+        sqlx::query(AssertSqlSafe(format!(
             "UPDATE deliveries SET status = 'delivered', delivered_at = $2, attempts = attempts + 1,
                  last_status = 200, last_error = NULL
              WHERE endpoint_id = $1 AND status = 'pending' AND {}",
             in_json_ids(self.engine, "event_seq", 3)
-        ))
+        )))
         .bind(endpoint)
         .bind(now)
         .bind(to_json(&seqs)?)
@@ -289,11 +290,11 @@ impl EventStore {
         let status = post.status.map(i64::from);
         let mut tx = write_transaction(&self.pool, self.engine).await?;
         if post.replayed {
-            sqlx::query(&format!(
+            sqlx::query(AssertSqlSafe(format!(
                 "UPDATE deliveries SET attempts = attempts + 1, last_status = $2, last_error = $3
                  WHERE endpoint_id = $1 AND status = 'pending' AND {}",
                 in_json_ids(self.engine, "event_seq", 4)
-            ))
+            )))
             .bind(endpoint)
             .bind(status)
             .bind(post.error)
@@ -301,18 +302,18 @@ impl EventStore {
             .execute(&mut *tx)
             .await?;
             if !post.given_up.is_empty() {
-                sqlx::query(&format!(
+                sqlx::query(AssertSqlSafe(format!(
                     "UPDATE deliveries SET status = 'failed'
                      WHERE endpoint_id = $1 AND status = 'pending' AND {}",
                     in_json_ids(self.engine, "event_seq", 2)
-                ))
+                )))
                 .bind(endpoint)
                 .bind(seqs(post.given_up)?)
                 .execute(&mut *tx)
                 .await?;
             }
         } else if let Some(last) = post.given_up.last() {
-            sqlx::query(&format!(
+            sqlx::query(AssertSqlSafe(format!(
                 "INSERT INTO deliveries (endpoint_id, event_seq, status, attempts, queued_at,
                      last_status, last_error)
                  SELECT $1, ev.seq, 'failed', $2, ev.created_at, $3, $4 FROM events ev
@@ -321,7 +322,7 @@ impl EventStore {
                      attempts = excluded.attempts, last_status = excluded.last_status,
                      last_error = excluded.last_error",
                 in_json_ids(self.engine, "ev.seq", 5)
-            ))
+            )))
             .bind(endpoint)
             .bind(post.failures)
             .bind(status)
@@ -329,9 +330,9 @@ impl EventStore {
             .bind(seqs(post.given_up)?)
             .execute(&mut *tx)
             .await?;
-            sqlx::query(&format!(
+            sqlx::query(AssertSqlSafe(format!(
                 "UPDATE endpoints SET {MOVE_FORWARD} WHERE id = $1"
-            ))
+            )))
             .bind(endpoint)
             .bind(last.position.xid)
             .bind(last.position.seq)
@@ -363,7 +364,7 @@ impl EventStore {
         // Each event with every endpoint that existed when it was written and takes its type:
         // a row of `deliveries` says what became of it there (given up, or replayed); without
         // one it was delivered if the endpoint's stream has passed it, else it is waiting.
-        Ok(sqlx::query_as::<_, EventLine>(&format!(
+        Ok(sqlx::query_as::<_, EventLine>(AssertSqlSafe(format!(
             "SELECT e.id AS id, e.type AS kind, e.user_id AS user_id, e.created_at AS created_at,
                  p.id AS endpoint_id,
                  CASE WHEN d.status IS NOT NULL THEN d.status
@@ -379,7 +380,7 @@ impl EventStore {
                              WHERE r.endpoint_id = p.id AND r.event_seq = e.seq)
              LEFT JOIN deliveries d ON d.event_seq = e.seq AND d.endpoint_id = p.id
              ORDER BY e.seq DESC, p.id"
-        ))
+        )))
         .bind(limit)
         .fetch_all(&self.pool)
         .await?)
@@ -405,7 +406,7 @@ impl EventStore {
                  queued_at = excluded.queued_at, last_status = NULL, last_error = NULL,
                  delivered_at = NULL"
         );
-        let query = sqlx::query(&sql).bind(now);
+        let query = sqlx::query(AssertSqlSafe(sql)).bind(now);
         let query = match (id, since) {
             (Some(id), _) => query.bind(id.to_owned()),
             (None, since) => query.bind(since.unwrap_or(0)),
@@ -420,7 +421,7 @@ impl EventStore {
     /// Returns how many were deleted.
     pub async fn prune(&self, before: i64, limit: i64, now: i64) -> StoreResult<u64> {
         let mut tx = write_transaction(&self.pool, self.engine).await?;
-        let pruned: Vec<i64> = sqlx::query_scalar(&format!(
+        let pruned: Vec<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
             "DELETE FROM events WHERE seq IN (
                  SELECT ev.seq FROM events ev
                  WHERE ev.created_at < $1
@@ -430,7 +431,7 @@ impl EventStore {
                                    WHERE d.event_seq = ev.seq AND d.status = 'pending')
                  ORDER BY ev.seq LIMIT $2)
              RETURNING seq"
-        ))
+        )))
         .bind(before)
         .bind(limit)
         .fetch_all(&mut *tx)
@@ -438,10 +439,10 @@ impl EventStore {
         if pruned.is_empty() {
             return Ok(0);
         }
-        sqlx::query(&format!(
+        sqlx::query(AssertSqlSafe(format!(
             "DELETE FROM deliveries WHERE {}",
             in_json_ids(self.engine, "event_seq", 1)
-        ))
+        )))
         .bind(to_json(&pruned)?)
         .execute(&mut *tx)
         .await?;
@@ -477,11 +478,12 @@ impl EventStore {
     /// Deliveries waiting over all endpoints (events ahead in their streams, and replayed
     /// ones), and the age in ms of the oldest (for the metrics).
     pub async fn waiting(&self, now: i64) -> StoreResult<(i64, i64)> {
-        let (streams, streams_oldest) = sqlx::query_as::<_, (i64, Option<i64>)>(&format!(
-            "SELECT COUNT(*), MIN(ev.created_at) FROM endpoints e JOIN events ev ON {IN_STREAM}"
-        ))
-        .fetch_one(&self.pool)
-        .await?;
+        let (streams, streams_oldest) =
+            sqlx::query_as::<_, (i64, Option<i64>)>(AssertSqlSafe(format!(
+                "SELECT COUNT(*), MIN(ev.created_at) FROM endpoints e JOIN events ev ON {IN_STREAM}"
+            )))
+            .fetch_one(&self.pool)
+            .await?;
         let (replays, replays_oldest) = sqlx::query_as::<_, (i64, Option<i64>)>(
             "SELECT COUNT(*), MIN(queued_at) FROM deliveries WHERE status = 'pending'",
         )

@@ -10,6 +10,7 @@ use sqlx::AnyPool;
 use crate::contract::event::EventType;
 use crate::store::{Engine, Store, StoreResult, write_transaction};
 use crate::wallet::ids::UserId;
+use sqlx::AssertSqlSafe;
 
 /// An endpoint, for `server endpoints list` and the metrics.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -253,7 +254,7 @@ impl EventStore {
 
     /// Every endpoint with its subscriptions and delivery counts, oldest first.
     pub async fn list(&self) -> StoreResult<Vec<EndpointRecord>> {
-        let mut endpoints: Vec<EndpointRecord> = sqlx::query_as(&format!(
+        let mut endpoints: Vec<EndpointRecord> = sqlx::query_as(AssertSqlSafe(format!(
             "SELECT e.id AS id, e.url AS url, e.created_at AS created_at,
                  e.previous_until AS previous_until, e.failures AS failures,
                  e.retry_at AS retry_at, e.last_success_at AS last_success_at,
@@ -266,7 +267,7 @@ impl EventStore {
                    AS failed,
                  e.batch_size AS batch_size
              FROM endpoints e ORDER BY e.id"
-        ))
+        )))
         .fetch_all(&self.pool)
         .await?;
         for endpoint in &mut endpoints {

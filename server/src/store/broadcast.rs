@@ -7,6 +7,7 @@ use sqlx::{Any, AnyConnection, Transaction};
 use super::{Engine, StoreResult, json_rows, to_json};
 use crate::clock::now_ms;
 use crate::wallet::ids::UserId;
+use sqlx::AssertSqlSafe;
 
 /// The PostgreSQL channel of balance events between instances.
 pub const BALANCE_CHANNEL: &str = "ndn_balance";
@@ -65,7 +66,7 @@ pub(super) async fn balances_changed(
                     ]
                 )
             );
-            sqlx::query(&sql)
+            sqlx::query(AssertSqlSafe(sql))
                 .bind(to_json(&rows)?)
                 .execute(&mut **tx)
                 .await?;

@@ -8,6 +8,7 @@ use crate::clock::now_ms;
 use crate::wallet::ids::UserId;
 use crate::wallet::model::Buyer;
 use crate::wallet::operations::Funds;
+use sqlx::AssertSqlSafe;
 
 /// A buyer as stored, with their balance and held NDN.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,7 +123,7 @@ pub(crate) async fn write_profiles(
             ]
         )
     );
-    sqlx::query(&sql)
+    sqlx::query(AssertSqlSafe(sql))
         .bind(to_json(&rows)?)
         .execute(&mut **tx)
         .await?;

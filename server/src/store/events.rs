@@ -5,6 +5,7 @@ use sqlx::{Any, Transaction};
 
 use super::{Engine, StoreResult, json_rows, to_json};
 use crate::wallet::ids::UserId;
+use sqlx::AssertSqlSafe;
 
 /// An event as stored: its id, type, buyer, signed body and time.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -42,7 +43,7 @@ pub(super) async fn record(
             ]
         )
     );
-    sqlx::query(&sql)
+    sqlx::query(AssertSqlSafe(sql))
         .bind(to_json(&events)?)
         .execute(&mut **tx)
         .await?;

@@ -6,6 +6,7 @@ use sqlx::{Any, Transaction};
 use super::{Engine, Store, StoreResult, json_rows, to_json};
 use crate::clock::now_ms;
 use crate::wallet::model::OutgoingMessage;
+use sqlx::AssertSqlSafe;
 
 impl Store {
     /// Queues a message unless one with the same key was queued before (at-least-once updates
@@ -62,7 +63,7 @@ pub(super) async fn enqueue_all(
             ]
         )
     );
-    let query = sqlx::query(&sql).bind(to_json(&rows)?);
+    let query = sqlx::query(AssertSqlSafe(sql)).bind(to_json(&rows)?);
     Ok(query.execute(&mut **tx).await?.rows_affected())
 }
 

@@ -8,6 +8,7 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Connection};
 
 use super::{Engine, StoreError, StoreResult};
+use sqlx::AssertSqlSafe;
 
 /// How often the WAL is checkpointed into the SQLite database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
@@ -58,7 +59,7 @@ pub(super) async fn open(
             Box::pin(async move {
                 if let (Engine::Postgres, Some(timeout)) = (engine, statement_timeout) {
                     let millis = timeout.as_millis();
-                    sqlx::query(&format!("SET statement_timeout = {millis}"))
+                    sqlx::query(AssertSqlSafe(format!("SET statement_timeout = {millis}")))
                         .execute(&mut *conn)
                         .await?;
                 }

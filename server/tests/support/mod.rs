@@ -14,6 +14,7 @@ use server::telegram::updates::{
 };
 use server::wallet::amounts::Stars;
 use server::wallet::ids::UserId;
+use sqlx::AssertSqlSafe;
 
 pub const TOKEN: &str = "4242:integration-test-token";
 pub const SECRET: &str = "integration_test_secret";
@@ -67,7 +68,7 @@ impl Database {
             Err(error) => panic!("PostgreSQL is required under CI=true: {admin}: {error}"),
         };
         let name = format!("ndn_test_{}", uuid::Uuid::new_v4().simple());
-        sqlx::query(&format!("CREATE DATABASE {name}"))
+        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
             .execute(&pool)
             .await
             .expect("create test database");
@@ -464,13 +465,13 @@ pub async fn server_function(
 /// Changes a PostgreSQL database's settings (`ALTER DATABASE <name> <change>`) and ends its
 /// sessions, so that every connection the server opens next has the new settings.
 pub async fn alter_database(admin: &sqlx::AnyPool, name: &str, change: &str) {
-    sqlx::query(&format!("ALTER DATABASE {name} {change}"))
+    sqlx::query(AssertSqlSafe(format!("ALTER DATABASE {name} {change}")))
         .execute(admin)
         .await
         .unwrap();
-    sqlx::query(&format!(
+    sqlx::query(AssertSqlSafe(format!(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
-    ))
+    )))
     .execute(admin)
     .await
     .unwrap();
@@ -612,7 +613,7 @@ impl Drop for EventStream {
 /// The one integer a query answers (a count, a sum, a balance).
 pub async fn scalar(store: &server::store::Store, sql: &str) -> i64 {
     use sqlx::Row;
-    sqlx::query(sql)
+    sqlx::query(sqlx::AssertSqlSafe(sql))
         .fetch_one(store.pool())
         .await
         .unwrap()

@@ -9,6 +9,7 @@ use crate::store::{Engine, StoreResult, json_rows, to_json, write_profiles};
 use crate::wallet::amounts::{Ndn, Stars};
 use crate::wallet::ids::UserId;
 use crate::wallet::model::{Buyer, Transfer};
+use sqlx::AssertSqlSafe;
 
 /// What a transaction changes in the books besides its transfers.
 #[derive(Default)]
@@ -67,7 +68,7 @@ pub(super) async fn post(
                 ]
             )
         );
-        sqlx::query(&sql)
+        sqlx::query(AssertSqlSafe(sql))
             .bind(to_json(&rows)?)
             .execute(&mut **tx)
             .await?;
@@ -196,7 +197,7 @@ async fn write_buyers(
         )
     };
     let mut balances = HashMap::with_capacity(rows.len());
-    for (id, balance) in sqlx::query_as::<_, (UserId, i64)>(&sql)
+    for (id, balance) in sqlx::query_as::<_, (UserId, i64)>(AssertSqlSafe(sql))
         .bind(to_json(&rows)?)
         .fetch_all(&mut **tx)
         .await?
@@ -210,7 +211,7 @@ async fn write_buyers(
             "UPDATE users SET held = users.held + r.held FROM {} WHERE users.id = r.id",
             json_rows(engine, 1, &[("id", "bigint"), ("held", "bigint")])
         );
-        sqlx::query(&sql)
+        sqlx::query(AssertSqlSafe(sql))
             .bind(to_json(&holding)?)
             .execute(&mut **tx)
             .await?;

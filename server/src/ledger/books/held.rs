@@ -14,6 +14,7 @@ use crate::wallet::ids::{ChargeId, OrderId, UserId};
 use crate::wallet::model::{PaymentOutcome, Transfer};
 use crate::wallet::payments::credit_for;
 use app::i18n::Lang;
+use sqlx::AssertSqlSafe;
 
 /// A payment as crediting it reads it: buyer, order, Stars, status, payload, hold reason, and
 /// its order's NDN.
@@ -57,11 +58,11 @@ impl Books {
             Engine::Postgres => " FOR UPDATE OF p",
             Engine::Sqlite => "",
         };
-        let row = sqlx::query_as::<_, HeldRow>(&format!(
+        let row = sqlx::query_as::<_, HeldRow>(AssertSqlSafe(format!(
             "SELECT p.user_id, p.order_id, p.stars, p.status, p.payload, p.hold_reason, o.ndn
              FROM payments p LEFT JOIN orders o ON o.id = p.order_id
              WHERE p.charge_id = $1{lock}"
-        ))
+        )))
         .bind(charge_id)
         .fetch_optional(&mut *tx)
         .await?;

@@ -21,6 +21,7 @@ use crate::wallet::amounts::Ndn;
 use crate::wallet::ids::{HoldId, UserId};
 use crate::wallet::model::Notice;
 use crate::wallet::operations::{BatchReads, Decision, Funds, Hold, Receipt, Request, decide};
+use sqlx::AssertSqlSafe;
 
 /// A request waiting for the operations writer.
 pub(super) struct OperationJob {
@@ -113,7 +114,7 @@ async fn apply_operations_in(
             )
         );
         for (api_key_id, key, fingerprint, receipt) in
-            sqlx::query_as::<_, (i64, String, String, String)>(&sql)
+            sqlx::query_as::<_, (i64, String, String, String)>(AssertSqlSafe(sql))
                 .bind(to_json(&keys)?)
                 .fetch_all(&mut **tx)
                 .await?
@@ -156,7 +157,7 @@ async fn apply_operations_in(
              FROM holds WHERE {} ORDER BY id{lock}",
             in_json_texts(engine, "id", 1)
         );
-        for row in sqlx::query_as::<_, StoredHold>(&sql)
+        for row in sqlx::query_as::<_, StoredHold>(AssertSqlSafe(sql))
             .bind(to_json(&hold_ids)?)
             .fetch_all(&mut **tx)
             .await?
@@ -178,10 +179,11 @@ async fn apply_operations_in(
             "SELECT id, balance, held, language_code FROM users WHERE {} ORDER BY id{lock}",
             in_json_ids(engine, "id", 1)
         );
-        for (id, balance, held, language) in sqlx::query_as::<_, (UserId, i64, i64, String)>(&sql)
-            .bind(to_json(&user_ids)?)
-            .fetch_all(&mut **tx)
-            .await?
+        for (id, balance, held, language) in
+            sqlx::query_as::<_, (UserId, i64, i64, String)>(AssertSqlSafe(sql))
+                .bind(to_json(&user_ids)?)
+                .fetch_all(&mut **tx)
+                .await?
         {
             books.funds.insert(id, Funds { balance, held });
             languages.insert(id, Lang::from_code(&language));
@@ -284,7 +286,7 @@ async fn apply_operations_in(
                 ]
             )
         );
-        sqlx::query(&sql)
+        sqlx::query(AssertSqlSafe(sql))
             .bind(to_json(&opened)?)
             .execute(&mut **tx)
             .await?;
@@ -304,7 +306,7 @@ async fn apply_operations_in(
                 ]
             )
         );
-        sqlx::query(&sql)
+        sqlx::query(AssertSqlSafe(sql))
             .bind(to_json(&closed)?)
             .execute(&mut **tx)
             .await?;
@@ -328,7 +330,7 @@ async fn apply_operations_in(
                 ]
             )
         );
-        sqlx::query(&sql)
+        sqlx::query(AssertSqlSafe(sql))
             .bind(to_json(&answers)?)
             .execute(&mut **tx)
             .await?;

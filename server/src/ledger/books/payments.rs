@@ -18,6 +18,7 @@ use crate::wallet::amounts::Stars;
 use crate::wallet::ids::{ChargeId, OrderId, UserId};
 use crate::wallet::model::{Buyer, IncomingPayment, Notice, PaymentOutcome};
 use crate::wallet::payments::{BatchPayment, PaymentPlan, orders_opened, plan_batch, settle_batch};
+use sqlx::AssertSqlSafe;
 
 /// A payment waiting for the group-commit writer.
 pub(super) struct PaymentJob {
@@ -92,7 +93,7 @@ async fn apply_payments_in(
     payloads.sort_unstable();
     payloads.dedup();
     let sql = format!("{ORDER_SELECT} WHERE {}", in_json_texts(engine, "id", 1));
-    let query = sqlx::query_as::<_, OrderRow>(&sql).bind(to_json(&payloads)?);
+    let query = sqlx::query_as::<_, OrderRow>(AssertSqlSafe(sql)).bind(to_json(&payloads)?);
     let mut orders = HashMap::with_capacity(payloads.len());
     for row in query.fetch_all(&mut **tx).await? {
         let order = row.into_order()?;
@@ -153,7 +154,7 @@ async fn apply_payments_in(
             ]
         )
     );
-    let query = sqlx::query_scalar::<_, ChargeId>(&sql).bind(to_json(&rows)?);
+    let query = sqlx::query_scalar::<_, ChargeId>(AssertSqlSafe(sql)).bind(to_json(&rows)?);
     let recorded: HashSet<ChargeId> = query.fetch_all(&mut **tx).await?.into_iter().collect();
     let applied: Vec<Option<&PaymentPlan>> = jobs
         .iter()
@@ -190,7 +191,7 @@ async fn apply_payments_in(
              WHERE status IN ('pending', 'expired', 'failed') AND {}",
             in_json_texts(engine, "id", 2)
         );
-        sqlx::query(&sql)
+        sqlx::query(AssertSqlSafe(sql))
             .bind(now)
             .bind(to_json(&opened)?)
             .execute(&mut **tx)

@@ -16,6 +16,7 @@ use crate::wallet::amounts::Stars;
 use crate::wallet::ids::{ChargeId, UserId};
 use crate::wallet::model::{PaymentRecord, RefundOutcome, make_storable};
 use crate::wallet::refunds::{RefundPlan, plan_refund};
+use sqlx::AssertSqlSafe;
 
 impl Books {
     /// Applies a refund of `charge_id` once, as the wallet's refund rule plans it. An operator's
@@ -136,10 +137,10 @@ async fn payment_for_refund(
         Engine::Postgres => " FOR UPDATE",
         Engine::Sqlite => "",
     };
-    sqlx::query_as::<_, PaymentRow>(&format!(
+    sqlx::query_as::<_, PaymentRow>(AssertSqlSafe(format!(
         "SELECT charge_id, user_id, order_id, ndn, stars, status FROM payments
          WHERE charge_id = $1{lock}"
-    ))
+    )))
     .bind(charge_id)
     .fetch_optional(&mut **tx)
     .await?
