@@ -2,12 +2,14 @@
 //! webhook on one axum server.
 
 pub mod api;
+pub mod bot;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod console;
 pub mod contract;
 pub mod http;
+pub mod keys;
 pub mod ledger;
 pub mod live;
 pub(crate) mod mini_app;
@@ -17,6 +19,7 @@ pub mod sandbox;
 pub mod state;
 pub mod store;
 pub mod telegram;
+pub mod telemetry;
 pub mod wallet;
 
 use std::net::SocketAddr;
@@ -123,7 +126,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         Some(url) => url.clone(),
         None => format!("http://{}/sandbox/bot-api", config::loopback(addr)),
     };
-    let metrics = Arc::new(http::metrics::Metrics::default());
+    let metrics = Arc::new(telemetry::metrics::Metrics::default());
     let bot = BotApi::with_timeout(
         &api_url,
         &config.telegram.bot_token,
@@ -153,7 +156,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
     if let Some(root) = &config.http.site_root {
         leptos.site_root = root.to_string_lossy().into_owned().into();
     }
-    let bundle = mini_app::assets::bundle(&leptos, config.http.hash_file.as_deref());
+    let bundle = config::bundle::locate(&leptos, config.http.hash_file.as_deref());
     // A real bot serves production pages whatever LEPTOS_ENV says: Leptos defaults to its
     // development settings, whose policy lets pages open live-reload sockets anywhere.
     if config.mode == Mode::Production {
@@ -205,7 +208,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         }
         .to_owned(),
         bot_username: std::sync::OnceLock::new(),
-        api_keys: api::keys::KeyBook::default(),
+        api_keys: keys::KeyBook::default(),
         shutdown: CancellationToken::new(),
         config,
     });
@@ -247,17 +250,24 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         }));
     }
     workers.push(tokio::spawn(match state.store.engine() {
-        store::Engine::Postgres => live::listen(state.clone(), shutdown.clone()).boxed(),
-        store::Engine::Sqlite => live::relay(state.clone(), shutdown.clone()).boxed(),
+        store::Engine::Postgres => live::listen(
+            state.events.clone(),
+            state.config.database.url.clone(),
+            shutdown.clone(),
+        )
+        .boxed(),
+        store::Engine::Sqlite => {
+            live::relay(state.events.clone(), state.store.clone(), shutdown.clone()).boxed()
+        }
     }));
     if state.config.telegram.poll_updates {
-        workers.push(tokio::spawn(telegram::poller::run(
+        workers.push(tokio::spawn(bot::poller::run(
             state.clone(),
             shutdown.clone(),
         )));
     }
     if let Some(interval) = state.config.telegram.reconcile_interval {
-        workers.push(tokio::spawn(telegram::operator::reconcile_every(
+        workers.push(tokio::spawn(bot::operator::reconcile_every(
             interval,
             state.clone(),
             shutdown.clone(),

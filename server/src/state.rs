@@ -7,12 +7,12 @@ use leptos::config::LeptosOptions;
 use tokio::sync::Notify;
 
 use crate::config::Config;
-use crate::http::metrics::Metrics;
 use crate::ledger::Ledger;
 use crate::live::{LiveEvents, StreamTokens};
 use crate::store::Store;
 use crate::telegram::bot_api::BotApi;
 use crate::telegram::init_data::InitDataValidator;
+use crate::telemetry::metrics::Metrics;
 
 #[derive(Clone)]
 pub struct AppState(Arc<Shared>);
@@ -34,13 +34,13 @@ pub struct Shared {
     pub hooks: Arc<Notify>,
     pub leptos: LeptosOptions,
     /// The current build's file names under `/pkg/`.
-    pub bundle: crate::mini_app::assets::Bundle,
+    pub bundle: crate::config::bundle::Bundle,
     /// Where pages load `telegram-web-app.js` from (telegram.org, or the sandbox's copy).
     pub telegram_script: String,
     /// The bot's @username, learned from `getMe` once after the start (see `learn_bot_username`).
     pub bot_username: std::sync::OnceLock<String>,
     /// The service API's keys found recently.
-    pub api_keys: crate::api::keys::KeyBook,
+    pub api_keys: crate::keys::KeyBook,
     /// Cancelled when the server stops (open event streams end with it).
     pub shutdown: tokio_util::sync::CancellationToken,
 }

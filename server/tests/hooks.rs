@@ -15,7 +15,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
-use server::api::keys::{self, Scope};
+use server::keys::{self, Scope};
 use server::outgoing::{EventStore, signature};
 use sqlx::AssertSqlSafe;
 use support::*;

@@ -1,9 +1,10 @@
-//! The house's layers, read from the source: the rules use nothing of the server, the store
-//! only the rules' nouns, the ledger only the layers below it (handlers → ledger → contract →
-//! store → rules), and each kind of row a change brings with it has one writer. (The compiler
-//! keeps the door of the books itself: see `ledger::books`.)
+//! The house's layers, read from the source: no folder reaches back into one that uses it (no
+//! cycle), the rules use nothing of the server, the store only the rules' nouns, the ledger only
+//! the layers below it (handlers → ledger → contract → store → rules), what every handler shares
+//! (`state.rs`) no handler, and each kind of row a change brings with it has one writer. (The
+//! compiler keeps the door of the books itself: see `ledger::books`.)
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 fn source() -> PathBuf {
@@ -120,4 +121,108 @@ fn balances_and_each_consequence_have_one_writer() {
     ] {
         assert_eq!(writers_of(needle), vec![writer.to_owned()], "{needle}");
     }
+}
+
+/// Every top-level module of `server/src` but `lib.rs` and `main.rs` (which assemble it all),
+/// with the modules its code names.
+fn folders() -> BTreeMap<String, BTreeSet<String>> {
+    let root = source();
+    let mut graph = BTreeMap::new();
+    for entry in std::fs::read_dir(&root).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_stem().unwrap().to_str().unwrap().to_owned();
+        if name == "lib" || name == "main" {
+            continue;
+        }
+        let used = if path.is_dir() {
+            uses(&path, "crate::")
+        } else if path.extension().is_some_and(|ext| ext == "rs") {
+            let code = std::fs::read_to_string(&path).unwrap();
+            let mut used = BTreeSet::new();
+            for (at, _) in code.match_indices("crate::") {
+                let name: String = code[at + 7..]
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                used.insert(name);
+            }
+            used.remove(&name);
+            used
+        } else {
+            continue;
+        };
+        graph.insert(name, used);
+    }
+    // Only modules count (not items of the crate's root, such as `crate::start`).
+    let names: BTreeSet<String> = graph.keys().cloned().collect();
+    for used in graph.values_mut() {
+        used.retain(|name| names.contains(name));
+    }
+    graph
+}
+
+/// A path that comes back to where it started, if the graph has one.
+fn cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
+    fn visit(
+        node: &str,
+        graph: &BTreeMap<String, BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|seen| seen == node) {
+            let mut found = path[at..].to_vec();
+            found.push(node.to_owned());
+            return Some(found);
+        }
+        if done.contains(node) {
+            return None;
+        }
+        path.push(node.to_owned());
+        for next in graph.get(node).into_iter().flatten() {
+            if let Some(found) = visit(next, graph, path, done) {
+                return Some(found);
+            }
+        }
+        path.pop();
+        done.insert(node.to_owned());
+        None
+    }
+    let mut done = BTreeSet::new();
+    graph
+        .keys()
+        .find_map(|node| visit(node, graph, &mut Vec::new(), &mut done))
+}
+
+#[test]
+fn no_folder_reaches_back_into_one_that_uses_it() {
+    let graph = folders();
+    assert!(graph.len() > 15, "modules found: {:?}", graph.keys());
+    assert_eq!(cycle(&graph), None, "an import cycle between folders");
+    // The check itself finds a cycle when there is one.
+    let mut broken = graph.clone();
+    broken.get_mut("wallet").unwrap().insert("api".into());
+    assert!(cycle(&broken).is_some());
+}
+
+#[test]
+fn what_every_handler_shares_names_no_handler() {
+    let graph = folders();
+    // `state.rs` holds the services below the handlers; the router and the start (`http/`,
+    // `lib.rs`) put the handlers together above it.
+    assert_eq!(
+        graph["state"],
+        set(&[
+            "config",
+            "keys",
+            "ledger",
+            "live",
+            "store",
+            "telegram",
+            "telemetry"
+        ])
+    );
+    // Telegram's language (the client) knows no handler; the bot's handlers are in `bot/`.
+    assert_eq!(graph["telegram"], set(&["clock", "telemetry", "wallet"]));
+    assert_eq!(graph["telemetry"], set(&[]));
+    assert_eq!(graph["config"], set(&["wallet"]));
 }

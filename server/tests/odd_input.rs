@@ -7,8 +7,8 @@
 mod support;
 
 use serde_json::{Value, json};
-use server::api::keys::{self, Scope};
 use server::clock::{iso_time, now_ms};
+use server::keys::{self, Scope};
 use server::wallet::ids::UserId;
 use support::*;
 

@@ -127,10 +127,9 @@ async fn a_refund_through_the_ledger_counts_logs_and_tells_the_app(database: Dat
         .await;
     // What `server refund` runs, in the server's own process.
     let state = &app.server.state;
-    let report =
-        server::telegram::operator::refund(&state.bot, &state.ledger, &charge.as_str().into())
-            .await
-            .unwrap();
+    let report = server::bot::operator::refund(&state.bot, &state.ledger, &charge.as_str().into())
+        .await
+        .unwrap();
     assert!(
         report.contains("debited 100 NDN, balance now 0"),
         "{report}"

@@ -89,7 +89,7 @@ impl Shop {
     }
 
     fn rate_limited(&self) -> u64 {
-        let label = server::http::metrics::Method {
+        let label = server::telemetry::metrics::Method {
             method: "sendMessage",
         };
         self.instances

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use serde_json::{Value, json};
-use server::api::keys::{self, Scope};
+use server::keys::{self, Scope};
 use server::wallet::ids::UserId;
 use support::*;
 

@@ -79,10 +79,10 @@ async fn token_and_webhook_secret_never_appear_in_logs() {
     tracing::error!(%error, "unreachable Bot API");
     assert!(!error.to_string().contains(TOKEN));
     // A service API key: used, refused for a scope, mistyped.
-    let key = server::api::keys::create(
+    let key = server::keys::create(
         &app.server.state.store,
         "secrets",
-        &[server::api::keys::Scope::Read],
+        &[server::keys::Scope::Read],
     )
     .await
     .unwrap();

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use server::api::keys::{self, Scope};
+use server::keys::{self, Scope};
 use support::*;
 
 on_both_databases!(

@@ -8,7 +8,7 @@ mod support;
 use std::sync::atomic::Ordering;
 
 use serde_json::{Value, json};
-use server::api::keys::{self, Scope};
+use server::keys::{self, Scope};
 use server::wallet::ids::UserId;
 use support::*;
 

@@ -6,7 +6,6 @@
 
 mod errors;
 mod input;
-pub mod key_store;
 pub mod keys;
 mod requests;
 
@@ -25,13 +24,14 @@ use crate::clock::now_ms;
 use crate::contract::views::{
     AccountView, CreditView, DebitView, HoldView, ReceiptView, TransactionPage, TransactionView,
 };
+use crate::keys::Scope;
 use crate::state::AppState;
 use crate::store::StatementCursor;
 use crate::wallet::ids::{HoldId, UserId};
 use crate::wallet::operations::{Decision, IdempotencyKey, Operation, Request};
 use errors::{ApiError, ErrorBody};
 use input::{BODY_LIMIT, Body, idempotency, new_id};
-use keys::{Scope, ServiceKey};
+use keys::ServiceKey;
 use requests::{CaptureRequest, CreditRequest, DebitRequest, HoldRequest};
 
 /// The longest a hold may last.

@@ -3,8 +3,8 @@
 use clap::Subcommand;
 
 use super::format_time;
-use crate::api::key_store::KeyStore;
-use crate::api::keys::{self, Scope};
+use crate::keys::table::KeyStore;
+use crate::keys::{self, Scope};
 use crate::store::Store;
 
 #[derive(Subcommand)]

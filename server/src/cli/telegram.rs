@@ -3,8 +3,8 @@
 use clap::Subcommand;
 
 use super::{bot_api, open_ledger};
+use crate::bot::operator;
 use crate::config::Config;
-use crate::telegram::operator;
 use crate::wallet::ids::ChargeId;
 
 #[derive(Subcommand)]

@@ -5,11 +5,12 @@ use std::collections::HashMap;
 use crate::wallet::ids::UserId;
 use app::api::Package;
 
+pub mod bundle;
 mod console;
 mod database;
 mod events;
 mod http;
-mod networks;
+pub mod networks;
 mod parse;
 mod shop;
 mod telegram;

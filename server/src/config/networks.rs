@@ -3,6 +3,8 @@
 
 use std::net::IpAddr;
 
+use axum::http::HeaderMap;
+
 /// A set of IP networks, e.g. Telegram's `149.154.160.0/20,91.108.4.0/22`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Networks(Vec<(IpAddr, u8)>);
@@ -61,9 +63,46 @@ fn prefix_matches(network: &[u8], ip: &[u8], bits: u8) -> bool {
     }
 }
 
+/// Where a request came from: the peer, or, behind a trusted proxy, the address the proxy
+/// appended last to `header` (the only entry the proxy itself vouches for).
+pub fn client_ip(
+    peer: IpAddr,
+    headers: &HeaderMap,
+    trusted_header: Option<&str>,
+) -> Option<IpAddr> {
+    match trusted_header {
+        None => Some(peer),
+        Some(name) => headers
+            .get(name)?
+            .to_str()
+            .ok()?
+            .rsplit(',')
+            .next()?
+            .trim()
+            .parse()
+            .ok(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn behind_a_trusted_proxy_the_last_forwarded_address_counts() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", "6.6.6.6, 149.154.160.5".parse().unwrap());
+        let peer: IpAddr = "127.0.0.1".parse().unwrap();
+        assert_eq!(
+            client_ip(peer, &headers, Some("x-forwarded-for")),
+            "149.154.160.5".parse().ok()
+        );
+        assert_eq!(client_ip(peer, &headers, None), Some(peer));
+        assert_eq!(
+            client_ip(peer, &HeaderMap::new(), Some("x-forwarded-for")),
+            None
+        );
+    }
 
     #[test]
     fn telegram_networks_match_their_addresses_only() {

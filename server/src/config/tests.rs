@@ -76,7 +76,7 @@ fn operators_are_listed_by_user_id() {
     let sandbox = config(&[("NDN_SANDBOX", "1")]).unwrap();
     assert_eq!(
         sandbox.console.admin_user_ids,
-        vec![crate::sandbox::OPERATOR.id]
+        vec![super::SANDBOX_OPERATOR_ID]
     );
     let none = config(&[("NDN_SANDBOX", "1"), ("ADMIN_USER_IDS", "")]).unwrap();
     assert!(none.console.admin_user_ids.is_empty());

@@ -21,10 +21,10 @@ use app::console::{
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 
+use crate::bot::operator::{self, OpsError};
 use crate::clock::{DAY_MS, now_ms};
 use crate::state::AppState;
 use crate::store::{ActionResult, NewAction, StatementEntry};
-use crate::telegram::operator::{self, OpsError};
 use crate::wallet::amounts::Ndn;
 use crate::wallet::ids::{ChargeId, UserId};
 use crate::wallet::operations::{Decision, IdempotencyKey, MAX_AMOUNT, Operation, Request};
@@ -354,7 +354,7 @@ impl ConsoleBackend for OperatorConsole {
     async fn health(&self) -> Result<Health, ApiError> {
         Ok(Health {
             failed: self.reads().failed_messages(LISTED).await?,
-            keys: crate::api::key_store::KeyStore::new(&self.state.store)
+            keys: crate::keys::table::KeyStore::new(&self.state.store)
                 .list()
                 .await?
                 .into_iter()

@@ -8,12 +8,12 @@ use std::sync::Arc;
 use app::api::{BalanceEvent, OrderState};
 use tokio::sync::Notify;
 
-use super::metrics::{Metrics, Operated};
-use super::untrusted::Untrusted;
 use crate::ledger::AfterCommit;
 use crate::live::LiveEvents;
 use crate::store::{Engine, StreamServer};
 use crate::telegram::bot_text::BotNotice;
+use crate::telemetry::metrics::{Metrics, Operated};
+use crate::telemetry::untrusted::Untrusted;
 use crate::wallet::amounts::{Ndn, Stars};
 use crate::wallet::ids::{ChargeId, OrderId, UserId};
 use crate::wallet::model::{Notice, PaymentOutcome, RefundOutcome};

@@ -5,7 +5,6 @@ pub mod effects;
 pub(crate) mod health;
 pub mod metrics;
 pub mod security;
-pub mod untrusted;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -33,8 +32,8 @@ pub(crate) fn router(state: AppState, sandbox: Option<&Sandbox>) -> Router {
         }))
         .layer(CompressionLayer::new());
     let mut router = site
-        .merge(crate::telegram::webhook::router())
-        .merge(crate::live::router())
+        .merge(crate::bot::webhook::router())
+        .merge(crate::mini_app::stream::router())
         .merge(crate::console::router())
         .merge(health::router())
         .merge(crate::api::router());
@@ -46,8 +45,10 @@ pub(crate) fn router(state: AppState, sandbox: Option<&Sandbox>) -> Router {
             .merge(sandbox.router())
             .layer(axum::middleware::from_fn(security::this_machine_only));
     }
-    let default_policy = HeaderValue::from_str(&security::content_security_policy(&[], dev))
-        .expect("the policy is a valid header value");
+    let default_policy = HeaderValue::from_str(
+        &crate::mini_app::page_cache::content_security_policy(&[], dev),
+    )
+    .expect("the policy is a valid header value");
     router
         .layer(axum::middleware::from_fn(security::client_errors_are_4xx))
         .layer(SetResponseHeaderLayer::if_not_present(header::CONTENT_SECURITY_POLICY, default_policy))
@@ -77,10 +78,10 @@ pub(crate) fn router(state: AppState, sandbox: Option<&Sandbox>) -> Router {
 
 /// The fake Bot API's paths contain the (sandbox) token; log them without it. Any other path
 /// is the client's text: escaped and capped.
-fn loggable_path(path: &str) -> untrusted::Untrusted<'_> {
+fn loggable_path(path: &str) -> crate::telemetry::untrusted::Untrusted<'_> {
     if path.starts_with("/sandbox/bot-api/") {
-        untrusted::Untrusted("/sandbox/bot-api/…")
+        crate::telemetry::untrusted::Untrusted("/sandbox/bot-api/…")
     } else {
-        untrusted::Untrusted(path)
+        crate::telemetry::untrusted::Untrusted(path)
     }
 }

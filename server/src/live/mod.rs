@@ -1,25 +1,18 @@
 //! Live balance events: published after a credit or debit commits (by the ledger's effects, or
-//! heard from other processes), streamed to the Mini App over Server-Sent Events.
+//! heard from other processes), for the Mini App's stream (`mini_app/stream.rs`), and the signed
+//! tokens that open it.
 
 pub mod relay;
 
-use std::convert::Infallible;
 use std::time::Duration;
 
 use app::api::BalanceEvent;
-use axum::extract::{Query, State};
-use axum::http::StatusCode;
-use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
 use tokio::sync::broadcast;
-use tokio_stream::wrappers::BroadcastStream;
 
-use crate::state::AppState;
-use crate::store::BALANCE_CHANNEL;
+use crate::store::{BALANCE_CHANNEL, Store};
 use crate::wallet::ids::UserId;
 use relay::{Relay, RelayedEvent};
 
@@ -57,11 +50,14 @@ impl LiveEvents {
 }
 
 /// Feeds this instance's subscribers from PostgreSQL `NOTIFY`s, reconnecting as needed.
-pub async fn listen(state: AppState, shutdown: tokio_util::sync::CancellationToken) {
+pub async fn listen(
+    events: LiveEvents,
+    database_url: String,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
     while !shutdown.is_cancelled() {
         let listener = async {
-            let mut listener =
-                sqlx::postgres::PgListener::connect(&state.config.database.url).await?;
+            let mut listener = sqlx::postgres::PgListener::connect(&database_url).await?;
             listener.listen(BALANCE_CHANNEL).await?;
             Ok::<_, sqlx::Error>(listener)
         };
@@ -85,7 +81,7 @@ pub async fn listen(state: AppState, shutdown: tokio_util::sync::CancellationTok
                     match serde_json::from_str::<Vec<BalanceBroadcast>>(notification.payload()) {
                         Ok(changes) => {
                             for BalanceBroadcast { user_id, event } in changes {
-                                state.events.publish(user_id, event);
+                                events.publish(user_id, event);
                             }
                         }
                         Err(error) => tracing::warn!(%error, "undecodable balance events"),
@@ -105,8 +101,12 @@ const RELAY_EVERY: Duration = Duration::from_millis(200);
 
 /// Feeds this (SQLite) server's subscribers with the balance changes other processes made
 /// (`server refund`, `server reconcile`), which they relay through the database.
-pub async fn relay(state: AppState, shutdown: tokio_util::sync::CancellationToken) {
-    let table = Relay::new(&state.store);
+pub async fn relay(
+    events: LiveEvents,
+    store: Store,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let table = Relay::new(&store);
     let mut position = None;
     while !shutdown.is_cancelled() {
         tokio::select! {
@@ -125,9 +125,9 @@ pub async fn relay(state: AppState, shutdown: tokio_util::sync::CancellationToke
             },
         };
         match table.after(after).await {
-            Ok(events) => {
-                for RelayedEvent { id, change } in events {
-                    state.events.publish(change.user_id, change.event);
+            Ok(relayed) => {
+                for RelayedEvent { id, change } in relayed {
+                    events.publish(change.user_id, change.event);
                     position = Some(id);
                 }
             }
@@ -212,54 +212,6 @@ impl StreamTokens {
             expires,
         })
     }
-}
-
-#[derive(Deserialize)]
-pub struct StreamQuery {
-    token: String,
-}
-
-/// The last message of a stream whose token expired: the app then asks for a fresh token
-/// (or learns that the launch data expired too) instead of reconnecting with this one.
-pub const EXPIRED_EVENT: &str = "expired";
-
-/// `GET /api/events`.
-pub fn router() -> axum::Router<AppState> {
-    axum::Router::new().route("/api/events", axum::routing::get(stream))
-}
-
-/// `GET /api/events?token=…`: one JSON `BalanceEvent` per message for the token's user, until
-/// the token expires; then one `expired` event, and the stream ends.
-async fn stream(State(state): State<AppState>, Query(query): Query<StreamQuery>) -> Response {
-    let now_ms = crate::clock::now_ms();
-    let Some(StreamGrant { user_id, expires }) = state.tokens.verify(&query.token, now_ms / 1000)
-    else {
-        return (StatusCode::UNAUTHORIZED, "invalid or expired stream token").into_response();
-    };
-    // The token verifies through the whole second `expires`; the stream lasts as long.
-    let left_ms = (expires + 1).saturating_mul(1000).saturating_sub(now_ms);
-    let left = Duration::from_millis(u64::try_from(left_ms).unwrap_or(0));
-    let stopping = state.shutdown.clone().cancelled_owned();
-    let events = BroadcastStream::new(state.events.subscribe())
-        .filter_map(move |item| async move {
-            match item {
-                Ok((owner, event)) if owner == user_id => {
-                    let json = serde_json::to_string(&event).ok()?;
-                    Some(Ok::<_, Infallible>(Event::default().data(json)))
-                }
-                // A lagging subscriber lost events; the app's safety-net poll catches up.
-                Ok(_) | Err(_) => None,
-            }
-        })
-        .take_until(tokio::time::sleep(left))
-        .chain(futures::stream::once(async {
-            Ok(Event::default().event(EXPIRED_EVENT).data("token expired"))
-        }))
-        // A stopping server ends its streams too; browsers reconnect (to another instance).
-        .take_until(stopping);
-    Sse::new(events)
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
-        .into_response()
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ pub(crate) mod history;
 pub(crate) mod page_cache;
 pub(crate) mod pages;
 pub mod shop;
+pub(crate) mod stream;
 
 use std::sync::Arc;
 
@@ -63,7 +64,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
             },
             app_shell,
         )
-        .merge(state.bundle.router())
+        .merge(assets::router(&state.bundle))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(
             fallback_shell,
         ))

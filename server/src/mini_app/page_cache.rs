@@ -17,7 +17,6 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use sha2::{Digest, Sha256};
 
-use crate::http::security;
 use crate::mini_app::assets::REVALIDATE;
 
 /// Set by the page's render with the nonce Leptos wrote into it; removed before sending.
@@ -65,8 +64,7 @@ impl PageCache {
         let hashes: Vec<String> = inline_scripts(&text)
             .map(|script| format!("'sha256-{}'", STANDARD.encode(Sha256::digest(script))))
             .collect();
-        let policy =
-            HeaderValue::from_str(&security::content_security_policy(&hashes, self.dev)).ok();
+        let policy = HeaderValue::from_str(&content_security_policy(&hashes, self.dev)).ok();
         let etag = HeaderValue::from_str(&format!(
             "W/\"{}\"",
             URL_SAFE_NO_PAD.encode(&Sha256::digest(&html)[..16])
@@ -175,9 +173,41 @@ fn inline_scripts(html: &str) -> impl Iterator<Item = &str> {
     })
 }
 
+/// Telegram's web clients embed the Mini App in an iframe; nobody else may.
+const FRAME_ANCESTORS: &str = "'self' https://web.telegram.org https://*.telegram.org";
+
+/// The Content-Security-Policy of our pages. `scripts`: the inline scripts the page may run, as
+/// `'sha256-…'` sources (the Mini App's page lists its own; nothing else inline runs). `dev`
+/// allows the live-reload socket.
+pub fn content_security_policy(scripts: &[String], dev: bool) -> String {
+    let inline: String = scripts.iter().map(|source| format!(" {source}")).collect();
+    let reload = if dev { " ws: wss:" } else { "" };
+    format!(
+        "default-src 'self'; script-src 'self'{inline} 'wasm-unsafe-eval' https://telegram.org; \
+         style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'{reload}; \
+         frame-ancestors {FRAME_ANCESTORS}; base-uri 'none'; object-src 'none'; form-action 'self'"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_policy_carries_the_script_hashes_and_frames_only_for_telegram() {
+        let policy =
+            content_security_policy(&["'sha256-abc'".into(), "'sha256-def'".into()], false);
+        assert!(policy.contains(
+            "script-src 'self' 'sha256-abc' 'sha256-def' 'wasm-unsafe-eval' https://telegram.org;"
+        ));
+        assert!(
+            policy.contains(
+                "frame-ancestors 'self' https://web.telegram.org https://*.telegram.org;"
+            )
+        );
+        assert!(!policy.contains("ws:"));
+        assert!(content_security_policy(&[], true).contains("connect-src 'self' ws: wss:"));
+    }
 
     #[test]
     fn inline_scripts_are_found_and_scripts_with_src_skipped() {

@@ -10,9 +10,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::bot::webhook::SECRET_HEADER;
 use crate::sandbox::fake_telegram::{FakeTelegram, PRE_CHECKOUT_DEADLINE};
 use crate::telegram::updates::Update;
-use crate::telegram::webhook::SECRET_HEADER;
 
 /// Faults to inject into deliveries, set from the sandbox page or its HTTP API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -125,7 +125,7 @@ pub struct StarsInvoice<'a> {
 #[derive(Clone)]
 pub struct BotApi {
     http: reqwest::Client,
-    metrics: Option<std::sync::Arc<crate::http::metrics::Metrics>>,
+    metrics: Option<std::sync::Arc<crate::telemetry::metrics::Metrics>>,
     /// `{api_url}/bot{token}` or `{api_url}/bot{token}/test`; never logged.
     base: String,
 }
@@ -151,7 +151,10 @@ impl BotApi {
     }
 
     /// Counts failed calls by method in `metrics`.
-    pub fn with_metrics(mut self, metrics: std::sync::Arc<crate::http::metrics::Metrics>) -> Self {
+    pub fn with_metrics(
+        mut self,
+        metrics: std::sync::Arc<crate::telemetry::metrics::Metrics>,
+    ) -> Self {
         self.metrics = Some(metrics);
         self
     }
@@ -172,7 +175,7 @@ impl BotApi {
     ) -> Result<R, BotApiError> {
         let result = self.send(method, params, timeout).await;
         if let (Err(error), Some(metrics)) = (&result, &self.metrics) {
-            let label = crate::http::metrics::Method { method };
+            let label = crate::telemetry::metrics::Method { method };
             metrics.bot_api_errors.get_or_create(&label).inc();
             if let BotApiError::Api { code: 429, .. } = error {
                 metrics.bot_api_rate_limited.get_or_create(&label).inc();

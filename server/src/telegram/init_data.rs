@@ -7,7 +7,7 @@ use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
 
-use crate::http::untrusted::Untrusted;
+use crate::telemetry::untrusted::Untrusted;
 
 type HmacSha256 = Hmac<Sha256>;
 

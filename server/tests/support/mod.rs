@@ -500,7 +500,7 @@ pub async fn assert_books_balance(store: &server::store::Store) {
 /// process, the notifier's wake-up).
 pub fn ledger(store: &server::store::Store) -> server::ledger::Ledger {
     let effects = server::http::effects::Effects::serving(
-        std::sync::Arc::new(server::http::metrics::Metrics::default()),
+        std::sync::Arc::new(server::telemetry::metrics::Metrics::default()),
         store.engine(),
         server::live::LiveEvents::default(),
         std::sync::Arc::new(tokio::sync::Notify::new()),

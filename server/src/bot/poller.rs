@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::bot::operator::ALLOWED_UPDATES;
+use crate::bot::webhook::{Handled, process};
 use crate::state::AppState;
 use crate::telegram::bot_api::BotApiError;
-use crate::telegram::operator::ALLOWED_UPDATES;
 use crate::telegram::updates::Update;
-use crate::telegram::webhook::{Handled, process};
 
 const OFFSET_KEY: &str = "poll_offset";
 const LONG_POLL_SECS: u64 = 25;

@@ -9,18 +9,18 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq;
 
+use crate::bot::commands;
 use crate::clock::now_ms;
-use crate::http::metrics::{Kind, Reason};
-use crate::http::security::client_ip;
-use crate::http::untrusted::Untrusted;
+use crate::config::networks::client_ip;
 use crate::state::AppState;
 use crate::store::StoreError;
 use crate::telegram::bot_text;
-use crate::telegram::commands;
 use crate::telegram::updates::{
     InlineCall, Message, PreCheckoutAnswer, PreCheckoutQuery, RefundedPayment, SuccessfulPayment,
     Update,
 };
+use crate::telemetry::metrics::{Kind, Reason};
+use crate::telemetry::untrusted::Untrusted;
 use crate::wallet::checkout::{Checkout, judge_pre_checkout};
 use crate::wallet::ids::UserId;
 use crate::wallet::model::{Buyer, IncomingPayment};
