@@ -21,7 +21,7 @@ pub struct Package {
 /// The buyer as the server knows them from validated initData.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserView {
-    pub id: i64,
+    pub id: crate::ids::UserId,
     pub first_name: String,
     /// `ru` or `en`.
     pub language: String,

@@ -7,11 +7,12 @@ use leptos::prelude::*;
 
 use crate::api::{ApiError, AuthFailure, Invoice, OrderStatusView, WalletView};
 use crate::console::{ActionDone, BuyerCard, Health, HeldPayment, Overview};
+use crate::ids::UserId;
 
 /// The buyer who made a request, as Telegram signed them into the Mini App's launch data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignedBuyer {
-    pub id: i64,
+    pub id: UserId,
     pub first_name: String,
     pub username: Option<String>,
     pub language_code: Option<String>,
@@ -49,47 +50,47 @@ pub struct Backend(pub Arc<dyn WalletBackend>);
 /// nothing and answers what the first did).
 #[async_trait]
 pub trait ConsoleBackend: Send + Sync + 'static {
-    fn is_operator(&self, user_id: i64) -> bool;
+    fn is_operator(&self, user_id: UserId) -> bool;
     async fn overview(&self) -> Result<Overview, ApiError>;
     async fn held(&self) -> Result<Vec<HeldPayment>, ApiError>;
     async fn credit(
         &self,
-        operator: i64,
+        operator: UserId,
         action_id: &str,
         charge_id: &str,
     ) -> Result<ActionDone, ApiError>;
     async fn refund(
         &self,
-        operator: i64,
+        operator: UserId,
         action_id: &str,
         charge_id: &str,
     ) -> Result<ActionDone, ApiError>;
     async fn find(&self, query: &str) -> Result<BuyerCard, ApiError>;
     async fn grant(
         &self,
-        operator: i64,
+        operator: UserId,
         action_id: &str,
-        user_id: i64,
+        user_id: UserId,
         amount: i64,
         reason: &str,
     ) -> Result<ActionDone, ApiError>;
     async fn health(&self) -> Result<Health, ApiError>;
-    async fn reconcile(&self, operator: i64, action_id: &str) -> Result<ActionDone, ApiError>;
+    async fn reconcile(&self, operator: UserId, action_id: &str) -> Result<ActionDone, ApiError>;
     async fn retry(
         &self,
-        operator: i64,
+        operator: UserId,
         action_id: &str,
         message_id: i64,
     ) -> Result<ActionDone, ApiError>;
     async fn revoke(
         &self,
-        operator: i64,
+        operator: UserId,
         action_id: &str,
         key_id: i64,
     ) -> Result<ActionDone, ApiError>;
     async fn export_link(
         &self,
-        operator: i64,
+        operator: UserId,
         from: &str,
         to: &str,
         format: &str,

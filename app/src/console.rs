@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::ApiError;
 use crate::client::TmaClient;
+use crate::ids::UserId;
 
 /// What happened in one period.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,7 +61,7 @@ pub struct Overview {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HeldPayment {
     pub charge_id: String,
-    pub user_id: i64,
+    pub user_id: UserId,
     pub first_name: String,
     pub username: Option<String>,
     pub stars: i64,
@@ -102,7 +103,7 @@ pub struct TransferLine {
 /// A buyer found by id, username or charge id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BuyerCard {
-    pub user_id: i64,
+    pub user_id: UserId,
     pub first_name: String,
     pub username: Option<String>,
     pub balance: i64,
@@ -202,7 +203,7 @@ pub async fn console_find(query: String) -> Result<BuyerCard, ApiError> {
 #[server(endpoint = "console_grant", client = TmaClient)]
 pub async fn console_grant(
     action_id: String,
-    user_id: i64,
+    user_id: UserId,
     amount: i64,
     reason: String,
 ) -> Result<ActionDone, ApiError> {

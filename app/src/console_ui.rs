@@ -607,7 +607,7 @@ fn BuyerView(
     };
     view! {
         <article class="card buyer" data-testid="buyer-card">
-            <p><strong>{card.first_name}</strong> {card.username.map(|u| format!(" @{u}"))} " (" {user_id} ")"</p>
+            <p><strong>{card.first_name}</strong> {card.username.map(|u| format!(" @{u}"))} " (" {user_id.get()} ")"</p>
             <p>{w.balance} ": " <span data-testid="buyer-balance">{format::grouped(card.balance)}</span> " NDN · "
                 {w.reserved} ": " {format::grouped(card.held)} " NDN"</p>
             <h3>{w.payments}</h3>

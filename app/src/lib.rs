@@ -11,6 +11,7 @@ pub mod console;
 mod console_ui;
 pub mod format;
 pub mod i18n;
+pub mod ids;
 mod live;
 mod shell;
 pub mod telegram;

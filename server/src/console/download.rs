@@ -53,7 +53,7 @@ impl ExportLinks {
         Self(Signer::new(b"NDN console export", bot_token))
     }
 
-    pub(super) fn issue(&self, operator: i64, period: &Period, expires: i64) -> String {
+    pub(super) fn issue(&self, operator: UserId, period: &Period, expires: i64) -> String {
         self.0.sign(&format!(
             "{operator}.{}.{}.{}.{expires}",
             period.from,
@@ -63,7 +63,7 @@ impl ExportLinks {
     }
 
     /// The operator and period of a genuine, unexpired link.
-    pub(super) fn verify(&self, token: &str, now: i64) -> Option<(i64, Period)> {
+    pub(super) fn verify(&self, token: &str, now: i64) -> Option<(UserId, Period)> {
         let parts: Vec<&str> = self.0.open(token)?.split('.').collect();
         let [operator, from, to, format, expires] = parts.as_slice() else {
             return None;
@@ -72,7 +72,7 @@ impl ExportLinks {
             return None;
         }
         Some((
-            operator.parse().ok()?,
+            UserId(operator.parse().ok()?),
             Period {
                 from: from.parse().ok()?,
                 to: to.parse().ok()?,
@@ -100,7 +100,7 @@ async fn download(State(state): State<AppState>, Query(query): Query<ExportQuery
         return (StatusCode::FORBIDDEN, "this link is not valid (any more)\n").into_response();
     };
     // An operator removed from ADMIN_USER_IDS loses the links issued to them.
-    if !state.config.is_operator(UserId(operator)) {
+    if !state.config.is_operator(operator) {
         return (StatusCode::FORBIDDEN, "this link is not valid (any more)\n").into_response();
     }
     let (reader, mut writer) = tokio::io::duplex(64 * 1024);
@@ -114,7 +114,7 @@ async fn download(State(state): State<AppState>, Query(query): Query<ExportQuery
         }
     });
     tracing::info!(
-        operator,
+        operator = operator.get(),
         from = period.from,
         to = period.to,
         "console export"
@@ -151,8 +151,8 @@ mod tests {
     fn export_links_are_signed_and_expire() {
         let links = ExportLinks::new("123:token");
         let period = Period::parse("2026-12-01", "2026-12-31", "csv").unwrap();
-        let token = links.issue(7, &period, 1_000);
-        assert_eq!(links.verify(&token, 999), Some((7, period.clone())));
+        let token = links.issue(UserId(7), &period, 1_000);
+        assert_eq!(links.verify(&token, 999), Some((UserId(7), period.clone())));
         assert_eq!(links.verify(&token, 1_001), None, "expired");
         let forged = token.replacen("7.", "8.", 1);
         assert_eq!(links.verify(&forged, 999), None, "another operator");

@@ -78,7 +78,7 @@ impl OperatorConsole {
 
     /// An action of `operator`, once its id is checked.
     fn action(
-        operator: i64,
+        operator: UserId,
         id: &str,
         action: &'static str,
         target: impl ToString,
@@ -91,7 +91,7 @@ impl OperatorConsole {
         }
         Ok(NewAction {
             id: id.to_owned(),
-            operator_id: operator,
+            operator_id: operator.get(),
             action,
             target: target.to_string(),
         })
@@ -151,8 +151,8 @@ fn done(acted: ActionResult) -> ActionDone {
 
 #[async_trait]
 impl ConsoleBackend for OperatorConsole {
-    fn is_operator(&self, user_id: i64) -> bool {
-        self.state.config.is_operator(UserId(user_id))
+    fn is_operator(&self, user_id: UserId) -> bool {
+        self.state.config.is_operator(user_id)
     }
 
     async fn overview(&self) -> Result<Overview, ApiError> {
@@ -193,7 +193,7 @@ impl ConsoleBackend for OperatorConsole {
 
     async fn credit(
         &self,
-        operator: i64,
+        operator: UserId,
         action_id: &str,
         charge_id: &str,
     ) -> Result<ActionDone, ApiError> {
@@ -210,7 +210,7 @@ impl ConsoleBackend for OperatorConsole {
 
     async fn refund(
         &self,
-        operator: i64,
+        operator: UserId,
         action_id: &str,
         charge_id: &str,
     ) -> Result<ActionDone, ApiError> {
@@ -278,7 +278,7 @@ impl ConsoleBackend for OperatorConsole {
             })
             .collect();
         Ok(BuyerCard {
-            user_id: user_id.get(),
+            user_id,
             first_name: stored.buyer.first_name,
             username: stored.buyer.username,
             balance: stored.funds.balance,
@@ -290,14 +290,12 @@ impl ConsoleBackend for OperatorConsole {
 
     async fn grant(
         &self,
-        operator: i64,
+        operator: UserId,
         action_id: &str,
-        user_id: i64,
+        user_id: UserId,
         amount: i64,
         reason: &str,
     ) -> Result<ActionDone, ApiError> {
-        // The console's wire carries plain numbers; from here on they are typed.
-        let user_id = UserId(user_id);
         let action = Self::action(operator, action_id, "grant", user_id)?;
         let reason = Self::plain("reason", reason)?.trim();
         let Some(amount) = Ndn::new(amount) else {
@@ -371,7 +369,7 @@ impl ConsoleBackend for OperatorConsole {
         })
     }
 
-    async fn reconcile(&self, operator: i64, action_id: &str) -> Result<ActionDone, ApiError> {
+    async fn reconcile(&self, operator: UserId, action_id: &str) -> Result<ActionDone, ApiError> {
         let action = Self::action(operator, action_id, "reconcile", "Star transactions")?;
         if let Some(earlier) = self.earlier(&action).await? {
             return Ok(earlier);
@@ -387,7 +385,7 @@ impl ConsoleBackend for OperatorConsole {
 
     async fn retry(
         &self,
-        operator: i64,
+        operator: UserId,
         action_id: &str,
         message_id: i64,
     ) -> Result<ActionDone, ApiError> {
@@ -408,7 +406,7 @@ impl ConsoleBackend for OperatorConsole {
 
     async fn revoke(
         &self,
-        operator: i64,
+        operator: UserId,
         action_id: &str,
         key_id: i64,
     ) -> Result<ActionDone, ApiError> {
@@ -424,7 +422,7 @@ impl ConsoleBackend for OperatorConsole {
 
     async fn export_link(
         &self,
-        operator: i64,
+        operator: UserId,
         from: &str,
         to: &str,
         format: &str,

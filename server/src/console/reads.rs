@@ -259,7 +259,7 @@ type ActionRow = (String, i64, String, String, String, i64);
 /// ms), its order's NDN.
 type HeldRow = (
     String,
-    i64,
+    UserId,
     String,
     Option<String>,
     Stars,

@@ -10,7 +10,7 @@ use crate::state::AppState;
 use crate::store::{Admission, OrderLimits, StoreError, StoredBuyer};
 use crate::telegram::bot_api::StarsInvoice;
 use crate::telegram::bot_text;
-use crate::wallet::ids::{OrderId, UserId};
+use crate::wallet::ids::OrderId;
 use crate::wallet::model::Buyer;
 
 const HISTORY_LENGTH: i64 = 20;
@@ -31,7 +31,7 @@ impl Shop {
         signed: &SignedBuyer,
     ) -> Result<(Buyer, Option<StoredBuyer>), ApiError> {
         let mut buyer = Buyer {
-            id: buyer_id(signed),
+            id: signed.id,
             first_name: signed.first_name.clone(),
             username: signed.username.clone(),
             language_code: Some(language(signed).code().to_owned()),
@@ -50,11 +50,6 @@ impl From<StoreError> for ApiError {
     }
 }
 
-/// The buyer's id, typed: the Mini App's wire carries it as a plain number.
-fn buyer_id(buyer: &SignedBuyer) -> UserId {
-    UserId(buyer.id)
-}
-
 fn language(buyer: &SignedBuyer) -> Lang {
     Lang::from_code(buyer.language_code.as_deref().unwrap_or("en"))
 }
@@ -67,15 +62,10 @@ impl WalletBackend for Shop {
             (signed, Some(stored)) if stored.buyer == signed => stored.funds,
             (changed, _) => {
                 state.store.upsert_buyer(&changed).await?;
-                state
-                    .store
-                    .funds(buyer_id(buyer))
-                    .await?
-                    .unwrap_or_default()
+                state.store.funds(buyer.id).await?.unwrap_or_default()
             }
         };
-        let history =
-            super::history::history(&state.store, buyer_id(buyer), HISTORY_LENGTH).await?;
+        let history = super::history::history(&state.store, buyer.id, HISTORY_LENGTH).await?;
         Ok(WalletView {
             user: UserView {
                 id: buyer.id,
@@ -87,8 +77,8 @@ impl WalletBackend for Shop {
             packages: state.config.shop.packages.clone(),
             history,
             // Expires with the launch data, not a day after this call.
-            events_token: state.tokens.issue(buyer_id(buyer), buyer.auth_date),
-            operator: state.config.is_operator(buyer_id(buyer)),
+            events_token: state.tokens.issue(buyer.id, buyer.auth_date),
+            operator: state.config.is_operator(buyer.id),
         })
     }
 
@@ -114,7 +104,7 @@ impl WalletBackend for Shop {
             .store
             .create_order(
                 &order_id,
-                buyer_id(buyer),
+                buyer.id,
                 package,
                 state.config.shop.order_ttl,
                 limits,
@@ -142,7 +132,7 @@ impl WalletBackend for Shop {
                 tracing::info!(
                     order_id = order_id.as_str(),
                     package = package.id,
-                    user_id = buyer.id,
+                    user_id = buyer.id.get(),
                     "invoice created"
                 );
                 Ok(Invoice {
@@ -169,9 +159,9 @@ impl WalletBackend for Shop {
             .store
             .order(&order_id.into())
             .await?
-            .filter(|order| order.user_id == buyer_id(buyer))
+            .filter(|order| order.user_id == buyer.id)
             .ok_or(ApiError::NotFound)?;
-        let balance = state.store.balance(buyer_id(buyer)).await?;
+        let balance = state.store.balance(buyer.id).await?;
         let status: OrderState = order.state_at(now_ms());
         Ok(OrderStatusView {
             order_id: order.id.0,

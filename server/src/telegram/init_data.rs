@@ -8,6 +8,7 @@ use serde::Deserialize;
 use sha2::Sha256;
 
 use crate::telemetry::untrusted::Untrusted;
+use crate::wallet::ids::UserId;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -17,7 +18,7 @@ const ALLOWED_SKEW_SECS: i64 = 60;
 /// The user as Telegram signed them into initData.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct WebAppUser {
-    pub id: i64,
+    pub id: UserId,
     pub first_name: String,
     #[serde(default)]
     pub last_name: Option<String>,
@@ -183,7 +184,7 @@ mod tests {
             let data = validator
                 .validate(&vector.init_data, vector.auth_date + 10)
                 .unwrap_or_else(|e| panic!("{}: {e}", vector.name));
-            assert_eq!(data.user.id, vector.user_id, "{}", vector.name);
+            assert_eq!(data.user.id, UserId(vector.user_id), "{}", vector.name);
             assert_eq!(data.auth_date, vector.auth_date);
         }
     }
@@ -304,7 +305,7 @@ mod tests {
         let user = r#"{"id":7,"first_name":"A + B \/ C","language_code":"ru"}"#;
         let raw = validator.sign(&[("user", user), ("auth_date", "1000"), ("query_id", "q")]);
         let data = validator.validate(&raw, 1000).unwrap();
-        assert_eq!(data.user.id, 7);
+        assert_eq!(data.user.id, UserId(7));
         assert_eq!(data.user.first_name, "A + B / C");
         assert_eq!(
             validator.validate(&raw, 1000 + 3600).map(|d| d.auth_date),

@@ -1,35 +1,14 @@
 //! The ids the books are keyed by, each its own type, so that a buyer's id is never passed where
 //! a chat, an API key or an amount belongs. They travel as plain numbers and strings: serde and
-//! sqlx see through them (`transparent`), so the wire and the tables are as before.
+//! sqlx see through them (`transparent`), so the wire and the tables are as before. `UserId` is
+//! the app crate's, since the Mini App's and the console's wire carry it too.
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// A buyer: their Telegram user id (always positive; the books' system accounts are negative).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, sqlx::Type,
-)]
-#[serde(transparent)]
-#[sqlx(transparent)]
-pub struct UserId(pub i64);
-
-impl UserId {
-    pub fn get(self) -> i64 {
-        self.0
-    }
-
-    /// The chat of the buyer's private conversation with the bot, which has the user's id.
-    pub fn private_chat(self) -> i64 {
-        self.0
-    }
-}
-
-impl fmt::Display for UserId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
+/// A buyer, shared with the Mini App and the console (their wire carries it too).
+pub use app::ids::UserId;
 
 /// Text ids: Telegram's charge ids, our order and hold ids.
 macro_rules! text_id {
