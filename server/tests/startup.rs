@@ -44,6 +44,7 @@ fn invalid_configuration_exits_2_with_one_line_naming_the_variable() {
         ("DATABASE_URL", "mysql://localhost/ndn"),
         ("LEPTOS_SITE_ADDR", "nowhere"),
         ("NDN_PACKAGES", "100:zero"),
+        ("LOG_FORMAT", "xml"),
     ] {
         let sandbox = (
             "NDN_SANDBOX",
@@ -157,4 +158,108 @@ fn migrate_creates_the_sqlite_database() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(dir.path().join("nested/ndn.db").exists());
+}
+
+/// Starts the sandbox with `LOG_FORMAT=format` (stdout piped, as under systemd), asks it for
+/// `/healthz` once it runs, and returns its stdout lines up to the request's log line.
+fn serve_and_log_one_request(format: &str) -> Vec<String> {
+    use std::io::{BufRead, BufReader, Read, Write};
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/ndn.db", dir.path().display());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_server"))
+        .arg("serve")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("NDN_SANDBOX", "1")
+        .env("LEPTOS_SITE_ADDR", "127.0.0.1:0")
+        .env("DATABASE_URL", &url)
+        .env("LOG_FORMAT", format)
+        .env("RUST_LOG", "info,tower_http=warn")
+        .current_dir(dir.path())
+        .spawn()
+        .expect("binary runs");
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel::<String>();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    let mut next = |until: &str| loop {
+        let line = lines_rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("no line with {until:?} in 30 s: {lines:?}"));
+        lines.push(line.clone());
+        if line.contains(until) {
+            break line;
+        }
+    };
+    let started = next("running");
+    let at = started.find("http://127.0.0.1:").unwrap() + "http://".len();
+    let host: String = started[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+        .collect();
+    let mut stream = std::net::TcpStream::connect(&host).unwrap();
+    write!(
+        stream,
+        "GET /healthz HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    next("served");
+    let _ = child.kill();
+    let _ = child.wait();
+    lines
+}
+
+/// With `LOG_FORMAT=json`, stdout carries one JSON object per line and nothing else (no colour
+/// codes, no banner): the server's start is a log line with its address, and a request served
+/// is one too, with its path.
+#[test]
+fn json_logs_are_one_object_per_line_and_nothing_else() {
+    let lines = serve_and_log_one_request("json");
+    let objects: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|line| {
+            assert!(!line.contains('\u{1b}'), "a colour code: {line:?}");
+            serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line:?}"))
+        })
+        .collect();
+    assert!(objects.iter().all(serde_json::Value::is_object));
+    assert!(
+        objects
+            .iter()
+            .any(|object| object["fields"]["message"] == "running"
+                && object["fields"]["url"].is_string()),
+        "{lines:?}"
+    );
+    let served = objects.last().unwrap();
+    assert_eq!(served["fields"]["message"], "served", "{served}");
+    assert_eq!(served["fields"]["status"], 200, "{served}");
+    assert_eq!(served["span"]["path"], "/healthz", "{served}");
+}
+
+/// Plain text for people, but no colour codes when stdout is not a terminal (journald, files).
+#[test]
+fn text_logs_carry_no_colour_codes_off_a_terminal() {
+    let lines = serve_and_log_one_request("text");
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.starts_with("NDN sandbox is running")),
+        "{lines:?}"
+    );
+    assert!(lines.last().unwrap().contains("served"), "{lines:?}");
+    for line in &lines {
+        assert!(!line.contains('\u{1b}'), "a colour code: {line:?}");
+    }
 }

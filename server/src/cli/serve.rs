@@ -2,18 +2,22 @@
 
 use anyhow::Context;
 
-use crate::config::{Config, Mode};
+use crate::config::{Config, LogFormat, Mode};
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.http.site_addr)
         .await
         .with_context(|| format!("cannot listen on {}", config.http.site_addr))?;
-    let mode = config.mode;
+    let (mode, logs) = (config.mode, config.logs);
     let mut running = crate::start(config, listener).await?;
     let url = format!("http://{}/", crate::config::loopback(running.addr));
-    match mode {
-        Mode::Sandbox => println!("NDN sandbox is running (NDN_SANDBOX=1): open {url}sandbox"),
-        Mode::Production => println!("NDN is running on {url}"),
+    match (mode, logs) {
+        // With JSON logs, stdout carries nothing but JSON: the address is a log line too.
+        (_, LogFormat::Json) => tracing::info!(url, sandbox = mode == Mode::Sandbox, "running"),
+        (Mode::Sandbox, LogFormat::Text) => {
+            println!("NDN sandbox is running (NDN_SANDBOX=1): open {url}sandbox")
+        }
+        (Mode::Production, LogFormat::Text) => println!("NDN is running on {url}"),
     }
     tokio::select! {
         () = shutdown_signal() => {

@@ -62,6 +62,25 @@ fn invalid(variable: &'static str, problem: impl Into<String>) -> ConfigError {
     }
 }
 
+/// How log lines are written (`LOG_FORMAT`): `text` for people (coloured only on a terminal),
+/// `json` for machines (one object per line, never coloured).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl LogFormat {
+    fn read(vars: &Vars) -> Result<Self, ConfigError> {
+        match vars.get("LOG_FORMAT") {
+            None | Some("text") => Ok(Self::Text),
+            Some("json") => Ok(Self::Json),
+            Some(other) => Err(invalid("LOG_FORMAT", format!("`{other}`: text or json"))),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// A real bot token is configured.
@@ -82,6 +101,8 @@ pub struct Config {
     pub console: ConsoleConfig,
     /// Signed events to the operator's backend: how they are retried, leased and kept.
     pub events: EventDelivery,
+    /// How log lines are written (`LOG_FORMAT`).
+    pub logs: LogFormat,
 }
 
 impl std::fmt::Debug for Config {
@@ -138,6 +159,7 @@ impl Config {
             shop: ShopConfig::read(&vars)?,
             console: ConsoleConfig::read(&vars, mode)?,
             events: EventDelivery::read(&vars, mode)?,
+            logs: LogFormat::read(&vars)?,
         })
     }
 
