@@ -1,9 +1,9 @@
 //! `POST /webhook/telegram`: Telegram's updates, acknowledged only once what matters is stored.
 
-use app::i18n::Lang;
-use axum::body::Bytes;
 use std::net::SocketAddr;
 
+use app::i18n::Lang;
+use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequest, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};

@@ -1,10 +1,9 @@
 //! Keys of the operator's other services: only a hash of each is stored, with its name and
 //! scopes; a revoked key stays listed.
 
-use sqlx::AnyPool;
+use sqlx::{AnyPool, AssertSqlSafe};
 
 use crate::store::{Engine, Store, StoreResult, write_transaction};
-use sqlx::AssertSqlSafe;
 
 /// A key as stored (never the key itself).
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]

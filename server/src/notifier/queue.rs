@@ -4,11 +4,10 @@
 
 use std::time::Duration;
 
-use sqlx::AnyPool;
+use sqlx::{AnyPool, AssertSqlSafe};
 
 use crate::clock::{micros, millis, now_micros, now_ms};
 use crate::store::{Engine, Store, StoreResult, in_json_ids, to_json, write_transaction};
-use sqlx::AssertSqlSafe;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ClaimedMessage {

@@ -1,12 +1,13 @@
 //! What the delivery worker and the CLI do with the events: endpoints due and leased, the events
 //! each has to send, positions moved on, failures and replays recorded, old events pruned.
 
+use sqlx::AssertSqlSafe;
+
 use super::tables::{
     EndpointLease, EventLine, EventRow, EventStore, FailedPost, IN_STREAM, MOVE_FORWARD, Outgoing,
     PendingDelivery, Position, StoredSecrets, final_position_sql,
 };
 use crate::store::{StoreResult, in_json_ids, to_json, write_transaction};
-use sqlx::AssertSqlSafe;
 
 /// The row a lease returns: where to send, what signs, and the endpoint's failures and batch
 /// size.

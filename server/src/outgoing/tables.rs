@@ -5,12 +5,11 @@
 //! writes nothing for the endpoints, and a delivered batch moves the position once. This file
 //! keeps the types and the endpoints; `deliveries.rs` what the worker and the CLI do with events.
 
-use sqlx::AnyPool;
+use sqlx::{AnyPool, AssertSqlSafe};
 
 use crate::contract::event::EventType;
 use crate::store::{Engine, Store, StoreResult, write_transaction};
 use crate::wallet::ids::UserId;
-use sqlx::AssertSqlSafe;
 
 /// An endpoint, for `server endpoints list` and the metrics.
 #[derive(Debug, Clone, sqlx::FromRow)]

@@ -2,12 +2,11 @@
 //! PostgreSQL a `NOTIFY` that every instance's listener hears; on SQLite, where one server
 //! publishes its own changes, a relay table that carries the changes a command-line run made.
 
-use sqlx::{Any, AnyConnection, Transaction};
+use sqlx::{Any, AnyConnection, AssertSqlSafe, Transaction};
 
 use super::{Engine, StoreResult, json_rows, to_json};
 use crate::clock::now_ms;
 use crate::wallet::ids::UserId;
-use sqlx::AssertSqlSafe;
 
 /// The PostgreSQL channel of balance events between instances.
 pub const BALANCE_CHANNEL: &str = "ndn_balance";

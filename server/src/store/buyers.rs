@@ -1,14 +1,13 @@
 //! Buyers: their profile as Telegram describes them, and the cached balance of their account
 //! (moved only by the ledger's books, in the transaction that writes the transfers).
 
-use sqlx::{Any, Transaction};
+use sqlx::{Any, AssertSqlSafe, Transaction};
 
 use super::{Engine, Store, StoreResult, json_rows, to_json};
 use crate::clock::now_ms;
 use crate::wallet::ids::UserId;
 use crate::wallet::model::Buyer;
 use crate::wallet::operations::Funds;
-use sqlx::AssertSqlSafe;
 
 /// A buyer as stored, with their balance and held NDN.
 #[derive(Debug, Clone, PartialEq, Eq)]

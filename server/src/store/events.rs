@@ -1,11 +1,10 @@
 //! Signed events written with their change, in its transaction (the transactional outbox): the
 //! delivery worker reads them from there (`outgoing::tables`).
 
-use sqlx::{Any, Transaction};
+use sqlx::{Any, AssertSqlSafe, Transaction};
 
 use super::{Engine, StoreResult, json_rows, to_json};
 use crate::wallet::ids::UserId;
-use sqlx::AssertSqlSafe;
 
 /// An event as stored: its id, type, buyer, signed body and time.
 #[derive(Debug, Clone, serde::Serialize)]

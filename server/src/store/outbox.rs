@@ -1,12 +1,11 @@
 //! The outbox: the bot's messages, queued in the transaction whose outcome they announce (or
 //! on their own, for a command's reply). The notifier sends them (`notifier::queue`).
 
-use sqlx::{Any, Transaction};
+use sqlx::{Any, AssertSqlSafe, Transaction};
 
 use super::{Engine, Store, StoreResult, json_rows, to_json};
 use crate::clock::now_ms;
 use crate::wallet::model::OutgoingMessage;
-use sqlx::AssertSqlSafe;
 
 impl Store {
     /// Queues a message unless one with the same key was queued before (at-least-once updates

@@ -5,10 +5,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::any::AnyPoolOptions;
-use sqlx::{AnyPool, Connection};
+use sqlx::{AnyPool, AssertSqlSafe, Connection};
 
 use super::{Engine, StoreError, StoreResult};
-use sqlx::AssertSqlSafe;
 
 /// How often the WAL is checkpointed into the SQLite database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);

@@ -8,10 +8,6 @@ use crate::wallet::checkout::Refusal;
 use crate::wallet::model::{Notice, PaymentOutcome, RefundOutcome};
 use crate::wallet::operations::Receipt;
 
-pub fn lang(code: &str) -> Lang {
-    Lang::from_code(code)
-}
-
 /// Notifications queued with payments and refunds.
 pub struct BotNotice;
 

@@ -3,13 +3,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use sqlx::{Any, Transaction};
+use sqlx::{Any, AssertSqlSafe, Transaction};
 
 use crate::store::{Engine, StoreResult, json_rows, to_json, write_profiles};
 use crate::wallet::amounts::{Ndn, Stars};
 use crate::wallet::ids::UserId;
 use crate::wallet::model::{Buyer, Transfer};
-use sqlx::AssertSqlSafe;
 
 /// What a transaction changes in the books besides its transfers.
 #[derive(Default)]

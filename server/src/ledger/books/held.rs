@@ -2,6 +2,9 @@
 //! with its Stars), once, in the transaction of its audit row. A credit is a sale, not a grant:
 //! the Stars were received, so the books count them as sold (and `ledger verify` agrees).
 
+use app::i18n::Lang;
+use sqlx::AssertSqlSafe;
+
 use super::Books;
 use super::accounts;
 use super::consequences::{Committed, Consequences};
@@ -13,8 +16,6 @@ use crate::wallet::amounts::{Ndn, Stars};
 use crate::wallet::ids::{ChargeId, OrderId, UserId};
 use crate::wallet::model::{PaymentOutcome, Transfer};
 use crate::wallet::payments::credit_for;
-use app::i18n::Lang;
-use sqlx::AssertSqlSafe;
 
 /// A payment as crediting it reads it: buyer, order, Stars, status, payload, hold reason, and
 /// its order's NDN.

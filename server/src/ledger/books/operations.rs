@@ -4,10 +4,10 @@
 //! every request in order, and writes what they decided — transfers, holds, held NDN, the
 //! answers, notices and balance events — in one transaction.
 
-use app::i18n::Lang;
 use std::collections::HashMap;
 
-use sqlx::{Any, Transaction};
+use app::i18n::Lang;
+use sqlx::{Any, AssertSqlSafe, Transaction};
 
 use super::Books;
 use super::accounts::{self, AccountChanges};
@@ -21,7 +21,6 @@ use crate::wallet::amounts::Ndn;
 use crate::wallet::ids::{HoldId, UserId};
 use crate::wallet::model::Notice;
 use crate::wallet::operations::{BatchReads, Decision, Funds, Hold, Receipt, Request, decide};
-use sqlx::AssertSqlSafe;
 
 /// A request waiting for the operations writer.
 pub(super) struct OperationJob {

@@ -1,10 +1,10 @@
 //! `successful_payment`s, applied by a group-commit writer (see `store::writer`): a batch of payments is
 //! a handful of multi-row statements whatever its size.
 
-use app::i18n::Lang;
 use std::collections::{HashMap, HashSet};
 
-use sqlx::{Any, Transaction};
+use app::i18n::Lang;
+use sqlx::{Any, AssertSqlSafe, Transaction};
 
 use super::Books;
 use super::accounts::{self, AccountChanges};
@@ -18,7 +18,6 @@ use crate::wallet::amounts::Stars;
 use crate::wallet::ids::{ChargeId, OrderId, UserId};
 use crate::wallet::model::{Buyer, IncomingPayment, Notice, PaymentOutcome};
 use crate::wallet::payments::{BatchPayment, PaymentPlan, orders_opened, plan_batch, settle_batch};
-use sqlx::AssertSqlSafe;
 
 /// A payment waiting for the group-commit writer.
 pub(super) struct PaymentJob {

@@ -2,7 +2,7 @@
 //! its order marked refunded, the buyer's notice and the balance event.
 
 use app::i18n::Lang;
-use sqlx::{Any, Transaction};
+use sqlx::{Any, AssertSqlSafe, Transaction};
 
 use super::Books;
 use super::accounts;
@@ -16,7 +16,6 @@ use crate::wallet::amounts::Stars;
 use crate::wallet::ids::{ChargeId, UserId};
 use crate::wallet::model::{PaymentRecord, RefundOutcome, make_storable};
 use crate::wallet::refunds::{RefundPlan, plan_refund};
-use sqlx::AssertSqlSafe;
 
 impl Books {
     /// Applies a refund of `charge_id` once, as the wallet's refund rule plans it. An operator's
