@@ -93,7 +93,11 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         config.database.statement_timeout,
     )
     .await?;
-    store.migrate().await?;
+    if config.database.migrate_on_start {
+        store.migrate_to_current().await?;
+    } else {
+        store.require_current_schema().await?;
+    }
 
     let sandbox = (config.mode == Mode::Sandbox).then(|| {
         let telegram = FakeTelegram::new(&config.telegram.bot_token);

@@ -1,6 +1,6 @@
 //! `server ledger verify` names each kind of broken book it promises to catch, on both
 //! databases: each test corrupts a real database the way a bug or a hand-edit would, and reads
-//! the discrepancy from the report (exit 1).
+//! the discrepancy from the report (exit 4).
 
 mod support;
 
@@ -37,7 +37,7 @@ async fn corrupt(app: &TestApp, sql: &str) {
 /// `ledger verify` fails, naming every one of `problems`.
 async fn verify_names(app: &TestApp, problems: &[&str]) {
     let (code, report) = app.cli(&["ledger", "verify"]).await;
-    assert_eq!(code, 1, "{report}");
+    assert_eq!(code, 4, "{report}");
     for problem in problems {
         assert!(report.contains(problem), "`{problem}` not in:\n{report}");
     }

@@ -1,9 +1,9 @@
-//! The binary's start: bad configuration stops it with exit code 2 and one line.
+//! The binary's start: bad configuration stops it with exit code 3 and one line.
 
 use std::process::Command;
 
 fn run_with(vars: &[(&str, &str)]) -> std::process::Output {
-    run(&["migrate"], vars)
+    run(&["serve"], vars)
 }
 
 /// Runs the binary; a server that starts instead of stopping is killed after 20 s (and the
@@ -38,7 +38,7 @@ fn run(args: &[&str], vars: &[(&str, &str)]) -> std::process::Output {
 }
 
 #[test]
-fn invalid_configuration_exits_2_with_one_line_naming_the_variable() {
+fn invalid_configuration_exits_3_with_one_line_naming_the_variable() {
     for (variable, value) in [
         ("TELEGRAM_BOT_TOKEN", "not-a-token"),
         ("DATABASE_URL", "mysql://localhost/ndn"),
@@ -55,7 +55,7 @@ fn invalid_configuration_exits_2_with_one_line_naming_the_variable() {
             },
         );
         let output = run_with(&[(variable, value), sandbox]);
-        assert_eq!(output.status.code(), Some(2), "{variable}");
+        assert_eq!(output.status.code(), Some(3), "{variable}");
         let stderr = String::from_utf8_lossy(&output.stderr);
         let lines: Vec<&str> = stderr.lines().collect();
         assert_eq!(lines.len(), 1, "{stderr}");
@@ -69,14 +69,14 @@ fn invalid_configuration_exits_2_with_one_line_naming_the_variable() {
 #[test]
 fn token_without_webhook_secret_is_refused_at_start() {
     let output = run_with(&[("TELEGRAM_BOT_TOKEN", "123:abc")]);
-    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(output.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&output.stderr).contains("TELEGRAM_WEBHOOK_SECRET"));
 }
 
-/// Exit code 2 and one line naming `variable` and containing `hint`, before anything starts.
+/// Exit code 3 and one line naming `variable` and containing `hint`, before anything starts.
 fn assert_refused(output: &std::process::Output, variable: &str, hint: &str) {
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 1, "{stderr}");
     assert!(
@@ -151,7 +151,8 @@ fn a_real_bot_refuses_a_plain_http_public_url() {
 fn migrate_creates_the_sqlite_database() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/nested/ndn.db", dir.path().display());
-    let output = run_with(&[("DATABASE_URL", &url), ("NDN_SANDBOX", "1")]);
+    // Only the database: `migrate` needs no token and no sandbox.
+    let output = run(&["migrate"], &[("DATABASE_URL", &url)]);
     assert!(
         output.status.success(),
         "{}",
@@ -191,31 +192,40 @@ fn serve_and_log_one_request(format: &str) -> Vec<String> {
         }
     });
     let mut lines = Vec::new();
-    let mut next = |until: &str| loop {
+    // The sandbox's own calls to its fake Bot API are served and logged too, in any order
+    // with ours: wait for the line that has every word asked for.
+    let mut next = |until: &[&str]| loop {
         let line = lines_rx
             .recv_timeout(std::time::Duration::from_secs(30))
             .unwrap_or_else(|_| panic!("no line with {until:?} in 30 s: {lines:?}"));
         lines.push(line.clone());
-        if line.contains(until) {
+        if until.iter().all(|word| line.contains(word)) {
             break line;
         }
     };
-    let started = next("running");
+    let started = next(&["running"]);
     let at = started.find("http://127.0.0.1:").unwrap() + "http://".len();
     let host: String = started[at..]
         .chars()
         .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
         .collect();
-    let mut stream = std::net::TcpStream::connect(&host).unwrap();
-    write!(
-        stream,
-        "GET /healthz HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    next("served");
+    let get = |extra_header: &str| {
+        let mut stream = std::net::TcpStream::connect(&host).unwrap();
+        write!(
+            stream,
+            "GET /healthz HTTP/1.1\r\nHost: {host}\r\n{extra_header}Connection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        answer
+    };
+    // Without a request id, then with the one a proxy set: kept, returned and logged.
+    assert!(get("").contains("x-request-id: "));
+    next(&["served", "/healthz"]);
+    assert!(get("X-Request-Id: trace-me-7\r\n").contains("x-request-id: trace-me-7"));
+    next(&["served", "/healthz", "trace-me-7"]);
     let _ = child.kill();
     let _ = child.wait();
     lines
@@ -246,6 +256,17 @@ fn json_logs_are_one_object_per_line_and_nothing_else() {
     assert_eq!(served["fields"]["message"], "served", "{served}");
     assert_eq!(served["fields"]["status"], 200, "{served}");
     assert_eq!(served["span"]["path"], "/healthz", "{served}");
+    assert_eq!(served["span"]["request_id"], "trace-me-7", "{served}");
+    // The request without one got one of this process's.
+    let made = objects
+        .iter()
+        .filter(|object| object["span"]["path"] == "/healthz")
+        .find_map(|object| object["span"]["request_id"].as_str())
+        .unwrap();
+    assert!(
+        made.len() > 9 && made.contains('-') && made != "trace-me-7",
+        "{made}"
+    );
 }
 
 /// Plain text for people, but no colour codes when stdout is not a terminal (journald, files).

@@ -2,56 +2,80 @@
 
 use clap::Subcommand;
 
-use super::{format_time, open_store};
-use crate::config::Config;
+use super::format_time;
+use crate::contract::event::EventType;
+use crate::store::Store;
+
+/// `--events`: the event types, or `all`.
+fn event_types() -> clap::builder::PossibleValuesParser {
+    let mut names = vec!["all"];
+    names.extend(EventType::ALL.map(EventType::as_str));
+    clap::builder::PossibleValuesParser::new(names)
+}
 
 #[derive(Subcommand)]
 pub enum EndpointsAction {
     /// Add an endpoint and print its signing secret, once.
+    #[command(after_help = concat!(reads_database!(), "Examples:
+  server endpoints add https://shop.example/ndn-events --events payment.credited,payment.refunded
+  server endpoints add https://shop.example/ndn-events --batch 100"))]
     Add {
         /// https://… (a private or loopback address only with ENDPOINTS_ALLOW_PRIVATE=true).
         url: String,
-        /// The event types it receives, comma-separated, or `all`: payment.credited,
-        /// payment.held, payment.refunded, debit.created, hold.created, hold.captured,
-        /// hold.released, credit.granted.
-        #[arg(long, default_value = "all")]
-        events: String,
+        /// The event types it receives, comma-separated, or `all`.
+        #[arg(long, value_delimiter = ',', value_parser = event_types(), default_value = "all")]
+        events: Vec<String>,
         /// Events per POST at most: 1 sends each event alone (its id and type in headers);
         /// more sends a JSON array of up to this many events, signed as one body.
         #[arg(long, default_value_t = 1)]
         batch: i64,
     },
     /// The endpoints: URL, events, deliveries waiting, delivered and failed, last error.
-    List,
+    #[command(after_help = concat!(reads_database!(), "Examples:
+  server endpoints list
+  server endpoints list --json | jq '.[] | select(.failures > 0) | .url'"))]
+    List {
+        /// One JSON array (times in Unix milliseconds) instead of lines for people.
+        #[arg(long)]
+        json: bool,
+    },
     /// Set how many events an endpoint takes in one POST (1: one at a time; up to 1000: a
     /// JSON array). Applies from its next POST.
+    #[command(after_help = concat!(reads_database!(), "Example:\n  server endpoints batch 1 100"))]
     Batch { id: i64, size: i64 },
     /// Remove an endpoint (and the deliveries waiting for it).
+    #[command(after_help = concat!(reads_database!(), "Example:\n  server endpoints remove 1"))]
     Remove { id: i64 },
     /// Give an endpoint a new secret and print it; the old one signs too for 24 hours.
+    #[command(after_help = concat!(
+        reads_database!(),
+        "Example:\n  server endpoints rotate-secret 1"
+    ))]
     RotateSecret { id: i64 },
 }
 
-pub async fn run(action: EndpointsAction, config: &Config) -> anyhow::Result<()> {
-    let store = open_store(config).await?;
+pub async fn run(
+    action: EndpointsAction,
+    store: &Store,
+    allow_private: bool,
+) -> anyhow::Result<()> {
     match action {
         EndpointsAction::Add { url, events, batch } => {
-            let (id, secret) = crate::outgoing::add_endpoint(
-                &store,
-                &url,
-                &events,
-                batch,
-                config.events.allow_private,
-            )
-            .await?;
+            let (id, secret) =
+                crate::outgoing::add_endpoint(store, &url, &events.join(","), batch, allow_private)
+                    .await?;
             println!("{secret}");
             eprintln!(
                 "endpoint {id} added; its signing secret is shown this once: store it where \
                  the receiver can read it"
             );
         }
-        EndpointsAction::List => {
-            let listed = crate::outgoing::EventStore::new(&store).list().await?;
+        EndpointsAction::List { json } => {
+            let listed = crate::outgoing::EventStore::new(store).list().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&listed)?);
+                return Ok(());
+            }
             if listed.is_empty() {
                 println!(
                     "no endpoints: `server endpoints add https://… --events payment.credited`"
@@ -94,7 +118,7 @@ pub async fn run(action: EndpointsAction, config: &Config) -> anyhow::Result<()>
         }
         EndpointsAction::Batch { id, size } => {
             let size = crate::outgoing::check_batch(size)?;
-            if !crate::outgoing::EventStore::new(&store)
+            if !crate::outgoing::EventStore::new(store)
                 .set_batch(id, size)
                 .await?
             {
@@ -107,13 +131,13 @@ pub async fn run(action: EndpointsAction, config: &Config) -> anyhow::Result<()>
             }
         }
         EndpointsAction::Remove { id } => {
-            if !crate::outgoing::EventStore::new(&store).remove(id).await? {
+            if !crate::outgoing::EventStore::new(store).remove(id).await? {
                 anyhow::bail!("no endpoint {id}");
             }
             println!("endpoint {id} removed");
         }
         EndpointsAction::RotateSecret { id } => {
-            let Some(secret) = crate::outgoing::rotate_secret(&store, id).await? else {
+            let Some(secret) = crate::outgoing::rotate_secret(store, id).await? else {
                 anyhow::bail!("no endpoint {id}");
             };
             println!("{secret}");

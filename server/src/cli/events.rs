@@ -3,21 +3,32 @@
 use clap::Subcommand;
 
 use super::format_time;
-use crate::outgoing::EventStore;
+use crate::outgoing::{EventLine, EventStore};
 use crate::store::Store;
 
 #[derive(Subcommand)]
 pub enum EventsAction {
     /// The latest events with each endpoint's delivery (newest first).
+    #[command(after_help = concat!(reads_database!(), "Examples:
+  server events list --failed
+  server events list --limit 500 --json | jq '.[] | select(.type == \"payment.refunded\")'"))]
     List {
         /// Only events some endpoint gave up on.
         #[arg(long)]
         failed: bool,
+        /// How many events at most (1-10000).
         #[arg(long, default_value_t = 50)]
         limit: i64,
+        /// One JSON array, an object per event with its deliveries, instead of lines.
+        #[arg(long)]
+        json: bool,
     },
     /// Send events again to every endpoint subscribed to them that has already passed them (one
     /// still ahead in an endpoint's stream gets there anyway; receivers deduplicate by id).
+    #[command(after_help = concat!(reads_database!(), "Examples:
+  server events replay evt_01J9Z3...
+  server events replay --since 6h
+  server events replay --since 2026-12-01T09:30Z"))]
     Replay {
         /// The event's id (evt_…).
         event_id: Option<String>,
@@ -43,6 +54,40 @@ fn pruned_words(pruned: (i64, Option<i64>), retention: std::time::Duration) -> S
     }
 }
 
+/// The lines (an event once per endpoint) as one object per event with its deliveries.
+fn as_json(lines: &[EventLine]) -> Vec<serde_json::Value> {
+    let mut listed: Vec<serde_json::Value> = Vec::new();
+    for line in lines {
+        if listed
+            .last()
+            .is_none_or(|last| last["id"] != line.id.as_str())
+        {
+            listed.push(serde_json::json!({
+                "id": line.id,
+                "type": line.kind,
+                "user_id": line.user_id,
+                "created_at": line.created_at,
+                "deliveries": [],
+            }));
+        }
+        if let (Some(endpoint), Some(status), Some(Some(deliveries))) = (
+            line.endpoint_id,
+            &line.status,
+            listed
+                .last_mut()
+                .map(|event| event["deliveries"].as_array_mut()),
+        ) {
+            deliveries.push(serde_json::json!({
+                "endpoint_id": endpoint,
+                "status": status,
+                "attempts": line.attempts,
+                "last_error": line.last_error,
+            }));
+        }
+    }
+    listed
+}
+
 pub async fn run(
     action: EventsAction,
     store: &Store,
@@ -51,8 +96,16 @@ pub async fn run(
     let now = crate::clock::now_ms();
     let events = EventStore::new(store);
     match action {
-        EventsAction::List { failed, limit } => {
+        EventsAction::List {
+            failed,
+            limit,
+            json,
+        } => {
             let lines = events.lines(failed, limit.clamp(1, 10_000)).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&as_json(&lines))?);
+                return Ok(());
+            }
             if lines.is_empty() {
                 println!(
                     "{}",

@@ -29,6 +29,32 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `server health`: GET /healthz of the running server; Ok only for a 200.
+pub async fn health(url: Option<String>) -> anyhow::Result<()> {
+    let base = match url {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None => {
+            let addr = crate::config::site_addr_from_env()?;
+            format!("http://{}", crate::config::loopback(addr))
+        }
+    };
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .build()?;
+    let answer = client
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .with_context(|| format!("no answer from {base}/healthz"))?;
+    let status = answer.status();
+    let body = answer.text().await.unwrap_or_default();
+    if !status.is_success() {
+        anyhow::bail!("{base}/healthz answered {status}: {body}");
+    }
+    println!("healthy: {base}/healthz answered {status}");
+    Ok(())
+}
+
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;

@@ -11,10 +11,20 @@ use crate::wallet::ids::ChargeId;
 pub enum WebhookAction {
     /// setWebhook with PUBLIC_URL/webhook/telegram, the secret and every update kind we handle;
     /// also registers the bot's commands (English, Russian) and the menu button.
+    #[command(after_help = concat!(
+        reads_telegram!(),
+        "Example:\n  server webhook set      after PUBLIC_URL answers over HTTPS"
+    ))]
     Set,
     /// Show getWebhookInfo, with warnings for what would break payments.
+    #[command(after_help = concat!(reads_telegram!(), "Example:\n  server webhook info"))]
     Info,
     /// deleteWebhook, keeping pending updates.
+    #[command(after_help = concat!(
+        reads_telegram!(),
+        "Examples:\n  server webhook delete                  before `server serve --poll`\n  \
+         server webhook delete --drop-pending-updates --drop-pending-updates"
+    ))]
     Delete {
         /// Also throw away pending updates (they may be payments!): give it twice to mean it.
         #[arg(long, action = clap::ArgAction::Count)]

@@ -13,6 +13,9 @@ pub struct DatabaseConfig {
     pub max_connections: u32,
     /// PostgreSQL `statement_timeout` (`DATABASE_STATEMENT_TIMEOUT`, milliseconds).
     pub statement_timeout: Option<Duration>,
+    /// `serve` applies this binary's migrations before it serves (off: `serve --no-migrate`,
+    /// for a second instance while another one migrates; it then needs the current schema).
+    pub migrate_on_start: bool,
 }
 
 impl DatabaseConfig {
@@ -49,6 +52,7 @@ impl DatabaseConfig {
                     })?,
                 )),
             },
+            migrate_on_start: true,
         })
     }
 }

@@ -142,9 +142,7 @@ fn redact_password(url: &str) -> String {
 impl Config {
     /// Reads the process environment (after `.env`, which never overrides real variables).
     pub fn from_env() -> Result<Self, ConfigError> {
-        let _ = dotenvy::dotenv();
-        let vars: HashMap<String, String> = std::env::vars().collect();
-        Self::from_vars(&vars)
+        Self::from_vars(&environment())
     }
 
     pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
@@ -187,6 +185,58 @@ impl Config {
             (Some(url), _) => Some(format!("{}/", url.trim_end_matches('/'))),
             (None, Mode::Sandbox) => Some(format!("http://{}/", loopback(self.http.site_addr))),
             (None, Mode::Production) => None,
+        }
+    }
+}
+
+/// The process environment, after `.env` (which never overrides a variable already set).
+fn environment() -> HashMap<String, String> {
+    let _ = dotenvy::dotenv();
+    std::env::vars().collect()
+}
+
+/// `LEPTOS_SITE_ADDR` alone (after `.env`): where `server health` asks.
+pub fn site_addr_from_env() -> Result<std::net::SocketAddr, ConfigError> {
+    http::site_addr(&Vars(&environment()))
+}
+
+/// What the commands that need only the database read (`keys`, `events`, `ledger verify`,
+/// `backup`, …): no bot token, no URL, no port, so they run where only the database is.
+#[derive(Clone)]
+pub struct DatabaseOnly {
+    pub database: DatabaseConfig,
+    pub events: EventDelivery,
+    pub logs: LogFormat,
+}
+
+impl DatabaseOnly {
+    /// Reads the process environment (after `.env`, which never overrides real variables).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(&environment())
+    }
+
+    pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let vars = Vars(vars);
+        // Only for the events' defaults (private endpoints allowed in the sandbox).
+        let mode = if parse::parse_bool(vars.get("NDN_SANDBOX"), "NDN_SANDBOX")? {
+            Mode::Sandbox
+        } else {
+            Mode::Production
+        };
+        Ok(Self {
+            database: DatabaseConfig::read(&vars)?,
+            events: EventDelivery::read(&vars, mode)?,
+            logs: LogFormat::read(&vars)?,
+        })
+    }
+}
+
+impl From<&Config> for DatabaseOnly {
+    fn from(config: &Config) -> Self {
+        Self {
+            database: config.database.clone(),
+            events: config.events,
+            logs: config.logs,
         }
     }
 }

@@ -11,6 +11,9 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, Request, header};
 use axum::response::Response;
 use tower_http::compression::CompressionLayer;
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
@@ -51,7 +54,10 @@ pub(crate) fn router(state: AppState, sandbox: Option<&Sandbox>) -> Router {
     .expect("the policy is a valid header value");
     router
         .layer(axum::middleware::from_fn(security::client_errors_are_4xx))
-        .layer(SetResponseHeaderLayer::if_not_present(header::CONTENT_SECURITY_POLICY, default_policy))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            default_policy,
+        ))
         .layer(SetResponseHeaderLayer::overriding(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
@@ -61,19 +67,66 @@ pub(crate) fn router(state: AppState, sandbox: Option<&Sandbox>) -> Router {
             HeaderValue::from_static("no-referrer"),
         ))
         .layer(DefaultBodyLimit::max(64 * 1024))
+        .layer(PropagateRequestIdLayer::x_request_id())
         .layer(
             // Paths only: query strings carry stream tokens, and no token belongs in a log.
             TraceLayer::new_for_http()
                 .make_span_with(|request: &Request<_>| {
-                    tracing::info_span!("http", method = %request.method(), path = %loggable_path(request.uri().path()))
+                    let id = request
+                        .headers()
+                        .get(REQUEST_ID)
+                        .and_then(|id| id.to_str().ok())
+                        .unwrap_or("");
+                    tracing::info_span!(
+                        "http",
+                        method = %request.method(),
+                        path = %loggable_path(request.uri().path()),
+                        request_id = %crate::telemetry::untrusted::Untrusted(id),
+                    )
                 })
                 .on_response(
                     |response: &Response, latency: std::time::Duration, _span: &tracing::Span| {
-                        tracing::info!(status = response.status().as_u16(), latency_ms = latency.as_secs_f64() * 1000.0, "served");
+                        tracing::info!(
+                            status = response.status().as_u16(),
+                            latency_ms = latency.as_secs_f64() * 1000.0,
+                            "served"
+                        );
                     },
                 ),
         )
+        .layer(SetRequestIdLayer::x_request_id(RequestIds::new()))
         .with_state(state)
+}
+
+/// The header a request's id travels in: kept when the proxy in front set it, made here
+/// otherwise, logged with every line of the request and returned with its answer.
+const REQUEST_ID: &str = "x-request-id";
+
+/// Request ids: this process's random prefix and a counter (`7f3a9c2e-42`), unique across
+/// instances and restarts without a random draw per request.
+#[derive(Clone)]
+struct RequestIds {
+    prefix: std::sync::Arc<str>,
+    next: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl RequestIds {
+    fn new() -> Self {
+        let random = uuid::Uuid::new_v4().simple().to_string();
+        Self {
+            prefix: random[..8].into(),
+            next: std::sync::Arc::default(),
+        }
+    }
+}
+
+impl MakeRequestId for RequestIds {
+    fn make_request_id<B>(&mut self, _request: &Request<B>) -> Option<RequestId> {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        HeaderValue::from_str(&format!("{}-{n}", self.prefix))
+            .ok()
+            .map(RequestId::new)
+    }
 }
 
 /// The fake Bot API's paths contain the (sandbox) token; log them without it. Any other path

@@ -6,8 +6,9 @@ use sqlx::{AnyPool, AssertSqlSafe};
 use crate::store::{Engine, Store, StoreResult, write_transaction};
 
 /// A key as stored (never the key itself).
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
 pub struct ApiKeyRecord {
+    #[serde(skip)]
     pub id: i64,
     pub name: String,
     /// Comma-separated: `read`, `spend`, `grant`.

@@ -12,12 +12,13 @@ use crate::store::{Engine, Store, StoreResult, write_transaction};
 use crate::wallet::ids::UserId;
 
 /// An endpoint, for `server endpoints list` and the metrics.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
 pub struct EndpointRecord {
     pub id: i64,
     pub url: String,
     /// Read from `subscriptions`, after the endpoint's row.
     #[sqlx(skip)]
+    #[serde(rename = "events")]
     pub types: Vec<String>,
     pub created_at: i64,
     /// Events per POST at most (1: one event per POST).

@@ -33,6 +33,7 @@ mod orders;
 mod outbox;
 mod payments;
 mod pool;
+mod schema;
 mod statements;
 mod transfers;
 pub(crate) mod writer;
@@ -56,6 +57,7 @@ pub(crate) use operations::{StoredHold, remembered as answer_from_row};
 pub use orders::{Admission, OrderLimits};
 pub(crate) use orders::{ORDER_SELECT, OrderRow};
 pub(crate) use payments::PaymentRow;
+pub use schema::{SchemaError, SchemaVersions};
 pub use statements::{StatementCursor, StatementEntry};
 pub use transfers::{Audit, TransferTotals};
 
@@ -101,6 +103,22 @@ impl Store {
         statement_timeout: Option<Duration>,
     ) -> StoreResult<Self> {
         let (pool, engine) = pool::open(url, max_connections, statement_timeout).await?;
+        Ok(Self { pool, engine })
+    }
+
+    /// One connection with none of the server's settings (no switch to WAL, no checkpoints):
+    /// for looking at a file that must not change, such as a backup (`sqlite://…?mode=ro`).
+    pub async fn inspect(url: &str) -> StoreResult<Self> {
+        sqlx::any::install_default_drivers();
+        let engine = if url.starts_with("sqlite:") {
+            Engine::Sqlite
+        } else {
+            Engine::Postgres
+        };
+        let pool = sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(url)
+            .await?;
         Ok(Self { pool, engine })
     }
 

@@ -246,6 +246,15 @@ impl TestApp {
 
     /// Like [`TestApp::cli`], logging at `level` (the log lines are in the output).
     pub async fn cli_logging(&self, args: &[&str], level: &str) -> (i32, String) {
+        self.cli_with(args, level, &[]).await
+    }
+
+    /// Like [`TestApp::cli`], with `vars` set last (another `DATABASE_URL`, say).
+    pub async fn cli_env(&self, args: &[&str], vars: &[(&str, &str)]) -> (i32, String) {
+        self.cli_with(args, "error", vars).await
+    }
+
+    async fn cli_with(&self, args: &[&str], level: &str, vars: &[(&str, &str)]) -> (i32, String) {
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_server"));
         command
             .args(args)
@@ -258,6 +267,9 @@ impl TestApp {
         }
         // The server's own configuration on top (a CLI run shares it in production too).
         for (key, value) in &self.extra {
+            command.env(key, value);
+        }
+        for (key, value) in vars {
             command.env(key, value);
         }
         let output = command.output().await.expect("the server binary runs");
