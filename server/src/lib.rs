@@ -159,6 +159,11 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
     leptos.site_addr = addr;
     if let Some(root) = &config.http.site_root {
         leptos.site_root = root.to_string_lossy().into_owned().into();
+    } else if std::env::var_os("LEPTOS_SITE_ROOT").is_none()
+        && let Some(beside) = config::bundle::site_beside_the_binary()
+    {
+        // The release: `site/` sits beside `server`, wherever it is run from.
+        leptos.site_root = beside.to_string_lossy().into_owned().into();
     }
     let bundle = config::bundle::locate(&leptos, config.http.hash_file.as_deref());
     // A real bot serves production pages whatever LEPTOS_ENV says: Leptos defaults to its

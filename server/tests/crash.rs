@@ -39,14 +39,6 @@ async fn start_server(database: &Database, telegram_url: &str, port: u16) -> Pro
     Process { child, base }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn post(http: &reqwest::Client, base: &str, update: &Value) -> Option<u16> {
     let response = http
         .post(format!("{base}/webhook/telegram"))

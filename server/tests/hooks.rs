@@ -633,6 +633,9 @@ async fn a_delivery_cut_by_kill_9_is_made_after_the_restart(database: Database) 
             .current_dir(std::env::temp_dir());
         command.output().expect("the CLI runs")
     };
+    // A new database: migrated first, as an operator does (no other command migrates).
+    let output = cli(&["migrate"]);
+    assert!(output.status.success(), "{output:?}");
     let output = cli(&["endpoints", "add", &url, "--events", "credit.granted"]);
     assert!(output.status.success(), "{output:?}");
     let secret = String::from_utf8(output.stdout).unwrap().trim().to_owned();

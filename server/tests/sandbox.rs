@@ -243,23 +243,7 @@ async fn sandbox_purchase_with_duplicates_and_a_lost_answer_credits_once() {
         json!({ "copies": 5, "delay_secs": 0, "drop_first": true })
     );
 
-    let launch = get_json(&http, format!("{base}/sandbox/api/launch?user={alice}")).await;
-    let init_data = launch["init_data"].as_str().unwrap();
-    let invoice = server_function(
-        &http,
-        &base,
-        "create_invoice",
-        init_data,
-        "package_id=ndn-500",
-    )
-    .await;
-    let slug = invoice["invoice_url"]
-        .as_str()
-        .unwrap()
-        .rsplit('$')
-        .next()
-        .unwrap()
-        .to_owned();
+    let (_, slug) = sandbox_invoice(&http, &base, alice, "ndn-500").await;
 
     let (status, paid) = post_json(
         &http,

@@ -108,6 +108,12 @@ fn split_files(pkg_dir: &Path, split: Option<String>, manifest: Option<String>) 
     files
 }
 
+/// `site/` beside this program, when it has the build's `pkg/` (the release's layout).
+pub fn site_beside_the_binary() -> Option<std::path::PathBuf> {
+    let site = std::env::current_exe().ok()?.parent()?.join("site");
+    site.join("pkg").is_dir().then_some(site)
+}
+
 /// The build's file names: hashed when cargo-leptos wrote its hash file (beside this program, or
 /// at `hash_file`), plain otherwise.
 pub fn locate(

@@ -1,5 +1,5 @@
 //! How events are signed, and how a receiver checks them (the sandbox's receiver and the tests
-//! use [`verify`]; the README shows the same check in Rust, Node and Python).
+//! use [`verify`]; docs/events.md shows the same check in Rust, Node and Python).
 //!
 //! Every POST carries `Ndn-Event-Id`, `Ndn-Event-Type` (or, to an endpoint that takes
 //! batches, `Ndn-Event-Count` and a JSON array of events) and

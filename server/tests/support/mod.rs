@@ -429,6 +429,50 @@ pub async fn drained_messages(
     telegram.sent_messages()
 }
 
+/// A free port on loopback (for a server started as a process).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// In the sandbox at `base`: `user`'s signed launch data and the slug of a new invoice for
+/// `package_id`, as the host page gets them.
+pub async fn sandbox_invoice(
+    http: &reqwest::Client,
+    base: &str,
+    user: i64,
+    package_id: &str,
+) -> (String, String) {
+    let launch: Value = http
+        .get(format!("{base}/sandbox/api/launch?user={user}"))
+        .send()
+        .await
+        .expect("the sandbox answers")
+        .json()
+        .await
+        .expect("a JSON answer");
+    let init_data = launch["init_data"].as_str().unwrap().to_owned();
+    let invoice = server_function(
+        http,
+        base,
+        "create_invoice",
+        &init_data,
+        &format!("package_id={package_id}"),
+    )
+    .await;
+    let slug = invoice["invoice_url"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no invoice: {invoice}"))
+        .rsplit('$')
+        .next()
+        .unwrap()
+        .to_owned();
+    (init_data, slug)
+}
+
 /// initData for `user_id`, signed with the test bot's token as Telegram would.
 pub fn signed_init_data(user_id: i64) -> String {
     let signer = InitDataValidator::new(TOKEN, Duration::from_secs(86_400));
