@@ -17,8 +17,11 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get};
+use std::sync::Arc;
 use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::clock::now_ms;
 use crate::contract::views::{
@@ -40,20 +43,40 @@ const MAX_HOLD: Duration = Duration::from_secs(30 * 86_400);
 const PAGE: i64 = 20;
 const MAX_PAGE: i64 = 100;
 
-/// `/v1/…`; anything else under it answers a JSON 404.
+/// The routes and the document from one list: a handler is routed at the path its
+/// `#[utoipa::path]` documents, so no route exists undocumented and no documented one is
+/// missing.
+pub fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(account))
+        .routes(routes!(transactions))
+        .routes(routes!(debit))
+        .routes(routes!(credit))
+        .routes(routes!(hold))
+        .routes(routes!(capture))
+        .routes(routes!(void))
+        .split_for_parts()
+}
+
+/// `/v1/…` and its document; anything else under `/v1` answers a JSON 404.
 pub fn router() -> Router<AppState> {
-    let v1 = Router::new()
-        .route("/openapi.json", get(openapi))
-        .route("/accounts/{user_id}", get(account))
-        .route("/accounts/{user_id}/transactions", get(transactions))
-        .route("/debits", post(debit))
-        .route("/credits", post(credit))
-        .route("/holds", post(hold))
-        .route("/holds/{hold_id}/capture", post(capture))
-        .route("/holds/{hold_id}/void", post(void))
-        .fallback(|| async { ApiError::not_found("endpoint") })
-        .layer(DefaultBodyLimit::max(BODY_LIMIT));
-    Router::new().nest("/v1", v1)
+    let (routes, document) = documented();
+    let document = Arc::new(document);
+    routes
+        .route(
+            "/v1/openapi.json",
+            get(move |State(state): State<AppState>| {
+                let document = Arc::clone(&document);
+                async move { openapi(&document, &state.config) }
+            }),
+        )
+        .route("/v1", any(endpoint_not_found))
+        .route("/v1/{*rest}", any(endpoint_not_found))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+}
+
+async fn endpoint_not_found() -> ApiError {
+    ApiError::not_found("endpoint")
 }
 
 #[derive(OpenApi)]
@@ -61,6 +84,7 @@ pub fn router() -> Router<AppState> {
     info(
         title = "NDN service API",
         version = "1",
+        license(name = "MIT", identifier = "MIT"),
         description = "Read balances and spend, hold and grant NDN from the operator's own \
                        services. Authenticate with `Authorization: Bearer <key>` (`server keys \
                        create`). Every money-moving request needs an `Idempotency-Key` header \
@@ -69,7 +93,6 @@ pub fn router() -> Router<AppState> {
                        another instance, for at least 24 hours); with another body, 422. A \
                        hold is settled (captured or voided) only by the key that made it."
     ),
-    paths(account, transactions, debit, credit, hold, capture, void),
     components(schemas(
         AccountView,
         DebitView,
@@ -102,9 +125,18 @@ impl utoipa::Modify for BearerKeys {
     }
 }
 
-/// The OpenAPI 3.1 document of this API.
-async fn openapi() -> Response {
-    match ApiDoc::openapi().to_pretty_json() {
+/// The OpenAPI 3.1 document of this API, with this server's address as its server.
+fn openapi(document: &utoipa::openapi::OpenApi, config: &crate::config::Config) -> Response {
+    let mut document = document.clone();
+    document.servers = server_url(config).map(|url| {
+        vec![
+            utoipa::openapi::ServerBuilder::new()
+                .url(url)
+                .description(Some("This server"))
+                .build(),
+        ]
+    });
+    match document.to_pretty_json() {
         Ok(document) => (
             [(axum::http::header::CONTENT_TYPE, "application/json")],
             document,
@@ -115,6 +147,13 @@ async fn openapi() -> Response {
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
     }
+}
+
+/// Where this server answers: `PUBLIC_URL`, or the sandbox's address on this machine.
+pub fn server_url(config: &crate::config::Config) -> Option<String> {
+    config
+        .mini_app_url()
+        .map(|url| url.trim_end_matches('/').to_owned())
 }
 
 fn user_id(text: &str) -> Result<UserId, ApiError> {
@@ -175,6 +214,8 @@ fn answer(decision: Decision, status: StatusCode) -> Result<Response, ApiError> 
 #[utoipa::path(
     get,
     path = "/v1/accounts/{user_id}",
+    operation_id = "getAccount",
+    summary = "A buyer's balance",
     tag = "accounts",
     params(("user_id" = i64, Path, description = "The buyer's Telegram user id")),
     responses(
@@ -201,6 +242,8 @@ async fn account(
 #[utoipa::path(
     get,
     path = "/v1/accounts/{user_id}/transactions",
+    operation_id = "listTransactions",
+    summary = "A buyer's transactions, newest first",
     tag = "accounts",
     params(
         ("user_id" = i64, Path, description = "The buyer's Telegram user id"),
@@ -291,6 +334,8 @@ fn parse_cursor(text: &str) -> Option<StatementCursor> {
 #[utoipa::path(
     post,
     path = "/v1/debits",
+    operation_id = "createDebit",
+    summary = "Spend a buyer's NDN",
     tag = "money",
     params(("Idempotency-Key" = String, Header, description = "A unique key per debit, sent again on retries")),
     request_body(content = inline(DebitRequest), description = "What to debit"),
@@ -326,6 +371,8 @@ async fn debit(
 #[utoipa::path(
     post,
     path = "/v1/credits",
+    operation_id = "createCredit",
+    summary = "Give a buyer NDN",
     tag = "money",
     params(("Idempotency-Key" = String, Header, description = "A unique key per credit, sent again on retries")),
     request_body(content = inline(CreditRequest), description = "What to give"),
@@ -357,6 +404,8 @@ async fn credit(
 #[utoipa::path(
     post,
     path = "/v1/holds",
+    operation_id = "createHold",
+    summary = "Reserve a buyer's NDN",
     tag = "money",
     params(("Idempotency-Key" = String, Header, description = "A unique key per hold, sent again on retries")),
     request_body(content = inline(HoldRequest), description = "What to reserve, and for how long"),
@@ -392,6 +441,8 @@ async fn hold(
 #[utoipa::path(
     post,
     path = "/v1/holds/{hold_id}/capture",
+    operation_id = "captureHold",
+    summary = "Spend what a hold reserved",
     tag = "money",
     params(
         ("hold_id" = String, Path, description = "The hold"),
@@ -430,6 +481,8 @@ async fn capture(
 #[utoipa::path(
     post,
     path = "/v1/holds/{hold_id}/void",
+    operation_id = "voidHold",
+    summary = "Release a hold",
     tag = "money",
     params(
         ("hold_id" = String, Path, description = "The hold"),

@@ -157,6 +157,21 @@ Examples:
         #[arg(long)]
         url: Option<String>,
     },
+    /// Print the service API's OpenAPI 3.1 document (what `/v1/openapi.json` serves), to
+    /// generate a client or lint it.
+    #[command(after_help = "\
+Reads PUBLIC_URL, else LEPTOS_SITE_ADDR, for the document's server (unless --server); no
+database, no bot token.
+
+Examples:
+  server openapi > openapi.json
+  server openapi --server https://ndn.example.org | npx openapi-typescript -o ndn.d.ts")]
+    Openapi {
+        /// The server URL the document names (default: PUBLIC_URL, else http:// and
+        /// LEPTOS_SITE_ADDR).
+        #[arg(long)]
+        server: Option<String>,
+    },
     /// Register, inspect or remove the webhook at Telegram.
     #[command(after_help = concat!(reads_telegram!(), "Example:\n  server webhook set"))]
     Webhook {
@@ -244,6 +259,7 @@ impl Command {
                 | Self::Refund { .. }
                 | Self::Reconcile
                 | Self::Health { .. }
+                | Self::Openapi { .. }
         )
     }
 }
@@ -274,6 +290,8 @@ pub async fn main() -> ExitCode {
     });
     let outcome = if let Command::Health { url } = command {
         serve::health(url).await
+    } else if let Command::Openapi { server } = command {
+        print_openapi(server)
     } else if command.needs_only_the_database() {
         match DatabaseOnly::from_env() {
             Ok(config) => {
@@ -298,6 +316,23 @@ pub async fn main() -> ExitCode {
             ExitCode::from(exit_code(&error))
         }
     }
+}
+
+/// `server openapi`: the document, its server named as asked.
+fn print_openapi(server: Option<String>) -> anyhow::Result<()> {
+    let server = match server {
+        Some(url) => url,
+        None => crate::config::public_url_from_env()?,
+    };
+    let (_, mut document) = crate::api::documented();
+    document.servers = Some(vec![
+        utoipa::openapi::ServerBuilder::new()
+            .url(server.trim_end_matches('/'))
+            .description(Some("This server"))
+            .build(),
+    ]);
+    println!("{}", document.to_pretty_json()?);
+    Ok(())
 }
 
 fn configuration_error(error: &crate::config::ConfigError) -> ExitCode {
@@ -379,6 +414,7 @@ async fn run_on_database(command: Command, config: &DatabaseOnly) -> anyhow::Res
         } => books::verify(&open_store(database).await?).await,
         Command::Serve { .. }
         | Command::Health { .. }
+        | Command::Openapi { .. }
         | Command::Webhook { .. }
         | Command::Refund { .. }
         | Command::Reconcile => {

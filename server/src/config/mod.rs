@@ -200,6 +200,17 @@ pub fn site_addr_from_env() -> Result<std::net::SocketAddr, ConfigError> {
     http::site_addr(&Vars(&environment()))
 }
 
+/// `PUBLIC_URL`, else `http://` and `LEPTOS_SITE_ADDR` (after `.env`): where this server answers,
+/// for `server openapi`.
+pub fn public_url_from_env() -> Result<String, ConfigError> {
+    let vars = environment();
+    let vars = Vars(&vars);
+    match vars.get("PUBLIC_URL") {
+        Some(url) => Ok(url.trim_end_matches('/').to_owned()),
+        None => Ok(format!("http://{}", loopback(http::site_addr(&vars)?))),
+    }
+}
+
 /// What the commands that need only the database read (`keys`, `events`, `ledger verify`,
 /// `backup`, …): no bot token, no URL, no port, so they run where only the database is.
 #[derive(Clone)]
