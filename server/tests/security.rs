@@ -1,5 +1,5 @@
 //! Abuse limits and headers: invoice rate limit and open-order cap, the webhook's source
-//! allowlist, the Content-Security-Policy.
+//! allowlist, the Content-Security-Policy, request ids.
 
 mod support;
 
@@ -169,4 +169,58 @@ async fn pages_carry_a_content_security_policy() {
     assert!(policy.starts_with(
         "default-src 'self'; script-src 'self' 'wasm-unsafe-eval' https://telegram.org;"
     ));
+}
+
+/// Every answer carries its request's id as `Request-Id` and `X-Request-Id`: the caller's when
+/// well-formed, one made here otherwise (never an echo of whatever was sent), on pages, the
+/// service API's errors and 404s alike.
+#[tokio::test]
+async fn every_answer_carries_a_well_formed_request_id() {
+    let app = TestApp::spawn(Database::sqlite()).await;
+    let ids_of = |response: &reqwest::Response| {
+        let header = |name: &str| {
+            response.headers()[name]
+                .to_str()
+                .unwrap_or_else(|_| panic!("{name} is not text"))
+                .to_owned()
+        };
+        let (id, x_id) = (header("request-id"), header("x-request-id"));
+        assert_eq!(id, x_id);
+        id
+    };
+    let get = |path: &str, id: Option<&str>| {
+        let mut request = app.http.get(format!("{}{path}", app.base));
+        if let Some(id) = id {
+            request = request.header("X-Request-Id", id);
+        }
+        request.send()
+    };
+    let mut made = std::collections::HashSet::new();
+    for path in ["/healthz", "/v1/accounts/1", "/v1/nowhere", "/privacy"] {
+        let response = get(path, None).await.unwrap();
+        let id = ids_of(&response);
+        assert!(
+            id.len() > 9 && id.contains('-') && id.is_ascii(),
+            "{path}: made id {id:?}"
+        );
+        assert!(made.insert(id), "{path}: an id made twice");
+        let kept = "req_8f3a-01:trace.7";
+        assert_eq!(
+            ids_of(&get(path, Some(kept)).await.unwrap()),
+            kept,
+            "{path}"
+        );
+    }
+    let too_long = "a".repeat(129);
+    for malformed in [too_long.as_str(), "a b", "<script>", "id\"quoted", "%00"] {
+        let response = get("/v1/accounts/1", Some(malformed)).await.unwrap();
+        assert_eq!(response.status(), 401);
+        let id = ids_of(&response);
+        assert_ne!(id, malformed);
+        assert!(made.insert(id), "a made id repeated");
+    }
+    assert_eq!(
+        ids_of(&get("/healthz", Some(&"b".repeat(128))).await.unwrap()),
+        "b".repeat(128)
+    );
 }

@@ -11,9 +11,6 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, Request, header};
 use axum::response::Response;
 use tower_http::compression::CompressionLayer;
-use tower_http::request_id::{
-    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
-};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
@@ -48,6 +45,7 @@ pub(crate) fn router(state: AppState, sandbox: Option<&Sandbox>) -> Router {
             .merge(sandbox.router())
             .layer(axum::middleware::from_fn(security::this_machine_only));
     }
+    let ids = RequestIds::new();
     let default_policy = HeaderValue::from_str(
         &crate::mini_app::page_cache::content_security_policy(&[], dev),
     )
@@ -67,7 +65,6 @@ pub(crate) fn router(state: AppState, sandbox: Option<&Sandbox>) -> Router {
             HeaderValue::from_static("no-referrer"),
         ))
         .layer(DefaultBodyLimit::max(64 * 1024))
-        .layer(PropagateRequestIdLayer::x_request_id())
         .layer(
             // Paths only: query strings carry stream tokens, and no token belongs in a log.
             TraceLayer::new_for_http()
@@ -94,13 +91,45 @@ pub(crate) fn router(state: AppState, sandbox: Option<&Sandbox>) -> Router {
                     },
                 ),
         )
-        .layer(SetRequestIdLayer::x_request_id(RequestIds::new()))
+        .layer(axum::middleware::from_fn(move |request, next| {
+            request_id(ids.clone(), request, next)
+        }))
         .with_state(state)
 }
 
-/// The header a request's id travels in: kept when the proxy in front set it, made here
-/// otherwise, logged with every line of the request and returned with its answer.
+/// The header a request's id arrives in (from the proxy in front, or the caller).
 const REQUEST_ID: &str = "x-request-id";
+
+/// Gives the request its id and the answer the same one, as `X-Request-Id` and `Request-Id`:
+/// the caller's when well-formed, else one made here. Every log line of the request carries it
+/// (the `http` span reads the header this sets).
+async fn request_id(
+    ids: RequestIds,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let id = request
+        .headers()
+        .get(REQUEST_ID)
+        .filter(|id| well_formed(id.as_bytes()))
+        .cloned()
+        .unwrap_or_else(|| ids.make());
+    request.headers_mut().insert(REQUEST_ID, id.clone());
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(REQUEST_ID, id.clone());
+    headers.insert("request-id", id);
+    response
+}
+
+/// A request id worth keeping: 1 to 128 of `A-Z a-z 0-9 . _ - :` (a UUID, a proxy's
+/// `$request_id`, a trace id); anything else is replaced, never echoed.
+fn well_formed(id: &[u8]) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':'))
+}
 
 /// Request ids: this process's random prefix and a counter (`7f3a9c2e-42`), unique across
 /// instances and restarts without a random draw per request.
@@ -118,14 +147,11 @@ impl RequestIds {
             next: std::sync::Arc::default(),
         }
     }
-}
 
-impl MakeRequestId for RequestIds {
-    fn make_request_id<B>(&mut self, _request: &Request<B>) -> Option<RequestId> {
+    fn make(&self) -> HeaderValue {
         let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         HeaderValue::from_str(&format!("{}-{n}", self.prefix))
-            .ok()
-            .map(RequestId::new)
+            .expect("hex digits, a hyphen and a number")
     }
 }
 
