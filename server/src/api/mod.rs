@@ -127,15 +127,7 @@ impl utoipa::Modify for BearerKeys {
 
 /// The OpenAPI 3.1 document of this API, with this server's address as its server.
 fn openapi(document: &utoipa::openapi::OpenApi, config: &crate::config::Config) -> Response {
-    let mut document = document.clone();
-    document.servers = server_url(config).map(|url| {
-        vec![
-            utoipa::openapi::ServerBuilder::new()
-                .url(url)
-                .description(Some("This server"))
-                .build(),
-        ]
-    });
+    let document = with_server(document.clone(), server_url(config).as_deref());
     match document.to_pretty_json() {
         Ok(document) => (
             [(axum::http::header::CONTENT_TYPE, "application/json")],
@@ -147,6 +139,22 @@ fn openapi(document: &utoipa::openapi::OpenApi, config: &crate::config::Config) 
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
     }
+}
+
+/// `document` naming `url` as its one server (none when there is no URL to name).
+pub fn with_server(
+    mut document: utoipa::openapi::OpenApi,
+    url: Option<&str>,
+) -> utoipa::openapi::OpenApi {
+    document.servers = url.map(|url| {
+        vec![
+            utoipa::openapi::ServerBuilder::new()
+                .url(url.trim_end_matches('/'))
+                .description(Some("This server"))
+                .build(),
+        ]
+    });
+    document
 }
 
 /// Where this server answers: `PUBLIC_URL`, or the sandbox's address on this machine.

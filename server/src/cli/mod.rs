@@ -324,13 +324,8 @@ fn print_openapi(server: Option<String>) -> anyhow::Result<()> {
         Some(url) => url,
         None => crate::config::public_url_from_env()?,
     };
-    let (_, mut document) = crate::api::documented();
-    document.servers = Some(vec![
-        utoipa::openapi::ServerBuilder::new()
-            .url(server.trim_end_matches('/'))
-            .description(Some("This server"))
-            .build(),
-    ]);
+    let (_, document) = crate::api::documented();
+    let document = crate::api::with_server(document, Some(&server));
     println!("{}", document.to_pretty_json()?);
     Ok(())
 }
